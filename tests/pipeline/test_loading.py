@@ -1,0 +1,76 @@
+"""Loading users' models: what Keras can load is accepted, the rest is refused in one clear line."""
+
+import numpy as np
+import pytest
+
+from edgeclust.data import Dataset
+from edgeclust.errors import DataError, ModelFormatError
+from edgeclust.pipeline.loading import check_data_fits, load_keras_model
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    return model
+
+
+def test_keras_and_h5_load(tmp_path, small_model):
+    small_model.save(tmp_path / "m.keras")
+    small_model.save(tmp_path / "m.h5")
+    x = np.ones((2, 8, 8, 1), np.float32)
+    for name in ("m.keras", "m.h5"):
+        loaded = load_keras_model(tmp_path / name)
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), small_model.predict(x, verbose=0))
+
+
+def test_saved_model_is_refused_with_what_to_do(tmp_path, small_model):
+    small_model.export(tmp_path / "sm", verbose=False)
+    with pytest.raises(ModelFormatError, match=r"SavedModel.*model.save\('model.keras'\)"):
+        load_keras_model(tmp_path / "sm")
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("missing.keras", None, "no such file"),
+        ("empty.keras", b"", "empty file"),
+        ("random.keras", bytes(range(256)) * 4, "not a .keras model"),
+        ("text.keras", b"hello", "not a .keras model"),
+        ("fake.h5", b"not hdf5 at all", "not an HDF5 file"),
+    ],
+)
+def test_bad_model_files(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ModelFormatError, match=message) as info:
+        load_keras_model(path)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_and_foreign_zip(tmp_path, small_model):
+    import zipfile
+
+    small_model.save(tmp_path / "m.keras")
+    blob = (tmp_path / "m.keras").read_bytes()
+    (tmp_path / "trunc.keras").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ModelFormatError):
+        load_keras_model(tmp_path / "trunc.keras")
+    with zipfile.ZipFile(tmp_path / "other.keras", "w") as z:
+        z.writestr("readme.txt", "hi")
+    with pytest.raises(ModelFormatError, match="no config.json"):
+        load_keras_model(tmp_path / "other.keras")
+
+
+def test_data_must_fit_the_model(small_model):
+    rng = np.random.default_rng(0)
+    ok = Dataset(rng.random((4, 64), np.float32), np.arange(4), rng.random((2, 64), np.float32), np.arange(2))
+    assert check_data_fits(ok, small_model, "d.npz").input_shape == (8, 8, 1)  # same size: reshaped
+    wrong = Dataset(rng.random((4, 5, 5), np.float32), np.arange(4), rng.random((2, 5, 5), np.float32), np.arange(2))
+    with pytest.raises(DataError, match=r"shape \(5, 5\) but the model expects \(8, 8, 1\)"):
+        check_data_fits(wrong, small_model, "d.npz")
+    labels = Dataset(ok.x_train, np.array([0, 1, 2, 12]), ok.x_test, np.arange(2))
+    with pytest.raises(DataError, match="labels go up to 12 but the model has 10 outputs"):
+        check_data_fits(labels, small_model, "d.npz")

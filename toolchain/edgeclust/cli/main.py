@@ -1,0 +1,102 @@
+"""The `edgeclust` command: a click group whose commands live one per module in this package.
+
+Every EdgeclustError becomes one line on stderr and its exit code (1 failed check or domain error,
+2 bad usage or unreadable input); no traceback unless EDGECLUST_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+
+import click
+
+from edgeclust import __version__
+from edgeclust.errors import EdgeclustError
+
+# command name -> module in edgeclust.cli holding a click command of the same name
+COMMANDS = {
+    "cluster": "cluster",
+    "convert": "convert",
+    "inspect": "inspect",
+    "verify": "verify",
+    "build": "build",
+    "flash": "flash",
+    "boards": "boards",
+    "demo": "demo",
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command (or the help listing) needs it."""
+
+    def list_commands(self, ctx):
+        return [name for name in COMMANDS if self._module_exists(name)]
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS or not self._module_exists(name):
+            return None
+        module = importlib.import_module(f"edgeclust.cli.{COMMANDS[name]}")
+        return getattr(module, "command")
+
+    @staticmethod
+    def _module_exists(name):
+        return importlib.util.find_spec(f"edgeclust.cli.{COMMANDS[name]}") is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeclust")
+def cli():
+    """Cluster a Keras 3 model's weights and take it to a microcontroller.
+
+    \b
+    Typical flow:  edgeclust cluster -> convert -> verify -> build -> flash
+    All in one:    edgeclust build MODEL.keras --board qemu_mps2_an386 --data DATA.npz
+    Try it:        edgeclust demo
+    """
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("EDGECLUST_DEBUG", "") not in ("", "0")
+
+
+def main(argv=None):
+    """Console entry point: run the group, turn expected failures into one line and an exit code."""
+    try:
+        # outside standalone mode click returns the code given to ctx.exit(...) instead of exiting with it
+        status = cli.main(args=argv, prog_name="edgeclust", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("edgeclust: interrupted; nothing was written", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except EdgeclustError as exc:
+        if debug_enabled():
+            raise
+        click.echo(f"edgeclust: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        if debug_enabled():
+            raise
+        click.echo("edgeclust: interrupted; nothing was written", err=True)
+        sys.exit(130)
+    except Exception as exc:  # an unexpected failure is still one line, never a traceback
+        if debug_enabled():
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        click.echo(
+            f"edgeclust: internal error: {type(exc).__name__}: {first} "
+            "(run again with EDGECLUST_DEBUG=1 for the traceback and report it)",
+            err=True,
+        )
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

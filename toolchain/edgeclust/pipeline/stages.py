@@ -1,0 +1,124 @@
+"""The pipeline's steps as functions over models and bytes; build.py chains them, the CLI calls them too."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edgeclust.data import Dataset
+from edgeclust.errors import ConfigError
+from edgeclust.pipeline.progress import Stages
+from edgeclust.pipeline.training import finetune
+
+INITIALIZATIONS = ("kmeans++", "linear", "random", "density")
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How to cluster and fine-tune. clusters=0 means: leave the weights as they are."""
+
+    clusters: int = 16
+    init: str = "kmeans++"
+    per_channel: bool = False
+    preserve_sparsity: bool = False
+    fold_bn: bool = True
+    epochs: int = 1
+    learning_rate: float = 1e-5
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.clusters != 0 and (not isinstance(self.clusters, int) or self.clusters < 2):
+            raise ConfigError(
+                f"`clusters` must be an integer >= 2 (or 0 to skip clustering). Received: clusters={self.clusters}"
+            )
+        if self.init not in INITIALIZATIONS:
+            raise ConfigError(f"`init` must be one of {', '.join(INITIALIZATIONS)}. Received: init={self.init!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def centroid_initialization(name: str):
+    from edgeclust.cluster import CentroidInitialization
+
+    return {
+        "kmeans++": CentroidInitialization.KMEANS_PLUS_PLUS,
+        "linear": CentroidInitialization.LINEAR,
+        "random": CentroidInitialization.RANDOM,
+        "density": CentroidInitialization.DENSITY_BASED,
+    }[name]
+
+
+def has_batch_norm(model) -> bool:
+    import keras
+
+    return any(isinstance(layer, keras.layers.BatchNormalization) for layer in model._flatten_layers())
+
+
+@dataclass
+class ClusterResult:
+    """The stripped model, the report of what was clustered (initial centroids), and whether BN was folded."""
+
+    model: object
+    report: object | None
+    folded_batch_norm: bool
+
+
+def cluster_model(model, data: Dataset | None, options: ClusterOptions, stages: Stages | None = None,
+                  *, strip: bool = True) -> ClusterResult:
+    """Fold BatchNorm (if asked and present), cluster, fine-tune on data (if given), strip (unless told not to)."""
+    from edgeclust import cluster
+
+    folded = False
+    if options.fold_bn and has_batch_norm(model):
+        model = cluster.fold_batch_norms(model)
+        folded = True
+        if stages:
+            stages.info("folded BatchNormalization into the layers before it")
+    if options.clusters == 0:
+        return ClusterResult(model, None, folded)
+    wrapped = cluster.cluster_weights(
+        model,
+        options.clusters,
+        centroid_initialization(options.init),
+        cluster_per_channel=options.per_channel,
+        preserve_sparsity=options.preserve_sparsity,
+        seed=options.seed,
+    )
+    report = cluster.clustering_report(wrapped)
+    if stages:
+        stages.info(
+            f"clustering {len(report.clustered)} weight tensor(s) to {options.clusters} values "
+            f"{'per channel' if options.per_channel else 'per tensor'} ({options.init})"
+        )
+        for skipped in report.skipped:
+            stages.info(f"skipped {skipped.layer_name}: {skipped.reason}")
+    if data is not None and options.epochs > 0:
+        finetune(
+            wrapped, data.x_train, data.y_train,
+            epochs=options.epochs, learning_rate=options.learning_rate,
+            batch_size=options.batch_size, seed=options.seed, stages=stages,
+        )
+    return ClusterResult(cluster.strip_clustering(wrapped) if strip else wrapped, report, folded)
+
+
+def strip_if_clustered(model, stages: Stages | None = None):
+    """A model still carrying clustering wrappers converts 16x larger: strip it first and say so."""
+    from edgeclust import cluster
+
+    if cluster.is_clustered(model):
+        if stages:
+            stages.info("the model still carries clustering wrappers: stripped them before converting")
+        return cluster.strip_clustering(model), True
+    return model, False
+
+
+def convert_model(model, *, quantize: str, representative: np.ndarray | None, per_channel: bool) -> bytes:
+    """A stripped keras.Model to .tflite bytes (float32, or full int8 calibrated on `representative`)."""
+    from edgeclust.tflite import convert
+
+    return convert.to_tflite(
+        model, quantize=quantize, representative_data=representative, per_channel=per_channel
+    )

@@ -1,0 +1,165 @@
+"""A stripped keras.Model to .tflite bytes: float32, or full int8 for microcontrollers.
+
+The only module of edgeclust.tflite that imports TensorFlow, and only inside `to_tflite`. The model is
+exported as a SavedModel with a batch size of 1 (so Flatten becomes one RESHAPE) and converted with
+`TFLiteConverter.from_saved_model`; the converter's own chatter on stdout/stderr is kept off the console
+and its last error line becomes the ConversionError message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+
+import numpy as np
+
+from edgeclust.errors import ConfigError, ConversionError, DataError
+from edgeclust.tflite._fds import captured_output
+
+QUANTIZE_MODES = ("int8", "float32")
+DEFAULT_CALIBRATION = 200
+CALIBRATION_SEED = 0
+
+
+def to_tflite(
+    model,
+    *,
+    quantize: str = "int8",
+    representative_data=None,
+    per_channel: bool = True,
+    num_calibration: int = DEFAULT_CALIBRATION,
+) -> bytes:
+    """Convert a plain keras.Model to .tflite bytes with a fixed batch size of 1.
+
+    quantize="int8": full integer model (int8 weights, activations, input and output) calibrated on up to
+    `num_calibration` examples drawn (seeded) from `representative_data` (an array shaped like the model's
+    input without the batch axis first, or one array per input); weights are quantized per channel unless
+    `per_channel=False`, which keeps one scale per tensor (and so the clustered values per tensor).
+    quantize="float32": no quantization. Same model and data give the same bytes.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ConfigError(f"`quantize` must be one of {', '.join(QUANTIZE_MODES)}. Received: quantize={quantize!r}")
+    if not isinstance(num_calibration, int) or isinstance(num_calibration, bool) or num_calibration < 1:
+        raise ConfigError(f"`num_calibration` must be an integer >= 1. Received: num_calibration={num_calibration!r}")
+    _refuse_wrappers(model)
+    specs = _input_specs(model)
+    calibration = None
+    if quantize == "int8":
+        if representative_data is None:
+            raise ConfigError("int8 conversion needs `representative_data` to calibrate on (or use quantize='float32')")
+        calibration = _calibration_arrays(representative_data, specs, num_calibration)
+    _refuse_non_finite_weights(model)
+    return _convert(model, specs, quantize, calibration, per_channel)
+
+
+def _refuse_wrappers(model) -> None:
+    wrapped = [layer.name for layer in _layers(model) if type(layer).__module__.startswith("edgeclust.cluster")]
+    if wrapped:
+        raise ConversionError(
+            f"the model still carries clustering wrappers ({', '.join(wrapped[:3])}); "
+            "strip them with edgeclust.cluster.strip_clustering before converting"
+        )
+
+
+def _layers(model):
+    flatten = getattr(model, "_flatten_layers", None)
+    return list(flatten(include_self=False)) if flatten else list(getattr(model, "layers", []))
+
+
+def _input_specs(model) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape with batch 1, dtype) for each model input; unknown dimensions are refused."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ConversionError(
+            "the model has no defined inputs; build it with keras.Input(shape=...) before converting"
+        )
+    specs = []
+    for tensor in inputs:
+        shape = tuple(tensor.shape)
+        rest = shape[1:]
+        if any(d is None for d in rest):
+            raise ConversionError(
+                f"input {tensor.name!r} has shape {shape} with unknown dimensions; give the model a fixed input "
+                "shape (microcontrollers need static shapes)"
+            )
+        specs.append((tensor.name, (1, *rest), str(tensor.dtype)))
+    return specs
+
+
+def _calibration_arrays(representative_data, specs, num_calibration: int) -> list[np.ndarray]:
+    arrays = representative_data if isinstance(representative_data, (list, tuple)) else [representative_data]
+    if len(arrays) != len(specs):
+        raise DataError(
+            f"the model has {len(specs)} input(s) but `representative_data` gives {len(arrays)} array(s)"
+        )
+    checked = []
+    for array, (name, shape, _) in zip(arrays, specs):
+        array = np.asarray(array)
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+            raise DataError(f"representative data for input {name!r} must be numeric, got dtype {array.dtype}")
+        if array.shape[1:] != shape[1:] or len(array) == 0:
+            raise DataError(
+                f"representative data for input {name!r} must have shape (examples, {', '.join(map(str, shape[1:]))}); "
+                f"got {array.shape}"
+            )
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise DataError(f"representative data for input {name!r} holds NaN or Inf values")
+        checked.append(array)
+    n = len(checked[0])
+    if any(len(a) != n for a in checked):
+        raise DataError("representative data arrays for the model's inputs hold different numbers of examples")
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    chosen = np.sort(rng.choice(n, size=min(n, num_calibration), replace=False))
+    return [np.ascontiguousarray(a[chosen], dtype=np.float32) for a in checked]
+
+
+def _refuse_non_finite_weights(model) -> None:
+    for weight in model.weights:
+        values = np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight)
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            raise ConversionError(
+                f"weight {weight.path if hasattr(weight, 'path') else weight.name} holds NaN or Inf values; "
+                "retrain or repair the model before converting"
+            )
+
+
+def _convert(model, specs, quantize: str, calibration, per_channel: bool) -> bytes:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with tempfile.TemporaryDirectory(prefix="edgeclust-convert-") as tmp, captured_output() as log:
+        try:
+            import tensorflow as tf
+
+            signature = [tf.TensorSpec(shape, dtype=dtype) for name, shape, dtype in specs]
+            saved = os.path.join(tmp, "saved_model")
+            model.export(saved, verbose=False, input_signature=signature)
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+            if quantize == "int8":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+                converter.representative_dataset = lambda: (
+                    [a[i : i + 1] for a in calibration] for i in range(len(calibration[0]))
+                )
+                if not per_channel:
+                    converter._experimental_disable_per_channel = True
+            result = converter.convert()
+        except Exception as exc:  # the converter raises many types; each becomes one line
+            detail = _error_line(str(exc)) or _error_line(log.text()) or type(exc).__name__
+            raise ConversionError(f"the TFLite converter failed: {detail}") from None
+    return bytes(result)
+
+
+def _error_line(text: str) -> str:
+    """The most telling line of a converter error: the first 'error:' line, else the first non-empty one."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    chosen = next((m.group(1) for m in map(re.compile(r"error:\s*(.+)").search, lines) if m), None)
+    if chosen is None:
+        chosen = lines[0] if lines else ""
+    if chosen.startswith("loc("):  # MLIR prefixes the graph location: keep what follows it
+        chosen = chosen.rsplit("): ", 1)[-1]
+    return chosen[:300]
