@@ -17,6 +17,7 @@ from edgeclust.atomic import check_out_dir, staged_dir
 from edgeclust.errors import ConfigError, VerificationError
 from edgeclust.pipeline import report as report_mod
 from edgeclust.pipeline.files import keras_archive_bytes
+from edgeclust.pipeline.firmware import codegen_interface, self_test_cases
 from edgeclust.pipeline.loading import load_data_for, load_keras_model
 from edgeclust.pipeline.progress import ProgressCallback, Stages
 from edgeclust.pipeline.stages import (
@@ -113,10 +114,11 @@ def build(model_path, data_path, options: BuildOptions, on_progress: ProgressCal
     copts = options.cluster
     clustered = model
     cluster_report = None
+    folded_batch_norm = False
     if copts.clusters or (copts.fold_bn and has_batch_norm(model)):
         stages.start("Cluster and fine-tune" if copts.clusters else "Fold BatchNorm")
         result = cluster_model(model, data, copts, stages)
-        clustered, cluster_report = result.model, result.report
+        clustered, cluster_report, folded_batch_norm = result.model, result.report, result.folded_batch_norm
     clustered_out = predict(clustered, x_eval)
     clustered_keras_bytes = keras_archive_bytes(clustered)
 
@@ -181,22 +183,24 @@ def build(model_path, data_path, options: BuildOptions, on_progress: ProgressCal
     stages.start("Check the board's budget")
     from edgeclust.codegen import budget as budget_mod
 
+    # For a LUT model the measured arena holds the decoded weights too (TFLM's DECODE writes them there).
     arena = parity.tflm_arena_bytes(firmware_model)
-    op_names = flatbuffer.read_model(firmware_model).op_names
+    decoded = lut.decoded_bytes if lut is not None else 0
+    op_names = sorted(set(flatbuffer.read_model(firmware_model).op_names))
     budget = budget_mod.check_budget(
         board,
         model_bytes=len(firmware_model),
         op_names=op_names,
-        arena_bytes=arena,
-        decoded_bytes=lut.decoded_bytes if lut is not None else 0,
+        arena_bytes=max(arena - decoded, 0),
+        decoded_bytes=decoded,
     )
+    stages.info(budget_mod.budget_line(budget))
     if not budget.fits and not options.allow_over_budget:
         budget_mod.raise_over_budget(budget)
-    stages.info(report_mod.budget_line(budget))
 
     stages.start("Generate firmware project")
-    interface = report_mod.model_interface(parity.model_interface(firmware_model), labels=None)
-    cases = report_mod.self_test_cases(firmware_model, data.x_test[: options.self_test_cases], parity)
+    interface = codegen_interface(firmware_model)
+    cases = self_test_cases(firmware_model, data.x_test[: options.self_test_cases])
 
     sizes = {
         "keras_zipped": size.zipped_size(original_keras_bytes, "model.keras"),
@@ -239,7 +243,11 @@ def build(model_path, data_path, options: BuildOptions, on_progress: ProgressCal
             stages.start("Plot")
             from edgeclust.pipeline import plots
 
-            written = plots.write_plots(staging / "plots", original=model, cluster_report=cluster_report, sizes=sizes)
+            weights = [
+                (f"{w.layer_name} / {w.weight_name}", w.original_values, w.initial_centroids)
+                for w in (cluster_report.clustered if cluster_report is not None else [])
+            ]
+            written = plots.write_plots(staging / "plots", weights=weights, sizes=sizes)
             stages.info(f"{len(written)} PNG file(s) in {options.out_dir / 'plots'}")
 
         stages.start("Write report")
@@ -254,6 +262,7 @@ def build(model_path, data_path, options: BuildOptions, on_progress: ProgressCal
             was_wrapped=was_wrapped,
             probabilities=probabilities,
             cluster_report=cluster_report,
+            folded_batch_norm=folded_batch_norm,
             weight_stats=weight_stats,
             verification=verification,
             lut=lut,

@@ -107,3 +107,81 @@ def write_report(folder: Path, report: dict, timings: dict[str, float]) -> None:
     """report.json (byte-identical for identical inputs) and timings.json (wall times, which are not)."""
     (folder / "report.json").write_text(json.dumps(jsonable(report), indent=2, sort_keys=True) + "\n")
     (folder / "timings.json").write_text(json.dumps({"seconds": timings}, indent=2, sort_keys=True) + "\n")
+
+
+def _clustering_section(cluster_report, folded_batch_norm: bool) -> dict | None:
+    if cluster_report is None:
+        return {"folded_batch_norm": folded_batch_norm, "clustered": [], "skipped": []} if folded_batch_norm else None
+    return {
+        "folded_batch_norm": folded_batch_norm,
+        "clustered": [
+            {
+                "layer": w.layer_name,
+                "weight": w.weight_name,
+                "shape": list(w.shape),
+                "clusters": w.number_of_clusters,
+                "per_channel": w.per_channel,
+            }
+            for w in cluster_report.clustered
+        ],
+        "skipped": [
+            {"layer": s.layer_name, "class": s.layer_class, "reason": s.reason} for s in cluster_report.skipped
+        ],
+    }
+
+
+def _verify_section(verification, weight_stats) -> dict | None:
+    if verification is None:
+        return None
+    found = [verification.count(s) for s in weight_stats]
+    return {
+        "passed": verification.passed,
+        "max_unique": verification.max_unique,
+        "per_channel": verification.per_channel,
+        "checked": verification.checked,
+        "max_unique_found": max(found, default=0),
+        "failures": [s.name for s in verification.failures],
+    }
+
+
+def _lut_section(lut) -> dict | None:
+    if lut is None:
+        return None
+    return {
+        "compressed_tensors": list(lut.compressed_tensors),
+        "skipped_tensors": list(lut.skipped_tensors),
+        "decoded_bytes": lut.decoded_bytes,
+    }
+
+
+def build_report(*, version, model_path, model_sha256, data_path, data_sha256, options, board, was_wrapped,
+                 probabilities, cluster_report, folded_batch_norm, weight_stats, verification, lut, parity, sizes,
+                 arena_bytes, budget, op_names, staging: Path) -> dict:
+    """Everything a build decided and measured, in plain values (no timings: they live in timings.json)."""
+    return jsonable({
+        "edgeclust_version": version,
+        "inputs": {
+            "model": {"path": str(model_path), "sha256": model_sha256},
+            "data": {"path": str(data_path), "sha256": data_sha256},
+        },
+        "options": {k: v for k, v in asdict(options).items() if k not in ("out_dir", "force")},
+        "board": {
+            "id": board.id,
+            "name": board.name,
+            "mcu": board.mcu,
+            "flash_bytes": board.flash_bytes,
+            "ram_bytes": board.ram_bytes,
+        },
+        "model_had_clustering_wrappers": was_wrapped,
+        "outputs_are_probabilities": probabilities,
+        "clustering": _clustering_section(cluster_report, folded_batch_norm),
+        "weights": list(weight_stats),
+        "verify": _verify_section(verification, weight_stats),
+        "lut": _lut_section(lut),
+        "parity": parity,
+        "sizes": sizes,
+        "tflm_arena_bytes": arena_bytes,
+        "budget": budget,
+        "ops": list(op_names),
+        "files": file_hashes(staging, skip={"report.json", "timings.json"}),
+    })
