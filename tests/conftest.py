@@ -52,3 +52,21 @@ def trained_mnist_cnn(mnist_small):
 @pytest.fixture(scope="session")
 def digits() -> edata.Dataset:
     return edata.load_digits()
+
+
+@pytest.fixture(scope="session")
+def digits_inputs(tmp_path_factory, digits):
+    """A digits CNN (Conv, BatchNorm, depthwise, Dense) trained 3 epochs, saved as .keras, with DATA.npz."""
+    import keras
+
+    from edgeclust import examples
+    from edgeclust.pipeline.files import save_keras_atomic
+
+    folder = tmp_path_factory.mktemp("digits_inputs")
+    keras.utils.set_random_seed(0)
+    model = examples.compile_for_training(examples.digits_cnn(seed=0), learning_rate=3e-3)
+    model.fit(digits.x_train, digits.y_train, batch_size=32, epochs=3, verbose=0)
+    data = digits.subset(train=800, test=120)
+    save_keras_atomic(model, folder / "digits.keras")
+    edata.save_npz(folder / "digits.npz", data)
+    return folder / "digits.keras", folder / "digits.npz"

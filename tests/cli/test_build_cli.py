@@ -1,0 +1,131 @@
+"""`edgeclust build` and `edgeclust demo` as users run them: real subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TOOLCHAIN = Path(__file__).resolve().parents[2] / "toolchain"
+ENV = {**os.environ, "PYTHONPATH": str(TOOLCHAIN), "EDGECLUST_DEBUG": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def edgeclust(*args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeclust", *map(str, args)], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result, code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("edgeclust: error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_build_prints_the_summary_and_writes_the_project(digits_inputs, tmp_path):
+    model, data = digits_inputs
+    result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", data, "--clusters", "8",
+                       "--epochs", "1", "--lr", "1e-4", "--parity-samples", "30", "--out", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "[1/" in result.stderr and "Generate firmware project" in result.stderr  # progress per stage
+    assert "Accuracy on 30 test examples" in result.stdout
+    assert "at most" in result.stdout and "(limit 8): PASS" in result.stdout
+    assert "next: edgeclust flash out" in result.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["verify"]["max_unique_found"] <= 8
+
+
+def test_unknown_board_lists_the_known_ones_and_writes_nothing(digits_inputs, tmp_path):
+    model, data = digits_inputs
+    result = edgeclust("build", model, "--board", "nope", "--data", data, "--out", "out", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "qemu_mps2_an386" in result.stderr and "qemu_lm3s6965evb" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_model_is_a_usage_error(digits_inputs, tmp_path):
+    _, data = digits_inputs
+    result = edgeclust("build", tmp_path / "missing.keras", "--board", "qemu_mps2_an386", "--data", data,
+                       "--out", "out", cwd=tmp_path)
+    assert_one_line_error(result, 2, "missing.keras")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_out_is_refused(digits_inputs, tmp_path):
+    model, data = digits_inputs
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep")
+    result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", data, "--out", "out", cwd=tmp_path)
+    assert_one_line_error(result, 2, "out", "--force")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["mine.txt"]
+
+
+def test_clusters_larger_than_a_tensor_is_refused(digits_inputs, tmp_path):
+    model, data = digits_inputs
+    result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", data, "--clusters", "100000",
+                       "--out", "out", cwd=tmp_path)
+    assert_one_line_error(result, 2, "number_of_clusters")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_clusters_below_two_is_refused(digits_inputs, tmp_path):
+    model, data = digits_inputs
+    result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", data, "--clusters", "1",
+                       "--out", "out", cwd=tmp_path)
+    assert_one_line_error(result, 2, "clusters")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_data_for_another_model_is_refused(digits_inputs, tmp_path, mnist_small):
+    from edgeclust import data as edata
+
+    model, _ = digits_inputs
+    edata.save_npz(tmp_path / "mnist.npz", mnist_small.subset(train=20, test=5))
+    result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", "mnist.npz", "--out", "out",
+                       cwd=tmp_path)
+    assert_one_line_error(result, 2, "shape")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist.npz"]
+
+
+def test_ctrl_c_in_the_middle_of_a_build_leaves_nothing(digits_inputs, tmp_path):
+    model, data = digits_inputs
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edgeclust", "build", str(model), "--board", "qemu_mps2_an386", "--data", str(data),
+         "--epochs", "3", "--out", "out"],
+        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seen = ""
+    deadline = time.monotonic() + 300
+    while "Cluster and fine-tune" not in seen and time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "Cluster and fine-tune" in seen, seen
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=300)
+    assert process.returncode == 130, seen + rest
+    assert "interrupted; nothing was written" in rest
+    assert "Traceback" not in rest
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_demo_runs_the_main_job(tmp_path):
+    result = edgeclust("demo", "--no-run", "--out", "demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Accuracy on" in result.stdout and "Board qemu_mps2_an386" in result.stdout
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["verify"]["passed"] and report["parity"]["accuracy"]["tflm_int8"] > 0.85
+    assert (tmp_path / "demo" / "plots" / "sizes.png").is_file()
+    assert (tmp_path / "demo" / "firmware" / "main.cc").is_file()
+    assert (tmp_path / "demo" / "inputs" / "digits.npz").is_file()
