@@ -44,8 +44,8 @@ class Dataset:
 def _validated(arrays: dict[str, np.ndarray], source: str) -> Dataset:
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-            raise DataError(f"{source}: x_{split} must be a numeric array, got dtype {x.dtype}")
+        if x.dtype == object or x.dtype.kind == "c" or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise DataError(f"{source}: x_{split} must be a real numeric array (e.g. float32), got dtype {x.dtype}")
         if x.ndim < 2:
             raise DataError(
                 f"{source}: x_{split} must have shape (examples, *input_shape), got {x.shape}"

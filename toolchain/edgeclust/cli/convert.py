@@ -16,7 +16,7 @@ import click
 @click.option("--data", type=click.Path(path_type=Path),
               help="DATA.npz; int8 draws its calibration examples from x_train.")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Where to write the .tflite file.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for choosing calibration examples.")
 def command(model, quantize, per_tensor, data, calibration_samples, output, seed):
@@ -25,13 +25,23 @@ def command(model, quantize, per_tensor, data, calibration_samples, output, seed
     A model that still carries clustering wrappers is stripped first. Next:
     edgeclust verify OUT.tflite --max-unique N
     """
+    from edgeclust.data import load_npz
     from edgeclust.errors import InputError
-    from edgeclust.pipeline.files import convert_file
+    from edgeclust.pipeline.loading import check_keras_path
 
     if quantize == "int8" and data is None:
         raise InputError("int8 conversion needs --data DATA.npz to calibrate on (or use --quantize float32)")
     if output.suffix != ".tflite":
         raise InputError(f"{output}: the output must end in .tflite")
+    if output.is_dir():
+        raise InputError(f"{output}: is a folder; give the path of the .tflite file to write")
+    # cheap checks first, so a bad file fails at once, before TensorFlow is imported
+    check_keras_path(model)
+    if data is not None:
+        load_npz(data)
+
+    from edgeclust.pipeline.files import convert_file
+
     result = convert_file(model, data, output, quantize=quantize, per_channel=not per_tensor,
                           calibration_samples=calibration_samples, seed=seed)
     if result.stripped_wrappers:

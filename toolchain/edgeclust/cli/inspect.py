@@ -20,10 +20,14 @@ def command(model, as_json):
 
     Next: edgeclust verify MODEL.tflite --max-unique N [--per-channel]
     """
+    from edgeclust.errors import ModelFormatError
     from edgeclust.tflite import flatbuffer, inspect
 
     parsed = flatbuffer.read_model_file(model)
-    stats = inspect.inspect_weights(parsed)
+    try:
+        stats = inspect.require_finite(inspect.inspect_weights(parsed))
+    except ModelFormatError as exc:  # name the file, as the reader does
+        raise ModelFormatError(f"{model}: {exc}") from None
     if as_json:
         click.echo(json.dumps({
             "file": str(model),

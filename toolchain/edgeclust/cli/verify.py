@@ -9,11 +9,13 @@ from pathlib import Path
 
 import click
 
+MIN_CLUSTERS = 2
+
 
 @click.command("verify")
 @click.argument("model", metavar="MODEL.tflite", type=click.Path(path_type=Path))
-@click.option("--max-unique", "-n", type=click.IntRange(min=1), required=True,
-              help="The most unique values a weight tensor may hold (e.g. the number of clusters).")
+@click.option("--max-unique", "-n", type=int, required=True,
+              help="The most unique values a weight tensor may hold (the number of clusters, >= 2).")
 @click.option("--per-channel", is_flag=True, help="Count unique values per channel instead of per tensor.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def command(model, max_unique, per_channel, as_json):
@@ -22,9 +24,17 @@ def command(model, max_unique, per_channel, as_json):
 
     Exit status: 0 all pass, 1 some fail (listed), 2 unreadable file or bad usage. Use it to gate CI.
     """
+    from edgeclust.errors import ConfigError, ModelFormatError
     from edgeclust.tflite import flatbuffer, inspect
 
-    result = inspect.verify(flatbuffer.read_model_file(model), max_unique, per_channel=per_channel)
+    if max_unique < MIN_CLUSTERS:
+        raise ConfigError(f"--max-unique must be the number of clusters, an integer >= {MIN_CLUSTERS}. "
+                          f"Received: --max-unique {max_unique}")
+    parsed = flatbuffer.read_model_file(model)
+    try:
+        result = inspect.verify(parsed, max_unique, per_channel=per_channel)
+    except ModelFormatError as exc:  # name the file, as the reader does
+        raise ModelFormatError(f"{model}: {exc}") from None
     if as_json:
         click.echo(json.dumps({
             "file": str(model),

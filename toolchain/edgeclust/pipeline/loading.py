@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -15,9 +17,11 @@ _H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def check_keras_path(path: str | os.PathLike) -> Path:
-    """Refuse, before any heavy import, a path that cannot hold a Keras 3 model."""
+    """Refuse, before any heavy import, a path that cannot hold a Keras 3 model (.keras, .h5, unzipped .keras)."""
     path = Path(path)
     if path.is_dir():
+        if (path / "config.json").is_file():
+            return path  # an unzipped .keras archive: Keras 3 loads it
         if (path / "saved_model.pb").is_file():
             raise ModelFormatError(
                 f"{path}: a TensorFlow SavedModel, which Keras 3 cannot load back as a model; "
@@ -26,25 +30,34 @@ def check_keras_path(path: str | os.PathLike) -> Path:
         raise ModelFormatError(f"{path}: a folder, not a model file; pass a .keras (or legacy .h5) file")
     if not path.exists():
         raise ModelFormatError(f"{path}: no such file; pass a .keras model saved with model.save()")
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     if size == 0:
         raise ModelFormatError(f"{path}: empty file; pass a .keras model saved with model.save()")
-    with open(path, "rb") as f:
-        head = f.read(8)
     if head == _H5_SIGNATURE:
         return path
-    if path.suffix == ".h5":
+    if head[4:8] == b"TFL3":
+        raise ModelFormatError(
+            f"{path}: a .tflite model, already converted; inspect it with `edgeclust inspect`, or pass the .keras model"
+        )
+    if path.suffix in (".h5", ".hdf5"):
         raise ModelFormatError(f"{path}: not an HDF5 file (bad signature); pass a .keras model")
     if not zipfile.is_zipfile(path):
+        damaged = " (it starts like one: damaged or truncated?)" if head[:4] == b"PK\x03\x04" else ""
         raise ModelFormatError(
-            f"{path}: not a .keras model (a .keras file is a zip archive); save it with model.save('model.keras')"
+            f"{path}: not a .keras model (a .keras file is a zip archive{damaged}); "
+            "save it with model.save('model.keras')"
         )
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ModelFormatError(f"{path}: damaged .keras archive ({exc}); save the model again") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+        raise ModelFormatError(f"{path}: damaged .keras archive ({_first_line(exc)}); save the model again") from None
     if bad is not None:
         raise ModelFormatError(f"{path}: damaged .keras archive (member {bad} fails its CRC); save the model again")
     if "config.json" not in names:
@@ -53,20 +66,64 @@ def check_keras_path(path: str | os.PathLike) -> Path:
 
 
 def load_keras_model(path: str | os.PathLike):
-    """Load a .keras (or legacy .h5) model, clustering wrappers included, as a keras.Model."""
+    """Load a .keras (or legacy .h5) model, clustering wrappers included, as a keras.Model.
+
+    The weights must be finite: a NaN or Inf weight is refused with the weight's name.
+    """
     path = check_keras_path(path)
     import keras
 
     import edgeclust.cluster  # noqa: F401  (registers the clustering wrappers for loading)
 
     try:
-        model = keras.models.load_model(path, compile=False)
+        with _named_for_keras(path) as loadable:
+            model = keras.models.load_model(loadable, compile=False)
     except Exception as exc:  # Keras raises many types here; all mean "cannot load"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelFormatError(f"{path}: Keras cannot load this model ({first[:300]})") from None
+        first = _first_line(exc)
+        hint = ""
+        if "No model config found" in first:
+            hint = "; this file holds weights only (save_weights): pass a model saved with model.save('model.keras')"
+        raise ModelFormatError(f"{path}: Keras cannot load this model ({first[:300]}){hint}") from None
     if not isinstance(model, keras.Model):
         raise ModelFormatError(f"{path}: holds a {type(model).__name__}, not a keras.Model")
+    check_finite_weights(model, str(path))
     return model
+
+
+def check_finite_weights(model, source: str) -> None:
+    """Refuse a model with a NaN or Inf weight, naming the weight (clustering and conversion need real numbers)."""
+    for weight in model.weights:
+        values = np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight)
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+            name = getattr(weight, "path", None) or weight.name
+            raise ModelFormatError(
+                f"{source}: weight {name} holds {bad:,} NaN or Inf values of {values.size:,}; "
+                "the model is broken: retrain or repair it before clustering or converting"
+            )
+
+
+@contextlib.contextmanager
+def _named_for_keras(path: Path):
+    """`path`, or a link to it whose name ends as Keras needs (.keras for a zip, .h5 for HDF5)."""
+    if path.is_dir():
+        yield path
+        return
+    with open(path, "rb") as f:
+        is_h5 = f.read(8) == _H5_SIGNATURE
+    wanted = (".h5", ".hdf5") if is_h5 else (".keras",)
+    if path.suffix in wanted:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="edgeclust-load-") as tmp:
+        link = Path(tmp) / f"model{wanted[0]}"
+        link.symlink_to(path.resolve())
+        yield link
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def check_data_fits(data: Dataset, model, source: str) -> Dataset:

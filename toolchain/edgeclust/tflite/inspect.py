@@ -78,6 +78,7 @@ class WeightStats:
     subgraph: int = 0
     tensor: int = 0
     stored_as: str = "raw"
+    non_finite: int = 0  # NaN or Inf values (float weights only)
 
 
 @dataclass(frozen=True)
@@ -135,10 +136,33 @@ def verify(data: bytes | TfliteModel, max_unique: int, per_channel: bool = False
     """
     if not isinstance(max_unique, (int, np.integer)) or isinstance(max_unique, bool) or max_unique < 1:
         raise ConfigError(f"`max_unique` must be an integer >= 1. Received: max_unique={max_unique!r}")
-    stats = inspect_weights(data)
+    stats = require_finite(inspect_weights(data))
     limit = VerifyResult(True, (), len(stats), int(max_unique), bool(per_channel))
     failures = tuple(s for s in stats if limit.count(s) > max_unique)
     return replace(limit, passed=bool(stats) and not failures, failures=failures)
+
+
+def require_finite(stats: list[WeightStats]) -> list[WeightStats]:
+    """`stats` unchanged, or ModelFormatError naming the first weight tensor holding NaN or Inf values."""
+    broken = [s for s in stats if s.non_finite]
+    if broken:
+        first = broken[0]
+        others = f" (and {len(broken) - 1} more tensor(s))" if len(broken) > 1 else ""
+        size = int(np.prod(first.shape, dtype=np.int64))
+        raise ModelFormatError(
+            f"weight tensor {first.name!r} ({first.consumer}, tensor {first.tensor}) holds {first.non_finite:,} "
+            f"NaN or Inf values of {size:,}{others}; the model is broken: retrain or repair it, then convert again"
+        )
+    return stats
+
+
+def count_non_finite(values: np.ndarray) -> int:
+    """NaN and Inf values in a float tensor (0 for integers), counted in chunks to keep temporaries small."""
+    if values.dtype.kind not in "fc":
+        return 0
+    flat = values.reshape(-1)
+    return sum(int(flat[i : i + _COUNT_CHUNK].size - np.count_nonzero(np.isfinite(flat[i : i + _COUNT_CHUNK])))
+               for i in range(0, flat.size, _COUNT_CHUNK))
 
 
 def weight_stats(weight: WeightTensor) -> WeightStats:
@@ -158,6 +182,7 @@ def weight_stats(weight: WeightTensor) -> WeightStats:
         subgraph=weight.subgraph,
         tensor=weight.tensor,
         stored_as=weight.stored_as,
+        non_finite=count_non_finite(values),
     )
 
 
