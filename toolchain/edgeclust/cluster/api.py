@@ -1,0 +1,185 @@
+"""cluster_weights, strip_clustering, cluster_scope, is_clustered: the tfmot-style entry points.
+
+A model is never changed in place: cluster_weights and strip_clustering build a new model from copies of
+its layers (same names, same weights), so the original model stays usable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import keras
+
+from edgeclust.cluster.clusterable import skip_reason, weight_specs
+from edgeclust.cluster.config import (
+    DEFAULT_INDEX_UPDATE_INTERVAL,
+    CentroidInitialization,
+    ClusteringConfig,
+    GradientAggregation,
+)
+from edgeclust.cluster.wrapper import ClusterWeights
+from edgeclust.errors import UnsupportedLayerError
+
+
+@dataclass(frozen=True)
+class PlannedLayer:
+    """What cluster_weights will do with one layer: the names of its clustered weights, or why none."""
+
+    layer_name: str
+    layer_class: str
+    weights: tuple[str, ...]
+    reason: str = ""
+
+
+def _is_graph_model(model) -> bool:
+    """Sequential or Functional: a model whose layer graph Keras knows (and clone_model can rebuild)."""
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, (keras.Sequential, Functional))
+
+
+def _reject_subclassed(model) -> None:
+    if isinstance(model, keras.Model) and not _is_graph_model(model):
+        raise UnsupportedLayerError(
+            f"Model {model.name!r} is a subclassed model ({type(model).__name__}); edgeclust cannot see how its "
+            "layers are connected. Build it as a Sequential or Functional model, or cluster its layers one by "
+            "one with cluster_weights(layer) inside your model"
+        )
+
+
+def plan(model) -> list[PlannedLayer]:
+    """Which layers of a Sequential/Functional model cluster which weights, and which layers are skipped.
+
+    Pure: reads the model, changes nothing. Raises what cluster_weights would raise.
+    """
+    _reject_subclassed(model)
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.Model):
+            out += plan(layer)
+            continue
+        if isinstance(layer, ClusterWeights):
+            raise UnsupportedLayerError(
+                f"Layer {layer.name!r} is already clustered; strip_clustering(model) before clustering again"
+            )
+        specs = weight_specs(layer)
+        if specs:
+            out.append(PlannedLayer(layer.name, type(layer).__name__, tuple(s.name for s in specs)))
+        elif layer.weights:
+            out.append(PlannedLayer(layer.name, type(layer).__name__, (), skip_reason(layer)))
+    return out
+
+
+def copy_layer(layer, weights=None):
+    """A new layer with the same config, built like `layer`, holding `weights` (default: layer's weights)."""
+    clone = layer.__class__.from_config(layer.get_config())
+    if layer.built:
+        build_config = layer.get_build_config()
+        if build_config:
+            clone.build_from_config(build_config)
+        clone.set_weights(layer.get_weights() if weights is None else weights)
+    return clone
+
+
+def cluster_weights(
+    to_cluster,
+    number_of_clusters,
+    cluster_centroids_init=CentroidInitialization.KMEANS_PLUS_PLUS,
+    *,
+    cluster_per_channel=False,
+    preserve_sparsity=False,
+    cluster_gradient_aggregation=GradientAggregation.SUM,
+    seed=None,
+):
+    """Wrap a layer, a list of layers, or every clusterable layer of a Sequential/Functional model.
+
+    A layer gives back a ClusterWeights wrapping it; a list, a list; a model, a new model whose clusterable
+    layers are wrapped copies (the original model is left as it was). Fine-tune the result, then strip it.
+    """
+    config = ClusteringConfig(
+        number_of_clusters, cluster_centroids_init, cluster_per_channel, preserve_sparsity,
+        cluster_gradient_aggregation, seed, DEFAULT_INDEX_UPDATE_INTERVAL,
+    )
+    arguments = dict(
+        number_of_clusters=config.number_of_clusters,
+        cluster_centroids_init=config.cluster_centroids_init,
+        cluster_per_channel=config.cluster_per_channel,
+        preserve_sparsity=config.preserve_sparsity,
+        cluster_gradient_aggregation=config.cluster_gradient_aggregation,
+        seed=config.seed,
+    )
+    if isinstance(to_cluster, (list, tuple)):
+        return [cluster_weights(layer, **arguments) for layer in to_cluster]
+    if isinstance(to_cluster, keras.Model):
+        plan(to_cluster)  # raises before anything is built
+
+        def wrap(layer):
+            if isinstance(layer, keras.layers.InputLayer):
+                return layer
+            clone = copy_layer(layer)
+            return ClusterWeights(clone, **arguments) if weight_specs(layer) else clone
+
+        return keras.models.clone_model(to_cluster, clone_function=wrap, recursive=True)
+    if isinstance(to_cluster, keras.layers.Layer):
+        if isinstance(to_cluster, ClusterWeights):
+            raise UnsupportedLayerError(f"Layer {to_cluster.name!r} is already clustered")
+        if to_cluster.built and not weight_specs(to_cluster):
+            return to_cluster
+        return ClusterWeights(to_cluster, **arguments)
+    raise UnsupportedLayerError(
+        "`to_cluster` must be a keras Layer, a list of layers, or a Sequential/Functional model. "
+        f"Received: {type(to_cluster).__name__}"
+    )
+
+
+def _stripped_layer(wrapper: ClusterWeights):
+    inner = copy_layer(wrapper.layer)
+    for spec, values in zip(wrapper.weight_specs, wrapper.clustered_values()):
+        spec.variable(inner).assign(values)
+    return inner
+
+
+def strip_clustering(model):
+    """A plain Keras model (or layer) whose clustered weights hold their centroid values: at most N unique
+    values per tensor (per channel with cluster_per_channel), the wrappers gone."""
+    if isinstance(model, ClusterWeights):
+        return _stripped_layer(model)
+    if isinstance(model, keras.Model):
+        _reject_subclassed(model)
+
+        def unwrap(layer):
+            if isinstance(layer, keras.layers.InputLayer):
+                return layer
+            if isinstance(layer, ClusterWeights):
+                return _stripped_layer(layer)
+            return copy_layer(layer)
+
+        return keras.models.clone_model(model, clone_function=unwrap, recursive=True)
+    if isinstance(model, keras.layers.Layer):
+        return model
+    raise UnsupportedLayerError(
+        f"strip_clustering takes a Keras model or a ClusterWeights layer. Received: {type(model).__name__}"
+    )
+
+
+def is_clustered(model) -> bool:
+    """Whether the model (or layer) still contains ClusterWeights wrappers."""
+    if isinstance(model, ClusterWeights):
+        return True
+    return isinstance(model, keras.layers.Layer) and any(
+        isinstance(layer, ClusterWeights) for layer in model._flatten_layers()
+    )
+
+
+@contextlib.contextmanager
+def cluster_scope():
+    """The scope in which keras.models.load_model restores a model saved with ClusterWeights wrappers.
+
+    The wrapper is also registered as "edgeclust>ClusterWeights", so loading works without it once
+    edgeclust.cluster has been imported; the scope is kept for tfmot users.
+    """
+    with keras.saving.custom_object_scope({"ClusterWeights": ClusterWeights}):
+        yield
