@@ -66,3 +66,17 @@ def bytes_from_c_array(text: str, symbol: str | None = None) -> bytes:
         return bytes(int(item, 0) for item in items if item)
     except ValueError as exc:
         raise CodegenError(f"the array holds something other than byte literals ({exc})") from None
+
+
+def c_string(text: str) -> str:
+    """A C string literal for `text` (UTF-8; quotes, backslashes and non-printable bytes escaped as octal)."""
+    out = []
+    for byte in str(text).encode("utf-8"):
+        ch = chr(byte)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= byte < 0x7F and ch != "?":  # '?' escaped too: no trigraphs
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
