@@ -8,6 +8,7 @@ are decoded first, so a compressed model is checked on the values the board comp
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -148,7 +149,7 @@ def require_finite(stats: list[WeightStats]) -> list[WeightStats]:
     if broken:
         first = broken[0]
         others = f" (and {len(broken) - 1} more tensor(s))" if len(broken) > 1 else ""
-        size = int(np.prod(first.shape, dtype=np.int64))
+        size = math.prod(first.shape)
         raise ModelFormatError(
             f"weight tensor {first.name!r} ({first.consumer}, tensor {first.tensor}) holds {first.non_finite:,} "
             f"NaN or Inf values of {size:,}{others}; the model is broken: retrain or repair it, then convert again"
@@ -305,7 +306,7 @@ def decode_lut(encoded: Tensor, ancillary: Tensor, decoded: Tensor) -> np.ndarra
     axis, bits, stride = int(anc[5]) >> 4, int(anc[5]) & 0x7, int(anc[6])
     np_dtype = decoded_numpy_dtype(decoded.dtype)
     shape = decoded.shape
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)  # Python ints: a corrupted shape must not overflow int64
     if bits == 0 or stride == 0 or np_dtype is None or any(d < 0 for d in shape):
         raise ModelFormatError(f"corrupted .tflite file: {what} has an invalid LUT header")
     if axis == _LUT_PER_TENSOR_AXIS:

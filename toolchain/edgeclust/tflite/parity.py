@@ -8,6 +8,7 @@ scale and zero point. `tflm_arena_bytes` finds the arena the model really needs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -252,7 +253,7 @@ def _generous_arena(model: TfliteModel) -> int:
         for t in sg.tensors:
             if t.is_constant:
                 continue
-            count = int(np.prod([max(d, 1) for d in t.shape], dtype=np.int64)) if t.shape else 1
+            count = math.prod(max(d, 1) for d in t.shape)  # Python ints: no int64 overflow
             np_dtype = numpy_dtype(t.dtype)
             itemsize = np_dtype.itemsize if np_dtype is not None else 8
             total += count * itemsize + _ARENA_ALIGNMENT
