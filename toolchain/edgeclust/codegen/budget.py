@@ -1,0 +1,148 @@
+"""Will the model fit the board? Flash = model + TFLM runtime for the ops used; RAM = arena (+ margin) + decoded
+LUT weights + stack + heap + the runtime's static data, against the board's sizes.
+
+The runtime sizes come from codegen/runtime_sizes.toml, measured once per CPU profile with arm-none-eabi-size
+(see that file and codegen/measure_sizes.py for how).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeclust.codegen import resolver
+from edgeclust.codegen.board import BoardSpec
+from edgeclust.errors import BudgetError, CodegenError
+
+SIZES_FILE = Path(__file__).with_name("runtime_sizes.toml")
+ARENA_MARGIN = 0.25  # the same default as project.render_project
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Bytes used and available on the board, with the parts that add up to them."""
+
+    board_id: str
+    board_name: str
+    flash_used: int
+    flash_total: int
+    ram_used: int
+    ram_total: int
+    fits: bool
+    flash_fits: bool
+    ram_fits: bool
+    # flash parts
+    model: int
+    runtime: int  # TFLM core + the kernels of the ops used (+ startup code and libc)
+    runtime_parts: dict[str, int] = field(default_factory=dict)  # "core" and one entry per op family
+    # RAM parts
+    arena: int = 0  # the firmware's tensor arena: measured arena + margin
+    decoded: int = 0  # weights TFLM's DECODE writes to RAM (LUT-compressed models)
+    stack: int = 0
+    heap: int = 0
+    runtime_ram: int = 0  # .data + .bss of the runtime, the arena aside
+    arena_margin: float = ARENA_MARGIN
+    runtime_profile: str = ""
+    estimated_families: tuple[str, ...] = ()  # op families the table lacks, priced at its largest entry
+
+
+def check_budget(board: BoardSpec, *, model_bytes: int, op_names, arena_bytes: int, decoded_bytes: int = 0,
+                 stack_bytes: int | None = None, arena_margin: float = ARENA_MARGIN,
+                 sizes_file: str | Path | None = None) -> Budget:
+    """Price the model on `board`. `arena_bytes` is the measured arena without the decoded LUT weights,
+    `decoded_bytes` those weights (0 unless LUT-compressed); `stack_bytes` defaults to the board's."""
+    for name, value in (("model_bytes", model_bytes), ("arena_bytes", arena_bytes), ("decoded_bytes", decoded_bytes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CodegenError(f"`{name}` must be an integer >= 0. Received: {value!r}")
+    stack = board.stack_bytes if stack_bytes is None else int(stack_bytes)
+    compressed = decoded_bytes > 0 or resolver.DECODE_OP in set(op_names)
+    families = resolver.op_families(op_names, compressed=compressed)
+    table = runtime_table(sizes_file)
+    profile = table["profiles"].get(board.runtime_profile)
+    if profile is None:
+        raise CodegenError(
+            f"{sizes_file or SIZES_FILE}: no runtime sizes for profile {board.runtime_profile!r} (board {board.id})"
+        )
+    known = profile["families"]
+    fallback = max(known.values()) if known else 0
+    parts = {"core": int(profile["core_flash"])}
+    estimated = []
+    for family in families:
+        if family in known:
+            parts[family] = int(known[family])
+        else:
+            parts[family] = int(fallback)
+            estimated.append(family)
+    runtime = sum(parts.values())
+    arena = _align16(math.ceil(arena_bytes * (1 + arena_margin)))
+    decoded = _align16(decoded_bytes)
+    runtime_ram = int(profile["core_ram"])
+    flash_used = model_bytes + runtime
+    ram_used = arena + decoded + stack + board.heap_bytes + runtime_ram
+    flash_fits = flash_used <= board.flash_bytes
+    ram_fits = ram_used <= board.ram_bytes
+    return Budget(
+        board_id=board.id, board_name=board.name,
+        flash_used=flash_used, flash_total=board.flash_bytes, ram_used=ram_used, ram_total=board.ram_bytes,
+        fits=flash_fits and ram_fits, flash_fits=flash_fits, ram_fits=ram_fits,
+        model=model_bytes, runtime=runtime, runtime_parts=parts,
+        arena=arena, decoded=decoded, stack=stack, heap=board.heap_bytes, runtime_ram=runtime_ram,
+        arena_margin=arena_margin, runtime_profile=board.runtime_profile, estimated_families=tuple(estimated),
+    )
+
+
+def budget_line(budget: Budget) -> str:
+    """One line: flash and RAM used of the board's, with the parts, and whether it fits."""
+    verdict = "fits" if budget.fits else "DOES NOT FIT"
+    return f"{budget.board_id}: {_flash_text(budget)}; {_ram_text(budget)}: {verdict}"
+
+
+def raise_over_budget(budget: Budget) -> None:
+    """Raise BudgetError with the numbers and what to do, if the model does not fit."""
+    if budget.fits:
+        return
+    over = []
+    if not budget.flash_fits:
+        over.append(f"{_flash_text(budget)}, {budget.flash_used - budget.flash_total:,} bytes too many")
+    if not budget.ram_fits:
+        over.append(f"{_ram_text(budget)}, {budget.ram_used - budget.ram_total:,} bytes too many")
+    raise BudgetError(
+        f"the model does not fit {budget.board_id} ({budget.board_name}): " + "; ".join(over) + ". "
+        "Options: fewer clusters with --compress lut (weights stored as small indices), or --compress lut alone; "
+        "another board (see `edgeclust boards`); or --allow-over-budget to generate the project anyway"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_table(path: str) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CodegenError(f"{path}: cannot read the runtime size table ({exc})") from None
+
+
+def runtime_table(sizes_file: str | Path | None = None) -> dict:
+    """The measured runtime sizes: {"profiles": {profile: {"core_flash", "core_ram", "families": {...}}}}."""
+    return _load_table(str(sizes_file or SIZES_FILE))
+
+
+def _flash_text(b: Budget) -> str:
+    return (f"flash {b.flash_used:,} of {b.flash_total:,} bytes ({_pct(b.flash_used, b.flash_total)}: "
+            f"model {b.model:,} + TFLM runtime {b.runtime:,})")
+
+
+def _ram_text(b: Budget) -> str:
+    decoded = f" + decoded weights {b.decoded:,}" if b.decoded else ""
+    return (f"RAM {b.ram_used:,} of {b.ram_total:,} bytes ({_pct(b.ram_used, b.ram_total)}: "
+            f"arena {b.arena:,}{decoded} + stack {b.stack:,} + heap {b.heap:,} + runtime {b.runtime_ram:,})")
+
+
+def _pct(used: int, total: int) -> str:
+    return f"{100 * used / total:.0f}%" if total else "n/a"
+
+
+def _align16(n: int) -> int:
+    return (int(n) + 15) // 16 * 16
