@@ -124,7 +124,7 @@ class Mutator:
         steps = []
         for _ in range(self.rng.choice((1, 1, 2, 3))):
             kind = self.rng.choice(("flip", "flip", "overwrite", "u32", "u32", "u32", "u32_run", "truncate", "splice",
-                                    "repeat"))
+                                    "repeat", "field", "field"))
             data, step = getattr(self, kind)(name, data)
             steps.append(step)
         return name, bytes(data), steps
@@ -165,6 +165,69 @@ class Mutator:
         for i in range(count):
             struct.pack_into("<I", data, pos + 4 * i, value)
         return data, f"u32_run {pos} {count}x{value}"
+
+    def field(self, name, data):
+        """One field of the unpacked model (tensor type, shape, buffer, quantization, operator inputs, opcode,
+        buffer offset) set to an odd value, the model packed again: wrong meaning behind valid structure."""
+        import flatbuffers
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
+        try:
+            obj = fb.ModelT.InitFromObj(fb.Model.GetRootAs(bytearray(data), 0))
+        except Exception:  # an earlier mutation broke it: the object API cannot unpack it
+            return data, "field skipped"
+        if not obj.subgraphs or not obj.subgraphs[0].tensors:
+            return data, "field skipped"
+        rng = self.rng
+        sg = obj.subgraphs[0]
+        tensor = rng.choice(sg.tensors)
+        odd = rng.choice((-1, 0, 1, 2, 3, 255, 2**16, 2**31 - 1, -(2**31)))
+        what = rng.choice(("type", "shape", "shape_len", "buffer", "scale", "zero_point", "qdim", "op_input",
+                           "op_output", "opcode", "builtin", "offset", "sg_io"))
+        if what == "type":
+            tensor.type = rng.randrange(0, 20)
+        elif what == "shape":
+            if tensor.shape is not None and len(tensor.shape):
+                tensor.shape[rng.randrange(len(tensor.shape))] = odd
+        elif what == "shape_len":
+            tensor.shape = [rng.choice((1, 2, 3, odd)) for _ in range(rng.randint(0, 6))]
+        elif what == "buffer":
+            tensor.buffer = rng.choice((odd, rng.randrange(len(obj.buffers) or 1)))
+        elif what in ("scale", "zero_point", "qdim"):
+            q = tensor.quantization or fb.QuantizationParametersT()
+            n = rng.choice((0, 1, 2, 3, 4, 8, 10, 16, 32))
+            if what == "scale":
+                q.scale = [rng.choice((0.0, -1.0, 1e-3, float("nan"), float("inf"))) for _ in range(n)]
+            elif what == "zero_point":
+                q.zeroPoint = [rng.choice((0, 127, -128, odd)) for _ in range(n)]
+            else:
+                q.quantizedDimension = rng.choice((odd, 0, 1, 2, 3, 4))
+            tensor.quantization = q
+        elif what in ("op_input", "op_output") and sg.operators:
+            op = rng.choice(sg.operators)
+            values = op.inputs if what == "op_input" else op.outputs
+            vector = ([] if values is None else [int(v) for v in values]) or [0]
+            vector[rng.randrange(len(vector))] = rng.choice((odd, rng.randrange(len(sg.tensors))))
+            if what == "op_input":
+                op.inputs = vector
+            else:
+                op.outputs = vector
+        elif what == "opcode" and sg.operators:
+            rng.choice(sg.operators).opcodeIndex = rng.choice((odd, rng.randrange(len(obj.operatorCodes) or 1)))
+        elif what == "builtin" and obj.operatorCodes:
+            code = rng.choice(obj.operatorCodes)
+            code.builtinCode = code.deprecatedBuiltinCode = rng.choice((0, 1, 3, 4, 6, 9, 22, 32, 114, 127, 160))
+        elif what == "offset" and obj.buffers:
+            buf = rng.choice(obj.buffers)
+            buf.offset, buf.size = rng.choice((0, 1, 2, 8, len(data) - 8, 2**40)), rng.choice((0, 1, 16, 2**20))
+        elif what == "sg_io":
+            sg.inputs = [rng.choice((odd, 0))]
+        try:
+            builder = flatbuffers.Builder(len(data) + 1024)
+            builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
+        except Exception:  # a value the schema's field type cannot hold
+            return data, f"field {what} unpackable"
+        return bytearray(builder.Output()), f"field {what} ({odd})"
 
     def truncate(self, name, data):
         pos = self.rng.randrange(len(data) + 1)
