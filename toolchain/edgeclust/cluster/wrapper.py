@@ -119,7 +119,7 @@ class ClusterWeights(keras.layers.Wrapper):
                 name=f"cluster_centroids_{i}", shape=centroid_shape, initializer="zeros", trainable=True,
             ))
             index_vars.append(self.add_weight(
-                name=f"pulling_indices_{i}", shape=(n // g,), dtype="int32", initializer="zeros",
+                name=f"pulling_indices_{i}", shape=(algorithm.packed_length(n, g),), dtype="int32", initializer="zeros",
                 trainable=False, autocast=False, aggregation="only_first_replica",
             ))
             groups.append(g)
@@ -172,12 +172,12 @@ class ClusterWeights(keras.layers.Wrapper):
                 f"({where} has {available}). Received: number_of_clusters={k}"
             )
 
-    def _packed_nearest(self, i: int, w, cents):
+    def _packed_nearest(self, i: int, w, cents, xla: bool = False):
         spec = self._specs[i]
         cfg = self.clustering
         idx = algorithm.nearest_indices(
             w, cents, channel_axes=spec.channel_axes if cfg.cluster_per_channel else None,
-            preserve_sparsity=cfg.preserve_sparsity,
+            preserve_sparsity=cfg.preserve_sparsity, xla=xla,
         )
         return algorithm.pack(idx, cfg.number_of_clusters, self._groups[i])
 
@@ -203,10 +203,10 @@ class ClusterWeights(keras.layers.Wrapper):
     # -- the forward pass ----------------------------------------------------------------------------------
     def call(self, inputs, *args, training=None, **kwargs):
         cfg = self.clustering
-        packed = [v.value for v in self._index_vars]
-        if training is True:
-            packed = self._update_indices()
         xla = _jit_compiled_training()
+        if training is True:
+            self._update_indices(xla)
+        packed = [ops.convert_to_tensor(v) for v in self._index_vars]
         tensors = []
         for i, spec in enumerate(self._specs):
             w = ops.convert_to_tensor(spec.variable(self.layer))
@@ -224,26 +224,24 @@ class ClusterWeights(keras.layers.Wrapper):
         with swapped(self.layer, self._specs, tensors):
             return self.layer(inputs, *args, **kwargs)
 
-    def _update_indices(self):
+    def _update_indices(self, xla: bool):
         """Every index_update_interval-th training step, the nearest centroids of the moved weights."""
         interval = self.clustering.index_update_interval
 
         def recompute():
-            return tuple(
-                self._packed_nearest(i, ops.convert_to_tensor(spec.variable(self.layer)),
-                                     ops.convert_to_tensor(self._centroid_vars[i]))
-                for i, spec in enumerate(self._specs)
-            )
-
-        def keep():
-            return tuple(ops.convert_to_tensor(v) for v in self._index_vars)
+            for i, spec in enumerate(self._specs):
+                self._index_vars[i].assign(self._packed_nearest(
+                    i, ops.convert_to_tensor(spec.variable(self.layer)),
+                    ops.convert_to_tensor(self._centroid_vars[i]), xla,
+                ))
+            return ops.zeros((), "int32")
 
         step = ops.convert_to_tensor(self._step)
-        packed = ops.cond(ops.equal(ops.mod(step + 1, interval), 0), recompute, keep) if interval > 1 else recompute()
-        for variable, value in zip(self._index_vars, packed):
-            variable.assign(value)
+        if interval == 1:
+            recompute()
+        else:
+            ops.cond(ops.equal(ops.mod(step + 1, interval), 0), recompute, lambda: ops.zeros((), "int32"))
         self._step.assign(step + 1)
-        return list(packed)
 
     def compute_output_shape(self, *args, **kwargs):
         return self.layer.compute_output_shape(*args, **kwargs)

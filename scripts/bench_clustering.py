@@ -1,0 +1,145 @@
+"""Clustered vs plain fine-tuning: median train-step time and peak memory, with and without XLA.
+
+Models: (a) the MNIST CNN (edgeclust.examples.mnist_cnn), (b) an MLP of 4 Dense 1024x1024 (+ Dense 10).
+N = 8, 16, 32, 64, 256 (k-means++ init). Every configuration runs in its own fresh subprocess, so the
+peak memory is that configuration's own: peak RSS of the process (getrusage ru_maxrss), and the increment
+of RSS during fit() over the RSS just before it (the training state: weights, optimizer slots,
+gradients, activations, clustering state). Step time: median (and mean) time between consecutive
+on_train_batch_end callbacks after `--warmup` steps; the mean includes the steps that recompute the
+pulling indices (every 100 steps by default), the median mostly does not.
+
+    .venv/bin/python scripts/bench_clustering.py            # full table (~10 min on 2 cores)
+    .venv/bin/python scripts/bench_clustering.py --quick    # N = 16, 256; fewer steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _build(name: str):
+    import keras
+
+    from edgeclust import examples
+
+    if name == "cnn":
+        return examples.mnist_cnn(seed=0), (28, 28, 1)
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((1024,))] + [keras.layers.Dense(1024, activation="relu", name=f"dense{i}")
+                                       for i in range(4)]
+    return keras.Sequential(layers + [keras.layers.Dense(10, name="head")], name="mlp"), (1024,)
+
+
+def run_one(args) -> dict:
+    """One configuration, in this process: build, (cluster), compile, fit, measure."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+
+    from edgeclust import cluster
+
+    model, input_shape = _build(args.model)
+    if args.clusters:
+        model = cluster.cluster_weights(model, args.clusters, cluster.CentroidInitialization.KMEANS_PLUS_PLUS,
+                                        seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-5),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=args.model == "mlp"),
+                  jit_compile=args.jit)
+    rng = np.random.default_rng(0)
+    n = args.batch_size * (args.steps + args.warmup)
+    x = rng.random((n, *input_shape), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    times: list[float] = []
+
+    class Timer(keras.callbacks.Callback):
+        last = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
+            if self.last is not None:
+                times.append(now - self.last)
+            self.last = now
+
+    rss_before = _rss_mib()
+    model.fit(x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[Timer()])
+    steady = np.array(times[args.warmup - 1:])
+    return {
+        "median_ms": float(np.median(steady) * 1e3),
+        "mean_ms": float(np.mean(steady) * 1e3),
+        "peak_rss_mib": _peak_rss_mib(),
+        "fit_increment_mib": _peak_rss_mib() - rss_before,
+        "steps": len(steady),
+    }
+
+
+def _subprocess(model: str, clusters: int, jit: bool, args) -> dict:
+    cmd = [sys.executable, __file__, "--one", "--model", model, "--clusters", str(clusters),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size)]
+    if jit:
+        cmd.append("--xla")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "toolchain"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"configuration {model} N={clusters} jit={jit} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=8, help="steps not timed (tracing, first runs)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="N = 16 and 256 only, 30 steps")
+    parser.add_argument("--models", default="cnn,mlp")
+    parser.add_argument("--jit", choices=["both", "off", "on"], default="both")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", default="mlp", help=argparse.SUPPRESS)
+    parser.add_argument("--clusters", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--xla", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        args.jit = args.xla
+        print(json.dumps(run_one(args)))
+        return 0
+    clusters = [16, 256] if args.quick else [8, 16, 32, 64, 256]
+    if args.quick:
+        args.steps = min(args.steps, 30)
+    jits = {"both": [False, True], "off": [False], "on": [True]}[args.jit]
+    print(f"batch {args.batch_size}, {args.steps} timed steps after {args.warmup}; Adam; k-means++; "
+          "each row a fresh process; ratios are clustered / plain")
+    print(f"{'model':5} {'XLA':4} {'N':>4} {'median ms':>10} {'x plain':>8} {'mean ms':>8} {'x plain':>8} "
+          f"{'peak RSS MiB':>12} {'x plain':>8} {'fit +MiB':>9} {'x plain':>8}")
+    for model in args.models.split(","):
+        for jit in jits:
+            base = _subprocess(model, 0, jit, args)
+            rows = [(0, base)] + [(n, _subprocess(model, n, jit, args)) for n in clusters]
+            for n, r in rows:
+                print(f"{model:5} {'on' if jit else 'off':4} {n if n else 'plain':>4} {r['median_ms']:10.1f} "
+                      f"{r['median_ms'] / base['median_ms']:8.2f} {r['mean_ms']:8.1f} "
+                      f"{r['mean_ms'] / base['mean_ms']:8.2f} {r['peak_rss_mib']:12.0f} "
+                      f"{r['peak_rss_mib'] / base['peak_rss_mib']:8.2f} {r['fit_increment_mib']:9.0f} "
+                      f"{r['fit_increment_mib'] / max(base['fit_increment_mib'], 1e-9):8.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
