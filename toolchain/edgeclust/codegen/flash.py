@@ -50,7 +50,7 @@ def flash(project_dir, board: BoardSpec, *, timeout_s: float = 60, on_output: Ca
     qemu-system-arm for at most `timeout_s` seconds. `tflm_root` defaults to $TFLM_ROOT. Raises
     ToolMissingError for a missing tool or TFLM tree, FirmwareError when the build fails or the firmware hangs.
     """
-    project_dir = Path(project_dir)
+    project_dir = Path(project_dir).resolve()
     if not (project_dir / "Makefile").is_file() and board.build_system == "make":
         raise InputError(f"{project_dir}: no Makefile; give the firmware folder that `edgeclust build` wrote")
     if board.build_system != "make":
@@ -122,9 +122,20 @@ def run_qemu(elf, board: BoardSpec, *, timeout_s: float = 60, on_output: Callabl
     if not board.is_qemu:
         raise InputError(f"board {board.id} is not emulated by QEMU; flash it with {board.flash_tool}")
     _require(board.flash_tool, board.flash_tool_install)
-    command = _fill(board.flash_command, Path(elf).parent, Path(elf))
-    return _run_streaming(command, cwd=Path(elf).parent, timeout_s=timeout_s, on_output=on_output,
-                          what=f"the firmware under QEMU ({board.qemu_machine})")
+    elf = Path(elf).resolve()
+    command = _fill(board.flash_command, elf.parent, elf)
+    qemu_errors = []
+
+    def output(line: str) -> None:
+        if line.startswith(f"{command[0]}:"):
+            qemu_errors.append(line)
+        on_output(line)
+
+    status = _run_streaming(command, cwd=elf.parent, timeout_s=timeout_s, on_output=output,
+                            what=f"the firmware under QEMU ({board.qemu_machine})")
+    if status != 0 and qemu_errors:
+        raise FirmwareError(f"QEMU could not run the firmware: {qemu_errors[0]}")
+    return status
 
 
 def status_meaning(status: int) -> str:
