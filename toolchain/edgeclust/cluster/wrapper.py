@@ -118,18 +118,25 @@ class ClusterWeights(keras.layers.Wrapper):
             centroid_vars.append(self.add_weight(
                 name=f"cluster_centroids_{i}", shape=centroid_shape, initializer="zeros", trainable=True,
             ))
-            index_vars.append(self.add_weight(
-                name=f"pulling_indices_{i}", shape=(algorithm.packed_length(n, g),), dtype="int32", initializer="zeros",
-                trainable=False, autocast=False, aggregation="only_first_replica",
-            ))
+            index_vars.append(self._replica_local(f"pulling_indices_{i}", (algorithm.packed_length(n, g),)))
             groups.append(g)
-        step = self.add_weight(name="step", shape=(), dtype="int32", initializer="zeros", trainable=False,
-                               autocast=False, aggregation="only_first_replica")
+        step = self._replica_local("step", ())
         self._untracked(_specs=specs, _centroid_vars=centroid_vars, _index_vars=index_vars, _groups=groups,
                         _step=step)
         if not self._restoring:
             self._initialize()
         self.built = True
+
+    def _replica_local(self, name: str, shape: tuple):
+        """An int32 state variable that each replica updates itself (identically: the weights it is computed
+        from are mirrored), so that updating it inside a tf.cond needs no cross-replica merge."""
+        with keras.name_scope(self.name):
+            variable = keras.Variable(
+                initializer="zeros", shape=shape, dtype="int32", trainable=False, autocast=False,
+                aggregation="only_first_replica", synchronization="on_read", name=name,
+            )
+        self._track_variable(variable)
+        return variable
 
     def _initialize(self):
         cfg = self.clustering
