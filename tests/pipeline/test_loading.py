@@ -1,5 +1,7 @@
 """Loading users' models: what Keras can load is accepted, the rest is refused in one clear line."""
 
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,37 @@ def test_data_must_fit_the_model(small_model):
     labels = Dataset(ok.x_train, np.array([0, 1, 2, 12]), ok.x_test, np.arange(2))
     with pytest.raises(DataError, match="labels go up to 12 but the model has 10 outputs"):
         check_data_fits(labels, small_model, "d.npz")
+
+
+def test_what_keras_can_load_is_accepted_whatever_its_name(tmp_path, small_model):
+    """An unzipped .keras folder, and a .keras or .h5 under another name, load (Keras goes by the suffix)."""
+    small_model.save(tmp_path / "m.keras")
+    small_model.save(tmp_path / "m.h5")
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive:
+        archive.extractall(tmp_path / "unzipped")
+    (tmp_path / "model.zip").write_bytes((tmp_path / "m.keras").read_bytes())
+    (tmp_path / "model.hdf").write_bytes((tmp_path / "m.h5").read_bytes())
+    x = np.ones((2, 8, 8, 1), np.float32)
+    for name in ("unzipped", "model.zip", "model.hdf"):
+        loaded = load_keras_model(tmp_path / name)
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), small_model.predict(x, verbose=0))
+
+
+def test_weights_only_h5_and_tflite_are_refused_with_what_to_do(tmp_path, small_model):
+    small_model.save_weights(tmp_path / "m.weights.h5")
+    with pytest.raises(ModelFormatError, match=r"weights only \(save_weights\)"):
+        load_keras_model(tmp_path / "m.weights.h5")
+    (tmp_path / "m.keras").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    with pytest.raises(ModelFormatError, match="a .tflite model, already converted"):
+        load_keras_model(tmp_path / "m.keras")
+
+
+def test_non_finite_weights_are_refused_by_name(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="head")])
+    kernel = model.get_layer("head").kernel
+    kernel.assign(np.where(np.eye(4, 3) == 1, np.inf, kernel.numpy()))
+    model.save(tmp_path / "inf.keras")
+    with pytest.raises(ModelFormatError, match=r"weight head/kernel holds 3 NaN or Inf values of 12"):
+        load_keras_model(tmp_path / "inf.keras")

@@ -146,3 +146,23 @@ def test_memory_stays_proportional_to_the_largest_tensor(make_fc_model):
         tracemalloc.stop()
     assert stats[0].unique_values == 16 and result.passed
     assert peak < 3 * weights.nbytes, f"peak {peak:,} bytes for {weights.nbytes:,} bytes of weights"
+
+
+def test_counts_across_chunk_and_block_boundaries():
+    """Tensors larger than one counting chunk and one block of channels give the same counts as numpy."""
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 40, size=(300, 5000)).astype(np.float32) / 7  # 1.5M values, 2 blocks of rows
+    values[:, 0] = np.arange(300)  # each row gets one value of its own, so rows differ in count
+    values[299, :] = np.arange(5000)  # the last row, in the second block, holds the most
+    assert inspect.count_unique(values) == np.unique(values).size
+    assert inspect.max_unique_per_channel(values, 0) == 5000
+    assert inspect.max_unique_per_channel(values, 1) == max(np.unique(values[:, c]).size for c in range(5000))
+    quant = flatbuffer.Quantization(np.ones(300), np.full(300, 3), 0)
+    ints = rng.integers(0, 6, size=(300, 5000)).astype(np.int8)
+    assert inspect._sparsity(ints, quant) == pytest.approx(np.count_nonzero(ints == 3) / ints.size)
+
+
+def test_nan_counts_once_and_signed_zeros_are_one_value():
+    values = np.array([np.nan, 0.0, -0.0, np.nan, 1.5, np.inf, np.nan], np.float32)
+    assert inspect.count_unique(values) == 4  # 0, 1.5, inf, NaN
+    assert inspect.count_non_finite(values) == 4

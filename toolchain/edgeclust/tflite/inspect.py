@@ -44,7 +44,8 @@ DECODE_OP = "TFLM_DECODE"
 _DCM_BYTES = 16
 _LUT_DECODE_TYPE = 0
 _LUT_PER_TENSOR_AXIS = 0xF
-_COUNT_CHUNK = 1 << 20
+_COUNT_CHUNK = 1 << 16  # elements per step of chunked counts: bincount widens each chunk to 8-byte intp
+_BLOCK_ELEMENTS = 1 << 20  # elements per block of channels sorted at once
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,7 +189,10 @@ def weight_stats(weight: WeightTensor) -> WeightStats:
 
 
 def count_unique(values: np.ndarray) -> int:
-    """Distinct values in the whole tensor: a 256-bin count for 8-bit integers, else one sort."""
+    """Distinct values in the whole tensor: a 256-bin count for 8-bit integers, else one sorted copy.
+
+    All NaNs count as one value, as in np.unique; -0.0 and 0.0 as one.
+    """
     flat = values.reshape(-1)
     if flat.size == 0:
         return 0
@@ -197,24 +201,44 @@ def count_unique(values: np.ndarray) -> int:
         for start in range(0, flat.size, _COUNT_CHUNK):  # bincount widens to intp: keep that temporary small
             counts += np.bincount(flat[start : start + _COUNT_CHUNK].view(np.uint8), minlength=256)
         return int(np.count_nonzero(counts))
-    return int(np.unique(flat).size)
+    ordered = np.sort(flat)  # NaNs go last
+    nans = 0
+    if ordered.dtype.kind in "fc":
+        nans = sum(int(np.count_nonzero(np.isnan(chunk))) for chunk in _chunks(ordered))
+    finite = ordered[: ordered.size - nans]
+    pairs = max(finite.size - 1, 0)  # neighbours compared a chunk at a time
+    changes = sum(int(np.count_nonzero(finite[s + 1 : e + 1] != finite[s:e]))
+                  for s, e in ((s, min(s + _COUNT_CHUNK, pairs)) for s in range(0, pairs, _COUNT_CHUNK)))
+    return (changes + 1 if finite.size else 0) + (1 if nans else 0)
 
 
 def max_unique_per_channel(values: np.ndarray, axis: int) -> int:
-    """The most distinct values in one slice along `axis` (one sorted copy of the tensor, no more)."""
+    """The most distinct values in one slice along `axis`, sorting a block of channels at a time."""
     if values.size == 0:
         return 0
-    rows = _channel_rows(values, axis)
-    if rows.shape[1] == 1:
-        return 1
-    ordered = np.sort(rows, axis=1, kind="stable")
-    changes = np.count_nonzero(ordered[:, 1:] != ordered[:, :-1], axis=1)
-    return int(changes.max()) + 1
+    best = 0
+    for rows in _channel_blocks(values, axis):
+        if rows.shape[1] == 1:
+            return 1
+        ordered = np.sort(rows, axis=1, kind="stable")
+        changes = np.count_nonzero(ordered[:, 1:] != ordered[:, :-1], axis=1)
+        best = max(best, int(changes.max()) + 1)
+    return best
 
 
-def _channel_rows(values: np.ndarray, axis: int) -> np.ndarray:
-    axis = axis % values.ndim
-    return np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
+def _chunks(flat: np.ndarray):
+    for start in range(0, flat.size, _COUNT_CHUNK):
+        yield flat[start : start + _COUNT_CHUNK]
+
+
+def _channel_blocks(values: np.ndarray, axis: int, elements: int = _BLOCK_ELEMENTS):
+    """(channels, rest) 2-D copies of consecutive channels along `axis`, about `elements` values each."""
+    moved = np.moveaxis(values, axis % values.ndim, 0)  # a view
+    channels = moved.shape[0]
+    per_channel = values.size // channels if channels else 0
+    step = max(1, elements // max(per_channel, 1))
+    for start in range(0, channels, step):
+        yield moved[start : start + step].reshape(-1, per_channel)
 
 
 def _sparsity(values: np.ndarray, quantization: Quantization | None) -> float:
@@ -222,13 +246,16 @@ def _sparsity(values: np.ndarray, quantization: Quantization | None) -> float:
     if values.size == 0:
         return 0.0
     if quantization is None or len(quantization.zero_points) == 0 or values.dtype.kind == "f":
-        zeros = np.count_nonzero(values == 0)
+        zeros = sum(int(np.count_nonzero(chunk == 0)) for chunk in _chunks(values.reshape(-1)))
     else:
         zp = quantization.zero_points
         if len(zp) == 1 or np.all(zp == zp[0]) or values.ndim == 0:
-            zeros = np.count_nonzero(values == zp[0])
+            zeros = sum(int(np.count_nonzero(chunk == zp[0])) for chunk in _chunks(values.reshape(-1)))
         else:
-            zeros = np.count_nonzero(_channel_rows(values, quantization.quantized_dimension) == zp[:, None])
+            zeros, start = 0, 0
+            for rows in _channel_blocks(values, quantization.quantized_dimension):
+                zeros += int(np.count_nonzero(rows == zp[start : start + len(rows), None]))
+                start += len(rows)
     return float(zeros) / values.size
 
 
