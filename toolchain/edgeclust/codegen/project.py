@@ -25,6 +25,8 @@ from edgeclust.errors import CodegenError
 
 PROJECT_FILE = "board.json"
 ARENA_ALIGNMENT = 16
+# Float outputs: newlib's expf() on FPU cores (built with fused multiply-add) differs from the host's by 1-2 ULP.
+FLOAT_ULP_TOLERANCE = 4
 # numpy dtype -> (C type of the tensor, C type the self-test arrays store it as)
 _CTYPES = {
     "int8": ("int8_t", "int8_t"),
@@ -134,6 +136,7 @@ def render_files(*, model_data: bytes, op_names, board: BoardSpec, interface: Mo
         "arena_measured": arena_bytes,
         "arena_margin_percent": _percent(arena_margin),
         "arena_size": arena,
+        "float_ulp_tolerance": FLOAT_ULP_TOLERANCE,
         "decoded_bytes": decoded_bytes,
         "input": tin,
         "output": tout,

@@ -31,6 +31,8 @@ constexpr int kOutputZeroPoint = -128;
 using InputStorage = int8_t;
 using OutputStorage = int8_t;
 constexpr bool kOutputIsFloat = false;
+// Float outputs pass the self-test within this many units in the last place (integer outputs: bit for bit).
+constexpr uint32_t kFloatUlpTolerance = 4;
 
 constexpr int kCategoryCount = 3;
 constexpr const char* kCategoryLabels[kCategoryCount] = {

@@ -1,0 +1,84 @@
+"""With a TFLM tree ($TFLM_ROOT): the full project builds for both QEMU boards, `edgeclust flash` runs it, and
+the firmware's outputs on the baked-in inputs are bit-identical to the TFLM host interpreter."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.tflm_tree
+TOOLCHAIN = Path(__file__).resolve().parents[2] / "toolchain"
+
+
+def _flash_cli(project_dir: Path, tflm_root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(TOOLCHAIN), "TFLM_ROOT": str(tflm_root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "edgeclust", "flash", str(project_dir), *args], env=env,
+                          capture_output=True, text=True, timeout=3600)
+
+
+def _firmware_outputs(stdout: str, dtype) -> np.ndarray:
+    rows = re.findall(r"^self-test case \d+: ok(?: \(\d+ ULP\))?; output: (.*)$", stdout, re.M)
+    if dtype == np.float32:
+        return np.array([[int(v, 16) for v in row.split()] for row in rows], np.uint32).view(np.float32)
+    return np.array([[int(v) for v in row.split()] for row in rows], dtype)
+
+
+@pytest.mark.parametrize("board_id", ["qemu_mps2_an386", "qemu_lm3s6965evb"])
+def test_int8_firmware_outputs_are_bit_identical_to_the_host(board_id, make_project, tiny_model, tflm_root, tmp_path,
+                                                              cross_tools):
+    from edgeclust.tflite import parity
+
+    out = tmp_path / "firmware"
+    make_project(board_id, out)
+    done = _flash_cli(out, tflm_root)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "self-test: PASS (3/3 outputs bit-identical to the TFLM host interpreter)" in done.stdout
+    assert "exited with status 0 (self-test PASS)" in done.stdout
+    host = parity.run_tflm(tiny_model.tflite, tiny_model.x)
+    device = _firmware_outputs(done.stdout, np.int8)
+    assert device.shape == host.reshape(len(host), -1).shape
+    assert np.array_equal(device, host.reshape(len(host), -1))
+    used = int(re.search(r"arena used: (\d+) of (\d+) bytes", done.stdout).group(1))
+    assert 0 < used <= tiny_model.arena  # the host's 64-bit measurement bounds the board's
+
+
+def test_float_firmware_outputs_match_the_host_within_a_few_ulp_on_the_m4f(digits, boards_dir, templates_dir, tflm_root, tmp_path,
+                                                             cross_tools):
+    from edgeclust import examples
+    from edgeclust.codegen import board, project
+    from edgeclust.pipeline.firmware import codegen_interface, self_test_cases
+    from edgeclust.tflite import flatbuffer, parity
+    from edgeclust.tflite.convert import to_tflite
+
+    data = to_tflite(examples.digits_cnn(seed=1), quantize="float32")
+    x = digits.x_test[:2]
+    out = tmp_path / "firmware"
+    project.render_project(model_data=data, op_names=flatbuffer.read_model(data).op_names,
+                           board=board.load_board("qemu_mps2_an386", boards_dir), interface=codegen_interface(data),
+                           self_test=self_test_cases(data, x), arena_bytes=parity.tflm_arena_bytes(data),
+                           out_dir=out, templates_dir=templates_dir)
+    done = _flash_cli(out, tflm_root)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    host = parity.run_tflm(data, x).reshape(len(x), -1)
+    device = _firmware_outputs(done.stdout, np.float32)
+    assert device.shape == host.shape
+    # With -ffp-contract=off our code adds no fused multiply-add; newlib's expf (softmax) on the FPU core may
+    # still round differently from the host's by an ULP or two.
+    assert np.max(np.abs(device.view(np.int32).astype(np.int64) - host.view(np.int32))) <= 4
+    assert "self-test: PASS" in done.stdout
+
+
+def test_a_model_too_big_for_the_arena_fails_with_status_2(make_project, tiny_model, tflm_root, tmp_path, cross_tools):
+    out = tmp_path / "firmware"
+    make_project("qemu_mps2_an386", out, arena_bytes=512, arena_margin=0.0)
+    done = _flash_cli(out, tflm_root)
+    assert done.returncode == 2, done.stdout[-2000:]
+    assert "AllocateTensors() failed" in done.stdout
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edgeclust: error:")]
+    assert len(errors) == 1 and "status 2" in errors[0] and "could not be set up" in errors[0]
