@@ -381,16 +381,6 @@ DATA_MODEL_CASES = {
 }
 
 
-def _cluster_ready() -> bool:
-    import edgeclust.cluster
-
-    return hasattr(edgeclust.cluster, "is_clustered")
-
-
-needs_cluster = pytest.mark.skipif(not _cluster_ready(), reason="convert strips wrappers with edgeclust.cluster, "
-                                   "which another helper is writing")
-
-
 @pytest.mark.parametrize("npz", sorted(DATA_CASES))
 def test_convert_refuses_bad_data_and_writes_nothing(
     tmp_path, keras_files, npz_files, npz, run_cli, assert_one_line_error, nothing_written
@@ -403,7 +393,6 @@ def test_convert_refuses_bad_data_and_writes_nothing(
         assert_one_line_error(result, 2, *DATA_CASES[npz])
 
 
-@needs_cluster
 @pytest.mark.parametrize("npz", sorted(DATA_MODEL_CASES))
 def test_convert_refuses_data_that_does_not_fit_the_model(
     tmp_path, keras_files, npz_files, npz, run_cli, assert_one_line_error, nothing_written
@@ -440,7 +429,6 @@ def test_convert_missing_model_in_a_subprocess(tmp_path, run_cli, assert_one_lin
     assert list(tmp_path.iterdir()) == []
 
 
-@needs_cluster
 @pytest.mark.parametrize("name", ["tiny.keras", "tiny.h5"])
 def test_convert_accepts_keras_and_keras3_h5(tmp_path, keras_files, npz_files, name, run_cli):
     """A Keras 3 .h5 loads with keras.models.load_model(compile=False), so it converts like a .keras."""
