@@ -215,4 +215,5 @@ def clustered_weight(w, centroids, packed, *, g: int, average: bool = False, pre
 
         return out, grad
 
-    return _clustered(w, centroids)
+    # reshape to the same shape: a free read, so that variables enter the custom gradient as tensors
+    return _clustered(ops.reshape(w, shape), ops.reshape(centroids, centroid_shape))
