@@ -108,8 +108,7 @@ def tflm_build_dir(board: BoardSpec, project_dir, tflm_root: Path) -> Path:
         return Path(project_dir).resolve() / "build" / "tflm"
     if cache is None:
         cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgeclust")
-    compressed = _project_compressed(project_dir)
-    key = json.dumps([str(tflm_root), list(board.cflags), compressed], sort_keys=True)
+    key = json.dumps([str(tflm_root), list(board.cflags)], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return Path(cache) / "tflm" / f"{board.runtime_profile}-{digest}"
 
@@ -202,13 +201,6 @@ def _fill(template: str, project_dir: Path, elf: Path) -> list[str]:
     parts = shlex.split(template)
     values = {"elf": str(elf), "bin": str(elf.with_suffix(".bin")), "project": str(project_dir)}
     return [part.format(**values) if "{" in part else part for part in parts]
-
-
-def _project_compressed(project_dir) -> bool:
-    try:
-        return bool(json.loads((Path(project_dir) / "board.json").read_text()).get("compressed", False))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _first_error(log_path: Path) -> str:

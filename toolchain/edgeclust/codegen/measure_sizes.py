@@ -149,16 +149,22 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("runtime_sizes.toml"))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tflm-commit", default="unknown commit", help="recorded in the table's header")
+    parser.add_argument("--profiles", nargs="+", choices=sorted(PROFILE_BOARDS), default=list(PROFILE_BOARDS),
+                        help="measure only these profiles; the others keep their rows from --out")
     args = parser.parse_args(argv)
     from edgeclust import resources
 
     root = flash_mod.resolve_tflm_root(args.tflm_root)
+    profiles = {}
+    if args.out.is_file():
+        import tomllib
+
+        profiles = tomllib.loads(args.out.read_text()).get("profiles", {})
     with tempfile.TemporaryDirectory(prefix="edgeclust-sizes-") as tmp:
-        profiles = {
-            profile: measure_profile(profile, root, resources.templates_dir(), resources.boards_dir(), Path(tmp),
-                                     args.jobs)
-            for profile in PROFILE_BOARDS
-        }
+        for profile in args.profiles:
+            profiles[profile] = measure_profile(profile, root, resources.templates_dir(), resources.boards_dir(),
+                                                Path(tmp), args.jobs)
+    profiles = {name: profiles[name] for name in PROFILE_BOARDS if name in profiles}
     write_table(args.out, profiles, args.tflm_commit)
     for name, p in profiles.items():
         print(f"{name}: core {p['core_flash']:,} bytes flash, {p['core_ram']:,} bytes RAM; "
