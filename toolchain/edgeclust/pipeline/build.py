@@ -193,6 +193,7 @@ def build(model_path, data_path, options: BuildOptions, on_progress: ProgressCal
         op_names=op_names,
         arena_bytes=max(arena - decoded, 0),
         decoded_bytes=decoded,
+        arena_margin=options.arena_margin,
     )
     stages.info(budget_mod.budget_line(budget))
     if not budget.fits and not options.allow_over_budget:
@@ -233,6 +234,8 @@ def build(model_path, data_path, options: BuildOptions, on_progress: ProgressCal
             interface=interface,
             self_test=cases,
             arena_bytes=arena,
+            decoded_bytes=decoded,
+            arena_margin=options.arena_margin,
             out_dir=staging / "firmware",
             templates_dir=resources.templates_dir(),
             compressed=lut is not None,
