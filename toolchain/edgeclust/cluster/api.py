@@ -73,6 +73,19 @@ def plan(model) -> list[PlannedLayer]:
     return out
 
 
+def clone_graph_model(model, clone_function, call_function=None):
+    """keras.models.clone_model, keeping the names of a Functional model's inputs (Keras renames them)."""
+    if isinstance(model, keras.Sequential):
+        return keras.models.clone_model(model, clone_function=clone_function, recursive=True)
+    inputs = keras.tree.map_structure(
+        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, sparse=t.sparse,
+                              name=t._keras_history.operation.name),
+        model.input,
+    )
+    return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_function,
+                                    call_function=call_function, recursive=call_function is None)
+
+
 def copy_layer(layer, weights=None):
     """A new layer with the same config, built like `layer`, holding `weights` (default: layer's weights)."""
     clone = layer.__class__.from_config(layer.get_config())
@@ -122,7 +135,7 @@ def cluster_weights(
             clone = copy_layer(layer)
             return ClusterWeights(clone, **arguments) if weight_specs(layer) else clone
 
-        return keras.models.clone_model(to_cluster, clone_function=wrap, recursive=True)
+        return clone_graph_model(to_cluster, wrap)
     if isinstance(to_cluster, keras.layers.Layer):
         if isinstance(to_cluster, ClusterWeights):
             raise UnsupportedLayerError(f"Layer {to_cluster.name!r} is already clustered")
@@ -157,7 +170,7 @@ def strip_clustering(model):
                 return _stripped_layer(layer)
             return copy_layer(layer)
 
-        return keras.models.clone_model(model, clone_function=unwrap, recursive=True)
+        return clone_graph_model(model, unwrap)
     if isinstance(model, keras.layers.Layer):
         return model
     raise UnsupportedLayerError(

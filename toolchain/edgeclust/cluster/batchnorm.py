@@ -126,4 +126,6 @@ def fold_batch_norms(model):
             return args[0]
         return layer(*args, **kwargs)
 
-    return keras.models.clone_model(model, clone_function=clone, call_function=call)
+    from edgeclust.cluster.api import clone_graph_model
+
+    return clone_graph_model(model, clone, call)
