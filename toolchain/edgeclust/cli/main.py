@@ -70,8 +70,12 @@ def main(argv=None):
     except click.exceptions.Abort:
         click.echo("edgeclust: interrupted; nothing was written", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "edgeclust"
+        click.echo(f"edgeclust: error: {exc.format_message().rstrip('.')}; see `{command} --help`", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"edgeclust: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
