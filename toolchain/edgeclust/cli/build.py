@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from edgeclust.cli.board_param import BOARD
 from edgeclust.cli.options import cluster_options_from, clustering_options
 
 
 @click.command("build")
 @click.argument("model", metavar="MODEL.keras", type=click.Path(path_type=Path))
-@click.option("--board", "-b", required=True, help="Board id (see `edgeclust boards`).")
+@click.option("--board", "-b", type=BOARD, required=True, help="Board id (see `edgeclust boards`).")
 @click.option("--data", type=click.Path(path_type=Path), required=True,
               help="DATA.npz: fine-tuning, calibration, parity and the firmware's self-test inputs.")
 @clustering_options

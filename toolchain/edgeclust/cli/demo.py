@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from edgeclust.cli.board_param import BOARD
+
 
 def _missing_for_qemu() -> list[str]:
     """What running the firmware in QEMU still needs, each with how to get it."""
@@ -25,7 +27,7 @@ def _missing_for_qemu() -> list[str]:
 @click.command("demo")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("edgeclust-demo"),
               show_default=True, help="Output folder; a previous demo's output there is replaced.")
-@click.option("--board", default="qemu_mps2_an386", show_default=True, help="Board to build for.")
+@click.option("--board", type=BOARD, default="qemu_mps2_an386", show_default=True, help="Board to build for.")
 @click.option("--no-run", is_flag=True, help="Build only; do not run the firmware in QEMU.")
 @click.option("--force", is_flag=True, help="Replace --out even if it does not hold a previous demo.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
