@@ -6,7 +6,8 @@ peak memory is that configuration's own: peak RSS of the process (getrusage ru_m
 of RSS during fit() over the RSS just before it (the training state: weights, optimizer slots,
 gradients, activations, clustering state). Step time: median (and mean) time between consecutive
 on_train_batch_end callbacks after `--warmup` steps; the mean includes the steps that recompute the
-pulling indices (every 100 steps by default), the median mostly does not.
+pulling indices (every 100 steps by default), the median mostly does not. "cpu ms" is the median process
+CPU time per step (all threads): steadier than wall time when other work shares the cores.
 
     .venv/bin/python scripts/bench_clustering.py            # full table (~10 min on 2 cores)
     .venv/bin/python scripts/bench_clustering.py --quick    # N = 16, 256; fewer steps
@@ -69,14 +70,16 @@ def run_one(args) -> dict:
     x = rng.random((n, *input_shape), dtype=np.float32)
     y = rng.integers(0, 10, n)
     times: list[float] = []
+    cpu: list[float] = []
 
     class Timer(keras.callbacks.Callback):
         last = None
 
         def on_train_batch_end(self, batch, logs=None):
-            now = time.perf_counter()
+            now = (time.perf_counter(), time.process_time())
             if self.last is not None:
-                times.append(now - self.last)
+                times.append(now[0] - self.last[0])
+                cpu.append(now[1] - self.last[1])
             self.last = now
 
     rss_before = _rss_mib()
@@ -84,6 +87,7 @@ def run_one(args) -> dict:
     steady = np.array(times[args.warmup - 1:])
     return {
         "median_ms": float(np.median(steady) * 1e3),
+        "cpu_ms": float(np.median(cpu[args.warmup - 1:]) * 1e3),
         "mean_ms": float(np.mean(steady) * 1e3),
         "peak_rss_mib": _peak_rss_mib(),
         "fit_increment_mib": _peak_rss_mib() - rss_before,
@@ -126,16 +130,17 @@ def main(argv=None) -> int:
     jits = {"both": [False, True], "off": [False], "on": [True]}[args.jit]
     print(f"batch {args.batch_size}, {args.steps} timed steps after {args.warmup}; Adam; k-means++; "
           "each row a fresh process; ratios are clustered / plain")
-    print(f"{'model':5} {'XLA':4} {'N':>4} {'median ms':>10} {'x plain':>8} {'mean ms':>8} {'x plain':>8} "
-          f"{'peak RSS MiB':>12} {'x plain':>8} {'fit +MiB':>9} {'x plain':>8}")
+    print(f"{'model':5} {'XLA':4} {'N':>5} {'median ms':>10} {'x plain':>8} {'mean ms':>8} {'x plain':>8} "
+          f"{'cpu ms':>7} {'x plain':>8} {'peak RSS MiB':>12} {'x plain':>8} {'fit +MiB':>9} {'x plain':>8}")
     for model in args.models.split(","):
         for jit in jits:
             base = _subprocess(model, 0, jit, args)
             rows = [(0, base)] + [(n, _subprocess(model, n, jit, args)) for n in clusters]
             for n, r in rows:
-                print(f"{model:5} {'on' if jit else 'off':4} {n if n else 'plain':>4} {r['median_ms']:10.1f} "
+                print(f"{model:5} {'on' if jit else 'off':4} {n if n else 'plain':>5} {r['median_ms']:10.1f} "
                       f"{r['median_ms'] / base['median_ms']:8.2f} {r['mean_ms']:8.1f} "
-                      f"{r['mean_ms'] / base['mean_ms']:8.2f} {r['peak_rss_mib']:12.0f} "
+                      f"{r['mean_ms'] / base['mean_ms']:8.2f} {r['cpu_ms']:7.1f} {r['cpu_ms'] / base['cpu_ms']:8.2f} "
+                      f"{r['peak_rss_mib']:12.0f} "
                       f"{r['peak_rss_mib'] / base['peak_rss_mib']:8.2f} {r['fit_increment_mib']:9.0f} "
                       f"{r['fit_increment_mib'] / max(base['fit_increment_mib'], 1e-9):8.2f}", flush=True)
     return 0
