@@ -199,3 +199,18 @@ def test_errors_say_what_and_how_to_fix():
         cluster.cluster_weights(broken, 4)
     with pytest.raises(UnsupportedLayerError, match="already clustered"):
         cluster.cluster_weights(cluster.cluster_weights(small_cnn(), 2), 2)
+
+
+def test_nested_models_are_clustered_inside():
+    keras.utils.set_random_seed(0)
+    block = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, name="inner")], name="block")
+    inputs = keras.Input((6,), name="features")
+    outputs = keras.layers.Dense(2, name="outer")(block(inputs))
+    model = keras.Model(inputs, outputs)
+    wrapped = cluster.cluster_weights(model, 3, seed=0)
+    names = [w.layer_name for w in cluster.clustering_report(wrapped).clustered]
+    assert names == ["inner", "outer"]
+    stripped = cluster.strip_clustering(wrapped)
+    assert len(np.unique(stripped.get_layer("block").get_layer("inner").kernel.numpy())) <= 3
+    x = np.ones((2, 6), np.float32)
+    np.testing.assert_allclose(stripped(x), wrapped(x), rtol=1e-5, atol=1e-6)
