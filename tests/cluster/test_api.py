@@ -214,3 +214,13 @@ def test_nested_models_are_clustered_inside():
     assert len(np.unique(stripped.get_layer("block").get_layer("inner").kernel.numpy())) <= 3
     x = np.ones((2, 6), np.float32)
     np.testing.assert_allclose(stripped(x), wrapped(x), rtol=1e-5, atol=1e-6)
+
+
+def test_masks_flow_through_wrapped_embedding_and_lstm():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None,), dtype="int32")
+    outputs = keras.layers.LSTM(3)(keras.layers.Embedding(10, 4, mask_zero=True)(inputs))
+    wrapped = cluster.cluster_weights(keras.Model(inputs, outputs), 4, seed=0)
+    x = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 0, 0, 0, 0]], "int32")
+    np.testing.assert_allclose(wrapped(x), wrapped(x[:, :3]), rtol=1e-6)  # padding is masked out
+    np.testing.assert_allclose(cluster.strip_clustering(wrapped)(x), wrapped(x), rtol=1e-6)

@@ -130,8 +130,8 @@ def cluster_weights(
         plan(to_cluster)  # raises before anything is built
 
         def wrap(layer):
-            if isinstance(layer, keras.layers.InputLayer):
-                return layer
+            if isinstance(layer, keras.layers.InputLayer) or not isinstance(layer, keras.layers.Layer):
+                return layer  # inputs, and stateless ops in the graph (e.g. a mask's not_equal)
             clone = copy_layer(layer)
             return ClusterWeights(clone, **arguments) if weight_specs(layer) else clone
 
@@ -164,7 +164,7 @@ def strip_clustering(model):
         _reject_subclassed(model)
 
         def unwrap(layer):
-            if isinstance(layer, keras.layers.InputLayer):
+            if isinstance(layer, keras.layers.InputLayer) or not isinstance(layer, keras.layers.Layer):
                 return layer
             if isinstance(layer, ClusterWeights):
                 return _stripped_layer(layer)
