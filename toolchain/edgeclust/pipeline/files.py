@@ -38,8 +38,19 @@ def _reproducible_date() -> tuple[datetime.datetime, tuple[int, ...]]:
     return when, (max(when.year, 1980), when.month, when.day, when.hour, when.minute, when.second)
 
 
+def _without_training_state(model):
+    """The same model, uncompiled: an optimizer's auto-numbered name ("adam_2") would make two saves differ."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def keras_archive_bytes(model) -> bytes:
-    """The model as .keras bytes, reproducible: Keras stamps the save time into the archive, we fix it."""
+    """The model as .keras bytes, reproducible: Keras stamps the save time into the archive, we fix it, and
+    leave out the optimizer (fine-tuning state, which nothing downstream needs)."""
+    model = _without_training_state(model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)
