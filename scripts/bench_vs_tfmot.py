@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,13 @@ def _rss_mib() -> float:
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own high-water mark (VmHWM). getrusage's ru_maxrss is not used: Linux carries the
+    parent's high-water mark into a child across fork and exec, so every worker would report the parent's."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _zipped(path: Path) -> int:
@@ -134,10 +139,13 @@ def worker(args) -> dict:
         model.save(saved)
         result["zipped_model_bytes"] = _zipped(saved)
         result["int8_tflite"] = str(_to_int8(model, x_train, out / f"{args.toolkit}_int8.tflite", args.toolkit))
+        if args.toolkit == "edgeclust":  # what `edgeclust build` deploys: per-tensor int8 keeps N values
+            result["int8_per_tensor_tflite"] = str(_to_int8(model, x_train, out / "edgeclust_int8_pt.tflite",
+                                                            args.toolkit, per_channel=False))
     return result
 
 
-def _to_int8(model, x_train, path: Path, toolkit: str) -> Path:
+def _to_int8(model, x_train, path: Path, toolkit: str, per_channel: bool = True) -> Path:
     """Full int8 with a batch-1 signature, the same recipe on both sides."""
     import tensorflow as tf
 
@@ -155,7 +163,7 @@ def _to_int8(model, x_train, path: Path, toolkit: str) -> Path:
     else:
         from edgeclust.tflite import convert
 
-        path.write_bytes(convert.to_tflite(model, quantize="int8", representative_data=calib, per_channel=True))
+        path.write_bytes(convert.to_tflite(model, quantize="int8", representative_data=calib, per_channel=per_channel))
     return path
 
 
@@ -235,6 +243,10 @@ def main() -> None:
             c["int8_bytes"] = len(blob)
             c["int8_max_unique_per_tensor"] = max(s.unique_values for s in stats)
             c["int8_max_unique_per_channel"] = max(s.max_unique_per_channel for s in stats)
+        per_tensor = Path(results[("edgeclust", "clustered")]["int8_per_tensor_tflite"]).read_bytes()
+        results[("edgeclust", "clustered")]["int8_per_tensor_max_unique"] = max(
+            s.unique_values for s in inspect.inspect_weights(per_tensor))
+        results[("edgeclust", "clustered")]["int8_per_tensor_bytes"] = len(per_tensor)
 
     rows = []
     for label, fn in [
@@ -248,6 +260,8 @@ def main() -> None:
         ("int8 .tflite, max unique values per channel", lambda p, c: str(c["int8_max_unique_per_channel"])),
         ("int8 .tflite bytes", lambda p, c: f"{c['int8_bytes']:,}"),
         ("zipped clustered model bytes", lambda p, c: f"{c['zipped_model_bytes']:,}"),
+        ("per-tensor int8 (edgeclust build), max unique per tensor",
+         lambda p, c: str(c.get("int8_per_tensor_max_unique", "-"))),
     ]:
         rows.append((label, *(fn(results[(t, 'plain')], results[(t, 'clustered')]) for t in ("tfmot", "edgeclust"))))
     print(f"\nMNIST CNN, base test accuracy {base_acc:.4f}; {args.clusters} clusters, {args.init}, "
