@@ -38,6 +38,7 @@ def test_families_group_ops_that_share_a_kernel_file():
     assert families == {"conv": ["CONV_2D"], "pooling": ["AVERAGE_POOL_2D", "MAX_POOL_2D"]}
 
 
+@pytest.mark.tflm_tree
 def test_every_table_entry_is_a_method_of_tflms_resolver(tflm_root):
     header = (tflm_root / "tensorflow/lite/micro/micro_mutable_op_resolver.h").read_text()
     methods = set(re.findall(r"TfLiteStatus (Add\w+)\(", header))

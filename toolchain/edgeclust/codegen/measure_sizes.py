@@ -132,6 +132,8 @@ def write_table(path: Path, profiles: dict, tflm_commit: str) -> None:
         "# core_flash: text + data of a firmware with the interpreter, AllocateTensors, Invoke, printf and the",
         "#   startup code but no ops; core_ram: its .data + .bss (heap reserve and arena aside).",
         "# families.<f>: flash added by the ops of kernels/<f>.cc (edgeclust/codegen/resolver.py maps op -> family).",
+        "# Each family is measured alone, so a sum over several counts the helpers they share more than once: the",
+        "# budget is an upper bound (a 6-op int8 CNN on the M4F: 86,784 bytes priced, 64,656 linked).",
         "",
     ]
     for name, p in profiles.items():
