@@ -82,3 +82,40 @@ def test_a_model_too_big_for_the_arena_fails_with_status_2(make_project, tiny_mo
     assert "AllocateTensors() failed" in done.stdout
     errors = [line for line in done.stderr.splitlines() if line.startswith("edgeclust: error:")]
     assert len(errors) == 1 and "status 2" in errors[0] and "could not be set up" in errors[0]
+
+
+def test_a_lut_compressed_model_decodes_on_the_board_bit_identically(digits, boards_dir, templates_dir, tflm_root,
+                                                                      tmp_path, cross_tools):
+    import keras
+    from keras import layers
+
+    from edgeclust.codegen import board, project
+    from edgeclust.pipeline.firmware import codegen_interface, self_test_cases
+    from edgeclust.tflite import flatbuffer, parity, size
+    from edgeclust.tflite.convert import to_tflite
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(8, 8, 1))
+    x = layers.Flatten()(layers.Conv2D(8, 3, padding="same", activation="relu")(inputs))
+    model = keras.Model(inputs, layers.Dense(10, activation="softmax")(layers.Dense(64, activation="relu")(x)))
+    for layer in model.layers:  # 16 values per kernel, as clustering leaves them
+        weights = layer.get_weights()
+        if weights:
+            levels = np.linspace(weights[0].min(), weights[0].max(), 16, dtype=np.float32)
+            weights[0] = levels[np.abs(weights[0][..., None] - levels).argmin(-1)]
+            layer.set_weights(weights)
+    int8 = to_tflite(model, quantize="int8", representative_data=digits.x_train, num_calibration=32, per_channel=False)
+    lut = size.lut_compress(int8)
+    assert lut.compressed_tensors and len(lut.model) < len(int8)
+    ops = flatbuffer.read_model(lut.model).op_names
+    assert "TFLM_DECODE" in ops
+    x = digits.x_test[:3]
+    out = tmp_path / "firmware"
+    project.render_project(model_data=lut.model, op_names=ops, board=board.load_board("qemu_mps2_an386", boards_dir),
+                           interface=codegen_interface(lut.model), self_test=self_test_cases(lut.model, x),
+                           arena_bytes=parity.tflm_arena_bytes(lut.model), decoded_bytes=lut.decoded_bytes,
+                           out_dir=out, templates_dir=templates_dir, compressed=True)
+    done = _flash_cli(out, tflm_root)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    device = _firmware_outputs(done.stdout, np.int8)
+    assert np.array_equal(device, parity.run_tflm(int8, x).reshape(len(x), -1))  # = the uncompressed model's
