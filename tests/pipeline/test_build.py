@@ -137,6 +137,7 @@ def test_lut_build_reports_decoded_ram_and_bit_identical_tflm_outputs(digits_inp
     report = result.report
     assert report["parity"]["lut_equals_int8_bit_for_bit"] is True
     assert report["lut"]["compressed_tensors"] and report["lut"]["decoded_bytes"] > 0
+    assert 0 <= report["lut"]["decoding_ram_bytes"] <= report["lut"]["decoded_bytes"] + 1024
     assert report["sizes"]["tflite_int8_lut"] < report["sizes"]["tflite_int8"]
     assert "TFLM_DECODE" in report["ops"]
     assert "AddDecode()" in (result.out_dir / "firmware" / "main.cc").read_text() + "".join(

@@ -183,9 +183,19 @@ def build(model_path, data_path, options: BuildOptions, on_progress: ProgressCal
     stages.start("Check the board's budget")
     from edgeclust.codegen import budget as budget_mod
 
-    # For a LUT model the measured arena holds the decoded weights too (TFLM's DECODE writes them there).
+    # TFLM's DECODE writes decoded weights into the arena, where the memory planner overlaps them with other
+    # tensors: the RAM that decoding costs is the measured arena of the LUT model minus that of the int8 one
+    # (often less than the sum of all decoded tensors).
     arena = parity.tflm_arena_bytes(firmware_model)
-    decoded = lut.decoded_bytes if lut is not None else 0
+    decoded = 0
+    if lut is not None:
+        plain_arena = parity.tflm_arena_bytes(deployed)
+        decoded = max(arena - plain_arena, 0)
+        arena = plain_arena + decoded
+        stages.info(
+            f"TFLM arena {plain_arena:,} bytes without LUT, {arena:,} with it: decoding costs {decoded:,} bytes "
+            f"of RAM (all decoded tensors together: {lut.decoded_bytes:,})"
+        )
     op_names = sorted(set(flatbuffer.read_model(firmware_model).op_names))
     budget = budget_mod.check_budget(
         board,
@@ -272,6 +282,7 @@ def build(model_path, data_path, options: BuildOptions, on_progress: ProgressCal
             parity=parity_result,
             sizes=sizes,
             arena_bytes=arena,
+            decoding_ram_bytes=decoded,
             budget=budget,
             op_names=op_names,
             staging=staging,

@@ -144,19 +144,20 @@ def _verify_section(verification, weight_stats) -> dict | None:
     }
 
 
-def _lut_section(lut) -> dict | None:
+def _lut_section(lut, decoding_ram_bytes: int) -> dict | None:
     if lut is None:
         return None
     return {
         "compressed_tensors": list(lut.compressed_tensors),
         "skipped_tensors": list(lut.skipped_tensors),
-        "decoded_bytes": lut.decoded_bytes,
+        "decoded_bytes": lut.decoded_bytes,  # all decoded tensors together
+        "decoding_ram_bytes": decoding_ram_bytes,  # measured: arena with LUT minus arena without
     }
 
 
 def build_report(*, version, model_path, model_sha256, data_path, data_sha256, options, board, was_wrapped,
                  probabilities, cluster_report, folded_batch_norm, weight_stats, verification, lut, parity, sizes,
-                 arena_bytes, budget, op_names, staging: Path) -> dict:
+                 arena_bytes, budget, op_names, staging: Path, decoding_ram_bytes: int = 0) -> dict:
     """Everything a build decided and measured, in plain values (no timings: they live in timings.json)."""
     return jsonable({
         "edgeclust_version": version,
@@ -177,7 +178,7 @@ def build_report(*, version, model_path, model_sha256, data_path, data_sha256, o
         "clustering": _clustering_section(cluster_report, folded_batch_norm),
         "weights": list(weight_stats),
         "verify": _verify_section(verification, weight_stats),
-        "lut": _lut_section(lut),
+        "lut": _lut_section(lut, decoding_ram_bytes),
         "parity": parity,
         "sizes": sizes,
         "tflm_arena_bytes": arena_bytes,
