@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,8 +289,7 @@ def _float_literal(value: float) -> str:
 
 
 def _percent(margin: float) -> str:
-    text = f"{margin * 100:.6g}"
-    return text
+    return f"{margin * 100:.6g}"
 
 
 def _comment(text: str) -> str:
@@ -301,7 +299,3 @@ def _comment(text: str) -> str:
 def _align(n: int) -> int:
     return (int(n) + ARENA_ALIGNMENT - 1) // ARENA_ALIGNMENT * ARENA_ALIGNMENT
 
-
-def project_board_id(project_dir: str | os.PathLike) -> str:
-    """The id of the board a project was generated for."""
-    return read_project_board(project_dir).id
