@@ -102,6 +102,9 @@ def test_ctrl_c_in_the_middle_of_a_build_leaves_nothing(digits_inputs, tmp_path)
         [sys.executable, "-m", "edgeclust", "build", str(model), "--board", "qemu_mps2_an386", "--data", str(data),
          "--epochs", "3", "--out", "out"],
         cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a job started in the background by a non-interactive shell (as CI runners do) inherits SIGINT
+        # ignored; a terminal's Ctrl-C reaches a process with the default handler, so restore it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = ""
     deadline = time.monotonic() + 300
