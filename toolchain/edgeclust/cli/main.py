@@ -62,8 +62,18 @@ def debug_enabled() -> bool:
     return os.environ.get("EDGECLUST_DEBUG", "") not in ("", "0")
 
 
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up banners and retracing warnings are noise on a CLI's stderr."""
+    import logging
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
 def main(argv=None):
     """Console entry point: run the group, turn expected failures into one line and an exit code."""
+    if not debug_enabled():
+        quiet_tensorflow()
     try:
         # outside standalone mode click returns the code given to ctx.exit(...) instead of exiting with it
         status = cli.main(args=argv, prog_name="edgeclust", standalone_mode=False)
