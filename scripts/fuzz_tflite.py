@@ -259,6 +259,7 @@ def run_command(args: list[str], timeout: float) -> tuple[int | str, str]:
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     code: int | str = 0
+    saved_debug = os.environ.pop("EDGECLUST_DEBUG", None)  # tracebacks on purpose would read as failures
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -273,6 +274,8 @@ def run_command(args: list[str], timeout: float) -> tuple[int | str, str]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if saved_debug is not None:
+            os.environ["EDGECLUST_DEBUG"] = saved_debug
     return code, err.getvalue() + out.getvalue()[-2000:] if code not in (0, 1, 2) else err.getvalue()
 
 

@@ -10,10 +10,8 @@ scripts/fuzz_tflite.py runs the same idea for longer.
 
 from __future__ import annotations
 
-import contextlib
-import io
+import importlib.util
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -25,59 +23,26 @@ from hypothesis import strategies as st
 
 TOOLCHAIN = Path(__file__).resolve().parents[2] / "toolchain"
 CASE_TIMEOUT_S = 20
-COMMANDS = (
-    ("inspect",),
-    ("inspect", "--json"),
-    ("verify", "--max-unique", "16"),
-    ("verify", "--max-unique", "16", "--per-channel", "--json"),
-)
 INTERESTING_U32 = (0, 1, 2, 4, 8, 0x7F, 0x80, 0xFF, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
 
 
-class Hang(BaseException):
-    """Raised by the alarm; a BaseException so the CLI's `except Exception` cannot turn it into an exit code."""
+def _load_fuzz_script():
+    """scripts/fuzz_tflite.py, whose in-process runner and verdict this test shares (one rule, one place)."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "fuzz_tflite.py"
+    spec = importlib.util.spec_from_file_location("fuzz_tflite", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fuzz_script = _load_fuzz_script()
+problem = fuzz_script.judge
+COMMANDS = fuzz_script.COMMANDS
 
 
 def run_in_process(args: list[str]) -> tuple[int | str, str]:
     """`edgeclust ARGS` through the console entry point: (exit code, or "hang"; stderr)."""
-    from edgeclust.cli.main import main
-
-    err = io.StringIO()
-
-    def alarm(signum, frame):
-        raise Hang()
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, CASE_TIMEOUT_S)
-    code: int | str = 0
-    saved_debug = os.environ.pop("EDGECLUST_DEBUG", None)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-            try:
-                main(args)
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-    except Hang:
-        code = "hang"
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if saved_debug is not None:
-            os.environ["EDGECLUST_DEBUG"] = saved_debug
-    return code, err.getvalue()
-
-
-def problem(code, stderr: str) -> str | None:
-    """Why an outcome is not allowed, or None."""
-    if code not in (0, 1, 2):
-        return f"exit {code}"
-    if "Traceback" in stderr:
-        return "traceback"
-    if "internal error" in stderr:
-        return "internal error"
-    if code == 2 and not any(line.startswith("edgeclust: error:") for line in stderr.splitlines()):
-        return "exit 2 without an 'edgeclust: error:' line"
-    return None
+    return fuzz_script.run_command(args, CASE_TIMEOUT_S)
 
 
 def structure_positions(blob: bytes) -> list[int]:
