@@ -16,25 +16,27 @@ TOOLCHAIN = Path(__file__).resolve().parents[2] / "toolchain"
 ENV = {**os.environ, "PYTHONPATH": str(TOOLCHAIN), "EDGECLUST_DEBUG": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def edgeclust(*args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgeclust", *map(str, args)], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
+@pytest.fixture
+def edgeclust(run_cli):
+    """`python -m edgeclust ARGS` in a subprocess, as users run it (the shared runner of tests/cli/conftest.py)."""
+    return lambda *args, cwd, timeout=600: run_cli(args, cwd, subprocess=True, timeout=timeout)
 
 
 def assert_one_line_error(result, code: int, *fragments: str) -> None:
-    assert result.returncode == code, result.stderr
+    """Exit `code`, one `edgeclust: error:` line holding every fragment (after any progress lines), no traceback."""
+    assert result.exit_code == code, result.stderr
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("edgeclust: error:")]
+    errors = result.error_lines()
     assert len(errors) == 1, result.stderr
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
 
 
-def test_build_prints_the_summary_and_writes_the_project(digits_inputs, tmp_path):
+def test_build_prints_the_summary_and_writes_the_project(edgeclust, digits_inputs, tmp_path):
     model, data = digits_inputs
     result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", data, "--clusters", "8",
                        "--epochs", "1", "--lr", "1e-4", "--parity-samples", "30", "--out", "out", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "[1/" in result.stderr and "Generate firmware project" in result.stderr  # progress per stage
     assert "Accuracy on 30 test examples" in result.stdout
     assert "at most" in result.stdout and "(limit 8): PASS" in result.stdout
@@ -43,16 +45,16 @@ def test_build_prints_the_summary_and_writes_the_project(digits_inputs, tmp_path
     assert report["verify"]["max_unique_found"] <= 8
 
 
-def test_unknown_board_lists_the_known_ones_and_writes_nothing(digits_inputs, tmp_path):
+def test_unknown_board_lists_the_known_ones_and_writes_nothing(edgeclust, digits_inputs, tmp_path):
     model, data = digits_inputs
     result = edgeclust("build", model, "--board", "nope", "--data", data, "--out", "out", cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert "qemu_mps2_an386" in result.stderr and "qemu_lm3s6965evb" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_model_is_a_usage_error(digits_inputs, tmp_path):
+def test_missing_model_is_a_usage_error(edgeclust, digits_inputs, tmp_path):
     _, data = digits_inputs
     result = edgeclust("build", tmp_path / "missing.keras", "--board", "qemu_mps2_an386", "--data", data,
                        "--out", "out", cwd=tmp_path)
@@ -60,7 +62,7 @@ def test_missing_model_is_a_usage_error(digits_inputs, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_existing_out_is_refused(digits_inputs, tmp_path):
+def test_existing_out_is_refused(edgeclust, digits_inputs, tmp_path):
     model, data = digits_inputs
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "mine.txt").write_text("keep")
@@ -69,7 +71,7 @@ def test_existing_out_is_refused(digits_inputs, tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["mine.txt"]
 
 
-def test_clusters_larger_than_a_tensor_is_refused(digits_inputs, tmp_path):
+def test_clusters_larger_than_a_tensor_is_refused(edgeclust, digits_inputs, tmp_path):
     model, data = digits_inputs
     result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", data, "--clusters", "100000",
                        "--out", "out", cwd=tmp_path)
@@ -77,7 +79,7 @@ def test_clusters_larger_than_a_tensor_is_refused(digits_inputs, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_clusters_below_two_is_refused(digits_inputs, tmp_path):
+def test_clusters_below_two_is_refused(edgeclust, digits_inputs, tmp_path):
     model, data = digits_inputs
     result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", data, "--clusters", "1",
                        "--out", "out", cwd=tmp_path)
@@ -85,7 +87,7 @@ def test_clusters_below_two_is_refused(digits_inputs, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_data_for_another_model_is_refused(digits_inputs, tmp_path, mnist_small):
+def test_data_for_another_model_is_refused(edgeclust, digits_inputs, tmp_path, mnist_small):
     from edgeclust import data as edata
 
     model, _ = digits_inputs
@@ -123,9 +125,9 @@ def test_ctrl_c_in_the_middle_of_a_build_leaves_nothing(digits_inputs, tmp_path)
 
 
 @pytest.mark.slow
-def test_demo_runs_the_main_job(tmp_path):
+def test_demo_runs_the_main_job(edgeclust, tmp_path):
     result = edgeclust("demo", "--no-run", "--out", "demo", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "Accuracy on" in result.stdout and "Board qemu_mps2_an386" in result.stdout
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["verify"]["passed"] and report["parity"]["accuracy"]["tflm_int8"] > 0.85
