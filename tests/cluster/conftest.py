@@ -38,7 +38,6 @@ def _functional(layer_fn, input_shape, dtype="float32", two_inputs=False):
 
 
 def _cases():
-    import keras
     from keras import layers as L
 
     cell = lambda l: l.cell  # noqa: E731

@@ -44,7 +44,7 @@ def test_a_project_for_every_board(board_id, make_project, tiny_model, tmp_path)
     # the resolver holds exactly the model's ops
     calls = re.findall(r"resolver\.(Add\w+\(\))", (out / source_dir / "op_resolver.h").read_text())
     assert sorted(calls) == sorted(resolver.resolver_calls(tiny_model.op_names, compressed=False))
-    assert f"MicroMutableOpResolver<kOpCount>" in (out / source_dir / "op_resolver.h").read_text()
+    assert "MicroMutableOpResolver<kOpCount>" in (out / source_dir / "op_resolver.h").read_text()
     assert f"constexpr int kOpCount = {len(calls)};" in (out / source_dir / "op_resolver.h").read_text()
     # the project knows its board
     assert project.read_project_board(out) == spec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeclust.pipeline.stages import INITIALIZATIONS
+from edgeclust.pipeline.stages import INITIALIZATIONS, ClusterOptions
 
 
 def clustering_options(func):
@@ -31,9 +31,7 @@ def clustering_options(func):
     return func
 
 
-def cluster_options_from(kwargs) -> "ClusterOptions":  # noqa: F821
-    from edgeclust.pipeline.stages import ClusterOptions
-
+def cluster_options_from(kwargs) -> ClusterOptions:
     return ClusterOptions(
         clusters=kwargs["clusters"],
         init=kwargs["init"],

@@ -27,7 +27,7 @@ from edgeclust.pipeline.stages import (
     has_batch_norm,
     strip_if_clustered,
 )
-from edgeclust.pipeline.training import accuracy, outputs_are_probabilities, predict
+from edgeclust.pipeline.training import outputs_are_probabilities, predict
 
 QUANTIZE_CHOICES = ("int8", "float32")
 COMPRESS_CHOICES = ("none", "lut")
