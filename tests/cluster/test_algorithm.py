@@ -1,4 +1,5 @@
-"""The maths: nearest centroids, packing, the clustered weight and its gradients (finite differences, STE)."""
+"""The maths: nearest centroids, the clustered weight and its gradients (finite differences, STE), with both
+kernels (XLA-compiled on TensorFlow, and the keras.ops ones other backends use)."""
 
 import keras
 import numpy as np
@@ -8,22 +9,37 @@ from hypothesis import strategies as st
 from keras import ops
 
 from edgeclust import cluster
-from edgeclust.cluster import algorithm
+from edgeclust.cluster import algorithm, kernels
+
+
+@pytest.fixture(params=["xla", "keras.ops"])
+def kernel(request, monkeypatch):
+    """Runs a test with the XLA-compiled kernels, then with the keras.ops ones."""
+    monkeypatch.setattr(kernels, "USE_XLA", request.param == "xla")
+    return request.param
 
 
 @settings(max_examples=40, deadline=None)
-@given(k=st.integers(2, 40), n=st.integers(1, 300), seed=st.integers(0, 2**16), xla=st.booleans())
-def test_nearest_matches_argmin_and_packing_round_trips(k, n, seed, xla):
+@given(k=st.integers(2, 300), n=st.integers(1, 300), seed=st.integers(0, 2**16), xla=st.booleans(),
+       use_xla_kernels=st.booleans())
+def test_nearest_matches_argmin_and_lookup_takes_the_centroids(k, n, seed, xla, use_xla_kernels):
     r = np.random.default_rng(seed)
     w = r.normal(size=n).astype(np.float32)
     c = r.normal(size=k).astype(np.float32)  # unsorted on purpose
-    idx = np.asarray(algorithm.nearest_indices(w, c, channel_axes=None, preserve_sparsity=False, xla=xla))
+    saved, kernels.USE_XLA = kernels.USE_XLA, use_xla_kernels
+    try:
+        idx = np.asarray(algorithm.nearest_indices(w, c, channel_axes=None, preserve_sparsity=False, xla=xla))
+        stored = idx.astype(kernels.index_dtype(k))  # as the wrapper stores them
+        looked_up = np.asarray(algorithm.lookup(c, stored, (n,)))
+    finally:
+        kernels.USE_XLA = saved
     np.testing.assert_array_equal(np.abs(w - c[idx]), np.abs(w[:, None] - c[None, :]).min(axis=1))
-    g = algorithm.group_size(k, n)
-    packed = algorithm.pack(idx, k, g)
-    assert packed.shape == (algorithm.packed_length(n, g),)
-    np.testing.assert_array_equal(np.asarray(algorithm.unpack(packed, k, g, n)), idx)
-    np.testing.assert_array_equal(np.asarray(algorithm.lookup(c, packed, k, g, (n,))), c[idx])
+    np.testing.assert_array_equal(looked_up, c[idx])
+
+
+def test_index_dtype_is_the_smallest_that_holds_every_index():
+    assert [kernels.index_dtype(b) for b in (2, 256, 257, 32768, 32769)] == \
+        ["uint8", "uint8", "int16", "int16", "int32"]
 
 
 def test_nearest_per_channel_uses_each_channels_centroids():
@@ -33,13 +49,6 @@ def test_nearest_per_channel_uses_each_channels_centroids():
     idx = np.asarray(algorithm.nearest_indices(w, c, channel_axes=(1,), preserve_sparsity=False))
     expected = np.argmin(np.abs(w[..., None] - c[None, :, None, :]), -1) + 6 * np.arange(5)[None, :, None]
     np.testing.assert_array_equal(idx, expected)
-
-
-def test_group_size_packs_large_tensors_and_leaves_small_ones():
-    assert algorithm.group_size(16, 1 << 20) == 3
-    assert algorithm.group_size(256, 1 << 20) == 2
-    assert algorithm.group_size(16, 288) == 1
-    assert algorithm.group_size(16, 1 << 20, per_channel=True) == 1
 
 
 def _wrapped_dense(k=4, **kwargs):
@@ -56,7 +65,7 @@ def _loss(y):
 
 @pytest.mark.parametrize("aggregation", ["SUM", "AVG"])
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_centroid_gradients_match_finite_differences(aggregation, per_channel):
+def test_centroid_gradients_match_finite_differences(aggregation, per_channel, kernel):
     import tensorflow as tf
 
     wrapper, x = _wrapped_dense(cluster_gradient_aggregation=aggregation, cluster_per_channel=per_channel)
@@ -76,13 +85,12 @@ def test_centroid_gradients_match_finite_differences(aggregation, per_channel):
             numeric[j] += sign * float(_loss(wrapper(x, training=False))) / (2 * eps)
     centroids.assign(c0)
     if aggregation == "AVG":
-        sizes = np.asarray(algorithm.cluster_sizes(wrapper._index_vars[0], 4, wrapper._groups[0], c0.shape,
-                                                   n=35, xla=False))
+        sizes = np.bincount(np.asarray(wrapper._index_vars[0]), minlength=c0.size).reshape(c0.shape)
         numeric = numeric / np.maximum(sizes, 1)
     np.testing.assert_allclose(grad, numeric, rtol=2e-3, atol=2e-4)
 
 
-def test_original_weights_get_the_clustered_weights_gradient_straight_through():
+def test_original_weights_get_the_clustered_weights_gradient_straight_through(kernel):
     import tensorflow as tf
 
     wrapper, x = _wrapped_dense()
@@ -100,15 +108,14 @@ def test_original_weights_get_the_clustered_weights_gradient_straight_through():
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
-def test_segment_sum_and_bincount_kernels_agree():
+@pytest.mark.parametrize("bins", [8, 300, 40000])
+def test_per_cluster_sums_match_numpy(bins, kernel):
     r = np.random.default_rng(0)
-    k, n = 8, 5001
-    idx = r.integers(0, k, n).astype(np.int32)
+    n = 5001
+    idx = r.integers(0, bins, n).astype(kernels.index_dtype(bins))
     values = r.normal(size=n).astype(np.float32)
-    g = algorithm.group_size(k, n)
-    assert g > 1
-    packed = algorithm.pack(idx, k, g)
-    want = np.bincount(idx, weights=values, minlength=k)
-    for xla in (False, True):
-        got = np.asarray(algorithm.per_cluster_sums(values, packed, k, g, (k,), xla=xla))
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    want = np.bincount(idx, weights=values, minlength=bins)
+    got = np.asarray(algorithm.per_cluster_sums(values, idx, (bins,)))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    sizes = np.asarray(algorithm.cluster_sizes(idx, (bins,), n=n))
+    np.testing.assert_array_equal(sizes, np.bincount(idx, minlength=bins))

@@ -97,7 +97,7 @@ def test_indices_follow_the_weights_every_interval():
     wrapper(x, training=False)  # inference never updates or counts
     assert int(wrapper._step.numpy()) == 9
     wrapper(x, training=True)  # step 10: update
-    fresh = np.asarray(wrapper._packed_nearest(0, kernel, wrapper._centroid_vars[0]))
+    fresh = np.asarray(wrapper._nearest(0, kernel, wrapper._centroid_vars[0]))
     np.testing.assert_array_equal(wrapper._index_vars[0].numpy(), fresh)
     assert not np.array_equal(fresh, stale)
 

@@ -35,7 +35,7 @@ def test_layer_clusters_learns_and_strips_to_n_values(case, per_channel):
     # the stripped model computes what the wrapper computes (indices fresh in both)
     for wrapper_layer in [wrapper]:
         for i, spec in enumerate(wrapper_layer.weight_specs):
-            wrapper_layer._index_vars[i].assign(wrapper_layer._packed_nearest(
+            wrapper_layer._index_vars[i].assign(wrapper_layer._nearest(
                 i, spec.variable(wrapper_layer.layer), wrapper_layer._centroid_vars[i]))
     np.testing.assert_allclose(stripped(x), wrapped(x), rtol=1e-5, atol=1e-5)
 

@@ -1,16 +1,13 @@
-"""The clustering maths in keras.ops: nearest centroids, packed indices, and the clustered weight with its gradients.
+"""The clustering maths in keras.ops: nearest centroids, and the clustered weight with its gradients.
 
-Layout. A weight tensor of n values with k clusters per tensor stores its indices *packed*: g consecutive
-indices make one integer  i_0 k^(g-1) + ... + i_(g-1)  (g = group_size(k, n)), and the forward pass is one
-gather of n / g rows from a table of all k^g combinations of centroids (k^g x g, rebuilt from the centroids
-each step, a few thousand rows). Without XLA, TensorFlow's gather costs about the same per row whatever the
-row's size, so packing makes the forward 2-3x cheaper than one gather per weight. Per channel (C channels,
-centroids (C, k)) each index is global: channel * k + index, g = 1.
+State: one integer index per weight (kernels.index_dtype: a byte up to 256 clusters), recomputed from the
+moving weights only now and then; per channel (C channels, centroids (C, k)) each index is global,
+channel * k + index. The forward pass is one lookup per weight, the backward pass one sum per cluster;
+both are kernels.py's (XLA-compiled on the TensorFlow backend).
 
-Gradients (a custom gradient, so that nothing is paid for autodiff of the gather): the original weight gets
+Gradients (a custom gradient, so that nothing is paid for autodiff of the lookup): the original weight gets
 the clustered weight's gradient straight through; each centroid gets the sum (or mean) of the gradients of
-its weights, a weighted bincount of the packed indices (segment_sum when compiled with XLA, where bincount
-is not compilable).
+its weights.
 """
 
 from __future__ import annotations
@@ -20,31 +17,7 @@ import math
 import numpy as np
 from keras import ops
 
-#: Largest table of centroid combinations (rows) that packing may use; 65536 only for pairs.
-MAX_TABLE_ROWS = 4096
-MAX_PAIR_TABLE_ROWS = 65536
-MAX_GROUP = 8
-
-
-def group_size(k: int, n: int, per_channel: bool = False) -> int:
-    """How many indices are packed into one integer for a tensor of n values and k clusters (1 = none).
-
-    The largest g (at most MAX_GROUP) whose table of k^g rows stays small (MAX_TABLE_ROWS, or
-    MAX_PAIR_TABLE_ROWS for pairs) and costs well under the tensor itself to rebuild each step.
-    """
-    if per_channel:
-        return 1
-    for g in range(MAX_GROUP, 1, -1):
-        rows = k**g
-        limit = MAX_PAIR_TABLE_ROWS if g == 2 else MAX_TABLE_ROWS
-        if rows <= limit and rows * g * 8 <= n:
-            return g
-    return 1
-
-
-def packed_length(n: int, g: int) -> int:
-    """Number of packed integers for n indices, g per integer (the last one padded with index 0)."""
-    return -(-n // g)
+from edgeclust.cluster import kernels
 
 
 def channel_layout(shape: tuple[int, ...], channel_axes: tuple[int, ...]):
@@ -88,9 +61,9 @@ def nearest_indices(w, centroids, *, channel_axes: tuple[int, ...] | None, prese
         position = ops.zeros(ops.shape(x), dtype="int32")
         for b in reversed(range(bits)):
             step = 2**b
-            probe = ops.take(mids_table, (position + (step - 1)) * channels + channel)
+            probe = kernels.take(mids_table, (position + (step - 1)) * channels + channel)
             position = ops.where(probe < x, position + step, position)
-    local = ops.take(ops.reshape(ops.transpose(order), (-1,)), position * channels + channel)
+    local = kernels.take(ops.reshape(ops.transpose(order), (-1,)), position * channels + channel)
     if preserve_sparsity:
         local = ops.where(ops.equal(x, 0), ops.zeros_like(local), local)
     if channel_axes is not None:
@@ -101,89 +74,23 @@ def nearest_indices(w, centroids, *, channel_axes: tuple[int, ...] | None, prese
     return local
 
 
-def pack(indices, k: int, g: int):
-    """Packed indices (ceil(n / g),) int32 from per-weight indices: g consecutive ones per integer, base k;
-    the last integer is padded with index 0."""
-    flat = ops.reshape(ops.cast(indices, "int32"), (-1,))
-    if g == 1:
-        return flat
-    n = int(flat.shape[0])
-    pad = packed_length(n, g) * g - n
-    if pad:
-        flat = ops.concatenate([flat, ops.zeros((pad,), "int32")])
-    powers = ops.convert_to_tensor(np.array([k ** (g - 1 - s) for s in range(g)], np.int32))
-    return ops.sum(ops.reshape(flat, (-1, g)) * powers[None, :], axis=1)
-
-
-def unpack(packed, k: int, g: int, n: int):
-    """Per-weight indices (n,) int32 from packed ones (the inverse of pack)."""
-    if g == 1:
-        return packed
-    digits = [(packed // (k ** (g - 1 - s))) % k for s in range(g)]
-    return ops.reshape(ops.stack(digits, axis=1), (-1,))[:n]
-
-
-def combination_table(centroids, k: int, g: int):
-    """All k^g combinations of g centroids, (k^g, g): row i_0 k^(g-1) + ... + i_(g-1) holds c[i_0..i_(g-1)]."""
-    if g == 1:
-        return ops.reshape(centroids, (-1, 1))
-    columns = []
-    for s in range(g):
-        shape = [1] * g
-        shape[s] = k
-        columns.append(ops.reshape(ops.broadcast_to(ops.reshape(centroids, shape), [k] * g), (-1,)))
-    return ops.stack(columns, axis=-1)
-
-
-def lookup(centroids, packed, k: int, g: int, shape):
+def lookup(centroids, indices, shape):
     """The clustered weight: each weight replaced by its centroid (shape `shape`)."""
-    if g == 1:
-        return ops.reshape(ops.take(ops.reshape(centroids, (-1,)), packed), shape)
-    n = int(np.prod(shape))
-    rows = ops.reshape(ops.take(combination_table(centroids, k, g), packed, axis=0), (-1,))
-    if int(packed.shape[0]) * g != n:
-        rows = rows[:n]
-    return ops.reshape(rows, shape)
+    return ops.reshape(kernels.take(ops.reshape(centroids, (-1,)), indices), shape)
 
 
-def _cluster_sums(values, packed, bins: int, xla: bool):
-    if xla:
-        return ops.segment_sum(values, packed, num_segments=bins)
-    return ops.bincount(packed, weights=values, minlength=bins)
-
-
-def _fold_slots(hist, k: int, g: int, s: int):
-    """From a histogram over packed values (k^g,), the part that slot s contributes per centroid (k,)."""
-    return ops.sum(ops.reshape(hist, [k] * g), axis=tuple(a for a in range(g) if a != s))
-
-
-def per_cluster_sums(values, packed, k: int, g: int, centroid_shape, *, xla: bool):
+def per_cluster_sums(values, indices, centroid_shape):
     """Sum of `values` (shaped like the weight) over each cluster, shaped like the centroids."""
-    flat = ops.reshape(values, (-1,))
-    if g == 1:
-        return ops.reshape(_cluster_sums(flat, packed, int(np.prod(centroid_shape)), xla), centroid_shape)
-    n = int(flat.shape[0])
-    full = n // g
-    bins = k**g
-    rows = ops.reshape(flat[: full * g] if full * g != n else flat, (full, g))
-    main = packed[:full] if full != int(packed.shape[0]) else packed
-    total = 0
-    for s in range(g):
-        total = total + _fold_slots(_cluster_sums(rows[:, s], main, bins, xla), k, g, s)
-    if full * g != n:  # the padded last integer: its first n - full * g slots are real
-        tail = unpack(packed[full:], k, g, g)[: n - full * g]
-        total = total + _cluster_sums(flat[full * g:], tail, k, xla)
-    return ops.reshape(total, centroid_shape)
+    bins = int(np.prod(centroid_shape))
+    return ops.reshape(kernels.segment_sums(ops.reshape(values, (-1,)), indices, bins), centroid_shape)
 
 
-def cluster_sizes(packed, k: int, g: int, centroid_shape, *, n: int, xla: bool):
+def cluster_sizes(indices, centroid_shape, *, n: int):
     """Number of weights in each cluster (float32, shaped like the centroids)."""
-    ones = ops.ones((n,), "float32")
-    return per_cluster_sums(ones, packed, k, g, centroid_shape, xla=xla)
+    return per_cluster_sums(ops.ones((n,), "float32"), indices, centroid_shape)
 
 
-def clustered_weight(w, centroids, packed, *, g: int, average: bool = False, preserve_sparsity: bool = False,
-                     xla: bool = False):
+def clustered_weight(w, centroids, indices, *, average: bool = False, preserve_sparsity: bool = False):
     """The weight the forward pass uses, with gradients straight through to `w` and per cluster to the
     centroids (summed, or averaged by cluster size). With preserve_sparsity, centroid 0 is pinned at zero
     and weights that are exactly zero receive no gradient (so they stay zero)."""
@@ -198,15 +105,15 @@ def clustered_weight(w, centroids, packed, *, g: int, average: bool = False, pre
     def _clustered(w, c):
         if keep is not None:
             c = c * ops.cast(keep, c.dtype)
-        out = lookup(c, packed, k, g, shape)
+        out = lookup(c, indices, shape)
 
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
             upstream = ops.convert_to_tensor(upstream)
-            dc = per_cluster_sums(upstream, packed, k, g, centroid_shape, xla=xla)
+            dc = per_cluster_sums(upstream, indices, centroid_shape)
             if average:
-                dc = dc / ops.maximum(cluster_sizes(packed, k, g, centroid_shape, n=int(np.prod(shape)), xla=xla), 1.0)
+                dc = dc / ops.maximum(cluster_sizes(indices, centroid_shape, n=int(np.prod(shape))), 1.0)
             dw = upstream
             if keep is not None:
                 dc = dc * ops.cast(keep, dc.dtype)

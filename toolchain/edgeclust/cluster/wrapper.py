@@ -1,7 +1,7 @@
 """ClusterWeights: the Keras 3 wrapper layer that makes a layer compute with clustered weights.
 
-State per clustered weight: its centroids (trainable) and its packed pulling indices (int32, not trainable,
-see algorithm.py); one step counter per wrapper. The wrapped layer keeps its own variables, which go on
+State per clustered weight: its centroids (trainable) and its pulling indices (one small integer per weight,
+not trainable, see algorithm.py); one step counter per wrapper. The wrapped layer keeps its own variables, which go on
 learning through the straight-through gradient; every `index_update_interval` training steps the indices
 are recomputed from them. Registered for `.keras` saving as "edgeclust>ClusterWeights".
 """
@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from edgeclust.cluster import algorithm, centroids
+from edgeclust.cluster import algorithm, centroids, kernels
 from edgeclust.cluster.clusterable import WeightSpec, swapped, weight_specs
 from edgeclust.cluster.config import (
     DEFAULT_INDEX_UPDATE_INTERVAL,
@@ -77,7 +77,7 @@ class ClusterWeights(keras.layers.Wrapper):
         kwargs.setdefault("name", f"cluster_{layer.name}")
         super().__init__(layer, **kwargs)
         self.clustering = config
-        self._untracked(_restoring=False, _specs=[], _centroid_vars=[], _index_vars=[], _groups=[],
+        self._untracked(_restoring=False, _specs=[], _centroid_vars=[], _index_vars=[],
                         _original_values=None, _initial_centroids=None)
 
     def _untracked(self, **attributes):
@@ -99,7 +99,7 @@ class ClusterWeights(keras.layers.Wrapper):
                 f"Layer {self.layer.name!r} ({type(self.layer).__name__}) has no clusterable weights"
             )
         k = self.clustering.number_of_clusters
-        centroid_vars, index_vars, groups = [], [], []
+        centroid_vars, index_vars = [], []
         for i, spec in enumerate(specs):
             owner = spec.owner(self.layer)
             if spec.attr not in owner.__dict__:
@@ -114,25 +114,23 @@ class ClusterWeights(keras.layers.Wrapper):
                 centroid_shape = (channels, k)
             else:
                 centroid_shape = (k,)
-            g = algorithm.group_size(k, n, self.clustering.cluster_per_channel)
             centroid_vars.append(self.add_weight(
                 name=f"cluster_centroids_{i}", shape=centroid_shape, initializer="zeros", trainable=True,
             ))
-            index_vars.append(self._replica_local(f"pulling_indices_{i}", (algorithm.packed_length(n, g),)))
-            groups.append(g)
-        step = self._replica_local("step", ())
-        self._untracked(_specs=specs, _centroid_vars=centroid_vars, _index_vars=index_vars, _groups=groups,
-                        _step=step)
+            index_vars.append(self._replica_local(f"pulling_indices_{i}", (n,),
+                                                  kernels.index_dtype(int(np.prod(centroid_shape)))))
+        step = self._replica_local("step", (), "int32")
+        self._untracked(_specs=specs, _centroid_vars=centroid_vars, _index_vars=index_vars, _step=step)
         if not self._restoring:
             self._initialize()
         self.built = True
 
-    def _replica_local(self, name: str, shape: tuple):
-        """An int32 state variable that each replica updates itself (identically: the weights it is computed
+    def _replica_local(self, name: str, shape: tuple, dtype: str):
+        """An integer state variable that each replica updates itself (identically: the weights it is computed
         from are mirrored), so that updating it inside a tf.cond needs no cross-replica merge."""
         with keras.name_scope(self.name):
             variable = keras.Variable(
-                initializer="zeros", shape=shape, dtype="int32", trainable=False, autocast=False,
+                initializer="zeros", shape=shape, dtype=dtype, trainable=False, autocast=False,
                 aggregation="only_first_replica", synchronization="on_read", name=name,
             )
         self._track_variable(variable)
@@ -166,7 +164,7 @@ class ClusterWeights(keras.layers.Wrapper):
                 cents = centroids.initial_centroids(values, k, cfg.cluster_centroids_init, rng,
                                                     preserve_sparsity=cfg.preserve_sparsity)
             self._centroid_vars[i].assign(cents)
-            self._index_vars[i].assign(self._packed_nearest(i, values, cents))
+            self._index_vars[i].assign(self._nearest(i, values, cents))
             originals.append(values)
             initial.append(np.asarray(cents))
         self._untracked(_original_values=originals, _initial_centroids=initial)
@@ -179,14 +177,15 @@ class ClusterWeights(keras.layers.Wrapper):
                 f"({where} has {available}). Received: number_of_clusters={k}"
             )
 
-    def _packed_nearest(self, i: int, w, cents, xla: bool = False):
+    def _nearest(self, i: int, w, cents, xla: bool = False):
+        """Flat indices of the nearest centroids of weight i, in the dtype of its index variable."""
         spec = self._specs[i]
         cfg = self.clustering
         idx = algorithm.nearest_indices(
             w, cents, channel_axes=spec.channel_axes if cfg.cluster_per_channel else None,
             preserve_sparsity=cfg.preserve_sparsity, xla=xla,
         )
-        return algorithm.pack(idx, cfg.number_of_clusters, self._groups[i])
+        return ops.cast(ops.reshape(idx, (-1,)), self._index_vars[i].dtype)
 
     @classmethod
     def from_config(cls, config):
@@ -213,14 +212,14 @@ class ClusterWeights(keras.layers.Wrapper):
         xla = _jit_compiled_training()
         if training is True:
             self._update_indices(xla)
-        packed = [ops.convert_to_tensor(v) for v in self._index_vars]
+        indices = [ops.convert_to_tensor(v) for v in self._index_vars]
         tensors = []
         for i, spec in enumerate(self._specs):
             w = ops.convert_to_tensor(spec.variable(self.layer))
             clustered = algorithm.clustered_weight(
-                w, ops.convert_to_tensor(self._centroid_vars[i]), packed[i], g=self._groups[i],
+                w, ops.convert_to_tensor(self._centroid_vars[i]), indices[i],
                 average=cfg.cluster_gradient_aggregation == GradientAggregation.AVG,
-                preserve_sparsity=cfg.preserve_sparsity, xla=xla,
+                preserve_sparsity=cfg.preserve_sparsity,
             )
             compute_dtype = spec.owner(self.layer).compute_dtype
             if compute_dtype != clustered.dtype:
@@ -237,7 +236,7 @@ class ClusterWeights(keras.layers.Wrapper):
 
         def recompute():
             for i, spec in enumerate(self._specs):
-                self._index_vars[i].assign(self._packed_nearest(
+                self._index_vars[i].assign(self._nearest(
                     i, ops.convert_to_tensor(spec.variable(self.layer)),
                     ops.convert_to_tensor(self._centroid_vars[i]), xla,
                 ))
