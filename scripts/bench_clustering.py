@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -114,6 +115,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="N = 16 and 256 only, 30 steps")
     parser.add_argument("--models", default="cnn,mlp")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="repeat plain and every N this many times, interleaved (machines are noisy)")
     parser.add_argument("--jit", choices=["both", "off", "on"], default="both")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="mlp", help=argparse.SUPPRESS)
@@ -129,20 +132,27 @@ def main(argv=None) -> int:
         args.steps = min(args.steps, 30)
     jits = {"both": [False, True], "off": [False], "on": [True]}[args.jit]
     print(f"batch {args.batch_size}, {args.steps} timed steps after {args.warmup}; Adam; k-means++; "
-          "each row a fresh process; ratios are clustered / plain")
+          f"each configuration a fresh process; {args.rounds} round(s), each running plain and every N side by "
+          "side; ratios are clustered / plain within a round, then the median over rounds")
     print(f"{'model':5} {'XLA':4} {'N':>5} {'median ms':>10} {'x plain':>8} {'mean ms':>8} {'x plain':>8} "
           f"{'cpu ms':>7} {'x plain':>8} {'peak RSS MiB':>12} {'x plain':>8} {'fit +MiB':>9} {'x plain':>8}")
+    keys = ["median_ms", "mean_ms", "cpu_ms", "peak_rss_mib", "fit_increment_mib"]
     for model in args.models.split(","):
         for jit in jits:
-            base = _subprocess(model, 0, jit, args)
-            rows = [(0, base)] + [(n, _subprocess(model, n, jit, args)) for n in clusters]
-            for n, r in rows:
-                print(f"{model:5} {'on' if jit else 'off':4} {n if n else 'plain':>5} {r['median_ms']:10.1f} "
-                      f"{r['median_ms'] / base['median_ms']:8.2f} {r['mean_ms']:8.1f} "
-                      f"{r['mean_ms'] / base['mean_ms']:8.2f} {r['cpu_ms']:7.1f} {r['cpu_ms'] / base['cpu_ms']:8.2f} "
-                      f"{r['peak_rss_mib']:12.0f} "
-                      f"{r['peak_rss_mib'] / base['peak_rss_mib']:8.2f} {r['fit_increment_mib']:9.0f} "
-                      f"{r['fit_increment_mib'] / max(base['fit_increment_mib'], 1e-9):8.2f}", flush=True)
+            rounds = []
+            for _ in range(args.rounds):
+                base = _subprocess(model, 0, jit, args)
+                rounds.append({0: base, **{n: _subprocess(model, n, jit, args) for n in clusters}})
+            for n in [0, *clusters]:
+                cells = []
+                for key in keys:
+                    value = statistics.median(r[n][key] for r in rounds)
+                    ratio = statistics.median(r[n][key] / max(r[0][key], 1e-9) for r in rounds)
+                    cells.append((value, ratio))
+                (med, med_x), (mean, mean_x), (cpu, cpu_x), (rss, rss_x), (inc, inc_x) = cells
+                print(f"{model:5} {'on' if jit else 'off':4} {n if n else 'plain':>5} {med:10.1f} {med_x:8.2f} "
+                      f"{mean:8.1f} {mean_x:8.2f} {cpu:7.1f} {cpu_x:8.2f} {rss:12.0f} {rss_x:8.2f} {inc:9.0f} "
+                      f"{inc_x:8.2f}", flush=True)
     return 0
 
 
