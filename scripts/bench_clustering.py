@@ -2,14 +2,14 @@
 
 Models: (a) the MNIST CNN (edgeclust.examples.mnist_cnn), (b) an MLP of 4 Dense 1024x1024 (+ Dense 10).
 N = 8, 16, 32, 64, 256 (k-means++ init). Every configuration runs in its own fresh subprocess, so the
-peak memory is that configuration's own: peak RSS of the process (getrusage ru_maxrss), and the increment
+peak memory is that configuration's own: peak RSS of the process (VmHWM), and the increment
 of RSS during fit() over the RSS just before it (the training state: weights, optimizer slots,
 gradients, activations, clustering state). Step time: median (and mean) time between consecutive
 on_train_batch_end callbacks after `--warmup` steps; the mean includes the steps that recompute the
 pulling indices (every 100 steps by default), the median mostly does not. "cpu ms" is the median process
 CPU time per step (all threads): steadier than wall time when other work shares the cores.
 
-    .venv/bin/python scripts/bench_clustering.py            # full table (~10 min on 2 cores)
+    .venv/bin/python scripts/bench_clustering.py            # full table (~25 min on 2 cores; --jit off ~10)
     .venv/bin/python scripts/bench_clustering.py --quick    # N = 16, 256; fewer steps
 """
 
@@ -33,9 +33,13 @@ def _rss_mib() -> float:
 
 
 def _peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own high-water mark (VmHWM; getrusage's ru_maxrss survives exec, so it could report the
+    parent's)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _build(name: str):

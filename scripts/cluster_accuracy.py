@@ -28,7 +28,9 @@ def main(argv=None) -> int:
     parser.add_argument("--inits", default="KMEANS_PLUS_PLUS,LINEAR,DENSITY_BASED,RANDOM")
     parser.add_argument("--finetune-lr", type=float, default=1e-5)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the base model's training")
+    parser.add_argument("--cluster-seeds", default="0",
+                        help="comma-separated seeds of the clustering (centroid draws); one row each")
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be >= 3 (the issue's protocol)")
@@ -51,13 +53,13 @@ def main(argv=None) -> int:
     print(f"unclustered MNIST CNN, {args.epochs} epochs: test accuracy {base:.2f}% "
           f"({time.time() - start:.0f} s)", flush=True)
     print(f"fine-tune: 1 epoch, Adam lr {args.finetune_lr:g}, batch {args.batch_size}; per-tensor clustering")
-    print(f"{'N':>3} {'init':17} {'no fine-tune':>12} {'fine-tuned':>10} {'delta':>7} {'target':>7} "
+    print(f"{'N':>3} {'init':17} {'seed':>4} {'no fine-tune':>12} {'fine-tuned':>10} {'delta':>7} {'target':>7} "
           f"{'ok':>3} {'max unique':>10}", flush=True)
     failures = 0
     for n in [int(v) for v in args.clusters.split(",")]:
-        for init in args.inits.split(","):
+        for init, cluster_seed in [(i, int(s)) for i in args.inits.split(",") for s in args.cluster_seeds.split(",")]:
             wrapped = cluster.cluster_weights(model, n, getattr(cluster.CentroidInitialization, init),
-                                              seed=args.seed)
+                                              seed=cluster_seed)
             before = accuracy(cluster.strip_clustering(wrapped))
             keras.utils.set_random_seed(args.seed)
             wrapped.compile(optimizer=keras.optimizers.Adam(args.finetune_lr),
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
             delta = after - base
             ok = -delta <= TARGETS.get(n, 1.0) + 1e-9
             failures += not ok
-            print(f"{n:>3} {init:17} {before:11.2f}% {after:9.2f}% {delta:+7.2f} {-TARGETS.get(n, 1.0):+7.1f} "
+            print(f"{n:>3} {init:17} {cluster_seed:>4} {before:11.2f}% {after:9.2f}% {delta:+7.2f} {-TARGETS.get(n, 1.0):+7.1f} "
                   f"{'yes' if ok else 'NO':>3} {unique:>10}", flush=True)
     print(f"total {time.time() - start:.0f} s; {failures} configuration(s) outside the target")
     return 0
