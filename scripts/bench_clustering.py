@@ -1,16 +1,19 @@
-"""Clustered vs plain fine-tuning: median train-step time and peak memory, with and without XLA.
+"""Clustered vs plain fine-tuning: training-step time and peak memory, with and without XLA.
 
 Models: (a) the MNIST CNN (edgeclust.examples.mnist_cnn), (b) an MLP of 4 Dense 1024x1024 (+ Dense 10).
-N = 8, 16, 32, 64, 256 (k-means++ init). Every configuration runs in its own fresh subprocess, so the
-peak memory is that configuration's own: peak RSS of the process (VmHWM), and the increment
-of RSS during fit() over the RSS just before it (the training state: weights, optimizer slots,
-gradients, activations, clustering state). Step time: median (and mean) time between consecutive
-on_train_batch_end callbacks after `--warmup` steps; the mean includes the steps that recompute the
-pulling indices (every 100 steps by default), the median mostly does not. "cpu ms" is the median process
-CPU time per step (all threads): steadier than wall time when other work shares the cores.
+N = 8, 16, 32, 64, 256 (k-means++ init), Adam, batch 64.
 
-    .venv/bin/python scripts/bench_clustering.py            # full table (~25 min on 2 cores; --jit off ~10)
-    .venv/bin/python scripts/bench_clustering.py --quick    # N = 16, 256; fewer steps
+Time: one process builds the plain model and every clustered one, then runs one training step of each in
+turn, `--steps` times, on the same batches: each ratio is the median of per-turn ratios clustered / plain,
+so what the shared machine does to one model it does to the other within milliseconds (timing models in
+separate processes a minute apart gave ratios that moved by 0.2x between runs). The mean includes the
+steps that recompute the pulling indices (every 100 steps by default). "cpu" is process CPU time per step.
+Memory: every configuration fits in its own fresh process: its peak RSS (VmHWM), and the increment of RSS
+during fit() over the RSS just before it (weights, optimizer slots, gradients, activations, clustering
+state, XLA's compiler).
+
+    .venv/bin/python scripts/bench_clustering.py            # full table (~15 min on 2 cores)
+    .venv/bin/python scripts/bench_clustering.py --jit off  # Keras' default compile only (~6 min)
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -56,7 +58,7 @@ def _build(name: str):
 
 
 def run_one(args) -> dict:
-    """One configuration, in this process: build, (cluster), compile, fit, measure."""
+    """Memory of one configuration, in this process: build, (cluster), compile, fit."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import numpy as np
@@ -100,9 +102,51 @@ def run_one(args) -> dict:
     }
 
 
-def _subprocess(model: str, clusters: int, jit: bool, args) -> dict:
-    cmd = [sys.executable, __file__, "--one", "--model", model, "--clusters", str(clusters),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size)]
+def run_interleaved(args) -> dict:
+    """Step times of plain and every clustered model, built in this process and stepped in turn."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+
+    from edgeclust import cluster
+
+    counts = [0, *[int(n) for n in args.clusters_list.split(",")]]
+    models = {}
+    for n in counts:
+        model, input_shape = _build(args.model)
+        if n:
+            model = cluster.cluster_weights(model, n, cluster.CentroidInitialization.KMEANS_PLUS_PLUS, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-5),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=args.model == "mlp"),
+                      jit_compile=args.jit)
+        models[n] = model
+    rng = np.random.default_rng(0)
+    batches = [(rng.random((args.batch_size, *input_shape), dtype=np.float32),
+                rng.integers(0, 10, args.batch_size)) for _ in range(args.steps + args.warmup)]
+    wall = {n: [] for n in counts}
+    cpu = {n: [] for n in counts}
+    for step, (x, y) in enumerate(batches):
+        for n, model in models.items():
+            start = (time.perf_counter(), time.process_time())
+            model.train_on_batch(x, y)
+            if step >= args.warmup:
+                wall[n].append(time.perf_counter() - start[0])
+                cpu[n].append(time.process_time() - start[1])
+    base_wall, base_cpu = np.array(wall[0]), np.array(cpu[0])
+    return {str(n): {
+        "median_ms": float(np.median(wall[n]) * 1e3),
+        "median_x": float(np.median(np.array(wall[n]) / base_wall)),
+        "mean_ms": float(np.mean(wall[n]) * 1e3),
+        "mean_x": float(np.mean(wall[n]) / np.mean(base_wall)),
+        "cpu_ms": float(np.median(cpu[n]) * 1e3),
+        "cpu_x": float(np.median(np.array(cpu[n]) / np.maximum(base_cpu, 1e-9))),
+    } for n in counts}
+
+
+def _subprocess(model: str, clusters, jit: bool, args, mode: str = "--one") -> dict:
+    cmd = [sys.executable, __file__, mode, "--model", model, "--steps", str(args.steps), "--warmup",
+           str(args.warmup), "--batch-size", str(args.batch_size)]
+    cmd += ["--clusters-list", clusters] if mode == "--interleaved" else ["--clusters", str(clusters)]
     if jit:
         cmd.append("--xla")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "toolchain"), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -119,44 +163,39 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="N = 16 and 256 only, 30 steps")
     parser.add_argument("--models", default="cnn,mlp")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="repeat plain and every N this many times, interleaved (machines are noisy)")
     parser.add_argument("--jit", choices=["both", "off", "on"], default="both")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="mlp", help=argparse.SUPPRESS)
     parser.add_argument("--clusters", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--interleaved", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--clusters-list", default="", help=argparse.SUPPRESS)
     parser.add_argument("--xla", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.one:
+    if args.one or args.interleaved:
         args.jit = args.xla
-        print(json.dumps(run_one(args)))
+        print(json.dumps(run_interleaved(args) if args.interleaved else run_one(args)))
         return 0
     clusters = [16, 256] if args.quick else [8, 16, 32, 64, 256]
     if args.quick:
         args.steps = min(args.steps, 30)
     jits = {"both": [False, True], "off": [False], "on": [True]}[args.jit]
-    print(f"batch {args.batch_size}, {args.steps} timed steps after {args.warmup}; Adam; k-means++; "
-          f"each configuration a fresh process; {args.rounds} round(s), each running plain and every N side by "
-          "side; ratios are clustered / plain within a round, then the median over rounds")
+    print(f"batch {args.batch_size}; Adam; k-means++. Time: plain and every N stepped in turn in one process, "
+          f"{args.steps} turns after {args.warmup}, x plain = median of per-turn ratios. Memory: each "
+          "configuration fitted in its own process")
     print(f"{'model':5} {'XLA':4} {'N':>5} {'median ms':>10} {'x plain':>8} {'mean ms':>8} {'x plain':>8} "
           f"{'cpu ms':>7} {'x plain':>8} {'peak RSS MiB':>12} {'x plain':>8} {'fit +MiB':>9} {'x plain':>8}")
-    keys = ["median_ms", "mean_ms", "cpu_ms", "peak_rss_mib", "fit_increment_mib"]
     for model in args.models.split(","):
         for jit in jits:
-            rounds = []
-            for _ in range(args.rounds):
-                base = _subprocess(model, 0, jit, args)
-                rounds.append({0: base, **{n: _subprocess(model, n, jit, args) for n in clusters}})
+            times = _subprocess(model, ",".join(map(str, clusters)), jit, args, mode="--interleaved")
+            memory = {n: _subprocess(model, n, jit, args) for n in [0, *clusters]}
+            base = memory[0]
             for n in [0, *clusters]:
-                cells = []
-                for key in keys:
-                    value = statistics.median(r[n][key] for r in rounds)
-                    ratio = statistics.median(r[n][key] / max(r[0][key], 1e-9) for r in rounds)
-                    cells.append((value, ratio))
-                (med, med_x), (mean, mean_x), (cpu, cpu_x), (rss, rss_x), (inc, inc_x) = cells
-                print(f"{model:5} {'on' if jit else 'off':4} {n if n else 'plain':>5} {med:10.1f} {med_x:8.2f} "
-                      f"{mean:8.1f} {mean_x:8.2f} {cpu:7.1f} {cpu_x:8.2f} {rss:12.0f} {rss_x:8.2f} {inc:9.0f} "
-                      f"{inc_x:8.2f}", flush=True)
+                t, m = times[str(n)], memory[n]
+                print(f"{model:5} {'on' if jit else 'off':4} {n if n else 'plain':>5} {t['median_ms']:10.1f} "
+                      f"{t['median_x']:8.2f} {t['mean_ms']:8.1f} {t['mean_x']:8.2f} {t['cpu_ms']:7.1f} "
+                      f"{t['cpu_x']:8.2f} {m['peak_rss_mib']:12.0f} {m['peak_rss_mib'] / base['peak_rss_mib']:8.2f} "
+                      f"{m['fit_increment_mib']:9.0f} "
+                      f"{m['fit_increment_mib'] / max(base['fit_increment_mib'], 1e-9):8.2f}", flush=True)
     return 0
 
 

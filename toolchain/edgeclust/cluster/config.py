@@ -15,7 +15,7 @@ class CentroidInitialization(str, enum.Enum):
     """How the initial centroids of a weight tensor are chosen (tfmot's names)."""
 
     LINEAR = "LINEAR"  # evenly spaced between min and max
-    RANDOM = "RANDOM"  # uniform between min and max
+    RANDOM = "RANDOM"  # uniform between min and max; accuracy depends on the draw (README), a bad one loses points
     DENSITY_BASED = "DENSITY_BASED"  # evenly spaced on the weights' cumulative distribution
     KMEANS_PLUS_PLUS = "KMEANS_PLUS_PLUS"  # k-means++ seeding, then k-means on the weights
 
