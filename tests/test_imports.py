@@ -38,12 +38,17 @@ def test_import_pulls_in_nothing_heavy(statement, forbidden):
 
 
 def test_cluster_core_never_imports_tensorflow_or_tflite_directly(repo_root):
+    """kernels.py alone may import tensorflow: its XLA-compiled lookup and sums (DEVELOPERS.md says why)."""
     import re
 
-    banned = re.compile(r"^\s*(import|from)\s+(tensorflow|edgeclust\.tflite|edgeclust\.codegen)\b"
+    tflite = re.compile(r"^\s*(import|from)\s+(edgeclust\.tflite|edgeclust\.codegen)\b"
                         r"|^\s*from\s+edgeclust\s+import\s+.*\b(tflite|codegen)\b", re.M)
-    for path in (repo_root / "toolchain/edgeclust/cluster").glob("*.py"):
-        found = banned.search(path.read_text())
+    tensorflow = re.compile(r"^\s*(import|from)\s+tensorflow\b", re.M)
+    paths = sorted((repo_root / "toolchain/edgeclust/cluster").glob("*.py"))
+    assert "kernels.py" in [p.name for p in paths]
+    for path in paths:
+        text = path.read_text()
+        found = tflite.search(text) or (tensorflow.search(text) if path.name != "kernels.py" else None)
         assert found is None, f"{path.name}: {found.group(0).strip()}"
 
 
