@@ -29,17 +29,12 @@ def test_nearest_matches_argmin_and_lookup_takes_the_centroids(k, n, seed, xla, 
     saved, kernels.USE_XLA = kernels.USE_XLA, use_xla_kernels
     try:
         idx = np.asarray(algorithm.nearest_indices(w, c, channel_axes=None, preserve_sparsity=False, xla=xla))
-        stored = idx.astype(kernels.index_dtype(k))  # as the wrapper stores them
+        stored = idx.astype(kernels.INDEX_DTYPE)  # as the wrapper stores them
         looked_up = np.asarray(algorithm.lookup(c, stored, (n,)))
     finally:
         kernels.USE_XLA = saved
     np.testing.assert_array_equal(np.abs(w - c[idx]), np.abs(w[:, None] - c[None, :]).min(axis=1))
     np.testing.assert_array_equal(looked_up, c[idx])
-
-
-def test_index_dtype_is_the_smallest_that_holds_every_index():
-    assert [kernels.index_dtype(b) for b in (2, 256, 257, 32768, 32769)] == \
-        ["uint8", "uint8", "int16", "int16", "int32"]
 
 
 def test_nearest_per_channel_uses_each_channels_centroids():
@@ -112,7 +107,7 @@ def test_original_weights_get_the_clustered_weights_gradient_straight_through(ke
 def test_per_cluster_sums_match_numpy(bins, kernel):
     r = np.random.default_rng(0)
     n = 5001
-    idx = r.integers(0, bins, n).astype(kernels.index_dtype(bins))
+    idx = r.integers(0, bins, n).astype(kernels.INDEX_DTYPE)
     values = r.normal(size=n).astype(np.float32)
     want = np.bincount(idx, weights=values, minlength=bins)
     got = np.asarray(algorithm.per_cluster_sums(values, idx, (bins,)))

@@ -1,6 +1,6 @@
 """ClusterWeights: the Keras 3 wrapper layer that makes a layer compute with clustered weights.
 
-State per clustered weight: its centroids (trainable) and its pulling indices (one small integer per weight,
+State per clustered weight: its centroids (trainable) and its pulling indices (one int32 per weight,
 not trainable, see algorithm.py); one step counter per wrapper. The wrapped layer keeps its own variables, which go on
 learning through the straight-through gradient; every `index_update_interval` training steps the indices
 are recomputed from them. Registered for `.keras` saving as "edgeclust>ClusterWeights".
@@ -117,8 +117,7 @@ class ClusterWeights(keras.layers.Wrapper):
             centroid_vars.append(self.add_weight(
                 name=f"cluster_centroids_{i}", shape=centroid_shape, initializer="zeros", trainable=True,
             ))
-            index_vars.append(self._replica_local(f"pulling_indices_{i}", (n,),
-                                                  kernels.index_dtype(int(np.prod(centroid_shape)))))
+            index_vars.append(self._replica_local(f"pulling_indices_{i}", (n,), kernels.INDEX_DTYPE))
         step = self._replica_local("step", (), "int32")
         self._untracked(_specs=specs, _centroid_vars=centroid_vars, _index_vars=index_vars, _step=step)
         if not self._restoring:
