@@ -4,7 +4,7 @@ kernels (XLA-compiled on TensorFlow, and the keras.ops ones other backends use).
 import keras
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keras import ops
 
@@ -19,20 +19,15 @@ def kernel(request, monkeypatch):
     return request.param
 
 
-@settings(max_examples=40, deadline=None)
-@given(k=st.integers(2, 300), n=st.integers(1, 300), seed=st.integers(0, 2**16), xla=st.booleans(),
-       use_xla_kernels=st.booleans())
-def test_nearest_matches_argmin_and_lookup_takes_the_centroids(k, n, seed, xla, use_xla_kernels):
+# the kernel fixture sets a module flag once per test; every example runs under the same value
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(k=st.integers(2, 300), n=st.integers(1, 300), seed=st.integers(0, 2**16), xla=st.booleans())
+def test_nearest_matches_argmin_and_lookup_takes_the_centroids(k, n, seed, xla, kernel):
     r = np.random.default_rng(seed)
     w = r.normal(size=n).astype(np.float32)
     c = r.normal(size=k).astype(np.float32)  # unsorted on purpose
-    saved, kernels.USE_XLA = kernels.USE_XLA, use_xla_kernels
-    try:
-        idx = np.asarray(algorithm.nearest_indices(w, c, channel_axes=None, preserve_sparsity=False, xla=xla))
-        stored = idx.astype(kernels.INDEX_DTYPE)  # as the wrapper stores them
-        looked_up = np.asarray(algorithm.lookup(c, stored, (n,)))
-    finally:
-        kernels.USE_XLA = saved
+    idx = np.asarray(algorithm.nearest_indices(w, c, channel_axes=None, preserve_sparsity=False, xla=xla))
+    looked_up = np.asarray(algorithm.lookup(c, idx, (n,)))
     np.testing.assert_array_equal(np.abs(w - c[idx]), np.abs(w[:, None] - c[None, :]).min(axis=1))
     np.testing.assert_array_equal(looked_up, c[idx])
 
@@ -107,7 +102,7 @@ def test_original_weights_get_the_clustered_weights_gradient_straight_through(ke
 def test_per_cluster_sums_match_numpy(bins, kernel):
     r = np.random.default_rng(0)
     n = 5001
-    idx = r.integers(0, bins, n).astype(kernels.INDEX_DTYPE)
+    idx = r.integers(0, bins, n).astype(np.int32)
     values = r.normal(size=n).astype(np.float32)
     want = np.bincount(idx, weights=values, minlength=bins)
     got = np.asarray(algorithm.per_cluster_sums(values, idx, (bins,)))

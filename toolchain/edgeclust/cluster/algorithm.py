@@ -1,8 +1,7 @@
 """The clustering maths in keras.ops: nearest centroids, and the clustered weight with its gradients.
 
-State: one int32 index per weight, recomputed from the
-moving weights only now and then; per channel (C channels, centroids (C, k)) each index is global,
-channel * k + index. The forward pass is one lookup per weight, the backward pass one sum per cluster;
+State: one int32 index per weight, recomputed from the moving weights only now and then; per channel
+(C channels, centroids (C, k)) each index is global, channel * k + index. The forward pass is one lookup per weight, the backward pass one sum per cluster;
 both are kernels.py's (XLA-compiled on the TensorFlow backend).
 
 Gradients (a custom gradient, so that nothing is paid for autodiff of the lookup): the original weight gets

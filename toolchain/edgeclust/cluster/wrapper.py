@@ -1,8 +1,8 @@
 """ClusterWeights: the Keras 3 wrapper layer that makes a layer compute with clustered weights.
 
-State per clustered weight: its centroids (trainable) and its pulling indices (one int32 per weight,
-not trainable, see algorithm.py); one step counter per wrapper. The wrapped layer keeps its own variables, which go on
-learning through the straight-through gradient; every `index_update_interval` training steps the indices
+State per clustered weight: its centroids (trainable) and its pulling indices (one int32 per weight, not
+trainable, see algorithm.py); one step counter per wrapper. The wrapped layer keeps its own variables, which
+go on learning through the straight-through gradient; every `index_update_interval` training steps the indices
 are recomputed from them. Registered for `.keras` saving as "edgeclust>ClusterWeights".
 """
 
@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from edgeclust.cluster import algorithm, centroids, kernels
+from edgeclust.cluster import algorithm, centroids
 from edgeclust.cluster.clusterable import WeightSpec, swapped, weight_specs
 from edgeclust.cluster.config import (
     DEFAULT_INDEX_UPDATE_INTERVAL,
@@ -117,19 +117,21 @@ class ClusterWeights(keras.layers.Wrapper):
             centroid_vars.append(self.add_weight(
                 name=f"cluster_centroids_{i}", shape=centroid_shape, initializer="zeros", trainable=True,
             ))
-            index_vars.append(self._replica_local(f"pulling_indices_{i}", (n,), kernels.INDEX_DTYPE))
-        step = self._replica_local("step", (), "int32")
+            index_vars.append(self._replica_local(f"pulling_indices_{i}", (n,)))
+        step = self._replica_local("step", ())
         self._untracked(_specs=specs, _centroid_vars=centroid_vars, _index_vars=index_vars, _step=step)
         if not self._restoring:
             self._initialize()
         self.built = True
 
-    def _replica_local(self, name: str, shape: tuple, dtype: str):
-        """An integer state variable that each replica updates itself (identically: the weights it is computed
-        from are mirrored), so that updating it inside a tf.cond needs no cross-replica merge."""
+    def _replica_local(self, name: str, shape: tuple):
+        """An int32 state variable that each replica updates itself (identically: the weights it is computed
+        from are mirrored), so that updating it inside a tf.cond needs no cross-replica merge. int32, not
+        uint8, for the indices too: under jit_compile=True, a scatter over indices converted from uint8 made
+        the clustered MLP step 1.6-1.9x plain (int32: 1.24x)."""
         with keras.name_scope(self.name):
             variable = keras.Variable(
-                initializer="zeros", shape=shape, dtype=dtype, trainable=False, autocast=False,
+                initializer="zeros", shape=shape, dtype="int32", trainable=False, autocast=False,
                 aggregation="only_first_replica", synchronization="on_read", name=name,
             )
         self._track_variable(variable)
@@ -177,14 +179,14 @@ class ClusterWeights(keras.layers.Wrapper):
             )
 
     def _nearest(self, i: int, w, cents, xla: bool = False):
-        """Flat indices of the nearest centroids of weight i, in the dtype of its index variable."""
+        """Flat int32 indices of the nearest centroids of weight i."""
         spec = self._specs[i]
         cfg = self.clustering
         idx = algorithm.nearest_indices(
             w, cents, channel_axes=spec.channel_axes if cfg.cluster_per_channel else None,
             preserve_sparsity=cfg.preserve_sparsity, xla=xla,
         )
-        return ops.cast(ops.reshape(idx, (-1,)), self._index_vars[i].dtype)
+        return ops.reshape(idx, (-1,))
 
     @classmethod
     def from_config(cls, config):
