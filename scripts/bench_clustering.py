@@ -26,22 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+from proc_memory import peak_rss_mib, rss_mib
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mib() -> float:
-    """This process's own high-water mark (VmHWM; getrusage's ru_maxrss survives exec, so it could report the
-    parent's)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _build(name: str):
@@ -76,30 +63,9 @@ def run_one(args) -> dict:
     n = args.batch_size * (args.steps + args.warmup)
     x = rng.random((n, *input_shape), dtype=np.float32)
     y = rng.integers(0, 10, n)
-    times: list[float] = []
-    cpu: list[float] = []
-
-    class Timer(keras.callbacks.Callback):
-        last = None
-
-        def on_train_batch_end(self, batch, logs=None):
-            now = (time.perf_counter(), time.process_time())
-            if self.last is not None:
-                times.append(now[0] - self.last[0])
-                cpu.append(now[1] - self.last[1])
-            self.last = now
-
-    rss_before = _rss_mib()
-    model.fit(x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[Timer()])
-    steady = np.array(times[args.warmup - 1:])
-    return {
-        "median_ms": float(np.median(steady) * 1e3),
-        "cpu_ms": float(np.median(cpu[args.warmup - 1:]) * 1e3),
-        "mean_ms": float(np.mean(steady) * 1e3),
-        "peak_rss_mib": _peak_rss_mib(),
-        "fit_increment_mib": _peak_rss_mib() - rss_before,
-        "steps": len(steady),
-    }
+    rss_before = rss_mib()
+    model.fit(x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0)
+    return {"peak_rss_mib": peak_rss_mib(), "fit_increment_mib": peak_rss_mib() - rss_before}
 
 
 def run_interleaved(args) -> dict:

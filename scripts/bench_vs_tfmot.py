@@ -28,26 +28,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "toolchain"))
 
+from proc_memory import peak_rss_mib, rss_mib  # noqa: E402 - scripts/ is on sys.path as the script's folder
+
 
 # ----------------------------------------------------------------------------- worker side
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _peak_rss_mib() -> float:
-    """This process's own high-water mark (VmHWM). getrusage's ru_maxrss is not used: Linux carries the
-    parent's high-water mark into a child across fork and exec, so every worker would report the parent's."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _zipped(path: Path) -> int:
@@ -117,9 +101,9 @@ def worker(args) -> dict:
 
     model.compile(optimizer=keras.optimizers.Adam(args.lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = _step_timer(keras)
-    rss_before = _rss_mib()
+    rss_before = rss_mib()
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=False, verbose=0, callbacks=[timer])
-    peak = _peak_rss_mib()
+    peak = peak_rss_mib()
     times = np.array(timer.times[5:]) if len(timer.times) > 10 else np.array(timer.times)
 
     if args.mode == "clustered":
