@@ -74,7 +74,17 @@ def plan(model) -> list[PlannedLayer]:
 
 
 def clone_graph_model(model, clone_function, call_function=None):
-    """keras.models.clone_model, keeping the names of a Functional model's inputs (Keras renames them)."""
+    """keras.models.clone_model, keeping the names of a Functional model's inputs (Keras renames them).
+
+    `clone_function` sees real layers only: inputs, and stateless ops in the graph (e.g. a mask's
+    not_equal), are kept as they are."""
+    layer_function = clone_function
+
+    def clone_function(layer):
+        if isinstance(layer, keras.layers.InputLayer) or not isinstance(layer, keras.layers.Layer):
+            return layer
+        return layer_function(layer)
+
     if isinstance(model, keras.Sequential):
         return keras.models.clone_model(model, clone_function=clone_function, recursive=True)
     inputs = keras.tree.map_structure(
@@ -130,8 +140,6 @@ def cluster_weights(
         plan(to_cluster)  # raises before anything is built
 
         def wrap(layer):
-            if isinstance(layer, keras.layers.InputLayer) or not isinstance(layer, keras.layers.Layer):
-                return layer  # inputs, and stateless ops in the graph (e.g. a mask's not_equal)
             clone = copy_layer(layer)
             return ClusterWeights(clone, **arguments) if weight_specs(layer) else clone
 
@@ -164,8 +172,6 @@ def strip_clustering(model):
         _reject_subclassed(model)
 
         def unwrap(layer):
-            if isinstance(layer, keras.layers.InputLayer) or not isinstance(layer, keras.layers.Layer):
-                return layer
             if isinstance(layer, ClusterWeights):
                 return _stripped_layer(layer)
             return copy_layer(layer)

@@ -113,8 +113,6 @@ def fold_batch_norms(model):
     folded_bns = set(pairs.values())
 
     def clone(layer):
-        if isinstance(layer, L.InputLayer) or not isinstance(layer, L.Layer):
-            return layer
         if layer.name in pairs:
             return _folded(layer, by_name[pairs[layer.name]])
         if isinstance(layer, keras.Model):
