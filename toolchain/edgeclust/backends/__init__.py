@@ -1,0 +1,1 @@
+"""What runs on the board, one module (or package) per backend behind the Backend protocol (base.py)."""

@@ -1,0 +1,1 @@
+"""Backend-neutral lowering of a .tflite model: weight layouts, bit packing, memory planning (numpy only)."""
