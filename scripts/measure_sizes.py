@@ -24,10 +24,11 @@ import tempfile
 from pathlib import Path
 
 from edgeclust.codegen import board as board_mod
-from edgeclust.codegen import project, resolver
+from edgeclust.backends.tflm import render, resolver
+from edgeclust.codegen import project
 from edgeclust.device import build as device_build
 
-RUNTIME_SIZES = Path(__file__).resolve().parents[1] / "toolchain/edgeclust/codegen/runtime_sizes.toml"
+RUNTIME_SIZES = Path(__file__).resolve().parents[1] / "toolchain/edgeclust/backends/tflm/runtime_sizes.toml"
 PROFILE_BOARDS = {"cortex-m4f": "qemu_mps2_an386", "cortex-m3": "qemu_lm3s6965evb"}
 _RESOLVER = "tflite::MicroMutableOpResolver<128>"
 
@@ -70,10 +71,11 @@ def measure_profile(profile: str, tflm_root: Path, templates_dir: Path, boards_d
     board = board_mod.load_board(PROFILE_BOARDS[profile], boards_dir)
     roomy = dataclasses.replace(board, flash_bytes=16 << 20, ram_bytes=16 << 20)
     proj = work / profile
-    interface = project.ModelInterface(inputs=(project.TensorSpec("x", (1, 1), "int8", 1.0, 0),),
-                                       outputs=(project.TensorSpec("y", (1, 1), "int8", 1.0, 0),))
-    project.render_project(model_data=b"\0\0\0\0TFL3\0\0\0\0", op_names=[], board=roomy, interface=interface,
-                           self_test=[], arena_bytes=16, out_dir=proj, templates_dir=templates_dir, force=True)
+    interface = render.ModelInterface(inputs=(render.TensorSpec("x", (1, 1), "int8", 1.0, 0),),
+                                      outputs=(render.TensorSpec("y", (1, 1), "int8", 1.0, 0),))
+    files = render.render_files(model_data=b"\0\0\0\0TFL3\0\0\0\0", op_names=[], board=roomy, interface=interface,
+                                self_test=[], arena_bytes=16, templates_dir=templates_dir)
+    project.write_files(proj, files, force=True)
     lib_dir = device_build.tflm_build_dir(board, proj, tflm_root)
     subprocess.run(["make", f"-j{jobs}", f"TFLM_ROOT={tflm_root}", f"TFLM_BUILD={lib_dir}", f"{lib_dir}/libtflm.a",
                     "build/app/startup.o"], cwd=proj, check=True, stdout=subprocess.DEVNULL)

@@ -9,7 +9,7 @@ import pytest
 
 from edgeclust import data as edata
 from edgeclust.errors import BudgetError, InputError
-from edgeclust.pipeline.build import BuildOptions, build
+from edgeclust.pipeline.build import BuildOptions, build, build_titles
 from edgeclust.pipeline.stages import ClusterOptions
 
 FAST = ClusterOptions(clusters=16, init="kmeans++", epochs=1, learning_rate=1e-4, batch_size=64, seed=0)
@@ -29,10 +29,10 @@ def built(tmp_path_factory, digits_inputs):
 def test_build_writes_the_tflite_files_a_project_and_a_report(built):
     result, events = built
     out = result.out_dir
+    report = json.loads((out / "report.json").read_text())
     for name in ("model_float32.tflite", "model_int8.tflite", "model_clustered.keras", "report.json", "timings.json"):
         assert (out / name).is_file(), name
     assert (out / "firmware" / "model_data.cc").is_file()
-    report = json.loads((out / "report.json").read_text())
     assert report["board"]["id"] == "qemu_mps2_an386"
     assert report["clustering"]["folded_batch_norm"] is True
     assert {w["layer"] for w in report["clustering"]["clustered"]} >= {"conv1", "dwconv", "pwconv", "dense1", "dense2"}
@@ -44,10 +44,16 @@ def test_build_writes_the_tflite_files_a_project_and_a_report(built):
     assert accuracy["keras"] > 0.8 and accuracy["keras_clustered"] > accuracy["keras"] - 0.05
     assert report["parity"]["int8_litert_vs_tflm_max_lsb"] <= 1
     assert report["files"]["model_int8.tflite"]
-    # every stage started and finished, in order
-    started = [e.title for e in events if e.kind == "start"]
-    assert started[0] == "Load model and data" and started[-1] == "Write report"
-    assert [e.title for e in events if e.kind == "done"] == started
+    # every stage started and finished, in order, and the counters count exactly the stages that ran
+    started = [e for e in events if e.kind == "start"]
+    assert started[0].title == "Load model and data" and started[-1].title == "Write report"
+    assert [e.title for e in events if e.kind == "done"] == [e.title for e in started]
+    assert [(e.stage, e.total) for e in started] == [(i, len(started)) for i in range(1, len(started) + 1)]
+    assert [e.title for e in started] == build_titles(BuildOptions(board="qemu_mps2_an386", out_dir=out, cluster=FAST))
+    # the converter calibrated on the 500 examples asked for (of 800), and the report says so
+    assert report["conversion"]["calibration_samples"] == 500 == report["options"]["calibration_samples"]
+    assert report["backend"]["name"] == "tflm" and report["parity"]["firmware_equals_tflm_bit_for_bit"]
+    assert {entry["bits"] for entry in report["layouts"]} <= {1, 2, 3, 4}
 
 
 def test_firmware_model_bytes_equal_the_deployed_tflite(built):
@@ -134,14 +140,28 @@ def test_lut_build_reports_decoded_ram_and_bit_identical_tflm_outputs(digits_inp
     result = build(model_path, data_path, BuildOptions(board="qemu_mps2_an386", out_dir=tmp_path / "lut",
                                                        cluster=FAST, compress="lut", parity_samples=40))
     report = result.report
-    assert report["parity"]["lut_equals_int8_bit_for_bit"] is True
-    assert report["lut"]["compressed_tensors"] and report["lut"]["decoded_bytes"] > 0
-    assert 0 <= report["lut"]["decoding_ram_bytes"] <= report["lut"]["decoded_bytes"] + 1024
-    assert report["sizes"]["tflite_int8_lut"] < report["sizes"]["tflite_int8"]
+    assert report["parity"]["firmware_equals_tflm_bit_for_bit"] is True
+    lut = report["backend"]["lut"]
+    assert lut["compressed_tensors"] and lut["decoded_bytes"] > 0
+    assert 0 <= lut["decoding_ram_bytes"] <= lut["decoded_bytes"] + 1024
+    assert report["sizes"]["tflite_firmware"] < report["sizes"]["tflite_int8"]
+    assert (result.out_dir / "model_firmware.tflite").stat().st_size == report["sizes"]["tflite_firmware"]
     assert "TFLM_DECODE" in report["ops"]
     assert "AddDecode()" in (result.out_dir / "firmware" / "main.cc").read_text() + "".join(
         p.read_text() for p in (result.out_dir / "firmware").glob("*.h")
     )
+
+
+def test_32_clusters_with_lut_get_5_bit_indices(digits_inputs, tmp_path):
+    """--clusters reaches the packer: 17 to 32 values per tensor are stored as 5-bit indices."""
+    model_path, data_path = digits_inputs
+    options = BuildOptions(board="qemu_mps2_an386", out_dir=tmp_path / "lut32", compress="lut", parity_samples=20,
+                           cluster=ClusterOptions(clusters=32, epochs=0, seed=0), calibration_samples=64)
+    report = build(model_path, data_path, options).report
+    compressed = report["backend"]["lut"]["compressed_tensors"]
+    assert compressed and {c["index_bits"] for c in compressed} == {5}
+    assert all(17 <= c["table_entries"] <= 32 for c in compressed)
+    assert report["conversion"]["calibration_samples"] == 64
 
 
 def test_plots_are_written_when_asked(digits_inputs, tmp_path):

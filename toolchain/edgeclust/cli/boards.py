@@ -14,10 +14,9 @@ def command(as_json):
 
     Next: edgeclust build MODEL.keras --board ID --data DATA.npz
     """
-    from edgeclust import resources
-    from edgeclust.codegen.board import list_boards, load_board
+    from edgeclust.pipeline.boards import all_boards
 
-    boards = [load_board(board_id, resources.boards_dir()) for board_id in list_boards(resources.boards_dir())]
+    boards = all_boards()
     if as_json:
         click.echo(json.dumps([b.to_dict() for b in boards], indent=2))
         return

@@ -27,34 +27,14 @@ def command(project_dir, board, timeout_s, smoke, tflm_root):
 
     DIR is the firmware/ folder that `edgeclust build` wrote (or the build's --out folder).
     """
-    from edgeclust.device import flash as flash_mod
-    from edgeclust.device import qemu
-    from edgeclust.codegen import project
-    from edgeclust.errors import FirmwareError, InputError
+    from edgeclust.errors import FirmwareError
+    from edgeclust.pipeline.flashing import flash_project
 
-    project_dir = _project_folder(project_dir, InputError)
-    if board is None:
-        spec = project.read_project_board(project_dir)
-    else:
-        from edgeclust import resources
-        from edgeclust.codegen.board import load_board
-
-        spec = load_board(board, resources.boards_dir())
-    status = flash_mod.flash(project_dir, spec, timeout_s=timeout_s, on_output=click.echo, smoke=smoke,
-                             tflm_root=tflm_root)
+    outcome = flash_project(project_dir, board, timeout_s=timeout_s, smoke=smoke, tflm_root=tflm_root,
+                            on_output=click.echo)
     what = "smoke firmware" if smoke else "firmware"
-    if status != 0:
-        meaning = "smoke check FAIL: the model array on the board differs from the host's" if smoke and status == 1 \
-            else qemu.status_meaning(status)
-        error = FirmwareError(f"the {what} exited with status {status} ({meaning})")
-        error.exit_code = status
+    if outcome.status != 0:
+        error = FirmwareError(f"the {what} exited with status {outcome.status} ({outcome.meaning})")
+        error.exit_code = outcome.status
         raise error
-    click.echo(f"{what} exited with status 0 ({'smoke check PASS' if smoke else qemu.status_meaning(0)})")
-
-
-def _project_folder(path: Path, InputError) -> Path:
-    if not path.is_dir():
-        raise InputError(f"{path}: no such folder; give the firmware folder that `edgeclust build` wrote")
-    if not (path / "board.json").is_file() and (path / "firmware" / "board.json").is_file():
-        return path / "firmware"
-    return path
+    click.echo(f"{what} exited with status 0 ({outcome.meaning})")

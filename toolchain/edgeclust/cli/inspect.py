@@ -20,14 +20,10 @@ def command(model, as_json):
 
     Next: edgeclust verify MODEL.tflite --max-unique N [--per-channel]
     """
-    from edgeclust.errors import ModelFormatError
-    from edgeclust.tflite import flatbuffer, inspect
+    from edgeclust.pipeline.tflite_files import inspect_file
 
-    parsed = flatbuffer.read_model_file(model)
-    try:
-        stats = inspect.require_finite(inspect.inspect_weights(parsed))
-    except ModelFormatError as exc:  # name the file, as the reader does
-        raise ModelFormatError(f"{model}: {exc}") from None
+    inspected = inspect_file(model)
+    parsed, stats = inspected.model, inspected.weights
     if as_json:
         click.echo(json.dumps({
             "file": str(model),

@@ -24,17 +24,13 @@ def command(model, max_unique, per_channel, as_json):
 
     Exit status: 0 all pass, 1 some fail (listed), 2 unreadable file or bad usage. Use it to gate CI.
     """
-    from edgeclust.errors import ConfigError, ModelFormatError
-    from edgeclust.tflite import flatbuffer, inspect
+    from edgeclust.errors import ConfigError
+    from edgeclust.pipeline.tflite_files import verify_file
 
     if max_unique < MIN_CLUSTERS:
         raise ConfigError(f"--max-unique must be the number of clusters, an integer >= {MIN_CLUSTERS}. "
                           f"Received: --max-unique {max_unique}")
-    parsed = flatbuffer.read_model_file(model)
-    try:
-        result = inspect.verify(parsed, max_unique, per_channel=per_channel)
-    except ModelFormatError as exc:  # name the file, as the reader does
-        raise ModelFormatError(f"{model}: {exc}") from None
+    result = verify_file(model, max_unique, per_channel=per_channel).result
     if as_json:
         click.echo(json.dumps({
             "file": str(model),

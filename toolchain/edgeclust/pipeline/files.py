@@ -16,7 +16,14 @@ import numpy as np
 from edgeclust.atomic import write_bytes_atomic
 from edgeclust.pipeline.loading import load_data_for, load_keras_model
 from edgeclust.pipeline.progress import ProgressCallback, Stages
-from edgeclust.pipeline.stages import ClusterOptions, cluster_model, convert_model, strip_if_clustered
+from edgeclust.pipeline.stages import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    ClusterOptions,
+    calibration_count,
+    cluster_model,
+    convert_model,
+    strip_if_clustered,
+)
 from edgeclust.pipeline.training import accuracy, predict
 
 
@@ -110,23 +117,20 @@ class ConvertFileResult:
     stripped_wrappers: bool
     op_names: tuple[str, ...]
     weight_stats: list
+    calibration_samples: int  # examples the int8 converter calibrated on (0 for float32)
 
 
 def convert_file(model_path, data_path, output, *, quantize: str, per_channel: bool,
-                 calibration_samples: int = 500, seed: int = 0) -> ConvertFileResult:
+                 calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES) -> ConvertFileResult:
     """Load (strip if wrapped), convert, write the .tflite atomically, inspect it."""
     from edgeclust.tflite import flatbuffer, inspect
 
     model = load_keras_model(model_path)
     model, stripped = strip_if_clustered(model)
-    representative = None
-    if data_path is not None:
-        data = load_data_for(data_path, model)
-        rng = np.random.default_rng(seed)
-        n = min(calibration_samples, len(data.x_train))
-        representative = data.x_train[np.sort(rng.choice(len(data.x_train), n, replace=False))]
-    blob = convert_model(model, quantize=quantize, representative=representative, per_channel=per_channel)
+    representative = load_data_for(data_path, model).x_train if data_path is not None else None
+    blob = convert_model(model, quantize=quantize, representative=representative, per_channel=per_channel,
+                         calibration_samples=calibration_samples)
     write_bytes_atomic(output, blob)
-    return ConvertFileResult(
-        Path(output), len(blob), stripped, tuple(flatbuffer.read_model(blob).op_names), inspect.inspect_weights(blob)
-    )
+    used = calibration_count(representative, calibration_samples) if quantize == "int8" else 0
+    return ConvertFileResult(Path(output), len(blob), stripped, tuple(flatbuffer.read_model(blob).op_names),
+                             inspect.inspect_weights(blob), used)

@@ -1,4 +1,5 @@
-"""The pipeline's steps as functions over models and bytes; build.py chains them, the CLI calls them too."""
+"""The model-level steps as functions over models and bytes (cluster, strip, convert) and their options;
+build_steps.py and files.py chain them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from edgeclust.pipeline.progress import Stages
 from edgeclust.pipeline.training import finetune
 
 INITIALIZATIONS = ("kmeans++", "linear", "random", "density")
+DEFAULT_CALIBRATION_SAMPLES = 500
 
 
 @dataclass(frozen=True)
@@ -115,10 +117,16 @@ def strip_if_clustered(model, stages: Stages | None = None):
     return model, False
 
 
-def convert_model(model, *, quantize: str, representative: np.ndarray | None, per_channel: bool) -> bytes:
-    """A stripped keras.Model to .tflite bytes (float32, or full int8 calibrated on `representative`)."""
+def convert_model(model, *, quantize: str, representative: np.ndarray | None, per_channel: bool,
+                  calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES) -> bytes:
+    """A stripped keras.Model to .tflite bytes (float32, or full int8 calibrated on up to `calibration_samples`
+    examples the converter draws, seeded, from `representative`)."""
     from edgeclust.tflite import convert
 
-    return convert.to_tflite(
-        model, quantize=quantize, representative_data=representative, per_channel=per_channel
-    )
+    return convert.to_tflite(model, quantize=quantize, representative_data=representative, per_channel=per_channel,
+                             num_calibration=calibration_samples)
+
+
+def calibration_count(representative: np.ndarray | None, calibration_samples: int) -> int:
+    """How many examples the int8 converter calibrates on (what the report shows)."""
+    return 0 if representative is None else min(len(representative), calibration_samples)
