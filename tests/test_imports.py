@@ -123,11 +123,15 @@ def _modules_after(statement: str) -> set[str]:
         ("import edgeclust.cli.main", HEAVY),
         ("import edgeclust.data, edgeclust.errors, edgeclust.atomic", HEAVY),
         ("import edgeclust.backends", HEAVY),
-        ("import edgeclust.codegen.board, edgeclust.codegen.carray, edgeclust.codegen.project, "
-         "edgeclust.device.flash, edgeclust.lower.weights",
-         HEAVY),
-        ("import edgeclust.backends.tflm, edgeclust.backends.tflm.price, edgeclust.backends.tflm.render",
-         ("keras", "tensorflow", "tflite_micro", "ai_edge_litert")),
+        (
+            "import edgeclust.codegen.board, edgeclust.codegen.carray, edgeclust.codegen.project, "
+            "edgeclust.device.flash, edgeclust.lower.weights",
+            HEAVY,
+        ),
+        (
+            "import edgeclust.backends.tflm, edgeclust.backends.tflm.price, edgeclust.backends.tflm.render",
+            ("keras", "tensorflow", "tflite_micro", "ai_edge_litert"),
+        ),
         ("import edgeclust.tflite.flatbuffer, edgeclust.tflite.inspect", ("keras", "tensorflow")),
         ("import edgeclust.cluster", ("tensorflow_model_optimization", "tf_keras", "tflite_micro", "ai_edge_litert")),
     ],
@@ -138,9 +142,11 @@ def test_import_pulls_in_nothing_heavy(statement, forbidden):
 
 
 def test_help_answers_without_heavy_imports():
-    code = ("import sys; from edgeclust.cli.main import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
-            "print(','.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    code = (
+        "import sys; from edgeclust.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "print(','.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=ENV)
     loaded = set(out.stdout.strip().splitlines()[-1].split(","))
     assert "Usage: edgeclust" in out.stdout and not loaded & set(HEAVY)

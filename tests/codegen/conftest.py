@@ -124,3 +124,10 @@ def tflm_project(boards_dir):
         return lowered
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def warnings_are_errors(monkeypatch):
+    """Every generated project these tests build compiles its own sources with -Wall -Wextra -Werror (the
+    Makefile's WARNINGS; TFLM's headers come in with -isystem)."""
+    monkeypatch.setenv("WARNINGS", "-Wall -Wextra -Werror")

@@ -36,8 +36,9 @@ def get_backend(name: str, *, compress: str = "none"):
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"the {name} backend is not available in this installation ({exc}); "
-                          "use --backend tflm") from None
+        raise ConfigError(
+            f"the {name} backend is not available in this installation ({exc}); use --backend tflm"
+        ) from None
     settings = {"compress": compress} if "compress" in inspect.signature(cls).parameters else {}
     return cls(**settings)
 

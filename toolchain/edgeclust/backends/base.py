@@ -9,8 +9,9 @@ TensorSpec and ModelInterface are defined once, in tflite/parity.py (the interpr
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -123,7 +124,7 @@ class Cost:
 
 
 def _parts(used: int, total: int, parts: Mapping[str, int]) -> str:
-    """"62%: model 100,000 + TFLM runtime 62,000"."""
+    """ "62%: model 100,000 + TFLM runtime 62,000"."""
     percent = f"{100 * used / total:.0f}%" if total else "n/a"
     return percent + (": " + " + ".join(f"{name} {size:,}" for name, size in parts.items()) if parts else "")
 

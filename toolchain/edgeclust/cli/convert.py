@@ -9,16 +9,29 @@ import click
 
 @click.command("convert")
 @click.argument("model", metavar="MODEL.keras", type=click.Path(path_type=Path))
-@click.option("--quantize", type=click.Choice(["int8", "float32"]), default="int8", show_default=True,
-              help="Full int8 (int8 input and output) or float32.")
-@click.option("--per-tensor", is_flag=True,
-              help="One int8 scale per weight tensor (keeps N unique values per tensor); default per channel.")
-@click.option("--data", type=click.Path(path_type=Path),
-              help="DATA.npz; int8 draws its calibration examples from x_train.")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Examples of x_train the int8 converter calibrates on (drawn with a fixed seed).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="Where to write the .tflite file.")
+@click.option(
+    "--quantize",
+    type=click.Choice(["int8", "float32"]),
+    default="int8",
+    show_default=True,
+    help="Full int8 (int8 input and output) or float32.",
+)
+@click.option(
+    "--per-tensor",
+    is_flag=True,
+    help="One int8 scale per weight tensor (keeps N unique values per tensor); default per channel.",
+)
+@click.option(
+    "--data", type=click.Path(path_type=Path), help="DATA.npz; int8 draws its calibration examples from x_train."
+)
+@click.option(
+    "--calibration-samples",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Examples of x_train the int8 converter calibrates on (drawn with a fixed seed).",
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the .tflite file.")
 def command(model, quantize, per_tensor, data, calibration_samples, output):
     """Convert MODEL.keras to .tflite with a batch size of 1, ready for TFLite Micro.
 
@@ -41,8 +54,9 @@ def command(model, quantize, per_tensor, data, calibration_samples, output):
 
     from edgeclust.pipeline.files import convert_file
 
-    result = convert_file(model, data, output, quantize=quantize, per_channel=not per_tensor,
-                          calibration_samples=calibration_samples)
+    result = convert_file(
+        model, data, output, quantize=quantize, per_channel=not per_tensor, calibration_samples=calibration_samples
+    )
     if result.stripped_wrappers:
         click.echo("note: the model still carried clustering wrappers; they were stripped before converting")
     scheme = "" if quantize == "float32" else (" (per-tensor weights)" if per_tensor else " (per-channel weights)")
@@ -52,5 +66,7 @@ def command(model, quantize, per_tensor, data, calibration_samples, output):
     if result.weight_stats:
         most = max(result.weight_stats, key=lambda s: s.unique_values)
         click.echo(f"{len(result.weight_stats)} weight tensors; most unique values: {most.unique_values} ({most.name})")
-    click.echo(f"next: edgeclust verify {result.output} --max-unique N"
-               + ("" if per_tensor or quantize == "float32" else " --per-channel"))
+    click.echo(
+        f"next: edgeclust verify {result.output} --max-unique N"
+        + ("" if per_tensor or quantize == "float32" else " --per-channel")
+    )

@@ -11,11 +11,22 @@ from edgeclust.pipeline.build_plan import BACKEND_CHOICES
 
 
 @click.command("demo")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("edgeclust-demo"),
-              show_default=True, help="Output folder; a previous demo's output there is replaced.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("edgeclust-demo"),
+    show_default=True,
+    help="Output folder; a previous demo's output there is replaced.",
+)
 @click.option("--board", type=BOARD, default="qemu_mps2_an386", show_default=True, help="Board to build for.")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
-              help="What runs the model on the board (see `edgeclust build --help`).")
+@click.option(
+    "--backend",
+    type=click.Choice(BACKEND_CHOICES),
+    default="auto",
+    show_default=True,
+    help="What runs the model on the board (see `edgeclust build --help`).",
+)
 @click.option("--no-run", is_flag=True, help="Build only; do not run the firmware in QEMU.")
 @click.option("--force", is_flag=True, help="Replace --out even if it does not hold a previous demo.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
@@ -50,5 +61,7 @@ def command(out_dir, board, backend, no_run, force, quiet):
     click.echo(f"building the firmware and running it in QEMU ({board.id}) ...")
     outcome = flash_project(out_dir / "firmware", board, on_output=lambda line: click.echo(f"  | {line}"))
     if outcome.status != 0:
-        raise FirmwareError(f"the firmware's self-test failed in QEMU (exit status {outcome.status}: {outcome.meaning})")
+        raise FirmwareError(
+            f"the firmware's self-test failed in QEMU (exit status {outcome.status}: {outcome.meaning})"
+        )
     click.echo("firmware self-test passed in QEMU")

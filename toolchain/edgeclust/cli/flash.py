@@ -11,15 +11,33 @@ from edgeclust.cli.board_param import BOARD
 
 @click.command("flash")
 @click.argument("project_dir", metavar="DIR", type=click.Path(path_type=Path))
-@click.option("--board", "-b", type=BOARD, default=None,
-              help="Board id (see `edgeclust boards`); default: the board the project was generated for.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              help="Seconds the firmware may run (QEMU) before it counts as hung.")
-@click.option("--smoke", is_flag=True,
-              help="Build and run the smoke firmware instead: checks the model array (size, TFL3, alignment, "
-                   "CRC32) on the board without TFLM.")
-@click.option("--tflm-root", type=click.Path(path_type=Path), default=None,
-              help="TFLM source tree (create_tflm_tree.py output); default: $TFLM_ROOT.")
+@click.option(
+    "--board",
+    "-b",
+    type=BOARD,
+    default=None,
+    help="Board id (see `edgeclust boards`); default: the board the project was generated for.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds the firmware may run (QEMU) before it counts as hung.",
+)
+@click.option(
+    "--smoke",
+    is_flag=True,
+    help="Build and run the smoke firmware instead: checks the model array (size, TFL3, alignment, "
+    "CRC32) on the board without TFLM.",
+)
+@click.option(
+    "--tflm-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TFLM source tree (create_tflm_tree.py output); default: $TFLM_ROOT.",
+)
 def command(project_dir, board, timeout_s, smoke, tflm_root):
     """Build the firmware project in DIR and flash it: for the QEMU boards, arm-none-eabi-gcc then
     qemu-system-arm with semihosting. Streams the firmware's output and exits with its status
@@ -30,8 +48,9 @@ def command(project_dir, board, timeout_s, smoke, tflm_root):
     from edgeclust.errors import FirmwareError
     from edgeclust.pipeline.flashing import flash_project
 
-    outcome = flash_project(project_dir, board, timeout_s=timeout_s, smoke=smoke, tflm_root=tflm_root,
-                            on_output=click.echo)
+    outcome = flash_project(
+        project_dir, board, timeout_s=timeout_s, smoke=smoke, tflm_root=tflm_root, on_output=click.echo
+    )
     what = "smoke firmware" if smoke else "firmware"
     if outcome.status != 0:
         error = FirmwareError(f"the {what} exited with status {outcome.status} ({outcome.meaning})")

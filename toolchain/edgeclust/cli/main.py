@@ -40,7 +40,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS or not self._module_exists(name):
             return None
         module = importlib.import_module(f"edgeclust.cli.{COMMANDS[name]}")
-        return getattr(module, "command")
+        return module.command
 
     @staticmethod
     def _module_exists(name):
@@ -88,8 +88,9 @@ def native_stderr_silenced():
     sys.stderr.flush()
     saved = os.dup(2)
     python_stderr = sys.stderr
-    sys.stderr = open(saved, "w", buffering=1, encoding=python_stderr.encoding, errors="backslashreplace",
-                      closefd=False)
+    sys.stderr = open(
+        saved, "w", buffering=1, encoding=python_stderr.encoding, errors="backslashreplace", closefd=False
+    )
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)

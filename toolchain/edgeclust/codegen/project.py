@@ -15,8 +15,9 @@ PROJECT_FILE = "board.json"
 
 def project_json(board: BoardSpec, facts: dict) -> bytes:
     """board.json's bytes: the board's fields and the backend's `facts` (model hash, ops, arena, ...)."""
-    return (json.dumps({"generator": "edgeclust", "board": board.to_dict(), **facts}, indent=2, sort_keys=True)
-            + "\n").encode("utf-8")
+    return (
+        json.dumps({"generator": "edgeclust", "board": board.to_dict(), **facts}, indent=2, sort_keys=True) + "\n"
+    ).encode("utf-8")
 
 
 def read_project_board(project_dir) -> BoardSpec:

@@ -32,8 +32,12 @@ def render_groups(templates_dir, groups, context: dict) -> dict[str, bytes]:
     """Every file of every (folder, destination) group, rendered with `context`; StrictUndefined, so a
     template that names a missing value fails with CodegenError instead of writing an empty string."""
     templates_dir = Path(templates_dir)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir)), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, autoescape=False)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
     files: dict[str, bytes] = {}
     for group, target in groups:
         folder = templates_dir / group
@@ -43,8 +47,9 @@ def render_groups(templates_dir, groups, context: dict) -> dict[str, bytes]:
             relative = path.relative_to(folder).as_posix()
             name = relative.removesuffix(".j2")
             destination = f"{target}/{name}" if target else name
-            files[destination] = _render(env, f"{group}/{relative}", context) if relative.endswith(".j2") \
-                else path.read_bytes()
+            files[destination] = (
+                _render(env, f"{group}/{relative}", context) if relative.endswith(".j2") else path.read_bytes()
+            )
     return files
 
 

@@ -9,8 +9,8 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.device.process import require_tool
@@ -29,8 +29,15 @@ TFLM_HINT = (
 BUILD_TIMEOUT_S = 3600
 
 
-def build_make_project(project_dir, board: BoardSpec, *, smoke: bool = False, tflm_root=None, jobs: int | None = None,
-                       on_output: Callable[[str], None] | None = None) -> Path:
+def build_make_project(
+    project_dir,
+    board: BoardSpec,
+    *,
+    smoke: bool = False,
+    tflm_root=None,
+    jobs: int | None = None,
+    on_output: Callable[[str], None] | None = None,
+) -> Path:
     """Run the project's Makefile with arm-none-eabi-gcc; return the ELF. The build log goes to build/build.log."""
     project_dir = Path(project_dir)
     for tool in ("make", "arm-none-eabi-gcc", "arm-none-eabi-g++"):
@@ -46,8 +53,15 @@ def build_make_project(project_dir, board: BoardSpec, *, smoke: bool = False, tf
         on_output(f"building {target} for {board.name} (log: {log_path})")
     with open(log_path, "w", encoding="utf-8") as log:
         try:
-            done = subprocess.run(args, cwd=project_dir, stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, timeout=BUILD_TIMEOUT_S, check=False)
+            done = subprocess.run(
+                args,
+                cwd=project_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=BUILD_TIMEOUT_S,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             raise FirmwareError(f"the firmware build did not finish in {BUILD_TIMEOUT_S} s; see {log_path}") from None
     if done.returncode != 0:
@@ -62,7 +76,9 @@ def resolve_tflm_root(tflm_root=None) -> Path:
         raise ToolMissingError(f"TFLM_ROOT is not set: {TFLM_HINT}")
     root = Path(value).expanduser().resolve()
     if not (root / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file():
-        raise ToolMissingError(f"TFLM_ROOT={value} is not a TFLM source tree (no tensorflow/lite/micro there): {TFLM_HINT}")
+        raise ToolMissingError(
+            f"TFLM_ROOT={value} is not a TFLM source tree (no tensorflow/lite/micro there): {TFLM_HINT}"
+        )
     return root
 
 
@@ -82,8 +98,8 @@ def tflm_build_dir(board: BoardSpec, project_dir, tflm_root: Path) -> Path:
 def _first_error(log_path: Path) -> str:
     """The build log's first line that names an error (or its last line), for a one-line message."""
     lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-    for line in lines:
-        if "error" in line.lower() or "overflow" in line.lower() or "not a TFLM source tree" in line:
+    for line in lines:  # a compiler or linker diagnostic, not a command line that mentions -Werror
+        if "error:" in line.lower() or "overflow" in line.lower() or "not a TFLM source tree" in line:
             return line.strip()[:300]
     tail = [line for line in lines if line.strip()]
     return tail[-1].strip()[:300] if tail else "no output"

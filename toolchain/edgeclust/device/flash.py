@@ -8,8 +8,8 @@ The firmware's output is streamed line by line to `on_output`; the return value 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.device.build import BUILD_TIMEOUT_S, build_make_project
@@ -18,8 +18,16 @@ from edgeclust.device.qemu import run_qemu
 from edgeclust.errors import FirmwareError, InputError
 
 
-def flash(project_dir, board: BoardSpec, *, timeout_s: float = 60, on_output: Callable[[str], None] = print,
-          smoke: bool = False, tflm_root: str | os.PathLike | None = None, jobs: int | None = None) -> int:
+def flash(
+    project_dir,
+    board: BoardSpec,
+    *,
+    timeout_s: float = 60,
+    on_output: Callable[[str], None] = print,
+    smoke: bool = False,
+    tflm_root: str | os.PathLike | None = None,
+    jobs: int | None = None,
+) -> int:
     """Build the project in `project_dir` and run it on `board`; return the firmware's exit status.
 
     QEMU boards: builds build/fw.elf (or build/smoke.elf with `smoke`, which needs no TFLM) and runs it in
@@ -49,5 +57,6 @@ def _flash_with_board_tools(project_dir: Path, board: BoardSpec, *, timeout_s, o
             if status != 0:
                 raise FirmwareError(f"the firmware build failed ({' '.join(step)} exited with {status})")
     command = fill_command(board.flash_command, project_dir, project_dir / "build" / "fw.elf")
-    return run_streaming(command, cwd=project_dir, timeout_s=max(timeout_s, 600), on_output=on_output,
-                         what=board.flash_tool)
+    return run_streaming(
+        command, cwd=project_dir, timeout_s=max(timeout_s, 600), on_output=on_output, what=board.flash_tool
+    )

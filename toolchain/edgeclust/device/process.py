@@ -11,8 +11,8 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edgeclust.errors import FirmwareError, ToolMissingError
 
@@ -36,8 +36,14 @@ def run_streaming(command: list[str], *, cwd, timeout_s: float, on_output: Calla
     A run past `timeout_s` is killed and raises FirmwareError (hung); a missing program is ToolMissingError.
     """
     try:
-        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     except FileNotFoundError:
         raise ToolMissingError(f"{command[0]} is not installed") from None
     timer = threading.Timer(timeout_s, _kill, args=(process,))

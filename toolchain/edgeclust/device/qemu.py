@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.device.process import fill_command, require_tool, run_streaming
@@ -36,8 +36,13 @@ def run_qemu(elf, board: BoardSpec, *, timeout_s: float = 60, on_output: Callabl
             qemu_errors.append(line)
         on_output(line)
 
-    status = run_streaming(command, cwd=elf.parent, timeout_s=timeout_s, on_output=output,
-                           what=f"the firmware under QEMU ({board.qemu_machine})")
+    status = run_streaming(
+        command,
+        cwd=elf.parent,
+        timeout_s=timeout_s,
+        on_output=output,
+        what=f"the firmware under QEMU ({board.qemu_machine})",
+    )
     if status != 0 and qemu_errors:
         raise FirmwareError(f"QEMU could not run the firmware: {qemu_errors[0]}")
     return status

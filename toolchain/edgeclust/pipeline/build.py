@@ -20,7 +20,6 @@ from edgeclust.pipeline.build_results import BuildResult
 from edgeclust.pipeline.progress import ProgressCallback, Stages
 from edgeclust.pipeline.stages import DEFAULT_CALIBRATION_SAMPLES, ClusterOptions
 
-
 __all__ = ["BuildOptions", "BuildResult", "build", "build_titles", "run_build"]
 
 
@@ -42,9 +41,11 @@ class BuildOptions:
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
 
     def __post_init__(self):
-        for name, value, choices in (("quantize", self.quantize, QUANTIZE_CHOICES),
-                                     ("compress", self.compress, COMPRESS_CHOICES),
-                                     ("backend", self.backend, BACKEND_CHOICES)):
+        for name, value, choices in (
+            ("quantize", self.quantize, QUANTIZE_CHOICES),
+            ("compress", self.compress, COMPRESS_CHOICES),
+            ("backend", self.backend, BACKEND_CHOICES),
+        ):
             if value not in choices:
                 raise ConfigError(f"`{name}` must be one of {', '.join(choices)}. Received: {value!r}")
         if not 1 <= self.self_test_cases <= 64:
@@ -90,9 +91,18 @@ def run_build(model_path, data_path, options: BuildOptions, stages: Stages) -> B
     files = dict(rendered.files) | (steps.plot(ctx, clustered, rendered) if _start(ctx, "plots") else {})
     _start(ctx, "report")
     report = steps.report_mod.build_report(
-        version=__version__, options=options.as_report(board), inputs=inputs, clustered=clustered,
-        converted=converted, verification=verification, lowered=lowered, parity=parity, priced=priced,
-        rendered=rendered, files=files)
+        version=__version__,
+        options=options.as_report(board),
+        inputs=inputs,
+        clustered=clustered,
+        converted=converted,
+        verification=verification,
+        lowered=lowered,
+        parity=parity,
+        priced=priced,
+        rendered=rendered,
+        files=files,
+    )
     stages.finish()
     steps.write_outputs(options, files, report, stages.timings)
     return BuildResult(Path(options.out_dir), report)

@@ -5,12 +5,14 @@ Progress counters count exactly the stages that will run, so they read [1/N] ...
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+
+from edgeclust.backends import BACKEND_CHOICES
 
 QUANTIZE_CHOICES = ("int8", "float32")
 COMPRESS_CHOICES = ("none", "lut")
-BACKEND_CHOICES = ("auto", "tflm", "native")
+__all__ = ["BACKEND_CHOICES", "BUILD_STAGES", "COMPRESS_CHOICES", "QUANTIZE_CHOICES", "TITLES", "build_titles"]
 
 
 @dataclass(frozen=True)

@@ -47,15 +47,25 @@ def load_inputs(ctx: BuildContext, model_path: Path, data_path: Path) -> LoadedI
     model = load_keras_model(model_path)
     model, was_wrapped = strip_if_clustered(model, ctx.stages)
     data = load_data_for(data_path, model)
-    ctx.stages.info(f"{model.name}: {model.count_params():,} parameters; {len(data.x_train):,} training and "
-                    f"{len(data.x_test):,} test examples of shape {data.input_shape}")
+    ctx.stages.info(
+        f"{model.name}: {model.count_params():,} parameters; {len(data.x_train):,} training and "
+        f"{len(data.x_test):,} test examples of shape {data.input_shape}"
+    )
     n = ctx.options.parity_samples
     x_eval, y_eval = data.x_test[:n], data.y_test[:n]
     return LoadedInputs(
-        model=model, data=data, model_path=model_path, data_path=data_path,
-        model_sha256=_sha256(model_path.read_bytes()), data_sha256=_sha256(data_path.read_bytes()),
-        was_wrapped=was_wrapped, probabilities=outputs_are_probabilities(model, data.x_train),
-        x_eval=x_eval, y_eval=y_eval, keras_outputs=predict(model, x_eval), keras_bytes=keras_archive_bytes(model),
+        model=model,
+        data=data,
+        model_path=model_path,
+        data_path=data_path,
+        model_sha256=_sha256(model_path.read_bytes()),
+        data_sha256=_sha256(data_path.read_bytes()),
+        was_wrapped=was_wrapped,
+        probabilities=outputs_are_probabilities(model, data.x_train),
+        x_eval=x_eval,
+        y_eval=y_eval,
+        keras_outputs=predict(model, x_eval),
+        keras_bytes=keras_archive_bytes(model),
     )
 
 
@@ -69,8 +79,13 @@ def prepare_model(ctx: BuildContext, inputs: LoadedInputs) -> ClusteredModel:
     if not options.clusters and not result.folded_batch_norm:
         ctx.stages.info("no BatchNormalization layer to fold")
         return keep_model(inputs)
-    return ClusteredModel(model=result.model, report=result.report, folded_batch_norm=result.folded_batch_norm,
-                          outputs=predict(result.model, inputs.x_eval), keras_bytes=keras_archive_bytes(result.model))
+    return ClusteredModel(
+        model=result.model,
+        report=result.report,
+        folded_batch_norm=result.folded_batch_norm,
+        outputs=predict(result.model, inputs.x_eval),
+        keras_bytes=keras_archive_bytes(result.model),
+    )
 
 
 def convert(ctx: BuildContext, inputs: LoadedInputs, clustered: ClusteredModel) -> ConvertedModels:
@@ -82,11 +97,18 @@ def convert(ctx: BuildContext, inputs: LoadedInputs, clustered: ClusteredModel) 
         return ConvertedModels(float32, None, per_channel=True, calibration_samples=0)
     per_channel = options.cluster.per_channel or not options.cluster.clusters
     x = inputs.data.x_train
-    int8 = convert_model(clustered.model, quantize="int8", representative=x, per_channel=per_channel,
-                         calibration_samples=options.calibration_samples)
+    int8 = convert_model(
+        clustered.model,
+        quantize="int8",
+        representative=x,
+        per_channel=per_channel,
+        calibration_samples=options.calibration_samples,
+    )
     used = calibration_count(x, options.calibration_samples)
-    ctx.stages.info(f"int8 ({'per-channel' if per_channel else 'per-tensor'} weights, calibrated on {used:,} "
-                    f"examples): {len(int8):,} bytes")
+    ctx.stages.info(
+        f"int8 ({'per-channel' if per_channel else 'per-tensor'} weights, calibrated on {used:,} "
+        f"examples): {len(int8):,} bytes"
+    )
     return ConvertedModels(float32, int8, per_channel=per_channel, calibration_samples=used)
 
 
@@ -132,8 +154,13 @@ def lower(ctx: BuildContext, converted: ConvertedModels, layouts) -> LoweredMode
     return LoweredModel(choice.backend, choice.why, lowered, tuple(layouts))
 
 
-def check_parity(ctx: BuildContext, inputs: LoadedInputs, clustered: ClusteredModel, converted: ConvertedModels,
-                 lowered: LoweredModel) -> ParityResult:
+def check_parity(
+    ctx: BuildContext,
+    inputs: LoadedInputs,
+    clustered: ClusteredModel,
+    converted: ConvertedModels,
+    lowered: LoweredModel,
+) -> ParityResult:
     """Keras vs LiteRT vs TFLM (the board's arithmetic) vs the backend's host oracle; the backend must equal
     TFLM bit for bit on an integer model."""
     from edgeclust.tflite import parity
@@ -141,11 +168,15 @@ def check_parity(ctx: BuildContext, inputs: LoadedInputs, clustered: ClusteredMo
     x = inputs.x_eval
     firmware = lowered.backend.run_host(lowered.lowered, parity.quantize(x, lowered.lowered.interface.inputs[0]))
     section = report_mod.parity_section(
-        labels=inputs.y_eval, keras_original=inputs.keras_outputs, keras_clustered=clustered.outputs,
+        labels=inputs.y_eval,
+        keras_original=inputs.keras_outputs,
+        keras_clustered=clustered.outputs,
         litert_float=parity.run_litert(converted.float32, x),
         litert_int8=parity.run_litert(converted.int8, x) if converted.int8 is not None else None,
-        tflm=parity.run_tflm(converted.deployed, x), tflm_key="tflm_int8" if converted.int8 else "tflm_float32",
-        firmware=firmware, backend=lowered.lowered.backend,
+        tflm=parity.run_tflm(converted.deployed, x),
+        tflm_key="tflm_int8" if converted.int8 else "tflm_float32",
+        firmware=firmware,
+        backend=lowered.lowered.backend,
     )
     for line in report_mod.parity_lines(section):
         ctx.stages.info(line)
@@ -166,8 +197,14 @@ def check_budget(ctx: BuildContext, lowered: LoweredModel) -> PricedModel:
     return PricedModel(cost, ctx.board)
 
 
-def render(ctx: BuildContext, inputs: LoadedInputs, clustered: ClusteredModel, converted: ConvertedModels,
-           lowered: LoweredModel, priced: PricedModel) -> RenderedFiles:
+def render(
+    ctx: BuildContext,
+    inputs: LoadedInputs,
+    clustered: ClusteredModel,
+    converted: ConvertedModels,
+    lowered: LoweredModel,
+    priced: PricedModel,
+) -> RenderedFiles:
     """The model files and the firmware project (with its self-test cases from the backend's host oracle)."""
     cases = self_test_cases(lowered, inputs.data.x_test[: ctx.options.self_test_cases])
     project = lowered.backend.render(lowered.lowered, ctx.board, cases)
@@ -177,8 +214,10 @@ def render(ctx: BuildContext, inputs: LoadedInputs, clustered: ClusteredModel, c
     if lowered.lowered.model != converted.deployed:
         files["model_firmware.tflite"] = lowered.lowered.model
     files |= {f"firmware/{path}": content for path, content in project.items()}
-    ctx.stages.info(f"firmware project for {ctx.board.name} ({lowered.lowered.backend}): {len(project)} files "
-                    f"in {Path(ctx.options.out_dir) / 'firmware'}")
+    ctx.stages.info(
+        f"firmware project for {ctx.board.name} ({lowered.lowered.backend}): {len(project)} files "
+        f"in {Path(ctx.options.out_dir) / 'firmware'}"
+    )
     return RenderedFiles(files, _sizes(inputs, clustered, converted, lowered, priced))
 
 
@@ -196,8 +235,10 @@ def plot(ctx: BuildContext, clustered: ClusteredModel, rendered: RenderedFiles) 
     """PNG plots (weight histograms with their centroids, sizes) as files under plots/."""
     from edgeclust.pipeline import plots
 
-    weights = [(f"{w.layer_name} / {w.weight_name}", w.original_values, w.initial_centroids)
-               for w in (clustered.report.clustered if clustered.report is not None else [])]
+    weights = [
+        (f"{w.layer_name} / {w.weight_name}", w.original_values, w.initial_centroids)
+        for w in (clustered.report.clustered if clustered.report is not None else [])
+    ]
     with tempfile.TemporaryDirectory(prefix="edgeclust-plots-") as tmp:
         written = plots.write_plots(Path(tmp), weights=weights, sizes=rendered.sizes)
         files = {f"plots/{path.name}": path.read_bytes() for path in written}
@@ -205,8 +246,13 @@ def plot(ctx: BuildContext, clustered: ClusteredModel, rendered: RenderedFiles) 
     return files
 
 
-def _sizes(inputs: LoadedInputs, clustered: ClusteredModel, converted: ConvertedModels, lowered: LoweredModel,
-           priced: PricedModel) -> dict[str, int]:
+def _sizes(
+    inputs: LoadedInputs,
+    clustered: ClusteredModel,
+    converted: ConvertedModels,
+    lowered: LoweredModel,
+    priced: PricedModel,
+) -> dict[str, int]:
     """Bytes per form of the model, as users measure them (zipped) and as the board stores them."""
     from edgeclust.tflite.size import zipped_size
 
@@ -232,8 +278,13 @@ def _sha256(data: bytes) -> str:
 
 def keep_model(inputs: LoadedInputs) -> ClusteredModel:
     """No clustering and no folding asked: the model is deployed as loaded."""
-    return ClusteredModel(model=inputs.model, report=None, folded_batch_norm=False, outputs=inputs.keras_outputs,
-                          keras_bytes=inputs.keras_bytes)
+    return ClusteredModel(
+        model=inputs.model,
+        report=None,
+        folded_batch_norm=False,
+        outputs=inputs.keras_outputs,
+        keras_bytes=inputs.keras_bytes,
+    )
 
 
 def write_outputs(options, files: dict[str, bytes], report: dict, timings: dict[str, float]) -> None:

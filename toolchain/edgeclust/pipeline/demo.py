@@ -32,18 +32,36 @@ def train_digits_model(dataset: edata.Dataset, *, epochs: int, seed: int, stages
 
     model = examples.compile_for_training(examples.digits_cnn(seed=seed), learning_rate=3e-3)
     steps = -(-len(dataset.x_train) // 32)
-    model.fit(dataset.x_train, dataset.y_train, batch_size=32, epochs=epochs, verbose=0,
-              callbacks=[_ProgressCallback(stages, epochs, steps)])
+    model.fit(
+        dataset.x_train,
+        dataset.y_train,
+        batch_size=32,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[_ProgressCallback(stages, epochs, steps)],
+    )
     return model
 
 
-def run_demo(out_dir: Path, *, board=DEMO_BOARD, epochs: int = 12, seed: int = 0, backend: str = "auto",
-             plots: bool = True, on_progress: ProgressCallback | None = None) -> DemoResult:
+def run_demo(
+    out_dir: Path,
+    *,
+    board=DEMO_BOARD,
+    epochs: int = 12,
+    seed: int = 0,
+    backend: str = "auto",
+    plots: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> DemoResult:
     """Train on the digits, save model.keras and data.npz under out_dir/inputs, then build for `board`."""
     import keras
 
     options = BuildOptions(
-        board=board, out_dir=Path(out_dir), force=True, plots=plots, backend=backend,
+        board=board,
+        out_dir=Path(out_dir),
+        force=True,
+        plots=plots,
+        backend=backend,
         cluster=ClusterOptions(clusters=16, init="kmeans++", epochs=3, learning_rate=1e-4, batch_size=32, seed=seed),
     )
     stages = Stages([TRAIN_TITLE, *build_titles(options)], on_progress)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.errors import InputError
@@ -33,16 +33,22 @@ def project_folder(path: Path) -> Path:
     return path
 
 
-def flash_project(project_dir: Path, board: BoardSpec | None, *, timeout_s: float = 60, smoke: bool = False,
-                  tflm_root=None, on_output: Callable[[str], None] = print) -> FlashOutcome:
+def flash_project(
+    project_dir: Path,
+    board: BoardSpec | None,
+    *,
+    timeout_s: float = 60,
+    smoke: bool = False,
+    tflm_root=None,
+    on_output: Callable[[str], None] = print,
+) -> FlashOutcome:
     """Build the project and run it on `board` (default: the board it was generated for)."""
     from edgeclust.device import flash, qemu
     from edgeclust.pipeline.boards import project_board
 
     project_dir = project_folder(project_dir)
     board = board or project_board(project_dir)
-    status = flash.flash(project_dir, board, timeout_s=timeout_s, on_output=on_output, smoke=smoke,
-                         tflm_root=tflm_root)
+    status = flash.flash(project_dir, board, timeout_s=timeout_s, on_output=on_output, smoke=smoke, tflm_root=tflm_root)
     if smoke:
         meaning = {0: "smoke check PASS", 1: "smoke check FAIL: the model array on the board differs from the host's"}
         return FlashOutcome(status, meaning.get(status) or qemu.status_meaning(status))
@@ -53,8 +59,10 @@ def missing_for_qemu() -> list[str]:
     """What running the firmware in QEMU still needs, each with how to get it."""
     missing = []
     if shutil.which("arm-none-eabi-g++") is None:
-        missing.append("the Arm cross compiler (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
-                       "libstdc++-arm-none-eabi-newlib)")
+        missing.append(
+            "the Arm cross compiler (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+            "libstdc++-arm-none-eabi-newlib)"
+        )
     if shutil.which("qemu-system-arm") is None:
         missing.append("QEMU (apt-get install qemu-system-arm)")
     if not os.environ.get("TFLM_ROOT"):

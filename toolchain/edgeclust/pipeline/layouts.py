@@ -13,8 +13,14 @@ def weight_layouts(tflite: bytes) -> tuple[WeightLayout, ...]:
     for weight in find_weights(tflite):
         if weight.stored_as != "raw":
             continue  # already compressed, or feeding a DEQUANTIZE: not ours to re-pack
-        layout = smallest_layout(weight.values, channel_axis=weight.channel_axis, subgraph=weight.subgraph,
-                                 tensor=weight.tensor, name=weight.name, consumer=weight.consumer)
+        layout = smallest_layout(
+            weight.values,
+            channel_axis=weight.channel_axis,
+            subgraph=weight.subgraph,
+            tensor=weight.tensor,
+            name=weight.name,
+            consumer=weight.consumer,
+        )
         if layout is not None:
             layouts.append(layout)
     return tuple(layouts)
@@ -26,6 +32,8 @@ def layout_line(layouts: tuple[WeightLayout, ...], weights: int) -> str:
         return f"no weight tensor holds 256 or fewer distinct values (of {weights})"
     bits = sorted({layout.bits for layout in layouts})
     per_channel = sum(layout.per_channel for layout in layouts)
-    return (f"{len(layouts)} of {weights} weight tensors as {'/'.join(map(str, bits))}-bit indices "
-            f"({per_channel} per channel); packed indices + tables "
-            f"{sum(x.packed_index_bytes + x.table_bytes for x in layouts):,} bytes")
+    return (
+        f"{len(layouts)} of {weights} weight tensors as {'/'.join(map(str, bits))}-bit indices "
+        f"({per_channel} per channel); packed indices + tables "
+        f"{sum(x.packed_index_bytes + x.table_bytes for x in layouts):,} bytes"
+    )

@@ -26,8 +26,9 @@ def _top1(outputs: np.ndarray) -> np.ndarray:
     return np.argmax(outputs.reshape(len(outputs), -1), axis=-1)
 
 
-def parity_section(*, labels, keras_original, keras_clustered, litert_float, litert_int8, tflm, tflm_key: str,
-                   firmware, backend: str) -> dict:
+def parity_section(
+    *, labels, keras_original, keras_clustered, litert_float, litert_int8, tflm, tflm_key: str, firmware, backend: str
+) -> dict:
     """Accuracy per stage and the agreements that matter: float vs Keras, LiteRT vs TFLM, firmware vs TFLM."""
     outputs = {
         "keras": keras_original,
@@ -59,8 +60,9 @@ def parity_section(*, labels, keras_original, keras_clustered, litert_float, lit
 def parity_lines(section: dict) -> list[str]:
     """The parity section as progress lines."""
     n = section["examples"]
-    lines = [f"{stage_name(k, section)}: top-1 accuracy {v:.4f} on {n:,} examples"
-             for k, v in section["accuracy"].items()]
+    lines = [
+        f"{stage_name(k, section)}: top-1 accuracy {v:.4f} on {n:,} examples" for k, v in section["accuracy"].items()
+    ]
     lines.append(f"float32 .tflite top-1 equals stripped Keras on {section['float32_top1_equals_keras']:,} of {n:,}")
     if "int8_litert_vs_tflm_max_lsb" in section:
         lines.append(
@@ -68,8 +70,10 @@ def parity_lines(section: dict) -> list[str]:
             f"({section['int8_litert_vs_tflm_outputs_differing']:,} outputs differ)"
         )
     same = section["firmware_equals_tflm_bit_for_bit"]
-    lines.append(f"the {section['backend']} firmware model {'equals' if same else 'DIFFERS from'} TFLM on the "
-                 "deployed .tflite bit for bit")
+    lines.append(
+        f"the {section['backend']} firmware model {'equals' if same else 'DIFFERS from'} TFLM on the "
+        "deployed .tflite bit for bit"
+    )
     return lines
 
 
@@ -144,46 +148,82 @@ def _verify_section(verification, weight_stats) -> dict | None:
     }
 
 
-def build_report(*, version, options: dict, inputs, clustered, converted, verification, lowered, parity, priced,
-                 rendered, files: dict[str, bytes]) -> dict:
+def build_report(
+    *,
+    version,
+    options: dict,
+    inputs,
+    clustered,
+    converted,
+    verification,
+    lowered,
+    parity,
+    priced,
+    rendered,
+    files: dict[str, bytes],
+) -> dict:
     """Everything a build decided and measured, in plain values (no timings: they live in timings.json)."""
     board, low = priced.board, lowered.lowered
-    return jsonable({
-        "edgeclust_version": version,
-        "inputs": {
-            "model": {"path": str(inputs.model_path), "sha256": inputs.model_sha256},
-            "data": {"path": str(inputs.data_path), "sha256": inputs.data_sha256},
-        },
-        "options": options,
-        "board": {"id": board.id, "name": board.name, "mcu": board.mcu, "flash_bytes": board.flash_bytes,
-                  "ram_bytes": board.ram_bytes},
-        "model_had_clustering_wrappers": inputs.was_wrapped,
-        "outputs_are_probabilities": inputs.probabilities,
-        "clustering": _clustering_section(clustered.report, clustered.folded_batch_norm),
-        "conversion": {"per_channel": converted.per_channel, "calibration_samples": converted.calibration_samples},
-        "weights": list(verification.weight_stats),
-        "verify": _verify_section(verification.result, verification.weight_stats),
-        "layouts": [_layout_entry(layout) for layout in lowered.layouts],
-        "backend": {"name": low.backend, "chosen": lowered.why or "asked for", **low.summary},
-        "parity": parity.section,
-        "sizes": rendered.sizes,
-        "arena_bytes": low.arena_bytes,
-        "budget": _budget_section(priced.cost),
-        "ops": list(low.op_names),
-        "files": {name: hashlib.sha256(content).hexdigest() for name, content in sorted(files.items())},
-    })
+    return jsonable(
+        {
+            "edgeclust_version": version,
+            "inputs": {
+                "model": {"path": str(inputs.model_path), "sha256": inputs.model_sha256},
+                "data": {"path": str(inputs.data_path), "sha256": inputs.data_sha256},
+            },
+            "options": options,
+            "board": {
+                "id": board.id,
+                "name": board.name,
+                "mcu": board.mcu,
+                "flash_bytes": board.flash_bytes,
+                "ram_bytes": board.ram_bytes,
+            },
+            "model_had_clustering_wrappers": inputs.was_wrapped,
+            "outputs_are_probabilities": inputs.probabilities,
+            "clustering": _clustering_section(clustered.report, clustered.folded_batch_norm),
+            "conversion": {"per_channel": converted.per_channel, "calibration_samples": converted.calibration_samples},
+            "weights": list(verification.weight_stats),
+            "verify": _verify_section(verification.result, verification.weight_stats),
+            "layouts": [_layout_entry(layout) for layout in lowered.layouts],
+            "backend": {"name": low.backend, "chosen": lowered.why or "asked for", **low.summary},
+            "parity": parity.section,
+            "sizes": rendered.sizes,
+            "arena_bytes": low.arena_bytes,
+            "budget": _budget_section(priced.cost),
+            "ops": list(low.op_names),
+            "files": {name: hashlib.sha256(content).hexdigest() for name, content in sorted(files.items())},
+        }
+    )
 
 
 def _layout_entry(layout) -> dict:
     """One weight layout in report.json: where, how many bits, per tensor or per channel."""
-    return {"name": layout.name, "subgraph": layout.subgraph, "tensor": layout.tensor, "bits": layout.bits,
-            "axis": layout.axis, "unique_values": layout.unique_values, "entries": layout.entries,
-            "packed_index_bytes": layout.packed_index_bytes, "table_bytes": layout.table_bytes}
+    return {
+        "name": layout.name,
+        "subgraph": layout.subgraph,
+        "tensor": layout.tensor,
+        "bits": layout.bits,
+        "axis": layout.axis,
+        "unique_values": layout.unique_values,
+        "entries": layout.entries,
+        "packed_index_bytes": layout.packed_index_bytes,
+        "table_bytes": layout.table_bytes,
+    }
 
 
 def _budget_section(cost) -> dict:
     """The board's budget: used and available, whether it fits, and the parts."""
-    return {"board_id": cost.board_id, "flash_used": cost.flash_used, "flash_total": cost.flash_total,
-            "ram_used": cost.ram_used, "ram_total": cost.ram_total, "fits": cost.fits,
-            "flash_fits": cost.flash_fits, "ram_fits": cost.ram_fits, "flash_parts": dict(cost.flash_parts),
-            "ram_parts": dict(cost.ram_parts), "measured": cost.measured}
+    return {
+        "board_id": cost.board_id,
+        "flash_used": cost.flash_used,
+        "flash_total": cost.flash_total,
+        "ram_used": cost.ram_used,
+        "ram_total": cost.ram_total,
+        "fits": cost.fits,
+        "flash_fits": cost.flash_fits,
+        "ram_fits": cost.ram_fits,
+        "flash_parts": dict(cost.flash_parts),
+        "ram_parts": dict(cost.ram_parts),
+        "measured": cost.measured,
+    }

@@ -164,9 +164,7 @@ def tflm_arena_bytes(data: bytes, *, alt_decompression_bytes: int = 0) -> int:
     measure the arena when the firmware hands DECODE a separate region (SetDecompressionMemory) instead.
     """
     if not isinstance(alt_decompression_bytes, int) or alt_decompression_bytes < 0:
-        raise ConfigError(
-            f"`alt_decompression_bytes` must be an integer >= 0. Received: {alt_decompression_bytes!r}"
-        )
+        raise ConfigError(f"`alt_decompression_bytes` must be an integer >= 0. Received: {alt_decompression_bytes!r}")
     model = read_model(data)
     interface = model_interface(model)
     zeros = [np.zeros((1, *spec.shape[1:]), dtype=np.dtype(spec.dtype)) for spec in interface.inputs]
@@ -188,8 +186,15 @@ def tflm_arena_bytes(data: bytes, *, alt_decompression_bytes: int = 0) -> int:
     return int(high)
 
 
-def compare(name: str, outputs: np.ndarray, *, labels=None, reference=None,
-            interface: TensorSpec | None = None, reference_interface: TensorSpec | None = None) -> Comparison:
+def compare(
+    name: str,
+    outputs: np.ndarray,
+    *,
+    labels=None,
+    reference=None,
+    interface: TensorSpec | None = None,
+    reference_interface: TensorSpec | None = None,
+) -> Comparison:
     """Top-1 accuracy against `labels` and differences from `reference` (raw outputs of another run)."""
     outputs = np.asarray(outputs)
     n = len(outputs)
@@ -232,7 +237,8 @@ def _examples(x, interface: ModelInterface) -> list[np.ndarray]:
         array = np.asarray(array)
         if array.shape[1:] != tuple(spec.shape[1:]):
             raise DataError(
-                f"input {spec.name!r} takes examples of shape {tuple(spec.shape[1:])}; got an array of shape {array.shape}"
+                f"input {spec.name!r} takes examples of shape {tuple(spec.shape[1:])}; "
+                f"got an array of shape {array.shape}"
             )
         checked.append(np.ascontiguousarray(quantize(array, spec)))
     if len({len(a) for a in checked}) > 1:

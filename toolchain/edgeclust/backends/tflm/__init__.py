@@ -7,8 +7,8 @@ price: the measured runtime size table (price.py); render: the project's files (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -63,10 +63,16 @@ class TflmBackend:
         resolver_calls(op_names, compressed=False)  # an op TFLM cannot resolve fails here, by name
         arena = self._arena(tflite, model)
         return Lowered(
-            backend=self.name, model=model, interface=parity.model_interface(model), op_names=op_names,
-            arena_bytes=arena.reserved, flash=(FlashItem("model", len(model)),),
-            packed=_packed(layouts, lut), notes=_notes(tflite, model, lut, arena),
-            details=TflmDetails(arena, lut), summary=_summary(lut, arena),
+            backend=self.name,
+            model=model,
+            interface=parity.model_interface(model),
+            op_names=op_names,
+            arena_bytes=arena.reserved,
+            flash=(FlashItem("model", len(model)),),
+            packed=_packed(layouts, lut),
+            notes=_notes(tflite, model, lut, arena),
+            details=TflmDetails(arena, lut),
+            summary=_summary(lut, arena),
         )
 
     def run_host(self, lowered: Lowered, x: np.ndarray) -> np.ndarray:
@@ -80,8 +86,14 @@ class TflmBackend:
         from edgeclust.backends.tflm.price import check_budget, to_cost
 
         arena = lowered.details.arena
-        budget = check_budget(board, model_bytes=len(lowered.model), op_names=lowered.op_names,
-                              arena_bytes=arena.plain, decoded_bytes=arena.decoded, arena_margin=arena.margin)
+        budget = check_budget(
+            board,
+            model_bytes=len(lowered.model),
+            op_names=lowered.op_names,
+            arena_bytes=arena.plain,
+            decoded_bytes=arena.decoded,
+            arena_margin=arena.margin,
+        )
         return to_cost(budget)
 
     def render(self, lowered: Lowered, board: BoardSpec, cases: Sequence[SelfTestCase]) -> dict[str, bytes]:
@@ -91,11 +103,18 @@ class TflmBackend:
         from edgeclust.tflite.inspect import DECODE_OP
 
         arena = lowered.details.arena
-        return render_files(model_data=lowered.model, op_names=lowered.op_names, board=board,
-                            interface=lowered.interface, self_test=list(cases), arena_bytes=arena.measured,
-                            decoded_bytes=arena.decoded, arena_margin=arena.margin,
-                            templates_dir=self.templates_dir or resources.templates_dir(),
-                            compressed=DECODE_OP in lowered.op_names)
+        return render_files(
+            model_data=lowered.model,
+            op_names=lowered.op_names,
+            board=board,
+            interface=lowered.interface,
+            self_test=list(cases),
+            arena_bytes=arena.measured,
+            decoded_bytes=arena.decoded,
+            arena_margin=arena.margin,
+            templates_dir=self.templates_dir or resources.templates_dir(),
+            compressed=DECODE_OP in lowered.op_names,
+        )
 
     def _arena(self, original: bytes, model: bytes) -> TflmArena:
         """The arena measured in TFLM's host interpreter. DECODE writes decoded weights into the arena, where the
@@ -130,17 +149,27 @@ def _notes(original: bytes, model: bytes, lut: LutResult | None, arena: TflmAren
             + f", {len(lut.skipped_tensors)} left as they are; {len(original):,} -> {len(model):,} bytes"
         )
         notes += [f"LUT skipped {s.name}: {s.reason}" for s in lut.skipped_tensors]
-        notes.append(f"TFLM arena {arena.plain:,} bytes without LUT, {arena.measured:,} with it: decoding costs "
-                     f"{arena.decoded:,} bytes of RAM (all decoded tensors together: {lut.decoded_bytes:,})")
-    notes.append(f"tensor arena: {arena.measured:,} bytes measured in TFLM's host interpreter, "
-                 f"{arena.reserved:,} reserved (+{arena.margin:.0%} margin)")
+        notes.append(
+            f"TFLM arena {arena.plain:,} bytes without LUT, {arena.measured:,} with it: decoding costs "
+            f"{arena.decoded:,} bytes of RAM (all decoded tensors together: {lut.decoded_bytes:,})"
+        )
+    notes.append(
+        f"tensor arena: {arena.measured:,} bytes measured in TFLM's host interpreter, "
+        f"{arena.reserved:,} reserved (+{arena.margin:.0%} margin)"
+    )
     return tuple(notes)
 
 
 def _summary(lut: LutResult | None, arena: TflmArena) -> dict:
     """report.json's backend section: the arena's parts and the LUT compression."""
-    summary: dict = {"arena": {"measured_bytes": arena.measured, "decoded_bytes": arena.decoded,
-                               "margin": arena.margin, "reserved_bytes": arena.reserved}}
+    summary: dict = {
+        "arena": {
+            "measured_bytes": arena.measured,
+            "decoded_bytes": arena.decoded,
+            "margin": arena.margin,
+            "reserved_bytes": arena.reserved,
+        }
+    }
     if lut is not None:
         summary["lut"] = {
             "compressed_tensors": list(lut.compressed_tensors),

@@ -10,8 +10,8 @@ is recomputed along that one. Tensors where compressing would not pay are left a
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from edgeclust.errors import ConfigError, ConversionError, first_line
 from edgeclust.lower.weights import WeightLayout, layout_for
@@ -66,14 +66,20 @@ class LutResult:
     decoded_bytes: int
 
 
-def lut_compress(data: bytes, layouts: Sequence[WeightLayout], *,
-                 max_index_bits: int = MAX_LUT_INDEX_BITS) -> LutResult:
+def lut_compress(
+    data: bytes, layouts: Sequence[WeightLayout], *, max_index_bits: int = MAX_LUT_INDEX_BITS
+) -> LutResult:
     """Store each weight tensor that has a layout with at most `max_index_bits`-bit indices as packed indices
     plus value tables, where that is smaller; the rest stay as they are, with a reason."""
-    if not isinstance(max_index_bits, int) or isinstance(max_index_bits, bool) or \
-            not 1 <= max_index_bits <= MAX_LUT_INDEX_BITS:
-        raise ConfigError(f"`max_index_bits` must be an integer in 1..{MAX_LUT_INDEX_BITS}. "
-                          f"Received: max_index_bits={max_index_bits!r}")
+    if (
+        not isinstance(max_index_bits, int)
+        or isinstance(max_index_bits, bool)
+        or not 1 <= max_index_bits <= MAX_LUT_INDEX_BITS
+    ):
+        raise ConfigError(
+            f"`max_index_bits` must be an integer in 1..{MAX_LUT_INDEX_BITS}. "
+            f"Received: max_index_bits={max_index_bits!r}"
+        )
     model, raw = read_model(data), bytes(data)
     by_tensor = {(layout.subgraph, layout.tensor): layout for layout in layouts}
     users = _buffer_users(model)
@@ -98,10 +104,17 @@ def lut_compress(data: bytes, layouts: Sequence[WeightLayout], *,
 
 def _compressed(weight: WeightTensor, layout: WeightLayout, cost: int) -> CompressedTensor:
     return CompressedTensor(
-        name=weight.name, subgraph=weight.subgraph, tensor=weight.tensor,
-        mode="per-tensor" if layout.axis is None else "per-channel", axis=layout.axis,
-        index_bits=layout.bits, table_entries=layout.entries, tables=int(layout.tables.shape[0]),
-        original_bytes=weight.nbytes, compressed_bytes=cost, decoded_bytes=int(weight.values.nbytes),
+        name=weight.name,
+        subgraph=weight.subgraph,
+        tensor=weight.tensor,
+        mode="per-tensor" if layout.axis is None else "per-channel",
+        axis=layout.axis,
+        index_bits=layout.bits,
+        table_entries=layout.entries,
+        tables=int(layout.tables.shape[0]),
+        original_bytes=weight.nbytes,
+        compressed_bytes=cost,
+        decoded_bytes=int(weight.values.nbytes),
     )
 
 
@@ -136,8 +149,14 @@ def _plan(weight: WeightTensor, layout: WeightLayout | None, max_bits: int) -> t
     if axis is not None and axis not in (0, values.ndim - 1):
         return f"quantized along dimension {axis}; the DECODE kernel supports the first or last only"
     if layout is not None and layout.axis != axis:
-        layout = layout_for(values, axis=axis, subgraph=weight.subgraph, tensor=weight.tensor, name=weight.name,
-                            consumer=weight.consumer)
+        layout = layout_for(
+            values,
+            axis=axis,
+            subgraph=weight.subgraph,
+            tensor=weight.tensor,
+            name=weight.name,
+            consumer=weight.consumer,
+        )
     scope = "per tensor" if axis is None else "per channel"
     if layout is None:
         return f"more than 256 unique values {scope}: not clustered"
@@ -160,10 +179,12 @@ def _compress(raw: bytes, planned: list[tuple[WeightTensor, WeightLayout]]) -> b
         spec.Tensor(
             subgraph=w.subgraph,
             tensor=w.tensor,
-            compression=[spec.LookUpTableCompression(
-                index_bitwidth=layout.bits,
-                mode=spec.PerTensor() if layout.axis is None else spec.PerChannel(axis=layout.axis),
-            )],
+            compression=[
+                spec.LookUpTableCompression(
+                    index_bitwidth=layout.bits,
+                    mode=spec.PerTensor() if layout.axis is None else spec.PerChannel(axis=layout.axis),
+                )
+            ],
         )
         for w, layout in planned
     ]

@@ -50,9 +50,17 @@ class Budget:
     estimated_families: tuple[str, ...] = ()  # op families the table lacks, priced at its largest entry
 
 
-def check_budget(board: BoardSpec, *, model_bytes: int, op_names, arena_bytes: int, decoded_bytes: int = 0,
-                 stack_bytes: int | None = None, arena_margin: float = ARENA_MARGIN,
-                 sizes_file: str | Path | None = None) -> Budget:
+def check_budget(
+    board: BoardSpec,
+    *,
+    model_bytes: int,
+    op_names,
+    arena_bytes: int,
+    decoded_bytes: int = 0,
+    stack_bytes: int | None = None,
+    arena_margin: float = ARENA_MARGIN,
+    sizes_file: str | Path | None = None,
+) -> Budget:
     """Price the model on `board`. `arena_bytes` is the measured arena without the decoded LUT weights,
     `decoded_bytes` those weights (0 unless LUT-compressed); `stack_bytes` defaults to the board's."""
     for name, value in (("model_bytes", model_bytes), ("arena_bytes", arena_bytes), ("decoded_bytes", decoded_bytes)):
@@ -71,12 +79,26 @@ def check_budget(board: BoardSpec, *, model_bytes: int, op_names, arena_bytes: i
     flash_fits = flash_used <= board.flash_bytes
     ram_fits = ram_used <= board.ram_bytes
     return Budget(
-        board_id=board.id, board_name=board.name,
-        flash_used=flash_used, flash_total=board.flash_bytes, ram_used=ram_used, ram_total=board.ram_bytes,
-        fits=flash_fits and ram_fits, flash_fits=flash_fits, ram_fits=ram_fits,
-        model=model_bytes, runtime=runtime, runtime_parts=parts,
-        arena=arena.reserved - decoded, decoded=decoded, stack=stack, heap=board.heap_bytes, runtime_ram=runtime_ram,
-        arena_margin=arena_margin, runtime_profile=board.runtime_profile, estimated_families=tuple(estimated),
+        board_id=board.id,
+        board_name=board.name,
+        flash_used=flash_used,
+        flash_total=board.flash_bytes,
+        ram_used=ram_used,
+        ram_total=board.ram_bytes,
+        fits=flash_fits and ram_fits,
+        flash_fits=flash_fits,
+        ram_fits=ram_fits,
+        model=model_bytes,
+        runtime=runtime,
+        runtime_parts=parts,
+        arena=arena.reserved - decoded,
+        decoded=decoded,
+        stack=stack,
+        heap=board.heap_bytes,
+        runtime_ram=runtime_ram,
+        arena_margin=arena_margin,
+        runtime_profile=board.runtime_profile,
+        estimated_families=tuple(estimated),
     )
 
 
@@ -87,13 +109,23 @@ def to_cost(budget: Budget) -> Cost:
         ram_parts["decoded weights"] = budget.decoded
     ram_parts |= {"stack": budget.stack, "heap": budget.heap, "runtime": budget.runtime_ram}
     compressed = "decode" in budget.runtime_parts
-    advice = ("fewer clusters (smaller LUT indices)" if compressed
-              else "fewer clusters with --compress lut (weights stored as small indices), or --compress lut alone")
-    return Cost(board_id=budget.board_id, board_name=budget.board_name,
-                flash_used=budget.flash_used, flash_total=budget.flash_total,
-                ram_used=budget.ram_used, ram_total=budget.ram_total,
-                flash_parts={"model": budget.model, "TFLM runtime": budget.runtime}, ram_parts=ram_parts,
-                measured=False, advice=advice)
+    advice = (
+        "fewer clusters (smaller LUT indices)"
+        if compressed
+        else "fewer clusters with --compress lut (weights stored as small indices), or --compress lut alone"
+    )
+    return Cost(
+        board_id=budget.board_id,
+        board_name=budget.board_name,
+        flash_used=budget.flash_used,
+        flash_total=budget.flash_total,
+        ram_used=budget.ram_used,
+        ram_total=budget.ram_total,
+        flash_parts={"model": budget.model, "TFLM runtime": budget.runtime},
+        ram_parts=ram_parts,
+        measured=False,
+        advice=advice,
+    )
 
 
 def budget_line(budget: Budget) -> str:

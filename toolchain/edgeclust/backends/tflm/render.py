@@ -36,10 +36,20 @@ _CTYPES = {
 __all__ = ["FLOAT_ULP_TOLERANCE", "ModelInterface", "SelfTestCase", "TensorSpec", "render_files"]
 
 
-def render_files(*, model_data: bytes, op_names, board: BoardSpec, interface: ModelInterface,
-                 self_test: list[SelfTestCase], arena_bytes: int, templates_dir, compressed: bool = False,
-                 arena_margin: float = ARENA_MARGIN, decoded_bytes: int = 0,
-                 model_symbol: str = "g_model") -> dict[str, bytes]:
+def render_files(
+    *,
+    model_data: bytes,
+    op_names,
+    board: BoardSpec,
+    interface: ModelInterface,
+    self_test: list[SelfTestCase],
+    arena_bytes: int,
+    templates_dir,
+    compressed: bool = False,
+    arena_margin: float = ARENA_MARGIN,
+    decoded_bytes: int = 0,
+    model_symbol: str = "g_model",
+) -> dict[str, bytes]:
     """The project's files as {relative path: bytes}, sorted by path.
 
     `arena_bytes` is the arena TFLM's host interpreter needed (decoded LUT weights included, `decoded_bytes`
@@ -116,7 +126,8 @@ def _check_model(data: bytes) -> None:
     """Refuse bytes that are not a .tflite flatbuffer before anything is formatted."""
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise CodegenError(
-            "model_data is not a .tflite flatbuffer (no 'TFL3' identifier at offset 4); pass the converted model's bytes"
+            "model_data is not a .tflite flatbuffer (no 'TFL3' identifier at offset 4); "
+            "pass the converted model's bytes"
         )
 
 
