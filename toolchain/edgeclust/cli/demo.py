@@ -50,7 +50,7 @@ def command(out_dir, board, backend, no_run, force, quiet):
     click.echo("")
     click.echo(f"wrote {out_dir}/: report.json, .tflite files, plots/, firmware/, inputs/")
 
-    missing = [] if no_run else missing_for_qemu()
+    missing = [] if no_run else missing_for_qemu(out_dir)
     if no_run:
         click.echo(f"not run in QEMU (--no-run); run it with: edgeclust flash {out_dir}")
         return

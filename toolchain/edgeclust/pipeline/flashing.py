@@ -55,8 +55,11 @@ def flash_project(
     return FlashOutcome(status, qemu.status_meaning(status))
 
 
-def missing_for_qemu() -> list[str]:
-    """What running the firmware in QEMU still needs, each with how to get it."""
+def missing_for_qemu(project_dir: Path) -> list[str]:
+    """What running the project's firmware in QEMU still needs, each with how to get it (a TFLM tree only for
+    a project whose board.json names the tflm backend)."""
+    from edgeclust.codegen.project import read_project_backend
+
     missing = []
     if shutil.which("arm-none-eabi-g++") is None:
         missing.append(
@@ -65,6 +68,6 @@ def missing_for_qemu() -> list[str]:
         )
     if shutil.which("qemu-system-arm") is None:
         missing.append("QEMU (apt-get install qemu-system-arm)")
-    if not os.environ.get("TFLM_ROOT"):
+    if read_project_backend(project_folder(project_dir)) == "tflm" and not os.environ.get("TFLM_ROOT"):
         missing.append("a TFLite Micro source tree: set TFLM_ROOT (README, 'Running the firmware')")
     return missing

@@ -133,9 +133,7 @@ def check_data_fits(data: Dataset, model, source: str) -> Dataset:
                 data.y_test,
             )
         else:
-            raise DataError(
-                f"{source}: examples have shape {data.input_shape} but the model expects {input_shape}"
-            )
+            raise DataError(f"{source}: examples have shape {data.input_shape} but the model expects {input_shape}")
     outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
     if outputs is not None and data.num_classes > outputs:
         raise DataError(

@@ -59,7 +59,7 @@ def has_batch_norm(model) -> bool:
     return any(isinstance(layer, keras.layers.BatchNormalization) for layer in model._flatten_layers())
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class ClusterResult:
     """The stripped model, the report of what was clustered (initial centroids), and whether BN was folded."""
 
