@@ -104,6 +104,18 @@ def test_heavy_libraries_stay_where_they_belong(area):
     assert wrong == []
 
 
+def test_the_pipeline_reaches_backends_only_through_the_registry():
+    """No backend-specific code in pipeline/: it names no backend module, only edgeclust.backends (and base)."""
+    wrong = [
+        f"{path.relative_to(PACKAGE)} imports {module}"
+        for area, path in _modules()
+        if area == "pipeline"
+        for module in _imports(path)
+        if module.startswith("edgeclust.backends.") and module != "edgeclust.backends.base"
+    ]
+    assert wrong == []
+
+
 def test_the_scan_sees_function_level_and_from_package_imports(tmp_path):
     sample = tmp_path / "m.py"
     sample.write_text("def f():\n    from edgeclust import cluster, resources\n    import tensorflow as tf\n")

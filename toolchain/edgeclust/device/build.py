@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgeclust.codegen.board import BoardSpec
+from edgeclust.codegen.project import read_project_backend
 from edgeclust.device.process import require_tool
 from edgeclust.errors import FirmwareError, ToolMissingError
 
@@ -38,13 +39,14 @@ def build_make_project(
     jobs: int | None = None,
     on_output: Callable[[str], None] | None = None,
 ) -> Path:
-    """Run the project's Makefile with arm-none-eabi-gcc; return the ELF. The build log goes to build/build.log."""
+    """Run the project's Makefile with arm-none-eabi-gcc; return the ELF. The build log goes to build/build.log.
+    A TFLM project (board.json's backend) gets TFLM_ROOT and the shared TFLM library folder."""
     project_dir = Path(project_dir)
     for tool in ("make", "arm-none-eabi-gcc", "arm-none-eabi-g++"):
         require_tool(tool, CROSS_TOOLS[tool])
     target = "build/smoke.elf" if smoke else "build/fw.elf"
     args = ["make", "--no-print-directory", f"-j{jobs or os.cpu_count() or 1}", target]
-    if not smoke:
+    if not smoke and read_project_backend(project_dir) == "tflm":  # other runtimes build without TFLM
         root = resolve_tflm_root(tflm_root)
         args += [f"TFLM_ROOT={root}", f"TFLM_BUILD={tflm_build_dir(board, project_dir, root)}"]
     log_path = project_dir / "build" / "build.log"
