@@ -45,6 +45,8 @@ def _build(model: Path, data: Path, out: Path) -> subprocess.CompletedProcess:
         "40",
         "--calibration-samples",
         "100",
+        "--backend",
+        "tflm",
         "--compress",
         "lut",
         "--out",
