@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -129,6 +130,9 @@ def test_demo_runs_the_main_job(edgeclust, tmp_path):
     result = edgeclust("demo", "--no-run", "--out", "demo", cwd=tmp_path)
     assert result.exit_code == 0, result.stderr
     assert "Accuracy on" in result.stdout and "Board qemu_mps2_an386" in result.stdout
+    counters = re.findall(r"^\[(\d+)/(\d+)\] (.+) \.\.\.$", result.stderr, re.M)
+    assert counters[0][2] == "Train the demo model" and counters[-1][2] == "Write report"
+    assert [(int(i), int(n)) for i, n, _ in counters] == [(i, len(counters)) for i in range(1, len(counters) + 1)]
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["verify"]["passed"] and report["parity"]["accuracy"]["tflm_int8"] > 0.85
     assert (tmp_path / "demo" / "plots" / "sizes.png").is_file()
