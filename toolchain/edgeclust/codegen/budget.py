@@ -47,6 +47,7 @@ class Budget:
     arena_margin: float = ARENA_MARGIN
     runtime_profile: str = ""
     estimated_families: tuple[str, ...] = ()  # op families the table lacks, priced at its largest entry
+    runtime_measured: bool = True  # False: the profile's row is an estimate (runtime_sizes.toml `estimated_from`)
 
 
 def check_budget(board: BoardSpec, *, model_bytes: int, op_names, arena_bytes: int, decoded_bytes: int = 0,
@@ -91,6 +92,7 @@ def check_budget(board: BoardSpec, *, model_bytes: int, op_names, arena_bytes: i
         model=model_bytes, runtime=runtime, runtime_parts=parts,
         arena=arena, decoded=decoded, stack=stack, heap=board.heap_bytes, runtime_ram=runtime_ram,
         arena_margin=arena_margin, runtime_profile=board.runtime_profile, estimated_families=tuple(estimated),
+        runtime_measured=bool(profile.get("measured", True)),
     )
 
 
@@ -119,19 +121,36 @@ def raise_over_budget(budget: Budget) -> None:
 @functools.lru_cache(maxsize=4)
 def _load_table(path: str) -> dict:
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise CodegenError(f"{path}: cannot read the runtime size table ({exc})") from None
+    return _with_estimates(table, path)
+
+
+def _with_estimates(table: dict, path: str) -> dict:
+    """Fill each estimated profile (`estimated_from = "<measured profile>"`) with that profile's sizes."""
+    profiles = table.get("profiles", {})
+    for name, row in profiles.items():
+        source = row.get("estimated_from")
+        if source is None:
+            continue
+        measured = profiles.get(source)
+        if measured is None or "estimated_from" in measured:
+            raise CodegenError(f"{path}: profile {name!r} is estimated from {source!r}, which is not a measured profile")
+        profiles[name] = {**measured, **row, "measured": False}
+    return table
 
 
 def runtime_table(sizes_file: str | Path | None = None) -> dict:
-    """The measured runtime sizes: {"profiles": {profile: {"core_flash", "core_ram", "families": {...}}}}."""
+    """The runtime sizes: {"profiles": {profile: {"core_flash", "core_ram", "families": {...}, "measured"}}};
+    an estimated profile carries the sizes of the profile it is estimated from."""
     return _load_table(str(sizes_file or SIZES_FILE))
 
 
 def _flash_text(b: Budget) -> str:
+    estimate = "" if b.runtime_measured else f" estimated for {b.runtime_profile}"
     return (f"flash {b.flash_used:,} of {b.flash_total:,} bytes ({_pct(b.flash_used, b.flash_total)}: "
-            f"model {b.model:,} + TFLM runtime {b.runtime:,})")
+            f"model {b.model:,} + TFLM runtime {b.runtime:,}{estimate})")
 
 
 def _ram_text(b: Budget) -> str:
