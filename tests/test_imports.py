@@ -26,7 +26,7 @@ def _modules_after(statement: str) -> set[str]:
         ("import edgeclust.cli.main", HEAVY),
         ("import edgeclust.data, edgeclust.errors, edgeclust.atomic", HEAVY),
         ("import edgeclust.codegen.board, edgeclust.codegen.carray, edgeclust.codegen.resolver, "
-         "edgeclust.codegen.project, edgeclust.codegen.budget, edgeclust.codegen.flash",
+         "edgeclust.codegen.project, edgeclust.codegen.budget, edgeclust.device.flash",
          ("keras", "tensorflow", "tflite_micro", "ai_edge_litert")),
         ("import edgeclust.tflite.flatbuffer, edgeclust.tflite.inspect", ("keras", "tensorflow")),
         ("import edgeclust.cluster", ("tensorflow_model_optimization", "tf_keras", "tflite_micro", "ai_edge_litert")),

@@ -60,7 +60,7 @@ def command(out_dir, board, no_run, force, quiet):
         return
     from edgeclust import resources
     from edgeclust.codegen import board as board_mod
-    from edgeclust.codegen import flash
+    from edgeclust.device import flash
 
     click.echo(f"building the firmware and running it in QEMU ({board}) ...")
     status = flash.flash(out_dir / "firmware", board_mod.load_board(board, resources.boards_dir()),

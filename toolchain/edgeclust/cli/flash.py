@@ -27,7 +27,8 @@ def command(project_dir, board, timeout_s, smoke, tflm_root):
 
     DIR is the firmware/ folder that `edgeclust build` wrote (or the build's --out folder).
     """
-    from edgeclust.codegen import flash as flash_mod
+    from edgeclust.device import flash as flash_mod
+    from edgeclust.device import qemu
     from edgeclust.codegen import project
     from edgeclust.errors import FirmwareError, InputError
 
@@ -44,11 +45,11 @@ def command(project_dir, board, timeout_s, smoke, tflm_root):
     what = "smoke firmware" if smoke else "firmware"
     if status != 0:
         meaning = "smoke check FAIL: the model array on the board differs from the host's" if smoke and status == 1 \
-            else flash_mod.status_meaning(status)
+            else qemu.status_meaning(status)
         error = FirmwareError(f"the {what} exited with status {status} ({meaning})")
         error.exit_code = status
         raise error
-    click.echo(f"{what} exited with status 0 ({'smoke check PASS' if smoke else flash_mod.status_meaning(0)})")
+    click.echo(f"{what} exited with status 0 ({'smoke check PASS' if smoke else qemu.status_meaning(0)})")
 
 
 def _project_folder(path: Path, InputError) -> Path:

@@ -2,7 +2,7 @@
 LUT weights + stack + heap + the runtime's static data, against the board's sizes.
 
 The runtime sizes come from codegen/runtime_sizes.toml, measured once per CPU profile with arm-none-eabi-size
-(see that file and codegen/measure_sizes.py for how).
+(see that file and scripts/measure_sizes.py for how).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Measure the TFLM runtime's flash and RAM per op family with arm-none-eabi-size; writes runtime_sizes.toml.
 
-    python -m edgeclust.codegen.measure_sizes --tflm-root $TFLM_ROOT [--out PATH] [--jobs N]
+    python scripts/measure_sizes.py --tflm-root $TFLM_ROOT [--out PATH] [--jobs N]
 
 For each CPU profile it takes a reference QEMU board's compiler flags, builds the TFLM library with the
 generated project's Makefile, then links small firmwares with the project's startup code and linker script:
@@ -24,9 +24,10 @@ import tempfile
 from pathlib import Path
 
 from edgeclust.codegen import board as board_mod
-from edgeclust.codegen import flash as flash_mod
 from edgeclust.codegen import project, resolver
+from edgeclust.device import build as device_build
 
+RUNTIME_SIZES = Path(__file__).resolve().parents[1] / "toolchain/edgeclust/codegen/runtime_sizes.toml"
 PROFILE_BOARDS = {"cortex-m4f": "qemu_mps2_an386", "cortex-m3": "qemu_lm3s6965evb"}
 _RESOLVER = "tflite::MicroMutableOpResolver<128>"
 
@@ -73,7 +74,7 @@ def measure_profile(profile: str, tflm_root: Path, templates_dir: Path, boards_d
                                        outputs=(project.TensorSpec("y", (1, 1), "int8", 1.0, 0),))
     project.render_project(model_data=b"\0\0\0\0TFL3\0\0\0\0", op_names=[], board=roomy, interface=interface,
                            self_test=[], arena_bytes=16, out_dir=proj, templates_dir=templates_dir, force=True)
-    lib_dir = flash_mod.tflm_build_dir(board, proj, tflm_root)
+    lib_dir = device_build.tflm_build_dir(board, proj, tflm_root)
     subprocess.run(["make", f"-j{jobs}", f"TFLM_ROOT={tflm_root}", f"TFLM_BUILD={lib_dir}", f"{lib_dir}/libtflm.a",
                     "build/app/startup.o"], cwd=proj, check=True, stdout=subprocess.DEVNULL)
     compile_cmd = shlex.split((lib_dir / "flags").read_text().strip())
@@ -127,7 +128,7 @@ def _flash(sections: dict[str, int]) -> int:
 def write_table(path: Path, profiles: dict, tflm_commit: str) -> None:
     lines = [
         "# TFLM runtime sizes per CPU profile, in bytes, measured with arm-none-eabi-size (GCC 12.2, -Os,",
-        "# newlib-nano, reference kernels) by `python -m edgeclust.codegen.measure_sizes --tflm-root TREE`.",
+        "# newlib-nano, reference kernels) by `python scripts/measure_sizes.py --tflm-root TREE`.",
         f"# TFLM tree: {tflm_commit}.",
         "# core_flash: text + data of a firmware with the interpreter, AllocateTensors, Invoke, printf and the",
         "#   startup code but no ops; core_ram: its .data + .bss (heap reserve and arena aside).",
@@ -148,7 +149,7 @@ def write_table(path: Path, profiles: dict, tflm_commit: str) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tflm-root", default=os.environ.get("TFLM_ROOT"), required=not os.environ.get("TFLM_ROOT"))
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("runtime_sizes.toml"))
+    parser.add_argument("--out", type=Path, default=RUNTIME_SIZES)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tflm-commit", default="unknown commit", help="recorded in the table's header")
     parser.add_argument("--profiles", nargs="+", choices=sorted(PROFILE_BOARDS), default=list(PROFILE_BOARDS),
@@ -156,7 +157,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     from edgeclust import resources
 
-    root = flash_mod.resolve_tflm_root(args.tflm_root)
+    root = device_build.resolve_tflm_root(args.tflm_root)
     profiles = {}
     if args.out.is_file():
         import tomllib
