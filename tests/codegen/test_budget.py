@@ -121,7 +121,7 @@ def test_profiles_without_a_measurement_are_priced_from_a_measured_one_and_say_s
     table = budget_mod.runtime_table()["profiles"]
     assert set(table) == set(board_mod.RUNTIME_PROFILES)
     assert table["cortex-m3"]["measured"] and table["cortex-m4f"]["measured"]
-    for profile in ("cortex-m0", "cortex-m7", "cortex-m33", "cortex-m55"):
+    for profile in ("cortex-m0", "cortex-m7", "cortex-m55"):
         assert table[profile]["measured"] is False
         source = table[table[profile]["estimated_from"]]
         assert table[profile]["families"] == source["families"] and table[profile]["core_flash"] == source["core_flash"]

@@ -1,4 +1,8 @@
-"""Run a firmware ELF under qemu-system-arm with semihosting, always under a timeout; say what its status means."""
+"""Run a firmware ELF under qemu-system-arm, always under a timeout; say what its status means.
+
+Semihosting boards end QEMU with the firmware's status; on a UART console board the firmware prints
+"edgeclust: exit status N" and sleeps, and the run is stopped at that line.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgeclust.codegen.board import BoardSpec
+from edgeclust.device import verdict
 from edgeclust.device.process import fill_command, require_tool, run_streaming
 from edgeclust.errors import FirmwareError, InputError
 
@@ -20,7 +25,7 @@ STATUS_MEANING = {
 
 
 def run_qemu(elf, board: BoardSpec, *, timeout_s: float = 60, on_output: Callable[[str], None] = print) -> int:
-    """Run an ELF in qemu-system-arm with semihosting; stream its output; return its exit status.
+    """Run an ELF in qemu-system-arm; stream its console; return its exit status.
 
     A run longer than `timeout_s` is killed and raises FirmwareError (the firmware hung).
     """
@@ -36,8 +41,9 @@ def run_qemu(elf, board: BoardSpec, *, timeout_s: float = 60, on_output: Callabl
             qemu_errors.append(line)
         on_output(line)
 
+    until = None if board.uses_semihosting else verdict.exit_status
     status = run_streaming(command, cwd=elf.parent, timeout_s=timeout_s, on_output=output,
-                           what=f"the firmware under QEMU ({board.qemu_machine})")
+                           what=f"the firmware under QEMU ({board.qemu_machine})", until=until)
     if status != 0 and qemu_errors:
         raise FirmwareError(f"QEMU could not run the firmware: {qemu_errors[0]}")
     return status
