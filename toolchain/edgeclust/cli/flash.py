@@ -14,16 +14,19 @@ from edgeclust.cli.board_param import BOARD
 @click.option("--board", "-b", type=BOARD, default=None,
               help="Board id (see `edgeclust boards`); default: the board the project was generated for.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              help="Seconds the firmware may run (QEMU) before it counts as hung.")
+              help="Seconds the firmware may run (QEMU), or a real board's console may stay without a verdict "
+                   "after flashing, before it counts as hung.")
 @click.option("--smoke", is_flag=True,
               help="Build and run the smoke firmware instead: checks the model array (size, TFL3, alignment, "
                    "CRC32) on the board without TFLM.")
 @click.option("--tflm-root", type=click.Path(path_type=Path), default=None,
               help="TFLM source tree (create_tflm_tree.py output); default: $TFLM_ROOT.")
-def command(project_dir, board, timeout_s, smoke, tflm_root):
+@click.option("--port", default=None, metavar="DEVICE",
+              help="A real board's serial console (e.g. /dev/ttyACM0); default: the board file's serial_port pattern.")
+def command(project_dir, board, timeout_s, smoke, tflm_root, port):
     """Build the firmware project in DIR and flash it: for the QEMU boards, arm-none-eabi-gcc then
-    qemu-system-arm with semihosting. Streams the firmware's output and exits with its status
-    (self-test PASS = 0).
+    qemu-system-arm; for a real board its flash tool, then its serial console is read. Streams the firmware's
+    output and exits with its status (self-test PASS = 0).
 
     DIR is the firmware/ folder that `edgeclust build` wrote (or the build's --out folder).
     """
@@ -41,7 +44,7 @@ def command(project_dir, board, timeout_s, smoke, tflm_root):
 
         spec = load_board(board, resources.boards_dir())
     status = flash_mod.flash(project_dir, spec, timeout_s=timeout_s, on_output=click.echo, smoke=smoke,
-                             tflm_root=tflm_root)
+                             tflm_root=tflm_root, port=port)
     what = "smoke firmware" if smoke else "firmware"
     if status != 0:
         meaning = "smoke check FAIL: the model array on the board differs from the host's" if smoke and status == 1 \
