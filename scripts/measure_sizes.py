@@ -39,11 +39,11 @@ _MAIN = r"""
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 void RegisterFamily(RESOLVER& resolver);
-extern "C" void initialise_monitor_handles(void);
+extern "C" void console_init(void);
 extern const unsigned char g_model[];
 alignas(16) static unsigned char arena[16];
 int main() {
-  initialise_monitor_handles();
+  console_init();
   RESOLVER resolver;  // on the stack: the firmware keeps a MicroMutableOpResolver<N> of its own size
   RegisterFamily(resolver);
   tflite::MicroInterpreter interpreter(tflite::GetModel(g_model), resolver, arena, sizeof(arena));
@@ -78,10 +78,10 @@ def measure_profile(profile: str, tflm_root: Path, templates_dir: Path, boards_d
                            self_test=[], arena_bytes=16, out_dir=proj, templates_dir=templates_dir, force=True)
     lib_dir = device_build.tflm_build_dir(board, proj, tflm_root)
     subprocess.run(["make", f"-j{jobs}", f"TFLM_ROOT={tflm_root}", f"TFLM_BUILD={lib_dir}", f"{lib_dir}/libtflm.a",
-                    "build/app/startup.o", "build/app/console.o"], cwd=proj, check=True, stdout=subprocess.DEVNULL)
+                    "build/app/startup.o"], cwd=proj, check=True, stdout=subprocess.DEVNULL)
     compile_cmd = shlex.split((lib_dir / "flags").read_text().strip())
     link_cmd = ["arm-none-eabi-g++", *board.cflags, "-T", "linker.ld", "-nostartfiles", "--specs=nano.specs",
-                "--specs=rdimon.specs", "-Wl,--gc-sections"]
+                "--specs=nosys.specs", "-Wl,--gc-sections"]  # the console is in startup.o
     (proj / "measure_main.cc").write_text(_MAIN)
     variants = {"core": []} | family_calls()
 
@@ -94,7 +94,7 @@ def measure_profile(profile: str, tflm_root: Path, templates_dir: Path, boards_d
         subprocess.run([*compile_cmd, "-c", str(source), "-o", str(obj)], check=True)
         elf = proj / f"measure_{name}.elf"
         subprocess.run([*link_cmd, "-o", str(elf), str(proj / "measure_main.o"), str(obj), "build/app/startup.o",
-                        "build/app/console.o", str(lib_dir / "libtflm.a"), "-lm"], cwd=proj, check=True)
+                        str(lib_dir / "libtflm.a"), "-lm"], cwd=proj, check=True)
         return name, _sections(elf)
 
     subprocess.run([*compile_cmd, "-c", str(proj / "measure_main.cc"), "-o", str(proj / "measure_main.o")], check=True)

@@ -52,8 +52,8 @@ def test_netduinoplus2_prints_through_usart1_and_never_through_semihosting(synth
     assert re.search(r"\bbkpt\b", _disassembly(elf)) is None
     symbols = _symbols(elf)
     assert "initialise_monitor_handles" not in symbols and " _write" in symbols
-    # the USART1 registers the driver writes (RCC_APB2ENR, CR1, DR) are in the rendered console
-    console = (out / "console.c").read_text()
+    # the USART1 registers the driver writes (RCC_APB2ENR, CR1, DR, SR) are in the console startup.c carries
+    console = (out / "startup.c").read_text()
     for register in ("0x40023844u", "0x4001100Cu", "0x40011004u", "0x40011000u"):
         assert register in console
     # the same image with QEMU's serial port sent nowhere prints nothing: the text came through the UART
@@ -92,23 +92,25 @@ def test_the_stm32f746g_disco_firmware_uses_usart1_and_no_semihosting(synthetic_
     elf = build.build_make_project(out, board, smoke=True)
     assert re.search(r"\bbkpt\b", _disassembly(elf)) is None
     assert "initialise_monitor_handles" not in _symbols(elf)
-    console = (out / "console.c").read_text()
+    console = (out / "startup.c").read_text()
     # STM32F7 USART1: CR1 at +0x00, BRR at +0x0C, ISR at +0x1C, TDR at +0x28; PA9 TX, PB7 RX on AF7
     for register in ("0x40011000u", "0x4001100Cu", "0x4001101Cu", "0x40011028u", "0x40020400u"):
         assert register in console
-    assert "--specs=nosys.specs" in (out / "Makefile").read_text()
-    assert "rdimon" not in (out / "Makefile").read_text().split("LIBC_SPECS :=")[1].splitlines()[0]
+    ldflags = next(line for line in (out / "Makefile").read_text().splitlines() if line.startswith("LDFLAGS :="))
+    assert "--specs=nosys.specs" in ldflags and "rdimon" not in ldflags
 
 
-def test_semihosting_boards_link_rdimon_and_uart_boards_do_not(synthetic_project, tmp_path, boards_dir):
+def test_only_boards_whose_file_says_semihosting_carry_a_bkpt(synthetic_project, tmp_path, boards_dir):
     for board_id in board_mod.list_boards(boards_dir):
         board = board_mod.load_board(board_id, boards_dir)
         if board.build_system != "make":
             continue
         out, _ = synthetic_project(board_id, tmp_path / board_id)
-        specs = next(line for line in (out / "Makefile").read_text().splitlines() if line.startswith("LIBC_SPECS :="))
-        assert ("rdimon" in specs) == board.uses_semihosting, board_id
-        assert ("bkpt" in (out / "console.c").read_text()) == board.uses_semihosting, board_id
+        startup = (out / "startup.c").read_text()
+        assert ("bkpt" in startup) == board.uses_semihosting, board_id
+        assert f"---- console: {board.console} ----" in startup, board_id
+        ldflags = next(line for line in (out / "Makefile").read_text().splitlines() if line.startswith("LDFLAGS :="))
+        assert "rdimon" not in ldflags, board_id  # newlib's _write and _exit come from the console
 
 
 @pytest.mark.parametrize("line, status", [

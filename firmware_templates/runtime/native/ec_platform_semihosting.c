@@ -1,7 +1,13 @@
-/* Semihosting console for the native runtime (QEMU, or a debug probe that serves semihosting), without
- * printf: SYS_WRITE0 for text, SYS_EXIT_EXTENDED for the status. SysTick on the processor clock counts
- * ticks; under `qemu-system-arm -icount shift=0` it counts instructions (one tick per 40 on mps2-an386). */
+/* The native runtime's console, without printf, through the board's console that startup.c carries
+ * (board/make/console.h; semihosting on the emulated boards whose board file says so, the part's UART
+ * otherwise, so no BKPT runs on a board without a debugger). SysTick on the processor clock counts ticks;
+ * under `qemu-system-arm -icount shift=0` it counts instructions (one tick per 40 on mps2-an386). */
 #include "ec_platform.h"
+
+/* from the board's startup.c (console.h) */
+void console_init(void);
+void console_write(const char *text);
+void console_exit(int status) __attribute__((noreturn));
 
 #define EC_SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define EC_SYST_RVR (*(volatile uint32_t *)0xE000E014u)
@@ -9,20 +15,14 @@
 
 static uint32_t ec_tick_start;
 
-static int ec_semihost(int operation, const void *argument) {
-  register int r0 __asm__("r0") = operation;
-  register const void *r1 __asm__("r1") = argument;
-  __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
-  return r0;
-}
-
 void ec_platform_init(void) {
+  console_init();
   EC_SYST_RVR = 0x00FFFFFFu;
   EC_SYST_CVR = 0u;
   EC_SYST_CSR = 5u; /* enable, processor clock, no interrupt */
 }
 
-void ec_print(const char *text) { (void)ec_semihost(0x04 /* SYS_WRITE0 */, text); }
+void ec_print(const char *text) { console_write(text); }
 
 void ec_print_u32(uint32_t value) {
   char digits[11];
@@ -35,10 +35,7 @@ void ec_print_u32(uint32_t value) {
   ec_print(&digits[i]);
 }
 
-void ec_exit(int status) {
-  const uint32_t args[2] = {0x20026u /* ADP_Stopped_ApplicationExit */, (uint32_t)status};
-  (void)ec_semihost(0x20 /* SYS_EXIT_EXTENDED */, args);
-}
+void ec_exit(int status) { console_exit(status); }
 
 void ec_ticks_start(void) { ec_tick_start = EC_SYST_CVR; }
 

@@ -24,16 +24,18 @@ STATUS_MEANING = {
 }
 
 
-def run_qemu(elf, board: BoardSpec, *, timeout_s: float = 60, on_output: Callable[[str], None] = print) -> int:
+def run_qemu(elf, board: BoardSpec, *, timeout_s: float = 60, on_output: Callable[[str], None] = print,
+             qemu_args: tuple[str, ...] = ()) -> int:
     """Run an ELF in qemu-system-arm; stream its console; return its exit status.
 
-    A run longer than `timeout_s` is killed and raises FirmwareError (the firmware hung).
+    `qemu_args` go after the board's command (e.g. -icount shift=0). A run longer than `timeout_s` is killed
+    and raises FirmwareError (the firmware hung).
     """
     if not board.is_qemu:
         raise InputError(f"board {board.id} is not emulated by QEMU; flash it with {board.flash_tool}")
     require_tool(board.flash_tool, board.flash_tool_install)
     elf = Path(elf).resolve()
-    command = fill_command(board.flash_command, elf.parent, elf)
+    command = fill_command(board.flash_command, elf.parent, elf) + list(qemu_args)
     qemu_errors = []
 
     def output(line: str) -> None:

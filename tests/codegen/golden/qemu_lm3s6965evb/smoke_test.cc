@@ -26,6 +26,7 @@ uint32_t Crc32(const unsigned char* data, unsigned int size) {
 
 int main() {
   console_init();
+  setvbuf(stdout, nullptr, _IONBF, 0);  // every line out before the run ends
   const unsigned int size = g_model_len;
   const bool identifier = size >= 8 && memcmp(g_model + 4, "TFL3", 4) == 0;
   const uintptr_t address = reinterpret_cast<uintptr_t>(g_model);
