@@ -24,6 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 QEMU_BOARDS = ("qemu_lm3s6965evb", "qemu_microbit", "qemu_mps2_an386", "qemu_mps2_an500", "qemu_mps3_an547",
                "qemu_netduinoplus2")
 
+REAL_MAKE_BOARDS = ("stm32f746g_disco",)
+
 
 @dataclass(frozen=True)
 class DigitsModel:
@@ -92,6 +94,21 @@ def native_row(board, model: DigitsModel, work: Path) -> Row:
                tuple(lines), str(elf))
 
 
+def built_row(board, model: DigitsModel, work: Path) -> Row:
+    """A real Makefile board: the native project built (its flash and RAM from the link), not run."""
+    from edgeclust.backends.base import SelfTestCase
+    from edgeclust.backends.native import NativeBackend, default_layouts, firmware
+    from edgeclust.device import icount
+
+    backend = NativeBackend()
+    lowered = backend.lower(model.tflite, default_layouts(model.tflite))
+    cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
+    elf = firmware.build(firmware.write_project(backend.render(lowered, board, cases), work / f"native-{board.id}"))
+    size = icount.elf_size(elf, board)
+    return Row(board.id, board.cpu, "native", size.flash, size.ram, None, "built, not run (real board)", 0,
+               elf=str(elf))
+
+
 def tflm_row(board, model: DigitsModel, work: Path, tflm_root: str) -> Row:
     """The TFLM project for `board` (the generated Makefile with the TFLM tree), built and run under QEMU."""
     from edgeclust import resources
@@ -137,6 +154,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clusters", type=int, default=8)
     parser.add_argument("--boards", nargs="+", default=list(QEMU_BOARDS), choices=QEMU_BOARDS)
+    parser.add_argument("--real-boards", nargs="*", default=list(REAL_MAKE_BOARDS), choices=REAL_MAKE_BOARDS,
+                        help="real Makefile boards whose native firmware is built (not run)")
     parser.add_argument("--work", type=Path, default=None, help="keep the projects here (default: a temp folder)")
     args = parser.parse_args(argv)
     from edgeclust import resources
@@ -152,6 +171,8 @@ def main(argv=None) -> int:
             rows.append(native_row(board, model, work))
             if tflm_root:
                 rows.append(tflm_row(board, model, work, tflm_root))
+        for board_id in args.real_boards:
+            rows.append(built_row(load_board(board_id, resources.boards_dir()), model, work))
     print(f"digits CNN, {args.clusters} clusters per kernel, int8 ({len(model.tflite):,} bytes .tflite), "
           f"{len(model.inputs)} self-test cases; QEMU -icount shift=0"
           + ("" if tflm_root else "; TFLM rows need TFLM_ROOT"))
