@@ -66,12 +66,12 @@ def lower_bound(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNM
 
 
 def greedy_tflm(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) -> MemoryPlan:
-    """TFLM's GreedyMemoryPlanner on the same buffers: sizes aligned up, placed largest first (a stable sort,
-    ties in the order given) at the first gap among buffers alive at the same time (alias groups as one)."""
+    """TFLM's GreedyMemoryPlanner on the same buffers: sizes aligned up, placed largest first at the first gap
+    among buffers alive at the same time (alias groups as one). TFLM fills its sort array from the tail and
+    bubble-sorts it stably, so equal sizes go last-added first."""
     buffers = list(buffers)
     units = _units(buffers, alignment)
-    order = _stable_order(units, lambda u: -u.size)
-    offsets = _place(units, order, best_fit=False)
+    offsets = _place(units, _tflm_order(units), best_fit=False)
     return _make_plan(buffers, units, offsets, alignment, "tflm-greedy")
 
 
@@ -85,7 +85,7 @@ def plan(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) ->
     best_arena = -1
     best_name = ""
     for name, key in _ORDERS:
-        order = _stable_order(units, lambda u, key=key: key(u, units))
+        order = _tflm_order(units) if key is None else _stable_order(units, lambda u, key=key: key(u, units))
         for best_fit in (False, True):
             offsets = _place(units, order, best_fit=best_fit)
             arena = _arena(units, offsets)
@@ -141,8 +141,9 @@ def _conflict_bytes(unit: _Unit, units: Sequence[_Unit]) -> int:
     return sum(o.size for o in units if o.first <= unit.last and unit.first <= o.last)
 
 
-_ORDERS: tuple[tuple[str, Callable[[_Unit, Sequence[_Unit]], object]], ...] = (
-    ("size", lambda u, _: -u.size),  # TFLM's order, first of all so greedy_tflm's arena is the first candidate
+_ORDERS: tuple[tuple[str, Callable[[_Unit, Sequence[_Unit]], object] | None], ...] = (
+    ("tflm", None),  # TFLM's own order (ties last-added first): greedy_tflm's arena is the first candidate
+    ("size", lambda u, _: -u.size),
     ("size-then-first", lambda u, _: (-u.size, u.first)),
     ("lifetime", lambda u, _: (-(u.last - u.first), -u.size)),
     ("area", lambda u, _: (-u.size * (u.last - u.first + 1), -u.size)),
@@ -150,6 +151,11 @@ _ORDERS: tuple[tuple[str, Callable[[_Unit, Sequence[_Unit]], object]], ...] = (
     ("last-use", lambda u, _: (-u.last, -u.size)),
     ("conflict", lambda u, units: (-_conflict_bytes(u, units), -u.size)),
 )
+
+
+def _tflm_order(units: Sequence[_Unit]) -> list[int]:
+    """TFLM's placement order: largest first; its sort array is filled from the tail and bubble-sorted stably."""
+    return sorted(reversed(range(len(units))), key=lambda i: -units[i].size)
 
 
 def _stable_order(units: Sequence[_Unit], key: Callable[[_Unit], object]) -> list[int]:
