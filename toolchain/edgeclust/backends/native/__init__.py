@@ -34,10 +34,16 @@ class NativeBackend:
         self.sanitize = sanitize  # host build with -fsanitize=address,undefined (the fuzz tests)
 
     def unsupported(self, tflite: bytes) -> str | None:
+        """Why the native backend cannot run the model: an op or option outside its set (checked by lowering
+        it without packing, which is cheap), one line; None when it can."""
         try:
-            return unsupported_reason(graph_from_tflite(tflite))
-        except ModelFormatError as exc:
+            graph = graph_from_tflite(tflite)
+            reason = unsupported_reason(graph)
+            if reason is None:
+                lower_graph(graph, ())
+        except (ModelFormatError, CodegenError) as exc:
             return str(exc)
+        return reason
 
     def lower(self, tflite: bytes, layouts: Sequence[WeightLayout]) -> Lowered:
         model = read_model(tflite)

@@ -37,11 +37,13 @@ def write_project(files: dict[str, bytes], folder: Path) -> Path:
     return folder
 
 
-def build(folder: Path, *, timeout_s: float = 600) -> Path:
-    """`make build/fw.elf` in the project folder; the ELF, or FirmwareError with the first compiler error."""
+def build(folder: Path, *, timeout_s: float = 600, make_args: tuple[str, ...] = ()) -> Path:
+    """`make build/fw.elf` in the project folder; the ELF, or FirmwareError with the first compiler error.
+
+    make_args: extra variables, e.g. ("OPT=-O2 -DEC_BUCKET_SUMS=1",) to measure a kernel variant."""
     if not cross_compiler_present():
         raise ToolMissingError(f"arm-none-eabi-gcc or make is not installed; install them with: {INSTALL}")
-    done = subprocess.run(["make", "--no-print-directory", "build/fw.elf"], cwd=folder, capture_output=True,
+    done = subprocess.run(["make", "--no-print-directory", *make_args, "build/fw.elf"], cwd=folder, capture_output=True,
                           text=True, timeout=timeout_s, check=False)
     if done.returncode != 0:
         lines = (done.stderr + done.stdout).splitlines()

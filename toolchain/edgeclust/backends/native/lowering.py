@@ -13,9 +13,9 @@ from typing import Sequence
 import numpy as np
 
 from edgeclust.backends.native import fixed_point as fp
-from edgeclust.backends.native import memory_plan
 from edgeclust.backends.native.program import Buffer, ConstArray, PackedTensor, Program, Step
 from edgeclust.errors import CodegenError
+from edgeclust.lower import memory as memory_plan
 from edgeclust.lower.graph import Graph, GraphOp, GraphTensor
 from edgeclust.lower.pack import pack_rows
 from edgeclust.lower.weights import WeightLayout
@@ -471,22 +471,10 @@ def _finish(b: _Builder) -> Program:
                     in_place[out] = t
                     break
 
-    def owner(t: int) -> int:
-        while t in in_place:
-            t = in_place[t]
-        return t
-
-    uses = []
-    for t in sorted(first):
-        uses.append(memory_plan.BufferUse(f"t{t}", _nbytes(graph.tensors[t]), first[t], last[t],
-                                          f"t{owner(t)}" if t in in_place else None))
-    merged = {}
-    for u in uses:  # an in-place buffer's owner lives until the last of them
-        key = u.alias_of or u.name
-        lo, hi = merged.get(key, (u.first, u.last))
-        merged[key] = (min(lo, u.first), max(hi, u.last))
-    uses = [memory_plan.BufferUse(u.name, u.size, *merged[u.name]) if u.alias_of is None else u for u in uses]
+    uses = [memory_plan.BufferUse(f"t{t}", _nbytes(graph.tensors[t]), first[t], last[t],
+                                  f"t{in_place[t]}" if t in in_place else None) for t in sorted(first)]
     plan = memory_plan.plan(uses, alignment=ALIGNMENT)
+    memory_plan.check_plan(plan, uses)
     buffers = {t: Buffer(f"t{t}", _nbytes(graph.tensors[t]), graph.tensors[t].dtype, plan.offsets[f"t{t}"])
                for t in first}
     steps = tuple(
