@@ -34,6 +34,7 @@ class DigitsModel:
     tflite: bytes
     inputs: object  # np.ndarray
     expected: object  # np.ndarray
+    name: str = "digits CNN"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Row:
     status: int
     lines: tuple[str, ...] = ()
     elf: str = ""
+    model: str = ""
 
 
 def digits_model(clusters: int = 8, cases: int = 3, seed: int = 0) -> DigitsModel:
@@ -70,7 +72,31 @@ def digits_model(clusters: int = 8, cases: int = 3, seed: int = 0) -> DigitsMode
     tflite = to_tflite(strip_clustering(clustered), quantize="int8", representative_data=digits.x_train,
                        num_calibration=64)
     x = quantize(digits.x_test[:cases], model_interface(tflite).inputs[0])
-    return DigitsModel(tflite=tflite, inputs=x, expected=run_tflm(tflite, x))
+    return DigitsModel(tflite=tflite, inputs=x, expected=run_tflm(tflite, x), name=f"digits CNN, {clusters} clusters")
+
+
+def mnist_model(values: int = 4, cases: int = 2, seed: int = 0) -> DigitsModel:
+    """The MNIST CNN with every kernel reduced to `values` shared values (its own quantiles: what clustering
+    leaves, without the training), int8 per channel, calibrated on random images. For cost and bit-exactness,
+    not accuracy."""
+    import numpy as np
+
+    from edgeclust import examples
+    from edgeclust.tflite.convert import to_tflite
+    from edgeclust.tflite.parity import model_interface, quantize, run_tflm
+
+    model = examples.mnist_cnn(seed=seed)
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if weights and weights[0].ndim >= 2:
+            kernel = weights[0]
+            centroids = np.quantile(kernel, (np.arange(values) + 0.5) / values)
+            weights[0] = centroids[np.abs(kernel[..., None] - centroids).argmin(-1)].astype(np.float32)
+            layer.set_weights(weights)
+    images = np.random.default_rng(seed).random((16, 28, 28, 1), dtype=np.float32)
+    tflite = to_tflite(model, quantize="int8", representative_data=images, num_calibration=16)
+    x = quantize(images[:cases], model_interface(tflite).inputs[0])
+    return DigitsModel(tflite=tflite, inputs=x, expected=run_tflm(tflite, x), name=f"MNIST CNN, {values} values")
 
 
 def native_row(board, model: DigitsModel, work: Path) -> Row:
@@ -82,16 +108,23 @@ def native_row(board, model: DigitsModel, work: Path) -> Row:
 
     backend = NativeBackend()
     lowered = backend.lower(model.tflite, default_layouts(model.tflite))
+    cost = backend.price(lowered, board)
+    if not cost.fits:  # the budget check: the board cannot hold it, so it is neither built nor run
+        over = [f"{what} {used:,} of {total:,}" for what, used, total, ok in
+                (("flash", cost.flash_used, cost.flash_total, cost.flash_fits),
+                 ("RAM", cost.ram_used, cost.ram_total, cost.ram_fits)) if not ok]
+        return Row(board.id, board.cpu, "native", cost.flash_used, cost.ram_used, None,
+                   "does not fit: " + ", ".join(over), 0, model=model.name)
     cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
-    folder = firmware.write_project(backend.render(lowered, board, cases), work / f"native-{board.id}")
+    folder = firmware.write_project(backend.render(lowered, board, cases), work / f"native-{board.id}-{_slug(model.name)}")
     elf = firmware.build(folder)
     size = icount.elf_size(elf, board)
-    status, lines = icount.run_icount(elf, board)
+    status, lines = icount.run_icount(elf, board, timeout_s=300)
     ticks = firmware.ticks("\n".join(lines))
     calibration = icount.calibrate(board, str(resources.templates_dir()))
     instructions = calibration.instructions_for(ticks) if ticks is not None else None
     return Row(board.id, board.cpu, "native", size.flash, size.ram, instructions, _result(lines, status), status,
-               tuple(lines), str(elf))
+               tuple(lines), str(elf), model.name)
 
 
 def built_row(board, model: DigitsModel, work: Path) -> Row:
@@ -106,7 +139,7 @@ def built_row(board, model: DigitsModel, work: Path) -> Row:
     elf = firmware.build(firmware.write_project(backend.render(lowered, board, cases), work / f"native-{board.id}"))
     size = icount.elf_size(elf, board)
     return Row(board.id, board.cpu, "native", size.flash, size.ram, None, "built, not run (real board)", 0,
-               elf=str(elf))
+               elf=str(elf), model=model.name)
 
 
 def tflm_row(board, model: DigitsModel, work: Path, tflm_root: str) -> Row:
@@ -128,7 +161,7 @@ def tflm_row(board, model: DigitsModel, work: Path, tflm_root: str) -> Row:
     size = icount.elf_size(elf, board)
     status, lines = icount.run_icount(elf, board, timeout_s=300)
     return Row(board.id, board.cpu, "tflm", size.flash, size.ram, None, _result(lines, status), status, tuple(lines),
-               str(elf))
+               str(elf), model.name)
 
 
 def _result(lines, status: int) -> str:
@@ -140,19 +173,26 @@ def _result(lines, status: int) -> str:
     return f"no verdict (status {status})"
 
 
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
 def table(rows) -> str:
     """The rows as a fixed-width table."""
-    header = f"{'board':<20} {'CPU':<11} {'backend':<8} {'flash B':>9} {'RAM B':>8} {'instr/inference':>16}  self-test"
+    header = (f"{'board':<19} {'CPU':<11} {'model':<25} {'backend':<7} {'flash B':>9} {'RAM B':>8} "
+              f"{'instr/inference':>15}  self-test")
     lines = [header, "-" * len(header)]
     for r in rows:
         instructions = f"{r.instructions:,}" if r.instructions is not None else "-"
-        lines.append(f"{r.board:<20} {r.cpu:<11} {r.backend:<8} {r.flash:>9,} {r.ram:>8,} {instructions:>16}  {r.result}")
+        lines.append(f"{r.board:<19} {r.cpu:<11} {r.model:<25} {r.backend:<7} {r.flash:>9,} {r.ram:>8,} "
+                     f"{instructions:>15}  {r.result}")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clusters", type=int, default=8)
+    parser.add_argument("--mnist-values", type=int, default=4, help="the MNIST CNN's values per kernel (0: no MNIST rows)")
     parser.add_argument("--boards", nargs="+", default=list(QEMU_BOARDS), choices=QEMU_BOARDS)
     parser.add_argument("--real-boards", nargs="*", default=list(REAL_MAKE_BOARDS), choices=REAL_MAKE_BOARDS,
                         help="real Makefile boards whose native firmware is built (not run)")
@@ -162,6 +202,7 @@ def main(argv=None) -> int:
     from edgeclust.codegen.board import load_board
 
     model = digits_model(args.clusters)
+    mnist = mnist_model(args.mnist_values) if args.mnist_values else None
     tflm_root = os.environ.get("TFLM_ROOT")
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgeclust-matrix-") as tmp:
@@ -171,10 +212,13 @@ def main(argv=None) -> int:
             rows.append(native_row(board, model, work))
             if tflm_root:
                 rows.append(tflm_row(board, model, work, tflm_root))
+            if mnist is not None:
+                rows.append(native_row(board, mnist, work))
         for board_id in args.real_boards:
             rows.append(built_row(load_board(board_id, resources.boards_dir()), model, work))
-    print(f"digits CNN, {args.clusters} clusters per kernel, int8 ({len(model.tflite):,} bytes .tflite), "
-          f"{len(model.inputs)} self-test cases; QEMU -icount shift=0"
+    print(f"{model.name}: int8 {len(model.tflite):,} bytes .tflite, {len(model.inputs)} self-test cases"
+          + (f"; {mnist.name}: int8 {len(mnist.tflite):,} bytes" if mnist else "")
+          + "; QEMU -icount shift=0; RAM = data + bss (heap reserve included) + stack"
           + ("" if tflm_root else "; TFLM rows need TFLM_ROOT"))
     print(table(rows))
     return 0 if all(r.status == 0 for r in rows) else 1

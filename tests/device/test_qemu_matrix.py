@@ -122,25 +122,34 @@ def test_qemu_faults_on_an_instruction_the_cortex_m0_lacks(synthetic_project, tm
 def test_the_matrix_prints_as_a_table(matrix, native_rows, cross_tools):
     rows = [native_rows("qemu_microbit"), native_rows("qemu_netduinoplus2")]
     lines = matrix.table(rows).splitlines()
-    assert lines[0].split()[:3] == ["board", "CPU", "backend"] and len(lines) == 4
-    assert lines[2].startswith("qemu_microbit") and "cortex-m0" in lines[2] and lines[2].endswith("PASS 3/3")
+    assert lines[0].split()[:4] == ["board", "CPU", "model", "backend"] and len(lines) == 4
+    assert lines[2].startswith("qemu_microbit") and "cortex-m0" in lines[2] and "digits CNN, 8 clusters" in lines[2]
+    assert " native " in lines[2] and lines[2].endswith("PASS 3/3")
     assert f"{rows[0].instructions:,}" in lines[2]
 
 
-def test_the_unclustered_mnist_cnn_does_not_fit_the_microbits_flash_with_the_native_backend(boards_dir, cross_tools):
+def test_the_mnist_cnn_at_4_values_runs_on_the_microbits_16_kib(matrix, boards_dir, tmp_path, cross_tools):
+    microbit = board_mod.load_board("qemu_microbit", boards_dir)
+    row = matrix.native_row(microbit, matrix.mnist_model(values=4, cases=2), tmp_path)
+    assert row.status == 0 and row.result == "PASS 2/2", row.lines
+    assert row.flash <= 256 * 1024 and row.ram <= 16 * 1024
+
+
+def test_the_unclustered_mnist_cnn_is_refused_by_the_microbits_flash_and_neither_built_nor_run(matrix, boards_dir,
+                                                                                               tmp_path, cross_tools):
     import numpy as np
 
     from edgeclust import examples
-    from edgeclust.backends.native import NativeBackend, default_layouts
     from edgeclust.tflite.convert import to_tflite
 
-    model = to_tflite(examples.mnist_cnn(seed=0), quantize="int8",
-                      representative_data=np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32),
-                      num_calibration=8)
-    backend = NativeBackend()
-    cost = backend.price(backend.lower(model, default_layouts(model)), board_mod.load_board("qemu_microbit", boards_dir))
-    assert cost.measured and not cost.flash_fits and cost.flash_total == 256 * 1024
-    assert cost.ram_fits and cost.ram_total == 16 * 1024  # the fused, planned arena fits its 16 KiB
+    tflite = to_tflite(examples.mnist_cnn(seed=0), quantize="int8",
+                       representative_data=np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32),
+                       num_calibration=8)
+    model = matrix.DigitsModel(tflite=tflite, inputs=[], expected=[], name="MNIST CNN, int8")
+    row = matrix.native_row(board_mod.load_board("qemu_microbit", boards_dir), model, tmp_path)
+    assert row.result.startswith("does not fit: flash ") and "of 262,144" in row.result and "RAM" not in row.result
+    assert row.flash > 256 * 1024 and row.ram <= 16 * 1024  # the fused, planned arena alone would fit
+    assert not list(tmp_path.iterdir())  # nothing was built
 
 
 @pytest.fixture(scope="module")
