@@ -116,7 +116,8 @@ def native_row(board, model: DigitsModel, work: Path) -> Row:
         return Row(board.id, board.cpu, "native", cost.flash_used, cost.ram_used, None,
                    "does not fit: " + ", ".join(over), 0, model=model.name)
     cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
-    folder = firmware.write_project(backend.render(lowered, board, cases), work / f"native-{board.id}-{_slug(model.name)}")
+    folder = work / f"native-{board.id}-{_slug(model.name)}"
+    firmware.write_project(backend.render(lowered, board, cases), folder)
     elf = firmware.build(folder)
     size = icount.elf_size(elf, board)
     status, lines = icount.run_icount(elf, board, timeout_s=300)
@@ -192,7 +193,8 @@ def table(rows) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clusters", type=int, default=8)
-    parser.add_argument("--mnist-values", type=int, default=4, help="the MNIST CNN's values per kernel (0: no MNIST rows)")
+    parser.add_argument("--mnist-values", type=int, default=4,
+                        help="the MNIST CNN's values per kernel (0: no MNIST rows)")
     parser.add_argument("--boards", nargs="+", default=list(QEMU_BOARDS), choices=QEMU_BOARDS)
     parser.add_argument("--real-boards", nargs="*", default=list(REAL_MAKE_BOARDS), choices=REAL_MAKE_BOARDS,
                         help="real Makefile boards whose native firmware is built (not run)")

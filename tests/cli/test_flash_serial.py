@@ -1,5 +1,6 @@
 """`edgeclust flash` on a real board reads its serial console after flashing: the STM32F746G-DISCO project is
-built for real; its flash command is swapped for `touch` (a mark the replay waits for) and the console is a pty replaying the board's lines."""
+built for real; its flash command is swapped for `touch` (a mark the replay waits for) and the console is a
+pty replaying the board's lines."""
 
 from __future__ import annotations
 

@@ -59,7 +59,8 @@ def test_every_cpu_family_has_a_qemu_board_with_the_parts_real_memory(boards_dir
     assert netduino.console == "uart-stm32f4" and not netduino.uses_semihosting
     assert "-serial stdio" in netduino.flash_command and "semihosting" not in netduino.flash_command
     for board_id in ("qemu_microbit", "qemu_mps2_an500", "qemu_mps3_an547"):
-        assert boards[board_id].uses_semihosting and "-M " + boards[board_id].qemu_machine in boards[board_id].flash_command
+        board = boards[board_id]
+        assert board.uses_semihosting and "-M " + board.qemu_machine in board.flash_command
 
 
 def test_only_emulated_boards_print_through_semihosting_and_real_boards_name_their_serial_port(boards_dir):

@@ -17,7 +17,7 @@ CROSS_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-e
 
 @pytest.fixture(scope="session")
 def cross_tools():
-    """arm-none-eabi-gcc/g++, objdump and qemu-system-arm: installed by `make test` (make system-deps); missing fails."""
+    """arm-none-eabi-gcc/g++, objdump, qemu-system-arm: installed by `make test` (make system-deps); missing fails."""
     tools = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-objdump", "qemu-system-arm", "make")
     missing = [t for t in tools if not shutil.which(t)]
     if missing:

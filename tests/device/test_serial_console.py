@@ -103,7 +103,8 @@ def test_the_port_is_found_from_the_board_files_pattern(board_port, tmp_path):
 
 
 def test_no_matching_port_times_out_saying_to_connect_the_board(tmp_path):
-    with pytest.raises(FirmwareError, match=r"no serial port matched .*ttyACM\* within 0.5 s.*connect the board.*--port"):
+    expected = r"no serial port matched .*ttyACM\* within 0.5 s.*connect the board.*--port"
+    with pytest.raises(FirmwareError, match=expected):
         serial_console.flash_and_read(lambda: 0, port=str(tmp_path / "ttyACM*"), baud=115200, timeout_s=0.5,
                                       on_output=lambda line: None)
 

@@ -61,7 +61,7 @@ def run_icount(elf, board: BoardSpec, *, timeout_s: float = 120) -> tuple[int, l
     return status, lines
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def calibrate(board: BoardSpec, templates_dir: str) -> Calibration:
     """Build and run the calibration firmware for `board` (cached per board)."""
     for tool in ("arm-none-eabi-gcc",):

@@ -11,8 +11,8 @@ import glob
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from edgeclust.device import verdict
 from edgeclust.errors import FirmwareError, InputError
@@ -135,6 +135,8 @@ def flash_and_read(flash_tool: Callable[[], int], *, port: str, baud: int, timeo
     with SerialConsole(port, baud, on_output=on_output) as console:
         status = flash_tool()
         if status != 0:
-            raise FirmwareError(f"{tool_name} exited with status {status}; the board was not flashed (see its output above)")
+            raise FirmwareError(
+                f"{tool_name} exited with status {status}; the board was not flashed (see its output above)"
+            )
         on_output(f"reading the board's console ({port}, {baud} baud; up to {timeout_s:g} s)")
         return console.wait(timeout_s).status
