@@ -196,6 +196,9 @@ def main(argv=None) -> int:
     parser.add_argument("--mnist-values", type=int, default=4,
                         help="the MNIST CNN's values per kernel (0: no MNIST rows)")
     parser.add_argument("--boards", nargs="+", default=list(QEMU_BOARDS), choices=QEMU_BOARDS)
+    parser.add_argument("--tflm-boards", nargs="*", default=None, choices=QEMU_BOARDS,
+                        help="with TFLM_ROOT: the boards that also get a TFLM row (default: --boards); the first "
+                             "build for a CPU compiles the TFLM library")
     parser.add_argument("--real-boards", nargs="*", default=list(REAL_MAKE_BOARDS), choices=REAL_MAKE_BOARDS,
                         help="real Makefile boards whose native firmware is built (not run)")
     parser.add_argument("--work", type=Path, default=None, help="keep the projects here (default: a temp folder)")
@@ -212,7 +215,7 @@ def main(argv=None) -> int:
         for board_id in args.boards:
             board = load_board(board_id, resources.boards_dir())
             rows.append(native_row(board, model, work))
-            if tflm_root:
+            if tflm_root and board_id in (args.tflm_boards or args.boards):
                 rows.append(tflm_row(board, model, work, tflm_root))
             if mnist is not None:
                 rows.append(native_row(board, mnist, work))
