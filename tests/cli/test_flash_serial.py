@@ -84,3 +84,22 @@ def test_flash_times_out_on_a_silent_board_with_one_line(run_cli, assert_one_lin
     _disco_project(tmp_path / "p")
     result = run_cli(["flash", "p", "--smoke", "--port", port, "--timeout", "1"], cwd=tmp_path)
     assert_one_line_error(result, 1, f"no self-test verdict from the board on {port} within 1 s", "--timeout")
+
+
+def test_flash_runs_a_uart_console_board_under_qemu_and_stops_at_its_exit_line(run_cli, tmp_path):
+    from edgeclust import resources
+    from edgeclust.codegen import board, project
+
+    model = bytearray(np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    model[4:8] = b"TFL3"
+    spec = project.TensorSpec("x", (1, 4), "int8", 0.5, 0)
+    project.render_project(
+        model_data=bytes(model), op_names=["FULLY_CONNECTED"],
+        board=board.load_board("qemu_netduinoplus2", resources.boards_dir()),
+        interface=project.ModelInterface(inputs=(spec,), outputs=(spec,)), self_test=[], arena_bytes=512,
+        out_dir=tmp_path / "p", templates_dir=resources.templates_dir())
+    result = run_cli(["flash", "p", "--smoke", "--timeout", "30"], cwd=tmp_path)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "edgeclust: exit status 0" in lines and any(line.startswith("smoke: PASS") for line in lines)
+    assert lines[-1] == "smoke firmware exited with status 0 (smoke check PASS)"
