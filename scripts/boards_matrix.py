@@ -145,24 +145,42 @@ def built_row(board, model: DigitsModel, work: Path) -> Row:
 
 def tflm_row(board, model: DigitsModel, work: Path, tflm_root: str) -> Row:
     """The TFLM project for `board` (the generated Makefile with the TFLM tree), built and run under QEMU."""
-    from edgeclust import resources
-    from edgeclust.codegen import project
     from edgeclust.device import icount
     from edgeclust.device.build import build_make_project
-    from edgeclust.pipeline.firmware import codegen_interface
-    from edgeclust.tflite import flatbuffer, parity
 
     folder = work / f"tflm-{board.id}"
-    cases = [project.SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
-    project.render_project(model_data=model.tflite, op_names=flatbuffer.read_model(model.tflite).op_names,
-                           board=board, interface=codegen_interface(model.tflite), self_test=cases,
-                           arena_bytes=parity.tflm_arena_bytes(model.tflite), out_dir=folder,
-                           templates_dir=resources.templates_dir(), force=True)
+    _write_tflm_project(board, model, folder)
     elf = build_make_project(folder, board, tflm_root=tflm_root)
     size = icount.elf_size(elf, board)
     status, lines = icount.run_icount(elf, board, timeout_s=300)
     return Row(board.id, board.cpu, "tflm", size.flash, size.ram, None, _result(lines, status), status, tuple(lines),
                str(elf), model.name)
+
+
+def _write_tflm_project(board, model: DigitsModel, folder: Path) -> None:
+    """The TFLM backend's project files for `board` in `folder`."""
+    try:
+        from edgeclust.backends.tflm import TflmBackend
+    except ImportError:  # a tree from before the Backend protocol: codegen.project renders the TFLM project
+        from edgeclust import resources
+        from edgeclust.codegen import project
+        from edgeclust.pipeline.firmware import codegen_interface
+        from edgeclust.tflite import flatbuffer, parity
+
+        cases = [project.SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
+        project.render_project(model_data=model.tflite, op_names=flatbuffer.read_model(model.tflite).op_names,
+                               board=board, interface=codegen_interface(model.tflite), self_test=cases,
+                               arena_bytes=parity.tflm_arena_bytes(model.tflite), out_dir=folder,
+                               templates_dir=resources.templates_dir(), force=True)
+        return
+    from edgeclust.backends.base import SelfTestCase
+
+    backend = TflmBackend()
+    lowered = backend.lower(model.tflite, ())
+    cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
+    for name, data in backend.render(lowered, board, cases).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
 
 
 def _result(lines, status: int) -> str:
