@@ -55,7 +55,9 @@ def seed_models() -> dict[str, bytes]:
     import numpy as np
     from keras import layers
 
-    from edgeclust.tflite import convert, size
+    from edgeclust.backends.tflm.lut import lut_compress
+    from edgeclust.pipeline.layouts import weight_layouts
+    from edgeclust.tflite import convert
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input(shape=(8, 8, 1))
@@ -77,7 +79,7 @@ def seed_models() -> dict[str, bytes]:
         "float32": convert.to_tflite(model, quantize="float32"),
         "int8": convert.to_tflite(model, quantize="int8", representative_data=calibration),
         "int8-per-tensor": per_tensor,
-        "int8-lut": size.lut_compress(per_tensor).model,
+        "int8-lut": lut_compress(per_tensor, weight_layouts(per_tensor)).model,
     }
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BOARD_IDS = ["arduino_nano33_ble", "esp32s3_devkitc", "qemu_lm3s6965evb", "qemu_mps2_an386", "rpi_pico",
-             "stm32f746g_disco"]
+BOARD_IDS = ["arduino_nano33_ble", "esp32s3_devkitc", "qemu_lm3s6965evb", "qemu_microbit", "qemu_mps2_an386",
+             "qemu_mps2_an500", "qemu_mps3_an547", "qemu_netduinoplus2", "rpi_pico", "stm32f746g_disco"]
 
 
 def _project(out: Path, board_id: str = "qemu_mps2_an386") -> Path:
@@ -55,6 +55,11 @@ def test_boards_lists_every_board_with_its_memory(run_cli):
     data = json.loads(run_cli(["boards", "--json"]).stdout)
     assert [b["id"] for b in data] == BOARD_IDS
     assert {b["id"]: b["ram_bytes"] for b in data}["qemu_lm3s6965evb"] == 65536
+    microbit = next(line for line in result.stdout.splitlines() if line.startswith("qemu_microbit"))
+    assert "nRF51822" in microbit and "cortex-m0" in microbit and "16 KiB" in microbit and "QEMU microbit" in microbit
+    consoles = {b["id"]: (b["console"], b["serial_port"]) for b in data}
+    assert consoles["qemu_netduinoplus2"] == ("uart-stm32f4", None)
+    assert consoles["stm32f746g_disco"] == ("uart-stm32f7", "/dev/ttyACM*")
 
 
 def test_flash_smoke_runs_under_qemu_and_exits_0(run_cli, tmp_path):

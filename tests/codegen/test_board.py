@@ -7,11 +7,11 @@ import tomllib
 
 import pytest
 
-from edgeclust.codegen.board import BUILD_SYSTEMS, BoardSpec, list_boards, load_board
+from edgeclust.codegen.board import BUILD_SYSTEMS, CONSOLES, BoardSpec, list_boards, load_board
 from edgeclust.errors import BoardError
 
 REQUIRED_BOARDS = {"qemu_mps2_an386", "qemu_lm3s6965evb", "arduino_nano33_ble", "stm32f746g_disco", "rpi_pico",
-                   "esp32s3_devkitc"}
+                   "esp32s3_devkitc", "qemu_microbit", "qemu_mps2_an500", "qemu_mps3_an547", "qemu_netduinoplus2"}
 
 
 def test_the_shipped_boards_load_with_their_real_parts_and_sizes(boards_dir):
@@ -35,6 +35,45 @@ def test_the_shipped_boards_load_with_their_real_parts_and_sizes(boards_dir):
         assert board.to_dict()["id"] == board.id and isinstance(board.to_dict()["cflags"], list)
     # a real board is not run by QEMU
     assert not any(b.is_qemu for k, b in boards.items() if not k.startswith("qemu_"))
+
+
+def test_every_cpu_family_has_a_qemu_board_with_the_parts_real_memory(boards_dir):
+    boards = {b: load_board(b, boards_dir) for b in list_boards(boards_dir)}
+    microbit = boards["qemu_microbit"]
+    assert (microbit.mcu, microbit.cpu, microbit.fpu, microbit.qemu_machine) == ("nRF51822", "cortex-m0", "none",
+                                                                                  "microbit")
+    assert (microbit.flash_bytes, microbit.ram_bytes, microbit.runtime_profile) == (256 * 1024, 16 * 1024, "cortex-m0")
+    assert "-mcpu=cortex-m0" in microbit.cflags and not microbit.hard_float
+    an500 = boards["qemu_mps2_an500"]
+    assert (an500.cpu, an500.qemu_machine, an500.runtime_profile) == ("cortex-m7", "mps2-an500", "cortex-m7")
+    an547 = boards["qemu_mps3_an547"]
+    assert (an547.cpu, an547.qemu_machine, an547.runtime_profile) == ("cortex-m55", "mps3-an547", "cortex-m55")
+    assert (an547.flash_origin, an547.flash_bytes) == (0x10000000, 512 * 1024)  # ITCM, Secure alias
+    assert (an547.ram_origin, an547.ram_bytes) == (0x30000000, 512 * 1024)  # DTCM, Secure alias
+    assert {"-mcpu=cortex-m55", "-mfloat-abi=hard"} <= set(an547.cflags)
+    netduino = boards["qemu_netduinoplus2"]
+    assert (netduino.mcu, netduino.cpu, netduino.qemu_machine) == ("STM32F405RG", "cortex-m4", "netduinoplus2")
+    assert (netduino.flash_origin, netduino.flash_bytes) == (0x08000000, 1024 * 1024)
+    assert (netduino.ram_origin, netduino.ram_bytes) == (0x20000000, 128 * 1024)
+    # its console is the STM32's USART1 on QEMU's -serial stdio, not semihosting
+    assert netduino.console == "uart-stm32f4" and not netduino.uses_semihosting
+    assert "-serial stdio" in netduino.flash_command and "semihosting" not in netduino.flash_command
+    for board_id in ("qemu_microbit", "qemu_mps2_an500", "qemu_mps3_an547"):
+        board = boards[board_id]
+        assert board.uses_semihosting and "-M " + board.qemu_machine in board.flash_command
+
+
+def test_only_emulated_boards_print_through_semihosting_and_real_boards_name_their_serial_port(boards_dir):
+    for board_id in list_boards(boards_dir):
+        board = load_board(board_id, boards_dir)
+        assert board.console in CONSOLES
+        if not board.is_qemu:
+            assert not board.uses_semihosting, board_id
+            assert board.serial_port.startswith("/dev/tty") and board.serial_baud == 115200, board_id
+    disco = load_board("stm32f746g_disco", boards_dir)
+    assert disco.console == "uart-stm32f7" and disco.runtime_profile == "cortex-m7"
+    assert "semihosting" not in disco.flash_command
+    assert load_board("rpi_pico", boards_dir).runtime_profile == "cortex-m0"
 
 
 def test_an_unknown_board_lists_the_known_ones(boards_dir):
@@ -63,6 +102,15 @@ def _copy_board(tmp_path, boards_dir, edit):
     (lambda s: s + "ram_size = 1\n", ["unknown field 'ram_size'"]),
     (lambda s: s.replace("stack_bytes = 4096", "stack_bytes = 70000"), ["leave no RAM"]),
     (lambda s: s + "name = [\n", ["not valid TOML"]),
+    (lambda s: s.replace('console = "semihosting"', 'console = "uart"'), ["'console' must be one of", "uart-stm32f4"]),
+    (lambda s: s.replace('runtime_profile = "cortex-m3"', 'runtime_profile = "cortex-a53"'),
+     ["'runtime_profile' must be one of", "cortex-m0", "cortex-m55"]),
+    (lambda s: s.replace('console = "semihosting"', 'console = "sdk-stdio"'),
+     ["console 'sdk-stdio' cannot be used with build_system 'make'", "cmake-pico-sdk"]),
+    (lambda s: s.replace('qemu_machine = "lm3s6965evb"\n', ""), ["'semihosting' needs a debugger", "uart-stm32f4"]),
+    (lambda s: s.replace('qemu_machine = "lm3s6965evb"\n', "").replace('"semihosting"', '"uart-stm32f4"'),
+     ["needs field 'serial_port'", "/dev/ttyACM*"]),
+    (lambda s: s + "serial_baud = 0\n", ["'serial_baud' must be > 0"]),
 ])
 def test_a_bad_board_file_names_the_file_and_the_field(tmp_path, boards_dir, edit, fragments):
     folder = _copy_board(tmp_path, boards_dir, edit)

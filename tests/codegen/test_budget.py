@@ -3,6 +3,8 @@ stack + heap + runtime data; over budget is one readable error with the numbers 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,49 @@ def test_the_mnist_cnn_is_refused_on_the_lm3s6965_and_fits_the_mps2(boards_dir):
     big = budget_mod.check_budget(board_mod.load_board("qemu_mps2_an386", boards_dir), model_bytes=len(model),
                                   op_names=ops, arena_bytes=40_000)
     assert big.fits and big.flash_used == len(model) + big.runtime
+
+
+def test_profiles_without_a_measurement_are_priced_from_a_measured_one_and_say_so(boards_dir):
+    table = budget_mod.runtime_table()["profiles"]
+    assert set(table) == set(board_mod.RUNTIME_PROFILES)
+    assert table["cortex-m3"]["measured"] and table["cortex-m4f"]["measured"]
+    for profile in ("cortex-m0", "cortex-m7", "cortex-m55"):
+        assert table[profile]["measured"] is False
+        source = table[table[profile]["estimated_from"]]
+        assert table[profile]["families"] == source["families"] and table[profile]["core_flash"] == source["core_flash"]
+    an500 = board_mod.load_board("qemu_mps2_an500", boards_dir)
+    b = budget_mod.check_budget(an500, model_bytes=1000, op_names=["FULLY_CONNECTED"], arena_bytes=1000)
+    assert not b.runtime_measured and "TFLM runtime" in budget_mod.budget_line(b)
+    assert "estimated for cortex-m7" in budget_mod.budget_line(b)
+    an386 = budget_mod.check_budget(board_mod.load_board("qemu_mps2_an386", boards_dir), model_bytes=1000,
+                                    op_names=["FULLY_CONNECTED"], arena_bytes=1000)
+    assert an386.runtime_measured and "estimated" not in budget_mod.budget_line(an386)
+
+
+def test_an_estimate_from_a_profile_that_is_not_measured_is_refused(tmp_path, lm3s):
+    path = tmp_path / "sizes.toml"
+    path.write_text(TABLE + '[profiles."cortex-m0"]\nestimated_from = "cortex-m7"\n')
+    with pytest.raises(CodegenError, match="'cortex-m0' is estimated from 'cortex-m7', which is not a measured"):
+        budget_mod.check_budget(lm3s, model_bytes=1, op_names=[], arena_bytes=1, sizes_file=path)
+
+
+def test_on_the_microbit_the_digits_model_fits_and_the_mnist_cnn_is_refused_for_its_16_kib_ram(boards_dir, tiny_model):
+    from edgeclust import examples
+    from edgeclust.tflite import flatbuffer, parity
+    from edgeclust.tflite.convert import to_tflite
+
+    microbit = board_mod.load_board("qemu_microbit", boards_dir)
+    digits = budget_mod.check_budget(microbit, model_bytes=len(tiny_model.tflite), op_names=tiny_model.op_names,
+                                     arena_bytes=tiny_model.arena)
+    assert digits.fits and digits.ram_used <= 16 * 1024
+    mnist = to_tflite(examples.mnist_cnn(seed=0), quantize="int8",
+                      representative_data=np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32),
+                      num_calibration=8)
+    b = budget_mod.check_budget(microbit, model_bytes=len(mnist), op_names=flatbuffer.read_model(mnist).op_names,
+                                arena_bytes=parity.tflm_arena_bytes(mnist))
+    assert not b.ram_fits and b.arena > 16 * 1024
+    with pytest.raises(BudgetError) as info:
+        budget_mod.raise_over_budget(b)
+    message = str(info.value)
+    assert "does not fit qemu_microbit" in message and re.search(r"RAM [\d,]+ of 16,384 bytes", message)
+    assert "\n" not in message

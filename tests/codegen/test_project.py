@@ -19,7 +19,7 @@ GOLDEN = Path(__file__).parent / "golden"
 COMMON = {"main.cc", "main_functions.h", "model_data.cc", "model_data.h", "model_settings.h", "op_resolver.h",
           "platform.cc", "platform.h", "self_test_data.cc", "self_test_data.h"}
 BUILD_FILES = {
-    "make": {"Makefile", "linker.ld", "startup.c", "smoke_test.cc"},
+    "make": {"Makefile", "linker.ld", "startup.c", "console.h", "smoke_test.cc"},
     "cmake-pico-sdk": {"CMakeLists.txt"},
     "cmake-esp-idf": {"CMakeLists.txt", "main/CMakeLists.txt", "main/idf_component.yml", "sdkconfig.defaults",
                       "partitions.csv"},

@@ -1,16 +1,14 @@
-// Semihosting console (QEMU, or a debug probe that serves semihosting such as OpenOCD): printf goes to the
-// host, and on the QEMU boards the run ends with exit(status), which becomes QEMU's exit status.
+// Bare-metal boards: printf goes to the board's console (console.c: semihosting on the emulated boards that
+// say so, the part's UART otherwise); on the QEMU boards main's status ends the run (startup.c).
 #include <cstdarg>
 #include <cstdio>
-#include <cstdlib>
 
+#include "console.h"
 #include "main_functions.h"
 #include "platform.h"
 
-extern "C" void initialise_monitor_handles(void);
-
 void platform_init() {
-  initialise_monitor_handles();
+  console_init();
   setvbuf(stdout, nullptr, _IONBF, 0);
 }
 

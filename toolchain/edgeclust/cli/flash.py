@@ -24,7 +24,8 @@ from edgeclust.cli.board_param import BOARD
     type=click.FloatRange(min=0, min_open=True),
     default=60.0,
     show_default=True,
-    help="Seconds the firmware may run (QEMU) before it counts as hung.",
+    help="Seconds the firmware may run (QEMU), or a real board's console may stay without a verdict "
+    "after flashing, before it counts as hung.",
 )
 @click.option(
     "--smoke",
@@ -38,10 +39,16 @@ from edgeclust.cli.board_param import BOARD
     default=None,
     help="TFLM source tree (create_tflm_tree.py output); default: $TFLM_ROOT.",
 )
-def command(project_dir, board, timeout_s, smoke, tflm_root):
+@click.option(
+    "--port",
+    default=None,
+    metavar="DEVICE",
+    help="A real board's serial console (e.g. /dev/ttyACM0); default: the board file's serial_port pattern.",
+)
+def command(project_dir, board, timeout_s, smoke, tflm_root, port):
     """Build the firmware project in DIR and flash it: for the QEMU boards, arm-none-eabi-gcc then
-    qemu-system-arm with semihosting. Streams the firmware's output and exits with its status
-    (self-test PASS = 0).
+    qemu-system-arm; for a real board its flash tool, then its serial console is read. Streams the firmware's
+    output and exits with its status (self-test PASS = 0).
 
     DIR is the firmware/ folder that `edgeclust build` wrote (or the build's --out folder).
     """
@@ -49,7 +56,7 @@ def command(project_dir, board, timeout_s, smoke, tflm_root):
     from edgeclust.pipeline.flashing import flash_project
 
     outcome = flash_project(
-        project_dir, board, timeout_s=timeout_s, smoke=smoke, tflm_root=tflm_root, on_output=click.echo
+        project_dir, board, timeout_s=timeout_s, smoke=smoke, tflm_root=tflm_root, port=port, on_output=click.echo
     )
     what = "smoke firmware" if smoke else "firmware"
     if outcome.status != 0:

@@ -11,8 +11,21 @@ from pathlib import Path
 from edgeclust.errors import BoardError
 
 BUILD_SYSTEMS = ("make", "cmake-pico-sdk", "cmake-esp-idf", "platformio")
-CONSOLES = ("semihosting", "stdio", "arduino-serial")
-RUNTIME_PROFILES = ("cortex-m4f", "cortex-m3")
+# How the firmware prints. semihosting needs a debugger (a BKPT faults on a board without one), so only
+# emulated boards use it; uart-* are edgeclust's own USART drivers; sdk-stdio and arduino-serial the SDK's.
+CONSOLES = ("semihosting", "uart-stm32f4", "uart-stm32f7", "sdk-stdio", "arduino-serial")
+UART_CONSOLES = ("uart-stm32f4", "uart-stm32f7")
+# which build systems can carry each console
+_CONSOLE_BUILD_SYSTEMS = {
+    "semihosting": ("make",),
+    "uart-stm32f4": ("make",),
+    "uart-stm32f7": ("make",),
+    "sdk-stdio": ("cmake-pico-sdk", "cmake-esp-idf"),
+    "arduino-serial": ("platformio",),
+}
+# One per CPU family with a QEMU board; codegen/runtime_sizes.toml prices the TFLM runtime for each (measured or
+# estimated). Cortex-M33 joins when a board needs it (QEMU's mps2-an505 boots it Secure at 0x10000000).
+RUNTIME_PROFILES = ("cortex-m0", "cortex-m3", "cortex-m4f", "cortex-m7", "cortex-m55")
 _BOARD_ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
@@ -38,12 +51,18 @@ class BoardSpec:
     heap_bytes: int = 4096
     flash_origin: int = 0
     ram_origin: int = 0x20000000
-    console: str = "semihosting"
+    console: str = "semihosting"  # one of CONSOLES
     sdk_board: str | None = None  # PlatformIO board, Pico SDK PICO_BOARD or ESP-IDF target
+    serial_port: str | None = None  # a real board's console device, a glob such as /dev/ttyACM*
+    serial_baud: int = 115200
 
     @property
     def is_qemu(self) -> bool:
         return self.qemu_machine is not None
+
+    @property
+    def uses_semihosting(self) -> bool:
+        return self.console == "semihosting"
 
     @property
     def hard_float(self) -> bool:
@@ -78,9 +97,11 @@ _FIELDS = {
     "ram_origin": (_INT, False),
     "console": (_STR, False),
     "sdk_board": (_STR, False),
+    "serial_port": (_STR, False),
+    "serial_baud": (_INT, False),
 }
 _CHOICES = {"build_system": BUILD_SYSTEMS, "console": CONSOLES, "runtime_profile": RUNTIME_PROFILES}
-_POSITIVE = ("flash_bytes", "ram_bytes", "stack_bytes")
+_POSITIVE = ("flash_bytes", "ram_bytes", "stack_bytes", "serial_baud")
 assert set(_FIELDS) | {"id"} == {f.name for f in fields(BoardSpec)}
 
 
@@ -123,7 +144,7 @@ def board_from_dict(board_id: str, raw: dict, *, source: str = "board") -> Board
             continue
         values[name] = _checked(source, name, kind, raw[name])
     for name in _POSITIVE:
-        if values[name] <= 0:
+        if values.get(name, 1) <= 0:
             raise BoardError(f"{source}: field {name!r} must be > 0. Received: {values[name]}")
     for name in ("heap_bytes", "flash_origin", "ram_origin"):
         if values.get(name, 0) < 0:
@@ -135,7 +156,28 @@ def board_from_dict(board_id: str, raw: dict, *, source: str = "board") -> Board
             )
     if values["stack_bytes"] + values.get("heap_bytes", 4096) >= values["ram_bytes"]:
         raise BoardError(f"{source}: stack_bytes + heap_bytes leave no RAM of the {values['ram_bytes']:,} bytes")
+    _check_console(source, values)
     return BoardSpec(id=board_id, **values)
+
+
+def _check_console(source: str, values: dict) -> None:
+    """The console must suit the build system; semihosting only on QEMU boards; real boards name their port."""
+    console, build_system = values.get("console", "semihosting"), values["build_system"]
+    if build_system not in _CONSOLE_BUILD_SYSTEMS[console]:
+        raise BoardError(
+            f"{source}: console {console!r} cannot be used with build_system {build_system!r}; "
+            f"it needs {' or '.join(_CONSOLE_BUILD_SYSTEMS[console])}"
+        )
+    emulated = values.get("qemu_machine") is not None
+    if console == "semihosting" and not emulated:
+        raise BoardError(
+            f"{source}: console 'semihosting' needs a debugger and faults on a board without one; "
+            f"give a real board a UART console ({', '.join(c for c in CONSOLES if c != 'semihosting')})"
+        )
+    if not emulated and "serial_port" not in values:
+        raise BoardError(
+            f"{source}: a real board needs field 'serial_port' (a string: its console device, e.g. '/dev/ttyACM*')"
+        )
 
 
 def _checked(source: str, name: str, kind: str, value):

@@ -28,16 +28,16 @@ def board_groups(board: BoardSpec) -> list[tuple[str, str]]:
     return [("board/common", source_dir(board)), (f"board/{board.build_system}", "")]
 
 
+def render_template(templates_dir, name: str, context: dict) -> bytes:
+    """One template (a path under templates_dir, e.g. "board/make/startup.c.j2") rendered with `context`."""
+    return _render(_environment(Path(templates_dir)), name, context)
+
+
 def render_groups(templates_dir, groups, context: dict) -> dict[str, bytes]:
     """Every file of every (folder, destination) group, rendered with `context`; StrictUndefined, so a
     template that names a missing value fails with CodegenError instead of writing an empty string."""
     templates_dir = Path(templates_dir)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    env = _environment(templates_dir)
     files: dict[str, bytes] = {}
     for group, target in groups:
         folder = templates_dir / group
@@ -51,6 +51,16 @@ def render_groups(templates_dir, groups, context: dict) -> dict[str, bytes]:
                 _render(env, f"{group}/{relative}", context) if relative.endswith(".j2") else path.read_bytes()
             )
     return files
+
+
+def _environment(templates_dir: Path) -> jinja2.Environment:
+    """The one jinja2 set-up for firmware templates: strict about missing values, files kept as written."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
 
 
 def _render(env: jinja2.Environment, name: str, context: dict) -> bytes:

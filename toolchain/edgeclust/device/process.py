@@ -30,10 +30,13 @@ def fill_command(template: str, project_dir: Path, elf: Path) -> list[str]:
     return [part.format(**values) if "{" in part else part for part in parts]
 
 
-def run_streaming(command: list[str], *, cwd, timeout_s: float, on_output: Callable[[str], None], what: str) -> int:
+def run_streaming(command: list[str], *, cwd, timeout_s: float, on_output: Callable[[str], None], what: str,
+                  until: Callable[[str], int | None] | None = None) -> int:
     """Run `command`, pass each output line to `on_output`, return its exit status.
 
-    A run past `timeout_s` is killed and raises FirmwareError (hung); a missing program is ToolMissingError.
+    `until(line)` returning a status stops the run there (a firmware that cannot end QEMU itself) and returns
+    that status. A run past `timeout_s` is killed and raises FirmwareError (hung); a missing program is
+    ToolMissingError.
     """
     try:
         process = subprocess.Popen(
@@ -49,9 +52,15 @@ def run_streaming(command: list[str], *, cwd, timeout_s: float, on_output: Calla
     timer = threading.Timer(timeout_s, _kill, args=(process,))
     started = time.monotonic()
     timer.start()
+    stopped_with = None
     try:
         for raw in process.stdout:
-            on_output(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            on_output(line)
+            stopped_with = until(line) if until is not None else None
+            if stopped_with is not None:
+                _kill(process)
+                break
         status = process.wait()
     except BaseException:
         _kill(process)
@@ -59,6 +68,8 @@ def run_streaming(command: list[str], *, cwd, timeout_s: float, on_output: Calla
     finally:
         timer.cancel()
         process.stdout.close()
+    if stopped_with is not None:
+        return stopped_with
     if time.monotonic() - started >= timeout_s and status < 0:
         raise FirmwareError(
             f"{what} did not finish within {timeout_s:g} s and was stopped: the firmware hung "

@@ -40,15 +40,19 @@ def flash_project(
     timeout_s: float = 60,
     smoke: bool = False,
     tflm_root=None,
+    port: str | None = None,
     on_output: Callable[[str], None] = print,
 ) -> FlashOutcome:
-    """Build the project and run it on `board` (default: the board it was generated for)."""
+    """Build the project and run it on `board` (default: the board it was generated for); a real board's
+    verdict is read from its serial console (`port`, default the board file's)."""
     from edgeclust.device import flash, qemu
     from edgeclust.pipeline.boards import project_board
 
     project_dir = project_folder(project_dir)
     board = board or project_board(project_dir)
-    status = flash.flash(project_dir, board, timeout_s=timeout_s, on_output=on_output, smoke=smoke, tflm_root=tflm_root)
+    status = flash.flash(
+        project_dir, board, timeout_s=timeout_s, on_output=on_output, smoke=smoke, tflm_root=tflm_root, port=port
+    )
     if smoke:
         meaning = {0: "smoke check PASS", 1: "smoke check FAIL: the model array on the board differs from the host's"}
         return FlashOutcome(status, meaning.get(status) or qemu.status_meaning(status))

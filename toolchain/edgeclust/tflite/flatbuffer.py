@@ -8,8 +8,9 @@ ModelFormatError with one line instead of hanging, crashing or allocating unboun
 from __future__ import annotations
 
 import os
+import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -88,7 +89,9 @@ class Tensor:
 class Operator:
     """One operator: its name ("CONV_2D", or a custom op's code such as "TFLM_DECODE") and tensor indices.
 
-    An input index of -1 marks an optional input that is absent.
+    An input index of -1 marks an optional input that is absent. `options` holds the builtin options as
+    snake_case names ("stride_w", "padding": "SAME", "fused_activation_function": "RELU", "new_shape": (1, 4));
+    empty when the operator has none.
     """
 
     index: int
@@ -96,6 +99,7 @@ class Operator:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     is_custom: bool = False
+    options: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,8 @@ class _Reader:
         self.fb = _schema()
         self.op_names = _enum_names(self.fb.BuiltinOperator)
         self.type_names = _enum_names(self.fb.TensorType)
+        self.options_names = _enum_names(self.fb.BuiltinOptions)
+        self._enum_cache: dict[str, dict[int, str]] = {}
 
     def _count(self, what: str, length: int, element_bytes: int, last) -> int:
         """A vector's length, refused when it cannot fit in the file; `last(n-1)` must read inside it."""
@@ -275,12 +281,54 @@ class _Reader:
             inputs = self._ints(f"{where} operator {i} inputs", op.InputsAsNumpy, op.InputsIsNone)
             outputs = self._ints(f"{where} operator {i} outputs", op.OutputsAsNumpy, op.OutputsIsNone)
             self._check_indices(f"{where} operator {i} ({name})", inputs + outputs, n_tensors, optional=True)
-            operators.append(Operator(i, name, inputs, outputs, is_custom))
+            options = {} if is_custom else self._options(f"{where} operator {i} ({name})", op)
+            operators.append(Operator(i, name, inputs, outputs, is_custom, options))
         inputs = self._ints(f"{where} inputs", sg.InputsAsNumpy, sg.InputsIsNone)
         outputs = self._ints(f"{where} outputs", sg.OutputsAsNumpy, sg.OutputsIsNone)
         self._check_indices(f"{where} inputs/outputs", inputs + outputs, n_tensors, optional=False)
         name = (sg.Name() or b"").decode("utf-8", errors="replace")
         return Subgraph(index, name, tensors, tuple(operators), inputs, outputs)
+
+    def _options(self, where: str, op) -> dict:
+        """The operator's builtin options table read field by field (enums as their names, vectors as tuples)."""
+        kind = self.options_names.get(op.BuiltinOptionsType())
+        table = op.BuiltinOptions()
+        if kind is None or kind == "NONE" or table is None:
+            return {}
+        options_class = getattr(self.fb, kind, None)
+        if options_class is None:
+            return {}
+        options = options_class()
+        options.Init(table.Bytes, table.Pos)
+        values = {}
+        for method in vars(options_class):
+            if not method[:1].isupper() or method in ("Init",) or method.startswith("GetRootAs"):
+                continue
+            if method.endswith(("AsNumpy", "Length", "IsNone", "BufferHasIdentifier")):
+                continue
+            key = _snake(method)
+            if hasattr(options_class, f"{method}Length"):
+                if getattr(options, f"{method}IsNone")():
+                    values[key] = ()
+                    continue
+                length = getattr(options, f"{method}Length")()
+                self._count(f"{where} option {key}", length, 1, getattr(options, method))
+                values[key] = tuple(int(getattr(options, method)(j)) for j in range(length))
+                continue
+            try:
+                value = getattr(options, method)()
+            except TypeError:  # a nested table or union: not an option any supported op reads
+                continue
+            if not isinstance(value, (int, float)):
+                continue
+            enum = _OPTION_ENUMS.get(key)
+            values[key] = self.enum_names(enum).get(value, f"{enum}_{value}") if enum else value
+        return values
+
+    def enum_names(self, enum: str) -> dict[int, str]:
+        if enum not in self._enum_cache:
+            self._enum_cache[enum] = _enum_names(getattr(self.fb, enum))
+        return self._enum_cache[enum]
 
     @staticmethod
     def _check_indices(where: str, indices, n_tensors: int, *, optional: bool) -> None:
@@ -387,6 +435,14 @@ class _LazyBuffers:
             )
         array = buf.DataAsNumpy()
         return None if isinstance(array, int) else array
+
+
+# option fields whose integer value is an enum of the schema, shown by name
+_OPTION_ENUMS = {"padding": "Padding", "fused_activation_function": "ActivationFunctionType"}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _unpack_nibbles(raw: np.ndarray, count: int, *, signed: bool) -> np.ndarray:

@@ -5,9 +5,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "console.h"
 #include "model_data.h"
-
-extern "C" void initialise_monitor_handles(void);
 
 namespace {
 
@@ -26,7 +25,8 @@ uint32_t Crc32(const unsigned char* data, unsigned int size) {
 }  // namespace
 
 int main() {
-  initialise_monitor_handles();
+  console_init();
+  setvbuf(stdout, nullptr, _IONBF, 0);  // every line out before the run ends
   const unsigned int size = g_model_len;
   const bool identifier = size >= 8 && memcmp(g_model + 4, "TFL3", 4) == 0;
   const uintptr_t address = reinterpret_cast<uintptr_t>(g_model);

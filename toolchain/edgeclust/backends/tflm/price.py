@@ -48,6 +48,7 @@ class Budget:
     arena_margin: float = ARENA_MARGIN
     runtime_profile: str = ""
     estimated_families: tuple[str, ...] = ()  # op families the table lacks, priced at its largest entry
+    runtime_measured: bool = True  # False: the profile's row is an estimate (runtime_sizes.toml `estimated_from`)
 
 
 def check_budget(
@@ -99,6 +100,7 @@ def check_budget(
         arena_margin=arena_margin,
         runtime_profile=board.runtime_profile,
         estimated_families=tuple(estimated),
+        runtime_measured=bool(profile.get("measured", True)),
     )
 
 
@@ -121,7 +123,7 @@ def to_cost(budget: Budget) -> Cost:
         flash_total=budget.flash_total,
         ram_used=budget.ram_used,
         ram_total=budget.ram_total,
-        flash_parts={"model": budget.model, "TFLM runtime": budget.runtime},
+        flash_parts={"model": budget.model, _runtime_label(budget): budget.runtime},
         ram_parts=ram_parts,
         measured=False,
         advice=advice,
@@ -158,14 +160,35 @@ def _runtime_parts(board: BoardSpec, op_names, compressed: bool, sizes_file) -> 
     return parts, estimated
 
 
+def _runtime_label(budget: Budget) -> str:
+    """ "TFLM runtime", saying when the profile's sizes are an estimate."""
+    return "TFLM runtime" if budget.runtime_measured else f"TFLM runtime estimated for {budget.runtime_profile}"
+
+
 @functools.lru_cache(maxsize=4)
 def _load_table(path: str) -> dict:
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise CodegenError(f"{path}: cannot read the runtime size table ({exc})") from None
+    return _with_estimates(table, path)
+
+
+def _with_estimates(table: dict, path: str) -> dict:
+    """Fill each estimated profile (`estimated_from = "<measured profile>"`) with that profile's sizes."""
+    profiles = table.get("profiles", {})
+    for name, row in profiles.items():
+        source = row.get("estimated_from")
+        if source is None:
+            continue
+        measured = profiles.get(source)
+        if measured is None or "estimated_from" in measured:
+            raise CodegenError(f"{path}: profile {name!r} is estimated from {source!r}, which is not a measured profile")
+        profiles[name] = {**measured, **row, "measured": False}
+    return table
 
 
 def runtime_table(sizes_file: str | Path | None = None) -> dict:
-    """The measured runtime sizes: {"profiles": {profile: {"core_flash", "core_ram", "families": {...}}}}."""
+    """The runtime sizes: {"profiles": {profile: {"core_flash", "core_ram", "families": {...}, "measured"}}};
+    an estimated profile carries the sizes of the profile it is estimated from."""
     return _load_table(str(sizes_file or SIZES_FILE))

@@ -1,0 +1,128 @@
+/* edgeclust native runtime: int8 kernels that match TensorFlow Lite Micro's reference kernels bit for bit.
+ *
+ * Weights stay packed on flash: each output channel's row is a little-endian bitstream of `bits`-bit
+ * indices into an int8 table (one per tensor or per channel), decoded inside the kernels' inner loops.
+ * A row with no table holds plain int8 values. Biases arrive folded with input_offset * sum(w), so the
+ * inner loops multiply raw int8 inputs; padded positions read the input zero point, which adds exactly
+ * what the folded bias took away. No dynamic allocation: every buffer is an offset into one arena. */
+#ifndef EDGECLUST_EC_KERNELS_H_
+#define EDGECLUST_EC_KERNELS_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One weight tensor on flash, one row per output channel. */
+typedef struct {
+  const uint8_t *data;   /* packed indices, or int8 values when table is NULL */
+  const int8_t *table;   /* shared values; NULL for plain int8 rows */
+  uint32_t row_stride;   /* bytes from one row to the next */
+  uint16_t table_stride; /* entries between consecutive channels' tables; 0: one table for all */
+  uint8_t bits;          /* bits per index (1..8); 8 with no table for plain int8 */
+} ec_weights;
+
+/* Requantization of one output channel's int32 accumulator to int8. */
+typedef struct {
+  const int32_t *bias;       /* per output channel, folded with input_offset * sum(w) */
+  const int32_t *multiplier; /* per output channel, from QuantizeMultiplier at generation time */
+  const int8_t *shift;       /* per output channel */
+  int32_t output_zero_point;
+  int32_t act_min, act_max;
+} ec_requant;
+
+/* A 2-D window over an NHWC tensor (batch 1): stride, dilation and top/left padding. */
+typedef struct {
+  uint16_t in_h, in_w, in_c;
+  uint16_t out_h, out_w, out_c;
+  uint8_t k_h, k_w, stride_h, stride_w, dil_h, dil_w;
+  int16_t pad_h, pad_w;
+} ec_window;
+
+/* MAX_POOL_2D fused into the conv that feeds it: the conv's output only ever exists one value at a time. */
+typedef struct {
+  uint8_t k_h, k_w, stride_h, stride_w;
+  int16_t pad_h, pad_w;
+  uint16_t out_h, out_w;
+  int32_t act_min, act_max;
+} ec_pool_fusion;
+
+typedef struct {
+  ec_weights w;
+  ec_requant q;
+  ec_window win;
+  int32_t input_zero_point;
+  const ec_pool_fusion *pool; /* NULL: plain conv */
+} ec_conv_params;
+
+typedef struct {
+  ec_weights w;
+  ec_requant q;
+  ec_window win;
+  int32_t input_zero_point;
+  uint16_t depth_multiplier;
+} ec_depthwise_params;
+
+typedef struct {
+  ec_weights w;
+  ec_requant q;
+  uint32_t batches, in_n, out_n;
+} ec_fc_params;
+
+typedef struct {
+  ec_window win; /* k_* is the filter, out_c == in_c; dilation unused */
+  int32_t act_min, act_max;
+} ec_pool_params;
+
+typedef struct {
+  uint32_t spatial, channels;
+  int32_t input_zero_point, output_zero_point;
+  int32_t multiplier; /* QuantizeMultiplier(in_scale / out_scale), 1/N folded in by TFLM's shift rule */
+  int32_t shift;
+} ec_mean_params;
+
+typedef struct {
+  uint32_t size;
+  int32_t input1_offset, input2_offset, output_offset;
+  int32_t input1_multiplier, input2_multiplier, output_multiplier;
+  int32_t input1_shift, input2_shift, output_shift;
+  int32_t left_shift;
+  int32_t act_min, act_max;
+} ec_add_params;
+
+typedef struct {
+  uint32_t outer, depth;
+  int32_t input_multiplier, input_left_shift, diff_min;
+} ec_softmax_params;
+
+typedef struct {
+  uint32_t size;
+  float scale;
+  int32_t zero_point;
+} ec_quantize_params;
+
+typedef struct {
+  uint32_t size;
+  double scale;
+  int32_t zero_point;
+} ec_dequantize_params;
+
+int32_t ec_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift);
+
+void ec_conv(const ec_conv_params *p, const int8_t *input, int8_t *output);
+void ec_depthwise_conv(const ec_depthwise_params *p, const int8_t *input, int8_t *output);
+void ec_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *output);
+void ec_max_pool(const ec_pool_params *p, const int8_t *input, int8_t *output);
+void ec_average_pool(const ec_pool_params *p, const int8_t *input, int8_t *output);
+void ec_mean_hw(const ec_mean_params *p, const int8_t *input, int8_t *output);
+void ec_add(const ec_add_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void ec_softmax(const ec_softmax_params *p, const int8_t *input, int8_t *output);
+void ec_quantize(const ec_quantize_params *p, const float *input, int8_t *output);
+void ec_dequantize(const ec_dequantize_params *p, const int8_t *input, float *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGECLUST_EC_KERNELS_H_ */

@@ -1,0 +1,101 @@
+"""The native C backend: int8 kernels with packed weights decoded in their loops, no interpreter, no TFLM.
+
+lower() reads the .tflite into a graph, computes every kernel parameter as TFLM's Prepare does, packs the
+weights from the pipeline's WeightLayouts and plans the arena; run_host() runs the generated C built with
+the host's gcc; price() links the firmware with arm-none-eabi-gcc (or uses the measured size table);
+render() writes the C99 project for the board.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from edgeclust.backends.base import FlashItem, Lowered, ModelInterface, TensorSpec
+from edgeclust.backends.native import emit_c, host
+from edgeclust.backends.native.from_tflite import graph_from_tflite
+from edgeclust.backends.native.layouts import default_layouts
+from edgeclust.backends.native.lowering import Unsupported, lower_graph, unsupported_reason
+from edgeclust.backends.native.program import Program
+from edgeclust.errors import CodegenError, DataError, ModelFormatError
+from edgeclust.lower.weights import WeightLayout
+from edgeclust.tflite.flatbuffer import read_model
+
+__all__ = ["NativeBackend", "Program", "Unsupported", "default_layouts"]
+
+
+class NativeBackend:
+    """`--backend native`: a self-contained C99 project generated for one model."""
+
+    name = "native"
+
+    def __init__(self, *, sanitize: bool = False):
+        self.sanitize = sanitize  # host build with -fsanitize=address,undefined (the fuzz tests)
+
+    def unsupported(self, tflite: bytes) -> str | None:
+        """Why the native backend cannot run the model: an op or option outside its set (checked by lowering
+        it without packing, which is cheap), one line; None when it can."""
+        try:
+            graph = graph_from_tflite(tflite)
+            reason = unsupported_reason(graph)
+            if reason is None:
+                lower_graph(graph, ())
+        except (ModelFormatError, CodegenError) as exc:
+            return str(exc)
+        return reason
+
+    def lower(self, tflite: bytes, layouts: Sequence[WeightLayout]) -> Lowered:
+        model = read_model(tflite)
+        graph = graph_from_tflite(model)
+        try:
+            program = lower_graph(graph, layouts)
+        except (ValueError, OverflowError) as exc:  # numbers from a hostile file that numpy refuses
+            raise CodegenError(f"the model cannot be lowered: {exc}; convert it again") from None
+        files = {"ec_model.c": emit_c.model_source(program).encode(), "ec_model.h": emit_c.model_header(program).encode()}
+        interface = ModelInterface(tuple(_spec(graph.tensors[i]) for i in graph.inputs),
+                                   tuple(_spec(graph.tensors[i]) for i in graph.outputs))
+        flash = tuple(FlashItem(kind, size) for kind, size in sorted(program.flash_parts().items()))
+        notes = tuple(
+            f"{p.name or p.tensor}: {p.bits}-bit indices, {'per channel' if p.per_channel else 'per tensor'}"
+            for p in program.packed if p.table_bytes
+        )
+        used = {p.tensor for p in program.packed if p.table_bytes}
+        return Lowered(backend=self.name, model=bytes(tflite), interface=interface, op_names=program.op_names,
+                       arena_bytes=program.arena_bytes, flash=flash,
+                       packed=tuple(layout for layout in layouts if layout.tensor in used),
+                       arena_lower_bound=program.arena_lower_bound, notes=notes,
+                       details=NativeDetails(program, files))
+
+    def run_host(self, lowered: Lowered, x: np.ndarray) -> np.ndarray:
+        details: NativeDetails = lowered.details
+        spec_in, spec_out = lowered.interface.inputs[0], lowered.interface.outputs[0]
+        x = np.asarray(x)
+        if x.dtype != np.dtype(spec_in.dtype) or x.shape[1:] != tuple(spec_in.shape[1:]):
+            raise DataError(f"the native host build takes {spec_in.dtype} examples of shape {tuple(spec_in.shape[1:])}; "
+                            f"got {x.dtype} {x.shape}")
+        binary = host.build_host(details.files, sanitize=self.sanitize)
+        return host.run_host_binary(binary, x, tuple(spec_out.shape[1:]), spec_out.dtype)
+
+    def price(self, lowered: Lowered, board):
+        from edgeclust.backends.native.price import price
+
+        return price(lowered, board)
+
+    def render(self, lowered: Lowered, board, cases) -> dict[str, bytes]:
+        from edgeclust.backends.native.project import render_project
+
+        return render_project(lowered, board, cases)
+
+
+class NativeDetails:
+    """What only this backend reads from a Lowered: the program and the generated model sources."""
+
+    def __init__(self, program: Program, files: dict[str, bytes]):
+        self.program = program
+        self.files = files
+
+
+def _spec(t) -> TensorSpec:
+    q = t.quant
+    return TensorSpec(t.name, tuple(t.shape), t.dtype, q.scale if q else None, q.zero_point if q else None)
