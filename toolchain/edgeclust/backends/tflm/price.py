@@ -183,7 +183,9 @@ def _with_estimates(table: dict, path: str) -> dict:
             continue
         measured = profiles.get(source)
         if measured is None or "estimated_from" in measured:
-            raise CodegenError(f"{path}: profile {name!r} is estimated from {source!r}, which is not a measured profile")
+            raise CodegenError(
+                f"{path}: profile {name!r} is estimated from {source!r}, which is not a measured profile"
+            )
         profiles[name] = {**measured, **row, "measured": False}
     return table
 
