@@ -41,8 +41,13 @@ def price(lowered: Lowered, board) -> Cost:
         ram_parts = {"arena": program.arena_bytes, "heap": board.heap_bytes, "statics": 64, "stack": board.stack_bytes}
         ram_used = sum(ram_parts.values())
         measured = False
+    names = {f.name for f in dataclasses.fields(Cost)}
+    extra = {key: value for key, value in (
+        ("advice", "--clusters with fewer clusters (fewer index bits), or a board with more memory"),
+        ("board_name", getattr(board, "name", "")),
+    ) if key in names}
     return Cost(board.id, flash_used, board.flash_bytes, ram_used, board.ram_bytes, flash_parts, ram_parts,
-                measured=measured)
+                measured=measured, **extra)
 
 
 def measured_sizes(lowered: Lowered, board) -> firmware.LinkSizes:
