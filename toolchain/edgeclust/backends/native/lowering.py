@@ -7,8 +7,8 @@ place over an input that dies there. Anything else outside the supported set is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def lower_graph(graph: Graph, layouts: Sequence[WeightLayout] = ()) -> Program:
     b = _Builder(graph, {layout.tensor: layout for layout in layouts})
     ops = [op for op in graph.ops if op.name not in SHAPE_OPS]
     fused: set[int] = set()
-    for position, op in enumerate(ops):
+    for op in ops:
         if op.index in fused:
             continue
         pool = _fusable_pool(graph, op)
@@ -337,14 +337,15 @@ def _depthwise(b: _Builder, op: GraphOp, step: str, _pool) -> None:
                       f"{multiplier}")
     if not 1 <= multiplier <= 65535:
         raise _refuse(f"DEPTHWISE_CONV_2D depth multiplier {multiplier}")
-    to_rows = lambda a: a.reshape(-1, a.shape[3]).T  # (1, kh, kw, oc) -> (oc, kh*kw)  # noqa: E731
+    to_rows = lambda a: a.reshape(-1, a.shape[3]).T  # (1, kh, kw, oc) -> (oc, kh*kw)
     rows = np.ascontiguousarray(to_rows(w.data))
     win = _window(op, in_hwc, out_hwc, w.shape[1], w.shape[2], dilation=True)
     weights = _weights(b, step, op, w, rows, 3, lambda idx: np.ascontiguousarray(to_rows(idx)))
     requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y)
     init = (f"{{.w = {weights}, .q = {requant}, .win = {win}, .input_zero_point = {_quant(x, 'input').zero_point}, "
             f".depth_multiplier = {multiplier}}}")
-    b.add_step(Step(step, "ec_depthwise_conv", "ec_depthwise_params", init, (), (), f"DEPTHWISE_CONV_2D (op {op.index})"),
+    b.add_step(Step(step, "ec_depthwise_conv", "ec_depthwise_params", init, (), (),
+                    f"DEPTHWISE_CONV_2D (op {op.index})"),
                [op.inputs[0]], [op.outputs[0]])
 
 
@@ -439,7 +440,7 @@ def _softmax(b: _Builder, op: GraphOp, step: str, _pool) -> None:
 
 
 def _quantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
-    x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
+    y = b.tensor(op.outputs[0])
     yq = _quant(y, "output")
     init = f"{{.size = {y.size}, .scale = {_c_float(yq.scale)}, .zero_point = {yq.zero_point}}}"
     b.add_step(Step(step, "ec_quantize", "ec_quantize_params", init, (), (), f"QUANTIZE (op {op.index})"),
@@ -447,7 +448,7 @@ def _quantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
 
 
 def _dequantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
-    x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
+    x = b.tensor(op.inputs[0])
     xq = _quant(x, "input")
     init = f"{{.size = {x.size}, .scale = {_c_float(xq.scale)}, .zero_point = {xq.zero_point}}}"
     b.add_step(Step(step, "ec_dequantize", "ec_dequantize_params", init, (), (), f"DEQUANTIZE (op {op.index})"),

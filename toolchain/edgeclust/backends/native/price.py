@@ -1,8 +1,9 @@
 """What the native firmware costs a board: from the real link when arm-none-eabi-gcc is here, else a table.
 
 Flash = text + data of the linked ELF (code, const weights, tables, biases, self-test cases); RAM = data + bss
-(the arena, the runtime's statics and the heap the linker script reserves) + the board's stack. Without the cross compiler: the model's constants
-plus the code sizes measured per kernel (runtime_sizes.toml, written by scripts/native_sizes.py).
+(the arena, the runtime's statics and the heap the linker script reserves) + the board's stack. Without the
+cross compiler: the model's constants plus the code sizes measured per kernel (runtime_sizes.toml, written by
+scripts/native_sizes.py).
 """
 
 from __future__ import annotations
