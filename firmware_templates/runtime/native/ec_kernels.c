@@ -114,6 +114,16 @@ static inline int32_t ec_stream_dot(ec_stream *s, const int8_t *x, uint32_t n) {
     }
 #endif
     n -= 2 * pairs;
+  } else if (count == 0 && bits == 3) {
+    /* Byte-aligned 3-bit indices: eight weights in every three bytes. */
+    const uint32_t groups = n / 8;
+    for (uint32_t i = 0; i < groups; ++i) {
+      const uint32_t w = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
+      p += 3;
+      for (uint32_t j = 0; j < 8; ++j) acc += (int32_t)table[(w >> (3 * j)) & 7u] * x[j];
+      x += 8;
+    }
+    n -= 8 * groups;
   } else if (count == 0 && bits == 2) {
     const uint32_t quads = n / 4;
     for (uint32_t i = 0; i < quads; ++i) {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from edgeclust.backends.native import NativeBackend, default_layouts
-from edgeclust.tflite.parity import run_tflm
+from edgeclust.tflite.parity import run_tflm, tflm_arena_bytes
 
 
 def convert(model, data, *, per_channel: bool = True) -> bytes:
@@ -77,6 +77,8 @@ def check_bit_exact(tflite: bytes, n: int = 8, *, layouts=None, backend: NativeB
     differing = np.count_nonzero(ours != reference)
     worst = int(np.abs(ours.astype(int) - reference).max())
     assert differing == 0, f"{differing} of {ours.size} outputs differ from TFLM (max {worst} LSB)"
+    # the planned arena: never below the bound of buffers alive together, never above TFLM's measured arena
+    assert lowered.arena_lower_bound <= lowered.arena_bytes <= tflm_arena_bytes(tflite)
     return lowered
 
 
