@@ -163,11 +163,13 @@ def run_case(data: bytes) -> Outcome:
 
 
 def test_unmutated_int8_seeds_match_tflm(seeds):
+    """The starting points run: both int8 seeds lower, build with sanitizers and match TFLM."""
     for name in ("int8", "int8-per-tensor"):
         assert run_case(seeds[name]) == Outcome("matched"), name
 
 
 def test_unsupported_seeds_are_refused_in_one_line(seeds):
+    """A float32 model and a LUT-compressed one (TFLM_DECODE) are outside the native backend: one clear line."""
     for name in ("float32", "int8-lut"):
         outcome = run_case(seeds[name])
         assert outcome.kind == "refused" and outcome.detail, name
@@ -175,6 +177,7 @@ def test_unsupported_seeds_are_refused_in_one_line(seeds):
 
 @pytest.mark.parametrize("case", range(RANDOM_CASES))
 def test_fuzzer_mutations_end_in_a_clear_error_or_matching_c(seeds, case):
+    """One seeded case of scripts/fuzz_tflite.py's Mutator (one to three mutations of an int8 seed)."""
     mutator = fuzz_script.Mutator({k: v for k, v in seeds.items() if k.startswith("int8")}, random.Random(case))
     _, data, steps = mutator.case()
     try:
@@ -213,6 +216,7 @@ def test_weight_and_bias_data_mutations_end_in_a_clear_error_or_matching_c(seeds
 
 # Targeted mutations through the flatbuffer object API: each names what it does to the int8 seed.
 def _edit(blob: bytes, change) -> bytes:
+    """`blob` unpacked with the flatbuffer object API, changed by `change(obj, subgraph, fb)`, packed again."""
     import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
@@ -224,6 +228,7 @@ def _edit(blob: bytes, change) -> bytes:
 
 
 def _op(obj, sg, name: str, nth: int = 0):
+    """The `nth` operator of subgraph `sg` whose builtin code is `name` (e.g. "CONV_2D")."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
     codes = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
@@ -234,6 +239,7 @@ def _op(obj, sg, name: str, nth: int = 0):
 
 
 def _set_options(name: str, **fields):
+    """Builtin options of the first `name` op set to `fields` (object API names: strideW, padding, ...)."""
     def change(obj, sg, fb):
         for key, value in fields.items():
             setattr(_op(obj, sg, name).builtinOptions, key, value)
@@ -246,6 +252,7 @@ def _tensor(name: str, position: int, kind: str = "inputs"):
 
 
 def _set_tensor(where, **fields):
+    """Fields of the tensor `where(obj, sg)` (shape, type, buffer) set to `fields`."""
     def change(obj, sg, fb):
         tensor = where(obj, sg)
         for key, value in fields.items():
@@ -254,6 +261,7 @@ def _set_tensor(where, **fields):
 
 
 def _set_quant(where, **fields):
+    """Quantization fields of the tensor `where(obj, sg)` (scale, zeroPoint, quantizedDimension) set."""
     def change(obj, sg, fb):
         q = where(obj, sg).quantization
         for key, value in fields.items():
@@ -262,6 +270,7 @@ def _set_quant(where, **fields):
 
 
 def _truncate_buffer(where, keep: int):
+    """The data of the tensor `where(obj, sg)` cut to its first `keep` bytes."""
     def change(obj, sg, fb):
         buffer = obj.buffers[where(obj, sg).buffer]
         buffer.data = buffer.data[:keep]
@@ -350,6 +359,7 @@ TARGETED = {
 
 @pytest.mark.parametrize("name", sorted(TARGETED))
 def test_targeted_mutations_end_in_a_clear_error_or_matching_c(seeds, name):
+    """One field the native kernels read, set out of range in the int8 seed (see TARGETED)."""
     data = _edit(seeds["int8"], TARGETED[name])
     assert data != seeds["int8"]
     run_case(data)
