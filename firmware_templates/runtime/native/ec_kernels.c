@@ -4,6 +4,11 @@
 #include <math.h>
 #include <stddef.h>
 
+/* 1: 4-bit rows accumulate per-index input sums, then multiply once per table entry (see ec_stream_dot). */
+#ifndef EC_BUCKET_SUMS
+#define EC_BUCKET_SUMS 0
+#endif
+
 #define EC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define EC_MAX(a, b) ((a) > (b) ? (a) : (b))
 
@@ -88,6 +93,37 @@ static inline int32_t ec_stream_dot(ec_stream *s, const int8_t *x, uint32_t n) {
   const uint32_t bits = s->bits, mask = s->mask;
   uint32_t buffer = s->buffer, count = s->count;
   const uint8_t *p = s->p;
+  if (count == 0 && bits == 4) {
+    /* Byte-aligned 4-bit indices: two weights per byte, no bit buffer. */
+    const uint32_t pairs = n / 2;
+#if EC_BUCKET_SUMS
+    /* Bucket sums: add the inputs that share an index, then one multiply per table entry (exact). */
+    int32_t bucket[16] = {0};
+    for (uint32_t i = 0; i < pairs; ++i) {
+      const uint32_t b = *p++;
+      bucket[b & 15u] += x[0];
+      bucket[b >> 4] += x[1];
+      x += 2;
+    }
+    for (uint32_t k = 0; k < 16; ++k) acc += (int32_t)table[k] * bucket[k];
+#else
+    for (uint32_t i = 0; i < pairs; ++i) {
+      const uint32_t b = *p++;
+      acc += (int32_t)table[b & 15u] * x[0] + (int32_t)table[b >> 4] * x[1];
+      x += 2;
+    }
+#endif
+    n -= 2 * pairs;
+  } else if (count == 0 && bits == 2) {
+    const uint32_t quads = n / 4;
+    for (uint32_t i = 0; i < quads; ++i) {
+      const uint32_t b = *p++;
+      acc += (int32_t)table[b & 3u] * x[0] + (int32_t)table[(b >> 2) & 3u] * x[1] +
+             (int32_t)table[(b >> 4) & 3u] * x[2] + (int32_t)table[b >> 6] * x[3];
+      x += 4;
+    }
+    n -= 4 * quads;
+  }
   for (uint32_t i = 0; i < n; ++i) {
     if (count < bits) {
       buffer |= (uint32_t)(*p++) << count;

@@ -30,20 +30,42 @@ def weights_with_values(model, values_per_kernel: int, *, seed: int = 0) -> None
         kernel = weights[0]
         if kernel.ndim < 2:
             continue
-        centroids = np.sort(rng.normal(0, 0.3, values_per_kernel)).astype(np.float32)
+        # evenly spaced, so that per-tensor int8 keeps them apart (up to 128 values)
+        centroids = (np.linspace(-0.5, 0.5, values_per_kernel) * rng.uniform(0.5, 1.5)).astype(np.float32)
         weights[0] = centroids[rng.integers(0, values_per_kernel, kernel.shape)]
-        if values_per_kernel > 1:  # every value present at least once
-            flat = weights[0].reshape(-1)
-            flat[:values_per_kernel] = centroids
+        present = min(values_per_kernel, kernel.size)  # every value present at least once where it fits
+        weights[0].reshape(-1)[:present] = centroids[:present]
         layer.set_weights(weights)
 
 
 def int8_inputs(tflite: bytes, n: int, seed: int = 1) -> np.ndarray:
+    """Random examples in the model's input dtype: every int8 value, or normal floats for a float input."""
     from edgeclust.tflite.parity import model_interface
 
     spec = model_interface(tflite).inputs[0]
     rng = np.random.default_rng(seed)
+    if spec.dtype == "float32":
+        return rng.normal(0, 1, size=(n, *spec.shape[1:])).astype(np.float32)
     return rng.integers(-128, 128, size=(n, *spec.shape[1:])).astype(np.int8)
+
+
+def convert_float_edges(model, data) -> bytes:
+    """int8 kernels with float32 input and output (QUANTIZE / DEQUANTIZE at the edges), as TF's converter
+    writes when no inference type is set; a model without a fixed batch size gets Flatten's SHAPE ops."""
+    import tensorflow as tf
+
+    from edgeclust.tflite._fds import captured_output
+
+    def representative():
+        for row in data[:64]:
+            yield [row[None].astype(np.float32)]
+
+    with captured_output():
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        return converter.convert()
 
 
 def check_bit_exact(tflite: bytes, n: int = 8, *, layouts=None, backend: NativeBackend | None = None):
@@ -64,3 +86,18 @@ def keras():
     import keras
 
     return keras
+
+
+class Helpers:
+    """The helpers above, handed to tests as the `nx` fixture (conftest modules are not importable)."""
+
+    convert = staticmethod(convert)
+    convert_float_edges = staticmethod(convert_float_edges)
+    weights_with_values = staticmethod(weights_with_values)
+    int8_inputs = staticmethod(int8_inputs)
+    check_bit_exact = staticmethod(check_bit_exact)
+
+
+@pytest.fixture(scope="session")
+def nx() -> Helpers:
+    return Helpers()

@@ -117,8 +117,8 @@ def render_files(*, model_data: bytes, op_names, board: BoardSpec, interface: Mo
     tout = _tensor_context(interface.outputs[0], 0)
     cases = [_case_context(i, case, interface, labels) for i, case in enumerate(self_test or [])]
     templates_dir = Path(templates_dir)
-    if not (templates_dir / "tflm" / "common").is_dir():
-        raise CodegenError(f"{templates_dir}: no firmware templates (tflm/common) there")
+    if not (templates_dir / "runtime" / "tflm").is_dir():
+        raise CodegenError(f"{templates_dir}: no firmware templates (runtime/tflm) there")
 
     arena = arena_size(arena_bytes, arena_margin, decoded_bytes)
     context = {
@@ -152,7 +152,10 @@ def render_files(*, model_data: bytes, op_names, board: BoardSpec, interface: Mo
     )
     files: dict[str, bytes] = {}
     source_dir = context["source_dir"]
-    groups = [("tflm/common", source_dir), ("tflm/project", ""), (f"tflm/{board.build_system}", "")]
+    # runtime sources and the board's console interface go where the build system compiles sources;
+    # the project README and the board's build files, startup code and linker script go to the top.
+    groups = [("runtime/tflm/src", source_dir), ("board/common", source_dir), ("runtime/tflm/project", ""),
+              (f"board/{board.build_system}", "")]
     if board.build_system == "make":
         groups.append(("smoke", ""))
     for group, target in groups:

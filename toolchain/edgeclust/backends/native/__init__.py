@@ -8,6 +8,7 @@ render() writes the C99 project for the board.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -34,10 +35,16 @@ class NativeBackend:
         self.sanitize = sanitize  # host build with -fsanitize=address,undefined (the fuzz tests)
 
     def unsupported(self, tflite: bytes) -> str | None:
+        """Why the native backend cannot run the model: an op or option outside its set (checked by lowering
+        it without packing, which is cheap), one line; None when it can."""
         try:
-            return unsupported_reason(graph_from_tflite(tflite))
-        except ModelFormatError as exc:
+            graph = graph_from_tflite(tflite)
+            reason = unsupported_reason(graph)
+            if reason is None:
+                lower_graph(graph, ())
+        except (ModelFormatError, CodegenError) as exc:
             return str(exc)
+        return reason
 
     def lower(self, tflite: bytes, layouts: Sequence[WeightLayout]) -> Lowered:
         model = read_model(tflite)
@@ -55,11 +62,12 @@ class NativeBackend:
             for p in program.packed if p.table_bytes
         )
         used = {p.tensor for p in program.packed if p.table_bytes}
+        extra = {"summary": _summary(program)} if "summary" in _field_names(Lowered) else {}
         return Lowered(backend=self.name, model=bytes(tflite), interface=interface, op_names=program.op_names,
                        arena_bytes=program.arena_bytes, flash=flash,
                        packed=tuple(layout for layout in layouts if layout.tensor in used),
                        arena_lower_bound=program.arena_lower_bound, notes=notes,
-                       details=NativeDetails(program, files))
+                       details=NativeDetails(program, files), **extra)
 
     def run_host(self, lowered: Lowered, x: np.ndarray) -> np.ndarray:
         details: NativeDetails = lowered.details
@@ -88,6 +96,22 @@ class NativeDetails:
     def __init__(self, program: Program, files: dict[str, bytes]):
         self.program = program
         self.files = files
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _summary(program: Program) -> dict:
+    """Backend facts for report.json: the arena against its bound, and how each weight tensor was stored."""
+    return {
+        "arena_bytes": program.arena_bytes,
+        "arena_lower_bound": program.arena_lower_bound,
+        "kernel_calls": len(program.steps),
+        "flash_parts": program.flash_parts(),
+        "weights": [{"tensor": p.name, "op": p.op, "bits": p.bits, "per_channel": p.per_channel,
+                     "index_bytes": p.index_bytes, "table_bytes": p.table_bytes} for p in program.packed],
+    }
 
 
 def _spec(t) -> TensorSpec:

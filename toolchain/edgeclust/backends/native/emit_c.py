@@ -89,6 +89,12 @@ def _ctype(dtype: str) -> str:
 
 
 def _array(name: str, ctype: str, values: np.ndarray) -> str:
+    count = max(np.asarray(values).size, 1)
+    return f"static const {ctype} {name}[{count}] __attribute__((aligned(4))) = {{\n{array_rows(ctype, values)}\n}};"
+
+
+def array_rows(ctype: str, values: np.ndarray) -> str:
+    """The values of a C array initializer, a fixed count per line, indented two spaces."""
     flat = np.asarray(values).reshape(-1)
     per_line = _PER_LINE.get(ctype, 8)
     if ctype == "uint8_t":
@@ -98,8 +104,7 @@ def _array(name: str, ctype: str, values: np.ndarray) -> str:
     if not items:
         items = ["0"]
     lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
-    body = ",\n  ".join(lines)
-    return f"static const {ctype} {name}[{max(len(flat), 1)}] __attribute__((aligned(4))) = {{\n  {body}\n}};"
+    return "  " + ",\n  ".join(lines)
 
 
 def _packing_summary(program: Program) -> str:

@@ -13,9 +13,9 @@ from typing import Sequence
 import numpy as np
 
 from edgeclust.backends.native import fixed_point as fp
-from edgeclust.backends.native import memory_plan
 from edgeclust.backends.native.program import Buffer, ConstArray, PackedTensor, Program, Step
 from edgeclust.errors import CodegenError
+from edgeclust.lower import memory as memory_plan
 from edgeclust.lower.graph import Graph, GraphOp, GraphTensor
 from edgeclust.lower.pack import pack_rows
 from edgeclust.lower.weights import WeightLayout
@@ -25,6 +25,8 @@ SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D
 SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 HINT = "use --backend tflm"
+_MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MEAN": 2, "SHAPE": 1,
+               "STRIDED_SLICE": 4, "PACK": 1}
 ALIGNMENT = 16
 
 
@@ -94,10 +96,20 @@ def unsupported_reason(graph: Graph) -> str | None:
     for t in (graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]):
         if t.dtype not in ("int8", "float32"):
             return f"a {t.dtype} model input or output ({t.name!r}); {HINT}"
+    for op in graph.ops:  # every tensor an op touches must have a plausible shape and quantization
+        for i in (*op.inputs, *op.outputs):
+            if not -1 <= i < len(graph.tensors):
+                return f"op {op.index} ({op.name}) refers to tensor {i}, which the model lacks; convert it again"
+            if i >= 0 and (problem := _tensor_problem(graph.tensors[i])):
+                return f"{problem}; convert the model again or {HINT}"
     shape_outputs = {t for op in graph.ops if op.name in SHAPE_OPS for t in op.outputs}
     for op in graph.ops:
         if op.name not in SUPPORTED_OPS:
             return f"the native backend does not support op {op.name}; {HINT}"
+        needed = _MIN_INPUTS.get(op.name, 1)
+        if len(op.outputs) != 1 or len(op.inputs) < needed or any(i < 0 for i in op.inputs[:needed]):
+            return (f"op {op.index} ({op.name}) has {len(op.inputs)} inputs and {len(op.outputs)} outputs; the model "
+                    "is damaged: convert it again")
         if op.name in SHAPE_OPS:
             for t in op.outputs:
                 for reader in graph.consumers(t):
@@ -122,6 +134,26 @@ def unsupported_reason(graph: Graph) -> str | None:
         if activations and (activations[0].dtype, activations[-1].dtype) != expected:
             return (f"{op.name} from {activations[0].dtype} to {activations[-1].dtype} (op {op.index}); only int8 "
                     f"kernels (and float edges) are native; {HINT}")
+    return None
+
+
+MAX_ELEMENTS = 1 << 26  # no microcontroller tensor is larger; keeps sizes far from int32 and memory limits
+
+
+def _tensor_problem(t: GraphTensor) -> str | None:
+    """Why a tensor cannot be lowered as stored (bad dimensions, scales, zero points), or None."""
+    if any(d < 1 for d in t.shape) or len(t.shape) > 6:
+        return f"tensor {t.name!r} has shape {list(t.shape)}"
+    if t.size > MAX_ELEMENTS:
+        return f"tensor {t.name!r} has {t.size:,} elements"
+    q = t.quant
+    if q is not None and t.dtype in ("int8", "int32"):
+        scales = np.asarray(q.scales, dtype=np.float64)
+        if not np.all(np.isfinite(scales)) or np.any(scales <= 0) or np.any(scales > 1e30):
+            return f"tensor {t.name!r} has quantization scale(s) {q.scales[:3]}"
+        low, high = (-128, 127) if t.dtype == "int8" else (-(2**31), 2**31 - 1)
+        if any(not low <= z <= high for z in q.zero_points):
+            return f"tensor {t.name!r} has zero point(s) {q.zero_points[:3]}"
     return None
 
 
@@ -471,22 +503,10 @@ def _finish(b: _Builder) -> Program:
                     in_place[out] = t
                     break
 
-    def owner(t: int) -> int:
-        while t in in_place:
-            t = in_place[t]
-        return t
-
-    uses = []
-    for t in sorted(first):
-        uses.append(memory_plan.BufferUse(f"t{t}", _nbytes(graph.tensors[t]), first[t], last[t],
-                                          f"t{owner(t)}" if t in in_place else None))
-    merged = {}
-    for u in uses:  # an in-place buffer's owner lives until the last of them
-        key = u.alias_of or u.name
-        lo, hi = merged.get(key, (u.first, u.last))
-        merged[key] = (min(lo, u.first), max(hi, u.last))
-    uses = [memory_plan.BufferUse(u.name, u.size, *merged[u.name]) if u.alias_of is None else u for u in uses]
+    uses = [memory_plan.BufferUse(f"t{t}", _nbytes(graph.tensors[t]), first[t], last[t],
+                                  f"t{in_place[t]}" if t in in_place else None) for t in sorted(first)]
     plan = memory_plan.plan(uses, alignment=ALIGNMENT)
+    memory_plan.check_plan(plan, uses)
     buffers = {t: Buffer(f"t{t}", _nbytes(graph.tensors[t]), graph.tensors[t].dtype, plan.offsets[f"t{t}"])
                for t in first}
     steps = tuple(

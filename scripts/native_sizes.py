@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Measure the native runtime's code per kernel with arm-none-eabi-gcc and write it to
+toolchain/edgeclust/backends/native/runtime_sizes.toml (price() uses it where no cross compiler is installed).
+
+Builds one firmware with every int8 kernel and one with float edges (QUANTIZE/DEQUANTIZE) per CPU profile,
+reads each kernel's bytes with arm-none-eabi-nm -S (static helpers counted with the kernel that calls them),
+and the rest of the code (startup, console, main, libc, libgcc) as `base`.
+
+    python scripts/native_sizes.py            # prints the table and writes the file
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "toolchain"))
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROFILES = {"cortex-m3": "qemu_lm3s6965evb", "cortex-m4f": "qemu_mps2_an386"}
+# static helpers -> the kernel whose code they are
+HELPERS = {"ec_conv_acc": "ec_conv", "ec_pool": "ec_max_pool", "ec_exp_quarter": "ec_softmax",
+           "ec_exp_on_negative_values": "ec_softmax", "ec_one_over_one_plus_x": "ec_softmax"}
+OUT = HERE.parent / "toolchain" / "edgeclust" / "backends" / "native" / "runtime_sizes.toml"
+
+
+def models():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from edgeclust.tflite._fds import captured_output
+    from edgeclust.tflite.convert import to_tflite
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 2), batch_size=1)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = layers.MaxPooling2D(2)(x)
+    y = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = layers.Add()([x, y])
+    x = layers.AveragePooling2D(2)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(4, activation="softmax")(layers.Dense(8, activation="relu")(x))
+    data = np.random.default_rng(0).normal(size=(32, 8, 8, 2)).astype(np.float32)
+    int8 = to_tflite(keras.Model(inputs, outputs), quantize="int8", representative_data=data, num_calibration=32)
+    small = keras.Sequential([keras.Input((8, 8, 2)), layers.Flatten(), layers.Dense(4)])
+    with captured_output():
+        converter = tf.lite.TFLiteConverter.from_keras_model(small)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([row[None]] for row in data)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        floats = converter.convert()
+    return int8, floats
+
+
+def measure(tflite: bytes, board):
+    import numpy as np
+
+    from edgeclust.backends.base import SelfTestCase
+    from edgeclust.backends.native import NativeBackend, default_layouts, firmware
+
+    backend = NativeBackend()
+    lowered = backend.lower(tflite, default_layouts(tflite))
+    spec_in, spec_out = lowered.interface.inputs[0], lowered.interface.outputs[0]
+    case = SelfTestCase(np.zeros(spec_in.shape[1:], spec_in.dtype), np.zeros(spec_out.shape[1:], spec_out.dtype))
+    with tempfile.TemporaryDirectory() as tmp:
+        elf = firmware.build(firmware.write_project(backend.render(lowered, board, [case]), Path(tmp)))
+        sizes = firmware.link_sizes(elf)
+        nm = subprocess.run(["arm-none-eabi-nm", "-S", "--size-sort", str(elf)], capture_output=True, text=True,
+                            check=True).stdout
+    kernels: dict[str, int] = {}
+    for line in nm.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tT" and parts[3].startswith("ec_"):
+            name = HELPERS.get(parts[3], parts[3])
+            if name.startswith(("ec_model", "ec_platform", "ec_print", "ec_exit", "ec_ticks", "ec_run", "ec_self_test",
+                                "ec_stream", "ec_multiply")):  # the shared part of the runtime: counted in base
+                continue
+            kernels[name] = kernels.get(name, 0) + int(parts[1], 16)
+    program = lowered.details.program
+    model_bytes = sum(c.nbytes for c in program.consts) + program.input.size + program.output.size
+    base = sizes.text + sizes.data - model_bytes - sum(kernels.values())
+    return kernels, base
+
+
+def main() -> int:
+    from edgeclust.codegen.board import load_board
+    from edgeclust.resources import boards_dir
+
+    int8, floats = models()
+    lines = ["# Code bytes of the native runtime per CPU profile, measured by scripts/native_sizes.py with",
+             "# arm-none-eabi-gcc -O2 (nm -S per kernel; base = startup, console, main, libc, libgcc).",
+             "# price() uses it only where no cross compiler is installed; with one it links the firmware."]
+    for profile, board_id in PROFILES.items():
+        board = load_board(board_id, boards_dir())
+        kernels, base = measure(int8, board)
+        float_kernels, float_base = measure(floats, board)
+        kernels.update({k: v for k, v in float_kernels.items() if k in ("ec_quantize", "ec_dequantize")})
+        float_support = max(0, float_base - base)  # libgcc/libm float code the edges pull in
+        for name in ("ec_quantize", "ec_dequantize"):
+            kernels[name] = kernels.get(name, 0) + float_support // 2
+        kernels["ec_average_pool"] = kernels.get("ec_average_pool", 0) + kernels.get("ec_max_pool", 0)
+        lines += ["", f"[{profile}]", f"base = {base}", f"default_kernel = {max(kernels.values())}"]
+        lines += [f"{name} = {size}" for name, size in sorted(kernels.items())]
+    text = "\n".join(lines) + "\n"
+    OUT.write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

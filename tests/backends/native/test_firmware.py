@@ -1,0 +1,69 @@
+"""The native firmware on QEMU: builds with arm-none-eabi-gcc alone, self-test PASS on both Cortex-M boards,
+weights in flash (map file), price() from the real link."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from edgeclust.backends.base import SelfTestCase
+from edgeclust.backends.native import NativeBackend, default_layouts, firmware
+from edgeclust.codegen.board import load_board
+from edgeclust.resources import boards_dir
+
+
+@pytest.fixture(scope="module")
+def small_model(nx, keras):
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inputs = keras.Input((10, 10, 2), batch_size=1)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = layers.MaxPooling2D(2)(x)
+    y = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = layers.Add()([x, y])
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(12, activation="relu")(x)
+    outputs = layers.Dense(4, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    nx.weights_with_values(model, 8)
+    data = np.random.default_rng(0).normal(size=(64, 10, 10, 2)).astype(np.float32)
+    return nx.convert(model, data, per_channel=False)
+
+
+@pytest.mark.parametrize("board_id", ["qemu_mps2_an386", "qemu_lm3s6965evb"])
+def test_small_model_self_test_passes_on_qemu(nx, small_model, board_id, tmp_path):
+    board = load_board(board_id, boards_dir())
+    backend = NativeBackend()
+    lowered = backend.lower(small_model, default_layouts(small_model))
+    x = nx.int8_inputs(small_model, 4)
+    expected = backend.run_host(lowered, x)
+    files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])
+    assert {"Makefile", "startup.c", "linker.ld", "ec_model.c", "ec_kernels.c", "main.c", "board.json"} <= set(files)
+    elf = firmware.build(firmware.write_project(files, tmp_path))
+    status, console = firmware.run_qemu(elf, board.qemu_machine)
+    assert status == 0, console
+    assert "self-test: PASS (4/4 outputs bit-identical" in console
+    assert firmware.ticks(console) > 0
+
+    # every weight, table and bias array is const and lands in flash
+    symbols = _symbols(elf)
+    consts = [c.name for c in lowered.details.program.consts]
+    assert consts and all(symbols[name] < board.ram_origin for name in consts)
+    assert symbols["ec_arena"] >= board.ram_origin
+    mapped = (tmp_path / "build" / "fw.map").read_text()
+    assert all(re.search(rf"\.rodata\.{name}\b", mapped) for name in consts)
+
+    cost = backend.price(lowered, board)
+    sizes = firmware.link_sizes(elf)
+    assert cost.measured and cost.fits
+    assert cost.ram_parts["arena"] == lowered.arena_bytes
+    assert abs(cost.flash_used - (sizes.text + sizes.data)) < 4 * (lowered.details.program.input.size + 16)
+
+
+def _symbols(elf) -> dict[str, int]:
+    import subprocess
+
+    out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    return {parts[2]: int(parts[0], 16) for parts in (line.split() for line in out.splitlines()) if len(parts) == 3}
