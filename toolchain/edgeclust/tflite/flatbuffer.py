@@ -60,6 +60,7 @@ class Quantization:
     scales: np.ndarray
     zero_points: np.ndarray
     quantized_dimension: int
+    zero_points_stored: bool = True  # False: the file has scales but no zero points (read as zeros here)
 
     @property
     def per_channel(self) -> bool:
@@ -394,9 +395,10 @@ class _Reader:
                 f"corrupted .tflite file: {label} has {len(scales)} quantization scales but "
                 f"{len(zero_points)} zero points"
             )
+        stored = len(zero_points) > 0 or len(scales) == 0
         if len(zero_points) == 0:
             zero_points = np.zeros(len(scales), np.int64)
-        return Quantization(scales, zero_points, int(axis))
+        return Quantization(scales, zero_points, int(axis), stored)
 
 
 class _LazyBuffers:

@@ -27,6 +27,9 @@ ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 HINT = "use --backend tflm"
 _MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MEAN": 2, "SHAPE": 1,
                "STRIDED_SLICE": 4, "PACK": 1}
+# as many inputs as TFLM's kernels accept (PACK: any number of values)
+_MAX_INPUTS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 3, "ADD": 2, "MEAN": 2, "RESHAPE": 2,
+               "STRIDED_SLICE": 5, "PACK": 1 << 16}
 ALIGNMENT = 16
 
 
@@ -106,8 +109,9 @@ def unsupported_reason(graph: Graph) -> str | None:
     for op in graph.ops:
         if op.name not in SUPPORTED_OPS:
             return f"the native backend does not support op {op.name}; {HINT}"
-        needed = _MIN_INPUTS.get(op.name, 1)
-        if len(op.outputs) != 1 or len(op.inputs) < needed or any(i < 0 for i in op.inputs[:needed]):
+        needed, allowed = _MIN_INPUTS.get(op.name, 1), _MAX_INPUTS.get(op.name, 1)
+        if (len(op.outputs) != 1 or not needed <= len(op.inputs) <= allowed
+                or any(i < 0 for i in op.inputs[:needed])):
             return (f"op {op.index} ({op.name}) has {len(op.inputs)} inputs and {len(op.outputs)} outputs; the model "
                     "is damaged: convert it again")
         if op.name in SHAPE_OPS:
@@ -151,6 +155,8 @@ def _tensor_problem(t: GraphTensor) -> str | None:
         scales = np.asarray(q.scales, dtype=np.float64)
         if not np.all(np.isfinite(scales)) or np.any(scales <= 0) or np.any(scales > 1e30):
             return f"tensor {t.name!r} has quantization scale(s) {q.scales[:3]}"
+        if not q.zero_points_stored:
+            return f"tensor {t.name!r} has quantization scales but no zero points"
         low, high = (-128, 127) if t.dtype == "int8" else (-(2**31), 2**31 - 1)
         if any(not low <= z <= high for z in q.zero_points):
             return f"tensor {t.name!r} has zero point(s) {q.zero_points[:3]}"
@@ -245,13 +251,13 @@ def _weights(b: _Builder, step: str, op: GraphOp, t: GraphTensor, rows: np.ndarr
 
 
 def _requant(b: _Builder, step: str, op: GraphOp, rows: np.ndarray, bias_index: int, x: GraphTensor,
-             w: GraphTensor, y: GraphTensor, *, float_product: bool = False) -> str:
+             w: GraphTensor, y: GraphTensor, *, channel_axis: int = 0, float_product: bool = False) -> str:
     """Folded biases, per-channel multipliers/shifts and the activation range: the ec_requant initializer."""
     xq, wq, yq = _quant(x, "input"), _quant(w, "filter"), _quant(y, "output")
     out_c = rows.shape[0]
-    if len(wq.scales) not in (1, out_c):
-        raise CodegenError(f"{op.name} (op {op.index}) has {len(wq.scales)} filter scales for {out_c} channels; "
-                           "convert the model again")
+    if len(wq.scales) not in (1, out_c) or (wq.per_channel and wq.axis != channel_axis):
+        raise CodegenError(f"{op.name} (op {op.index}) has {len(wq.scales)} filter scales along axis {wq.axis} for "
+                           f"{out_c} output channels on axis {channel_axis}; convert the model again")
     if any(z != 0 for z in wq.zero_points):
         raise _refuse(f"{op.name} with asymmetric int8 weights")
     bias = np.zeros(out_c, np.int64)
@@ -341,7 +347,7 @@ def _depthwise(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     rows = np.ascontiguousarray(to_rows(w.data))
     win = _window(op, in_hwc, out_hwc, w.shape[1], w.shape[2], dilation=True)
     weights = _weights(b, step, op, w, rows, 3, lambda idx: np.ascontiguousarray(to_rows(idx)))
-    requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y)
+    requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y, channel_axis=3)
     init = (f"{{.w = {weights}, .q = {requant}, .win = {win}, .input_zero_point = {_quant(x, 'input').zero_point}, "
             f".depth_multiplier = {multiplier}}}")
     b.add_step(Step(step, "ec_depthwise_conv", "ec_depthwise_params", init, (), (),
