@@ -171,8 +171,15 @@ static int32_t ec_conv_acc(const ec_conv_params *p, const int8_t *input, int oy,
   int32_t acc = p->q.bias[oc];
   const int in_y0 = oy * w->stride_h - w->pad_h;
   const int in_x0 = ox * w->stride_w - w->pad_w;
+  const int row_inside = w->dil_w == 1 && in_x0 >= 0 && in_x0 + w->k_w <= w->in_w;
   for (int ky = 0; ky < w->k_h; ++ky) {
     const int iy = in_y0 + ky * w->dil_h;
+    if (row_inside && iy >= 0 && iy < w->in_h) {
+      /* the whole filter row lies inside the input: k_w * in_c contiguous inputs, one stream */
+      const int8_t *x = input + ((size_t)iy * w->in_w + (size_t)in_x0) * w->in_c;
+      acc = ec_add_wrap(acc, ec_stream_dot(&s, x, (uint32_t)w->k_w * w->in_c));
+      continue;
+    }
     for (int kx = 0; kx < w->k_w; ++kx) {
       const int ix = in_x0 + kx * w->dil_w;
       if (iy >= 0 && iy < w->in_h && ix >= 0 && ix < w->in_w) {
