@@ -41,7 +41,7 @@ int main(void) {
   ec_exit(status);
   return status;
 #else
-  (void)status; /* a real board keeps running inferences; the self-test line is its verdict */
+  (void)status; /* shown above; a real board goes on running inferences */
   for (;;) ec_model_invoke();
 #endif
 }

@@ -61,7 +61,9 @@ def measured_sizes(lowered: Lowered, board) -> firmware.LinkSizes:
     """Link the firmware (one self-test case) in a temporary folder and read arm-none-eabi-size."""
     spec_in, spec_out = lowered.interface.inputs[0], lowered.interface.outputs[0]
     case = SelfTestCase(np.zeros(spec_in.shape[1:], spec_in.dtype), np.zeros(spec_out.shape[1:], spec_out.dtype))
-    make_board = board if board.build_system == "make" else dataclasses.replace(board, build_system="make")
+    # a board built another way is linked as a make board with the semihosting console (same kernels and model)
+    make_board = board if board.build_system == "make" else dataclasses.replace(board, build_system="make",
+                                                                                console="semihosting")
     files = render_project(lowered, make_board, [case])
     with tempfile.TemporaryDirectory(prefix="edgeclust-native-size-") as tmp:
         folder = firmware.write_project(files, Path(tmp))
