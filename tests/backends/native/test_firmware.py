@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import pytest
-
 from edgeclust.backends.base import SelfTestCase
 from edgeclust.backends.native import NativeBackend, default_layouts, firmware
 from edgeclust.codegen.board import load_board
@@ -40,7 +39,7 @@ def test_small_model_self_test_passes_on_qemu(nx, small_model, board_id, tmp_pat
     x = nx.int8_inputs(small_model, 4)
     expected = backend.run_host(lowered, x)
     files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])
-    assert {"Makefile", "startup.c", "linker.ld", "ec_model.c", "ec_kernels.c", "main.c"} <= set(files)
+    assert {"Makefile", "startup.c", "linker.ld", "ec_model.c", "ec_kernels.c", "main.c", "board.json"} <= set(files)
     elf = firmware.build(firmware.write_project(files, tmp_path))
     status, console = firmware.run_qemu(elf, board.qemu_machine)
     assert status == 0, console

@@ -9,6 +9,7 @@ interpreter on random int8 inputs: the outputs must be bit-identical. Derandomiz
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from edgeclust.backends.native import NativeBackend, default_layouts
 from edgeclust.tflite import convert, parity
 from edgeclust.tflite.flatbuffer import read_model
 
-EXAMPLES = 18
+EXAMPLES = int(os.environ.get("EDGECLUST_PROPERTY_EXAMPLES", "18"))  # raise it for a longer local hunt
 PROPERTY_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -100,6 +101,8 @@ def int8_model(layer, input_shape: tuple[int, ...], q: Quantization) -> bytes:
 
 
 def assert_native_matches_tflm(tflite: bytes, op_name: str, seed: int) -> None:
+    """Lower `tflite` (which must hold `op_name`) with the native backend and compare its host build with the
+    tflite_micro interpreter on six random int8 inputs, two of them all -128 and all 127."""
     model = read_model(tflite)
     assert op_name in model.op_names, model.op_names
     backend = NativeBackend()
@@ -124,6 +127,7 @@ def assert_native_matches_tflm(tflite: bytes, op_name: str, seed: int) -> None:
 @given(window=windows(), channels=st.integers(1, 5), filters=st.integers(1, 6), activation=activations,
        use_bias=st.booleans(), q=quantizations)
 def test_conv2d_matches_tflm(window, channels, filters, activation, use_bias, q):
+    """CONV_2D over random windows (stride or dilation, SAME or VALID), channels, filters and quantization."""
     from keras import layers
 
     size, kernel, strides, dilation, padding = window
@@ -136,6 +140,7 @@ def test_conv2d_matches_tflm(window, channels, filters, activation, use_bias, q)
 @given(window=windows(), channels=st.integers(1, 5), multiplier=st.integers(1, 3), activation=activations,
        use_bias=st.booleans(), q=quantizations)
 def test_depthwise_conv2d_matches_tflm(window, channels, multiplier, activation, use_bias, q):
+    """DEPTHWISE_CONV_2D over random windows, channels, depth multipliers 1..3 and quantization."""
     from keras import layers
 
     size, kernel, strides, dilation, padding = window
@@ -148,6 +153,7 @@ def test_depthwise_conv2d_matches_tflm(window, channels, multiplier, activation,
 @given(features=st.integers(1, 64), units=st.integers(1, 24), activation=activations, use_bias=st.booleans(),
        q=quantizations)
 def test_fully_connected_matches_tflm(features, units, activation, use_bias, q):
+    """FULLY_CONNECTED over random input and output widths and quantization."""
     from keras import layers
 
     layer = layers.Dense(units, activation=activation, use_bias=use_bias)

@@ -8,7 +8,8 @@ render() writes the C99 project for the board.
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -52,7 +53,8 @@ class NativeBackend:
             program = lower_graph(graph, layouts)
         except (ValueError, OverflowError) as exc:  # numbers from a hostile file that numpy refuses
             raise CodegenError(f"the model cannot be lowered: {exc}; convert it again") from None
-        files = {"ec_model.c": emit_c.model_source(program).encode(), "ec_model.h": emit_c.model_header(program).encode()}
+        files = {"ec_model.c": emit_c.model_source(program).encode(),
+                 "ec_model.h": emit_c.model_header(program).encode()}
         interface = ModelInterface(tuple(_spec(graph.tensors[i]) for i in graph.inputs),
                                    tuple(_spec(graph.tensors[i]) for i in graph.outputs))
         flash = tuple(FlashItem(kind, size) for kind, size in sorted(program.flash_parts().items()))
@@ -61,18 +63,20 @@ class NativeBackend:
             for p in program.packed if p.table_bytes
         )
         used = {p.tensor for p in program.packed if p.table_bytes}
+        extra = {"summary": _summary(program)} if "summary" in _field_names(Lowered) else {}
         return Lowered(backend=self.name, model=bytes(tflite), interface=interface, op_names=program.op_names,
                        arena_bytes=program.arena_bytes, flash=flash,
                        packed=tuple(layout for layout in layouts if layout.tensor in used),
                        arena_lower_bound=program.arena_lower_bound, notes=notes,
-                       details=NativeDetails(program, files))
+                       details=NativeDetails(program, files), **extra)
 
     def run_host(self, lowered: Lowered, x: np.ndarray) -> np.ndarray:
         details: NativeDetails = lowered.details
         spec_in, spec_out = lowered.interface.inputs[0], lowered.interface.outputs[0]
         x = np.asarray(x)
         if x.dtype != np.dtype(spec_in.dtype) or x.shape[1:] != tuple(spec_in.shape[1:]):
-            raise DataError(f"the native host build takes {spec_in.dtype} examples of shape {tuple(spec_in.shape[1:])}; "
+            raise DataError(f"the native host build takes {spec_in.dtype} examples of shape "
+                            f"{tuple(spec_in.shape[1:])}; "
                             f"got {x.dtype} {x.shape}")
         binary = host.build_host(details.files, sanitize=self.sanitize)
         return host.run_host_binary(binary, x, tuple(spec_out.shape[1:]), spec_out.dtype)
@@ -94,6 +98,22 @@ class NativeDetails:
     def __init__(self, program: Program, files: dict[str, bytes]):
         self.program = program
         self.files = files
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _summary(program: Program) -> dict:
+    """Backend facts for report.json: the arena against its bound, and how each weight tensor was stored."""
+    return {
+        "arena_bytes": program.arena_bytes,
+        "arena_lower_bound": program.arena_lower_bound,
+        "kernel_calls": len(program.steps),
+        "flash_parts": program.flash_parts(),
+        "weights": [{"tensor": p.name, "op": p.op, "bits": p.bits, "per_channel": p.per_channel,
+                     "index_bytes": p.index_bytes, "table_bytes": p.table_bytes} for p in program.packed],
+    }
 
 
 def _spec(t) -> TensorSpec:

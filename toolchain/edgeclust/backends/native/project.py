@@ -6,7 +6,9 @@ systems get the sources to add to their own project.
 
 from __future__ import annotations
 
-from typing import Sequence
+import hashlib
+import json
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,6 +31,7 @@ def render_project(lowered: Lowered, board, cases: Sequence[SelfTestCase]) -> di
     files = {name: (runtime / name).read_bytes() for name in RUNTIME_SOURCES}
     files.update(lowered.details.files)
     files["ec_self_test.c"] = self_test_source(lowered, cases).encode()
+    files["board.json"] = project_json(lowered, board, len(cases))
     if board.build_system == "make":
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined,
                                  keep_trailing_newline=True)
@@ -36,6 +39,21 @@ def render_project(lowered: Lowered, board, cases: Sequence[SelfTestCase]) -> di
         for name in ("startup.c", "linker.ld"):
             files[name] = env.get_template(f"board/make/{name}.j2").render(board=board).encode()
     return files
+
+
+def project_json(lowered: Lowered, board, n_cases: int) -> bytes:
+    """board.json (as the TFLM projects write it), so `edgeclust flash DIR` finds the board and the backend."""
+    program = lowered.details.program
+    facts = {
+        "backend": "native",
+        "model": {"bytes": len(lowered.model), "sha256": hashlib.sha256(lowered.model).hexdigest()},
+        "ops": list(program.op_names),
+        "arena_bytes": program.arena_bytes,
+        "arena_lower_bound": program.arena_lower_bound,
+        "self_test_cases": n_cases,
+    }
+    text = json.dumps({"generator": "edgeclust", "board": board.to_dict(), **facts}, indent=2, sort_keys=True)
+    return (text + "\n").encode("utf-8")
 
 
 def self_test_source(lowered: Lowered, cases: Sequence[SelfTestCase]) -> str:
