@@ -347,6 +347,7 @@ TARGETED = {
     "conv bias 2**31-1": _set_int32(conv_b, 3, 2**31 - 1),
     "depthwise op made a RESHAPE (3 inputs)": lambda obj, sg, fb: setattr(
         _op(obj, sg, "DEPTHWISE_CONV_2D"), "opcodeIndex", _op(obj, sg, "RESHAPE").opcodeIndex),
+    "reshape with custom options": lambda obj, sg, fb: setattr(_op(obj, sg, "RESHAPE"), "customOptions", [1, 2, 3]),
     "conv bias missing": _set_input("CONV_2D", 2, lambda obj, sg: -1),
     "dense bias of 8 for 32 outputs": _set_input("FULLY_CONNECTED", 2,
                                                  lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[2]),
