@@ -33,7 +33,6 @@ def build_models(names, mnist_dir: Path, seed: int):
     """name -> (int8 .tflite, int8 test inputs): trained briefly, clustered (LINEAR, no fine-tuning), converted."""
     import keras
     import numpy as np
-
     from edgeclust import data as edata
     from edgeclust import examples
     from edgeclust.pipeline.stages import ClusterOptions, cluster_model, convert_model
@@ -149,11 +148,11 @@ def main() -> int:
     header = (f"{'model':<10} {'native flash':>13} {'limit':>9} {'code':>7} {'native RAM':>11} {'TFLM int8 flash':>16} "
               f"{'TFLM int8 RAM':>14} {'TFLM LUT flash':>15} {'TFLM LUT RAM':>13}")
     print(header)
-    for name, lowered, cost, limit, tflm_arena, int8, lut, *_ in rows:
+    for name, _lowered, cost, limit, _tflm_arena, int8, lut, *_ in rows:
         print(f"{name:<10} {cost.flash_used:>13,} {limit:>9,} {cost.flash_parts['code']:>7,} {cost.ram_used:>11,} "
               f"{int8.flash_used:>16,} {int8.ram_used:>14,} {lut.flash_used:>15,} {lut.ram_used:>13,}")
     print("\narena (bytes): native plan vs its lower bound vs TFLM's measured arena")
-    for name, lowered, cost, limit, tflm_arena, *_ in rows:
+    for name, lowered, _cost, _limit, tflm_arena, *_ in rows:
         print(f"{name:<10} native {lowered.arena_bytes:>7,}  lower bound {lowered.arena_lower_bound:>7,}  "
               f"TFLM {tflm_arena:>7,}  ({lowered.arena_bytes / tflm_arena:.0%} of TFLM)")
     print(f"\ninstructions per inference on {timing_board.name} (SysTick ticks x {INSTRUCTIONS_PER_TICK}); "

@@ -29,7 +29,6 @@ def main() -> int:
 
     import keras
     import numpy as np
-
     from edgeclust import data as edata
     from edgeclust import examples
     from edgeclust.backends.native import NativeBackend, default_layouts

@@ -33,7 +33,6 @@ def models():
     import keras
     import numpy as np
     import tensorflow as tf
-
     from edgeclust.tflite._fds import captured_output
     from edgeclust.tflite.convert import to_tflite
 
@@ -61,7 +60,6 @@ def models():
 
 def measure(tflite: bytes, board):
     import numpy as np
-
     from edgeclust.backends.base import SelfTestCase
     from edgeclust.backends.native import NativeBackend, default_layouts, firmware
 

@@ -30,6 +30,11 @@ static inline int32_t ec_rdbpot(int32_t x, int exponent) {
   return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
+/* a + b and a * b with int32 wrap-around: TFLM's int32 accumulators wrap on every target it runs on, and a
+ * hostile model must not make the C undefined (the host oracle runs under UBSan in the fuzz tests). */
+static inline int32_t ec_add_wrap(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+static inline int32_t ec_mul_wrap(int32_t a, int32_t b) { return (int32_t)((uint32_t)a * (uint32_t)b); }
+
 /* x * 2^shift with int32 wrap-around, as TFLM's `x * (1 << left_shift)` behaves on every target. */
 static inline int32_t ec_shl(int32_t x, int shift) { return (int32_t)((uint32_t)x << shift); }
 
@@ -42,7 +47,7 @@ int32_t ec_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int s
 
 static inline int8_t ec_requantize(const ec_requant *q, int32_t acc, uint32_t channel) {
   int32_t v = ec_multiply_by_quantized_multiplier(acc, q->multiplier[channel], q->shift[channel]);
-  v += q->output_zero_point;
+  v = ec_add_wrap(v, q->output_zero_point);
   v = EC_MAX(v, q->act_min);
   v = EC_MIN(v, q->act_max);
   return (int8_t)v;
@@ -82,12 +87,12 @@ static inline int32_t ec_stream_next(ec_stream *s) {
 
 /* sum(w[i] * x[i]) over the next n weights of the row. */
 static inline int32_t ec_stream_dot(ec_stream *s, const int8_t *x, uint32_t n) {
-  int32_t acc = 0;
+  uint32_t acc = 0; /* wraps like TFLM's int32 accumulator */
   if (s->table == NULL) {
     const int8_t *w = (const int8_t *)s->p;
-    for (uint32_t i = 0; i < n; ++i) acc += (int32_t)w[i] * x[i];
+    for (uint32_t i = 0; i < n; ++i) acc += (uint32_t)((int32_t)w[i] * x[i]);
     s->p += n;
-    return acc;
+    return (int32_t)acc;
   }
   const int8_t *table = s->table;
   const uint32_t bits = s->bits, mask = s->mask;
@@ -101,25 +106,35 @@ static inline int32_t ec_stream_dot(ec_stream *s, const int8_t *x, uint32_t n) {
     int32_t bucket[16] = {0};
     for (uint32_t i = 0; i < pairs; ++i) {
       const uint32_t b = *p++;
-      bucket[b & 15u] += x[0];
-      bucket[b >> 4] += x[1];
+      bucket[b & 15u] = ec_add_wrap(bucket[b & 15u], x[0]);
+      bucket[b >> 4] = ec_add_wrap(bucket[b >> 4], x[1]);
       x += 2;
     }
-    for (uint32_t k = 0; k < 16; ++k) acc += (int32_t)table[k] * bucket[k];
+    for (uint32_t k = 0; k < 16; ++k) acc += (uint32_t)table[k] * (uint32_t)bucket[k];
 #else
     for (uint32_t i = 0; i < pairs; ++i) {
       const uint32_t b = *p++;
-      acc += (int32_t)table[b & 15u] * x[0] + (int32_t)table[b >> 4] * x[1];
+      acc += (uint32_t)((int32_t)table[b & 15u] * x[0] + (int32_t)table[b >> 4] * x[1]);
       x += 2;
     }
 #endif
     n -= 2 * pairs;
+  } else if (count == 0 && bits == 3) {
+    /* Byte-aligned 3-bit indices: eight weights in every three bytes. */
+    const uint32_t groups = n / 8;
+    for (uint32_t i = 0; i < groups; ++i) {
+      const uint32_t w = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
+      p += 3;
+      for (uint32_t j = 0; j < 8; ++j) acc += (uint32_t)((int32_t)table[(w >> (3 * j)) & 7u] * x[j]);
+      x += 8;
+    }
+    n -= 8 * groups;
   } else if (count == 0 && bits == 2) {
     const uint32_t quads = n / 4;
     for (uint32_t i = 0; i < quads; ++i) {
       const uint32_t b = *p++;
-      acc += (int32_t)table[b & 3u] * x[0] + (int32_t)table[(b >> 2) & 3u] * x[1] +
-             (int32_t)table[(b >> 4) & 3u] * x[2] + (int32_t)table[b >> 6] * x[3];
+      acc += (uint32_t)((int32_t)table[b & 3u] * x[0] + (int32_t)table[(b >> 2) & 3u] * x[1] +
+                        (int32_t)table[(b >> 4) & 3u] * x[2] + (int32_t)table[b >> 6] * x[3]);
       x += 4;
     }
     n -= 4 * quads;
@@ -129,20 +144,20 @@ static inline int32_t ec_stream_dot(ec_stream *s, const int8_t *x, uint32_t n) {
       buffer |= (uint32_t)(*p++) << count;
       count += 8;
     }
-    acc += (int32_t)table[buffer & mask] * x[i];
+    acc += (uint32_t)((int32_t)table[buffer & mask] * x[i]);
     buffer >>= bits;
     count -= bits;
   }
   s->buffer = buffer;
   s->count = count;
   s->p = p;
-  return acc;
+  return (int32_t)acc;
 }
 
 /* sum(w[i]) over the next n weights (the part of a window that lies in the padding). */
 static inline int32_t ec_stream_sum(ec_stream *s, uint32_t n) {
   int32_t acc = 0;
-  for (uint32_t i = 0; i < n; ++i) acc += ec_stream_next(s);
+  for (uint32_t i = 0; i < n; ++i) acc = ec_add_wrap(acc, ec_stream_next(s));
   return acc;
 }
 
@@ -161,9 +176,9 @@ static int32_t ec_conv_acc(const ec_conv_params *p, const int8_t *input, int oy,
     for (int kx = 0; kx < w->k_w; ++kx) {
       const int ix = in_x0 + kx * w->dil_w;
       if (iy >= 0 && iy < w->in_h && ix >= 0 && ix < w->in_w) {
-        acc += ec_stream_dot(&s, input + ((size_t)iy * w->in_w + (size_t)ix) * w->in_c, w->in_c);
+        acc = ec_add_wrap(acc, ec_stream_dot(&s, input + ((size_t)iy * w->in_w + (size_t)ix) * w->in_c, w->in_c));
       } else {
-        acc += ec_stream_sum(&s, w->in_c) * p->input_zero_point;
+        acc = ec_add_wrap(acc, ec_mul_wrap(ec_stream_sum(&s, w->in_c), p->input_zero_point));
       }
     }
   }
@@ -228,9 +243,9 @@ void ec_depthwise_conv(const ec_depthwise_params *p, const int8_t *input, int8_t
             const int ix = in_x0 + kx * w->dil_w;
             const int32_t weight = ec_stream_next(&s);
             if (iy >= 0 && iy < w->in_h && ix >= 0 && ix < w->in_w) {
-              acc += weight * input[((size_t)iy * w->in_w + (size_t)ix) * w->in_c + ic];
+              acc = ec_add_wrap(acc, weight * input[((size_t)iy * w->in_w + (size_t)ix) * w->in_c + ic]);
             } else {
-              acc += weight * p->input_zero_point;
+              acc = ec_add_wrap(acc, weight * p->input_zero_point);
             }
           }
         }
@@ -249,7 +264,7 @@ void ec_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *outp
     for (uint32_t oc = 0; oc < p->out_n; ++oc) {
       ec_stream s;
       ec_stream_open(&s, &p->w, oc);
-      out[oc] = ec_requantize(&p->q, p->q.bias[oc] + ec_stream_dot(&s, x, p->in_n), oc);
+      out[oc] = ec_requantize(&p->q, ec_add_wrap(p->q.bias[oc], ec_stream_dot(&s, x, p->in_n)), oc);
     }
   }
 }
@@ -271,7 +286,7 @@ static void ec_pool(const ec_pool_params *p, const int8_t *input, int8_t *output
         for (int y = y_start; y < y_end; ++y) {
           for (int x = x_start; x < x_end; ++x) {
             const int32_t v = input[((size_t)y * w->in_w + (size_t)x) * w->in_c + c];
-            acc = average ? acc + v : EC_MAX(acc, v);
+            acc = average ? ec_add_wrap(acc, v) : EC_MAX(acc, v);
             ++count;
           }
         }
@@ -298,8 +313,8 @@ void ec_average_pool(const ec_pool_params *p, const int8_t *input, int8_t *outpu
 void ec_mean_hw(const ec_mean_params *p, const int8_t *input, int8_t *output) {
   for (uint32_t c = 0; c < p->channels; ++c) {
     int32_t sum = 0;
-    for (uint32_t i = 0; i < p->spatial; ++i) sum += input[(size_t)i * p->channels + c];
-    const int32_t shifted = sum - p->input_zero_point * (int32_t)p->spatial;
+    for (uint32_t i = 0; i < p->spatial; ++i) sum = ec_add_wrap(sum, input[(size_t)i * p->channels + c]);
+    const int32_t shifted = ec_add_wrap(sum, ec_mul_wrap(-p->input_zero_point, (int32_t)p->spatial));
     int32_t v = ec_multiply_by_quantized_multiplier(shifted, p->multiplier, p->shift) + p->output_zero_point;
     v = EC_MAX(v, -128);
     v = EC_MIN(v, 127);
@@ -396,15 +411,17 @@ void ec_softmax(const ec_softmax_params *p, const int8_t *input, int8_t *output)
       const int32_t diff = x[c] - max_in_row;
       if (diff >= p->diff_min) {
         const int32_t scaled = ec_multiply_by_quantized_multiplier(diff, p->input_multiplier, p->input_left_shift);
-        sum_of_exps += ec_rdbpot(ec_exp_on_negative_values(scaled), 12);
+        sum_of_exps = ec_add_wrap(sum_of_exps, ec_rdbpot(ec_exp_on_negative_values(scaled), 12));
       }
     }
-    /* TFLM GetReciprocal(sum_of_exps, 12) */
+    /* TFLM GetReciprocal(sum_of_exps, 12). The sum is positive for any real model (the row's maximum adds
+     * 1.0); a wrapped one (TFLM would abort at its exponent check) is pinned so no shift is out of range. */
+    if (sum_of_exps <= 0) sum_of_exps = INT32_MAX;
     const int headroom_plus_one = ec_count_leading_zeros((uint32_t)sum_of_exps);
     const int num_bits_over_unit = 12 - headroom_plus_one;
     const int32_t shifted_sum_minus_one = (int32_t)(((uint32_t)sum_of_exps << headroom_plus_one) - (1u << 31));
     const int32_t shifted_scale = ec_one_over_one_plus_x(shifted_sum_minus_one);
-    const int exponent = num_bits_over_unit + 31 - 8;
+    const int exponent = EC_MIN(EC_MAX(num_bits_over_unit + 31 - 8, 0), 31);
     for (uint32_t c = 0; c < p->depth; ++c) {
       const int32_t diff = x[c] - max_in_row;
       if (diff >= p->diff_min) {

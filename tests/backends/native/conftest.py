@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from edgeclust.backends.native import NativeBackend, default_layouts
-from edgeclust.tflite.parity import run_tflm
+from edgeclust.tflite.parity import run_tflm, tflm_arena_bytes
 
 
 def convert(model, data, *, per_channel: bool = True) -> bytes:
@@ -53,7 +52,6 @@ def convert_float_edges(model, data) -> bytes:
     """int8 kernels with float32 input and output (QUANTIZE / DEQUANTIZE at the edges), as TF's converter
     writes when no inference type is set; a model without a fixed batch size gets Flatten's SHAPE ops."""
     import tensorflow as tf
-
     from edgeclust.tflite._fds import captured_output
 
     def representative():
@@ -77,7 +75,10 @@ def check_bit_exact(tflite: bytes, n: int = 8, *, layouts=None, backend: NativeB
     reference = run_tflm(tflite, x)
     assert ours.dtype == reference.dtype and ours.shape == reference.shape
     differing = np.count_nonzero(ours != reference)
-    assert differing == 0, f"{differing} of {ours.size} outputs differ from TFLM (max {np.abs(ours.astype(int) - reference).max()} LSB)"
+    worst = int(np.abs(ours.astype(int) - reference).max())
+    assert differing == 0, f"{differing} of {ours.size} outputs differ from TFLM (max {worst} LSB)"
+    # the planned arena: never below the bound of buffers alive together, never above TFLM's measured arena
+    assert lowered.arena_lower_bound <= lowered.arena_bytes <= tflm_arena_bytes(tflite)
     return lowered
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from edgeclust.backends.native import NativeBackend
 from edgeclust.errors import CodegenError
 

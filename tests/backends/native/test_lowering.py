@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from edgeclust.backends.native import NativeBackend, default_layouts, firmware
 from edgeclust.backends.native.from_tflite import graph_from_tflite
 from edgeclust.codegen.board import load_board
@@ -85,3 +84,20 @@ def test_refusals_name_the_op_and_suggest_tflm(nx, keras):
         assert "--backend tflm" in reason and "\n" not in reason
         with pytest.raises(CodegenError):
             NativeBackend().lower(tflite, ())
+
+
+@pytest.mark.parametrize("board_id", ["esp32s3_devkitc", "rpi_pico", "arduino_nano33_ble"])
+def test_other_build_systems_get_sources_and_a_price(residual_model, board_id):
+    from edgeclust.backends.base import SelfTestCase
+
+    board = load_board(board_id, boards_dir())
+    backend = NativeBackend()
+    lowered = backend.lower(residual_model, default_layouts(residual_model))
+    cost = backend.price(lowered, board)
+    assert cost.flash_used > sum(item.bytes for item in lowered.flash)
+    assert cost.ram_parts["arena"] == lowered.arena_bytes
+    assert cost.measured == board.cpu.startswith("cortex-m")
+    spec_in, spec_out = lowered.interface.inputs[0], lowered.interface.outputs[0]
+    case = SelfTestCase(np.zeros(spec_in.shape[1:], spec_in.dtype), np.zeros(spec_out.shape[1:], spec_out.dtype))
+    files = backend.render(lowered, board, [case])
+    assert {"ec_kernels.c", "ec_model.c", "ec_self_test.c", "main.c", "board.json"} <= set(files)

@@ -18,6 +18,7 @@ class Quant:
     scales: tuple[float, ...]
     zero_points: tuple[int, ...]
     axis: int = 0
+    zero_points_stored: bool = True  # False: the model gave scales without zero points
 
     @property
     def scale(self) -> float:

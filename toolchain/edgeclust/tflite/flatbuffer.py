@@ -60,6 +60,7 @@ class Quantization:
     scales: np.ndarray
     zero_points: np.ndarray
     quantized_dimension: int
+    zero_points_stored: bool = True  # False: the file has scales but no zero points (read as zeros here)
 
     @property
     def per_channel(self) -> bool:
@@ -193,7 +194,9 @@ def _check_header(data: bytes) -> None:
         raise ModelFormatError(f"not a .tflite file: file identifier is {ident!r}, expected {FILE_IDENTIFIER!r}{hint}")
     root = struct.unpack_from("<I", data, 0)[0]
     if not 8 <= root <= len(data) - 4:
-        raise ModelFormatError(f"corrupted .tflite file: root table offset {root} is outside the file ({len(data)} bytes)")
+        raise ModelFormatError(
+            f"corrupted .tflite file: root table offset {root} is outside the file ({len(data)} bytes)"
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -389,11 +392,13 @@ class _Reader:
         axis = q.QuantizedDimension()
         if len(zero_points) not in (0, len(scales)):
             raise ModelFormatError(
-                f"corrupted .tflite file: {label} has {len(scales)} quantization scales but {len(zero_points)} zero points"
+                f"corrupted .tflite file: {label} has {len(scales)} quantization scales but "
+                f"{len(zero_points)} zero points"
             )
+        stored = len(zero_points) > 0 or len(scales) == 0
         if len(zero_points) == 0:
             zero_points = np.zeros(len(scales), np.int64)
-        return Quantization(scales, zero_points, int(axis))
+        return Quantization(scales, zero_points, int(axis), stored)
 
 
 class _LazyBuffers:

@@ -9,7 +9,7 @@ render() writes the C99 project for the board.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -53,7 +53,8 @@ class NativeBackend:
             program = lower_graph(graph, layouts)
         except (ValueError, OverflowError) as exc:  # numbers from a hostile file that numpy refuses
             raise CodegenError(f"the model cannot be lowered: {exc}; convert it again") from None
-        files = {"ec_model.c": emit_c.model_source(program).encode(), "ec_model.h": emit_c.model_header(program).encode()}
+        files = {"ec_model.c": emit_c.model_source(program).encode(),
+                 "ec_model.h": emit_c.model_header(program).encode()}
         interface = ModelInterface(tuple(_spec(graph.tensors[i]) for i in graph.inputs),
                                    tuple(_spec(graph.tensors[i]) for i in graph.outputs))
         flash = tuple(FlashItem(kind, size) for kind, size in sorted(program.flash_parts().items()))
@@ -74,7 +75,8 @@ class NativeBackend:
         spec_in, spec_out = lowered.interface.inputs[0], lowered.interface.outputs[0]
         x = np.asarray(x)
         if x.dtype != np.dtype(spec_in.dtype) or x.shape[1:] != tuple(spec_in.shape[1:]):
-            raise DataError(f"the native host build takes {spec_in.dtype} examples of shape {tuple(spec_in.shape[1:])}; "
+            raise DataError(f"the native host build takes {spec_in.dtype} examples of shape "
+                            f"{tuple(spec_in.shape[1:])}; "
                             f"got {x.dtype} {x.shape}")
         binary = host.build_host(details.files, sanitize=self.sanitize)
         return host.run_host_binary(binary, x, tuple(spec_out.shape[1:]), spec_out.dtype)

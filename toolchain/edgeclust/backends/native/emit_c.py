@@ -110,6 +110,7 @@ def array_rows(ctype: str, values: np.ndarray) -> str:
 def _packing_summary(program: Program) -> str:
     parts = []
     for p in program.packed:
-        how = "int8" if p.bits == 8 and p.table_bytes == 0 else f"{p.bits}-bit {'per-channel' if p.per_channel else 'per-tensor'}"
+        scope = "per-channel" if p.per_channel else "per-tensor"
+        how = "int8" if p.bits == 8 and p.table_bytes == 0 else f"{p.bits}-bit {scope}"
         parts.append(f"{p.op} {p.weights} weights as {how} ({p.index_bytes + p.table_bytes} B)")
     return "; ".join(parts) or "none"

@@ -61,7 +61,8 @@ def link_sizes(elf: Path) -> LinkSizes:
 def run_qemu(elf: Path, machine: str, *, timeout_s: float = 120) -> tuple[int, str]:
     """Run under qemu-system-arm with semihosting and -icount shift=0; (exit status, console text)."""
     if shutil.which("qemu-system-arm") is None:
-        raise ToolMissingError("qemu-system-arm is not installed; install it with: sudo apt-get install qemu-system-arm")
+        raise ToolMissingError("qemu-system-arm is not installed; install it with: "
+                               "sudo apt-get install qemu-system-arm")
     command = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "null",
                "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
     try:

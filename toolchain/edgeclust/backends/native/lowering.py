@@ -7,8 +7,8 @@ place over an input that dies there. Anything else outside the supported set is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -27,6 +27,9 @@ ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 HINT = "use --backend tflm"
 _MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MEAN": 2, "SHAPE": 1,
                "STRIDED_SLICE": 4, "PACK": 1}
+# as many inputs as TFLM's kernels accept (PACK: any number of values)
+_MAX_INPUTS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 3, "ADD": 2, "MEAN": 2, "RESHAPE": 2,
+               "STRIDED_SLICE": 5, "PACK": 1 << 16}
 ALIGNMENT = 16
 
 
@@ -78,7 +81,7 @@ def lower_graph(graph: Graph, layouts: Sequence[WeightLayout] = ()) -> Program:
     b = _Builder(graph, {layout.tensor: layout for layout in layouts})
     ops = [op for op in graph.ops if op.name not in SHAPE_OPS]
     fused: set[int] = set()
-    for position, op in enumerate(ops):
+    for op in ops:
         if op.index in fused:
             continue
         pool = _fusable_pool(graph, op)
@@ -106,8 +109,9 @@ def unsupported_reason(graph: Graph) -> str | None:
     for op in graph.ops:
         if op.name not in SUPPORTED_OPS:
             return f"the native backend does not support op {op.name}; {HINT}"
-        needed = _MIN_INPUTS.get(op.name, 1)
-        if len(op.outputs) != 1 or len(op.inputs) < needed or any(i < 0 for i in op.inputs[:needed]):
+        needed, allowed = _MIN_INPUTS.get(op.name, 1), _MAX_INPUTS.get(op.name, 1)
+        if (len(op.outputs) != 1 or not needed <= len(op.inputs) <= allowed
+                or any(i < 0 for i in op.inputs[:needed])):
             return (f"op {op.index} ({op.name}) has {len(op.inputs)} inputs and {len(op.outputs)} outputs; the model "
                     "is damaged: convert it again")
         if op.name in SHAPE_OPS:
@@ -151,6 +155,8 @@ def _tensor_problem(t: GraphTensor) -> str | None:
         scales = np.asarray(q.scales, dtype=np.float64)
         if not np.all(np.isfinite(scales)) or np.any(scales <= 0) or np.any(scales > 1e30):
             return f"tensor {t.name!r} has quantization scale(s) {q.scales[:3]}"
+        if not q.zero_points_stored:
+            return f"tensor {t.name!r} has quantization scales but no zero points"
         low, high = (-128, 127) if t.dtype == "int8" else (-(2**31), 2**31 - 1)
         if any(not low <= z <= high for z in q.zero_points):
             return f"tensor {t.name!r} has zero point(s) {q.zero_points[:3]}"
@@ -245,13 +251,13 @@ def _weights(b: _Builder, step: str, op: GraphOp, t: GraphTensor, rows: np.ndarr
 
 
 def _requant(b: _Builder, step: str, op: GraphOp, rows: np.ndarray, bias_index: int, x: GraphTensor,
-             w: GraphTensor, y: GraphTensor, *, float_product: bool = False) -> str:
+             w: GraphTensor, y: GraphTensor, *, channel_axis: int = 0, float_product: bool = False) -> str:
     """Folded biases, per-channel multipliers/shifts and the activation range: the ec_requant initializer."""
     xq, wq, yq = _quant(x, "input"), _quant(w, "filter"), _quant(y, "output")
     out_c = rows.shape[0]
-    if len(wq.scales) not in (1, out_c):
-        raise CodegenError(f"{op.name} (op {op.index}) has {len(wq.scales)} filter scales for {out_c} channels; "
-                           "convert the model again")
+    if len(wq.scales) not in (1, out_c) or (wq.per_channel and wq.axis != channel_axis):
+        raise CodegenError(f"{op.name} (op {op.index}) has {len(wq.scales)} filter scales along axis {wq.axis} for "
+                           f"{out_c} output channels on axis {channel_axis}; convert the model again")
     if any(z != 0 for z in wq.zero_points):
         raise _refuse(f"{op.name} with asymmetric int8 weights")
     bias = np.zeros(out_c, np.int64)
@@ -337,14 +343,15 @@ def _depthwise(b: _Builder, op: GraphOp, step: str, _pool) -> None:
                       f"{multiplier}")
     if not 1 <= multiplier <= 65535:
         raise _refuse(f"DEPTHWISE_CONV_2D depth multiplier {multiplier}")
-    to_rows = lambda a: a.reshape(-1, a.shape[3]).T  # (1, kh, kw, oc) -> (oc, kh*kw)  # noqa: E731
+    to_rows = lambda a: a.reshape(-1, a.shape[3]).T  # (1, kh, kw, oc) -> (oc, kh*kw)
     rows = np.ascontiguousarray(to_rows(w.data))
     win = _window(op, in_hwc, out_hwc, w.shape[1], w.shape[2], dilation=True)
     weights = _weights(b, step, op, w, rows, 3, lambda idx: np.ascontiguousarray(to_rows(idx)))
-    requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y)
+    requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y, channel_axis=3)
     init = (f"{{.w = {weights}, .q = {requant}, .win = {win}, .input_zero_point = {_quant(x, 'input').zero_point}, "
             f".depth_multiplier = {multiplier}}}")
-    b.add_step(Step(step, "ec_depthwise_conv", "ec_depthwise_params", init, (), (), f"DEPTHWISE_CONV_2D (op {op.index})"),
+    b.add_step(Step(step, "ec_depthwise_conv", "ec_depthwise_params", init, (), (),
+                    f"DEPTHWISE_CONV_2D (op {op.index})"),
                [op.inputs[0]], [op.outputs[0]])
 
 
@@ -439,7 +446,7 @@ def _softmax(b: _Builder, op: GraphOp, step: str, _pool) -> None:
 
 
 def _quantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
-    x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
+    y = b.tensor(op.outputs[0])
     yq = _quant(y, "output")
     init = f"{{.size = {y.size}, .scale = {_c_float(yq.scale)}, .zero_point = {yq.zero_point}}}"
     b.add_step(Step(step, "ec_quantize", "ec_quantize_params", init, (), (), f"QUANTIZE (op {op.index})"),
@@ -447,7 +454,7 @@ def _quantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
 
 
 def _dequantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
-    x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
+    x = b.tensor(op.inputs[0])
     xq = _quant(x, "input")
     init = f"{{.size = {x.size}, .scale = {_c_float(xq.scale)}, .zero_point = {xq.zero_point}}}"
     b.add_step(Step(step, "ec_dequantize", "ec_dequantize_params", init, (), (), f"DEQUANTIZE (op {op.index})"),

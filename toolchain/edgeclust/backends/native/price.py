@@ -1,8 +1,9 @@
 """What the native firmware costs a board: from the real link when arm-none-eabi-gcc is here, else a table.
 
 Flash = text + data of the linked ELF (code, const weights, tables, biases, self-test cases); RAM = data + bss
-(the arena, the runtime's statics and the heap the linker script reserves) + the board's stack. Without the cross compiler: the model's constants
-plus the code sizes measured per kernel (runtime_sizes.toml, written by scripts/native_sizes.py).
+(the arena, the runtime's statics and the heap the linker script reserves) + the board's stack. Without the
+cross compiler: the model's constants plus the code sizes measured per kernel (runtime_sizes.toml, written by
+scripts/native_sizes.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from edgeclust.backends.base import Cost, Lowered, SelfTestCase
 from edgeclust.backends.native import firmware
 from edgeclust.backends.native.project import render_project
+from edgeclust.errors import FirmwareError
 
 SIZES_FILE = Path(__file__).with_name("runtime_sizes.toml")
 
@@ -24,8 +26,13 @@ SIZES_FILE = Path(__file__).with_name("runtime_sizes.toml")
 def price(lowered: Lowered, board) -> Cost:
     program = lowered.details.program
     consts = program.flash_parts()
-    if firmware.cross_compiler_present():
-        sizes = measured_sizes(lowered, board)
+    sizes = None
+    if firmware.cross_compiler_present() and str(board.cpu).startswith("cortex-m"):
+        try:
+            sizes = measured_sizes(lowered, board)
+        except FirmwareError:  # a board whose flags this toolchain cannot link: price from the table
+            sizes = None
+    if sizes is not None:
         flash_used = sizes.text + sizes.data
         ram_used = sizes.data + sizes.bss + board.stack_bytes
         code = flash_used - sum(consts.values()) - program.input.size - program.output.size
