@@ -5,15 +5,28 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from edgeclust.errors import CodegenError
+from edgeclust.lower.memory import (
+    BufferUse,
+    MemoryPlan,
+    align_up,
+    check_plan,
+    greedy_tflm,
+    lower_bound,
+    plan,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeclust.errors import CodegenError
-from edgeclust.lower.memory import BufferUse, MemoryPlan, align_up, check_plan, greedy_tflm, lower_bound, plan
-
 
 @st.composite
-def graphs(draw, max_buffers: int = 14, max_steps: int = 10, max_size: int = 3000, aliases: bool = True):
+def graphs(
+    draw,
+    max_buffers: int = 14,
+    max_steps: int = 10,
+    max_size: int = 3000,
+    aliases: bool = True,
+):
     """Random buffer lifetimes over a few op steps, some buffers aliasing an earlier one (in-place ops)."""
     count = draw(st.integers(0, max_buffers))
     buffers: list[BufferUse] = []
@@ -25,7 +38,9 @@ def graphs(draw, max_buffers: int = 14, max_steps: int = 10, max_size: int = 300
         if aliases and buffers and draw(st.integers(0, 3)) == 0:
             alias = buffers[draw(st.integers(0, len(buffers) - 1))].name
             target = next(b for b in buffers if b.name == alias)
-            first = draw(st.integers(target.first, max(target.last, target.first)))  # an in-place op's output
+            first = draw(
+                st.integers(target.first, max(target.last, target.first))
+            )  # an in-place op's output
             last = draw(st.integers(first, max_steps))
         buffers.append(BufferUse(f"t{i}", size, first, last, alias))
     return buffers
@@ -86,13 +101,19 @@ def brute_force_arena(buffers: list[BufferUse], alignment: int) -> int:
     top = sum(sizes)
     best = top
     ranges = [range(0, top - s + 1, alignment) for s in sizes]
-    pairs = [(i, j) for i, j in itertools.combinations(range(len(buffers)), 2)
-             if buffers[i].first <= buffers[j].last and buffers[j].first <= buffers[i].last]
+    pairs = [
+        (i, j)
+        for i, j in itertools.combinations(range(len(buffers)), 2)
+        if buffers[i].first <= buffers[j].last and buffers[j].first <= buffers[i].last
+    ]
     for offsets in itertools.product(*ranges):
         arena = max((o + s for o, s in zip(offsets, sizes)), default=0)
         if arena >= best:
             continue
-        if all(offsets[i] + sizes[i] <= offsets[j] or offsets[j] + sizes[j] <= offsets[i] for i, j in pairs):
+        if all(
+            offsets[i] + sizes[i] <= offsets[j] or offsets[j] + sizes[j] <= offsets[i]
+            for i, j in pairs
+        ):
             best = arena
     return best
 
@@ -107,15 +128,27 @@ def test_beats_tflm_greedy_where_largest_first_fragments():
     # Largest first puts C (64 B, step 1) at 0 and D (48 B, step 4) at 0; B (steps 2..4) then goes above D and
     # A (0..3) above both C and B: 112 B (TFLM's planner gives the same offsets, see test_memory_tflm.py).
     # Putting C above A instead lets B share C's bytes: 96 B, the lower bound (A + C at step 1).
-    buffers = [BufferUse("A", 32, 0, 3), BufferUse("B", 32, 2, 4), BufferUse("C", 64, 1, 1), BufferUse("D", 48, 4, 4)]
+    buffers = [
+        BufferUse("A", 32, 0, 3),
+        BufferUse("B", 32, 2, 4),
+        BufferUse("C", 64, 1, 1),
+        BufferUse("D", 48, 4, 4),
+    ]
     ours, tflm = plan(buffers), greedy_tflm(buffers)
     check_plan(ours, buffers)
-    assert dict(tflm.offsets) == {"A": 80, "B": 48, "C": 0, "D": 0} and tflm.arena_bytes == 112
+    assert (
+        dict(tflm.offsets) == {"A": 80, "B": 48, "C": 0, "D": 0}
+        and tflm.arena_bytes == 112
+    )
     assert ours.arena_bytes == ours.lower_bound == lower_bound(buffers) == 96
 
 
 def test_greedy_tflm_places_largest_first_at_the_first_gap():
-    buffers = [BufferUse("small", 10, 0, 2), BufferUse("big", 100, 1, 3), BufferUse("late", 40, 3, 4)]
+    buffers = [
+        BufferUse("small", 10, 0, 2),
+        BufferUse("big", 100, 1, 3),
+        BufferUse("late", 40, 3, 4),
+    ]
     tflm = greedy_tflm(buffers)
     # Sizes aligned to 16: big (112) at 0, late (48) overlaps big in time so goes above it, small above big too.
     assert dict(tflm.offsets) == {"big": 0, "late": 112, "small": 112}
@@ -131,10 +164,22 @@ def test_greedy_tflm_breaks_size_ties_last_added_first():
 def test_a_cnn_chain_reaches_its_lower_bound():
     # A CNN chain without fusion (op i reads tensor i, writes tensor i+1): input 28x28x1, conv 26x26x32,
     # pool 13x13x32, conv 11x11x64, pool 5x5x64, ...
-    sizes = [("input", 784), ("conv1", 21632), ("pool1", 5408), ("conv2", 7744), ("pool2", 1600), ("flat", 1600),
-             ("dense", 10), ("softmax", 10)]
-    buffers = [BufferUse(name, size, max(i - 1, 0), i) for i, (name, size) in enumerate(sizes)]
-    buffers[5] = BufferUse("flat", 1600, 4, 5, alias_of="pool2")  # the reshape is in place
+    sizes = [
+        ("input", 784),
+        ("conv1", 21632),
+        ("pool1", 5408),
+        ("conv2", 7744),
+        ("pool2", 1600),
+        ("flat", 1600),
+        ("dense", 10),
+        ("softmax", 10),
+    ]
+    buffers = [
+        BufferUse(name, size, max(i - 1, 0), i) for i, (name, size) in enumerate(sizes)
+    ]
+    buffers[5] = BufferUse(
+        "flat", 1600, 4, 5, alias_of="pool2"
+    )  # the reshape is in place
     ours = plan(buffers)
     check_plan(ours, buffers)
     # Op 1 (the first pool) holds its input and output: the peak; every size here is a multiple of 16.
@@ -145,7 +190,11 @@ def test_a_cnn_chain_reaches_its_lower_bound():
 
 
 def test_lower_bound_counts_alias_groups_once_and_aligns():
-    buffers = [BufferUse("a", 10, 0, 1), BufferUse("b", 10, 1, 2, alias_of="a"), BufferUse("c", 1, 1, 1)]
+    buffers = [
+        BufferUse("a", 10, 0, 1),
+        BufferUse("b", 10, 1, 2, alias_of="a"),
+        BufferUse("c", 1, 1, 1),
+    ]
     assert lower_bound(buffers) == 32
     assert lower_bound(buffers, alignment=1) == 11
     assert lower_bound([]) == 0
@@ -158,33 +207,55 @@ def test_check_plan_names_the_two_overlapping_buffers():
     with pytest.raises(CodegenError, match=r"'x'.*'y'.*overlap"):
         check_plan(bad, buffers)
     # Not alive at the same step: sharing bytes is fine.
-    check_plan(MemoryPlan(offsets={"x": 0, "y": 0}, arena_bytes=32, lower_bound=32),
-               [BufferUse("x", 32, 0, 1), BufferUse("y", 32, 2, 3)])
+    check_plan(
+        MemoryPlan(offsets={"x": 0, "y": 0}, arena_bytes=32, lower_bound=32),
+        [BufferUse("x", 32, 0, 1), BufferUse("y", 32, 2, 3)],
+    )
 
 
-@pytest.mark.parametrize(("offsets", "arena", "message"),
-                         [({"x": 0, "y": 32}, 48, "runs past the arena"), ({"x": 0}, 64, "no offset"),
-                          ({"x": 0, "y": 40}, 96, "multiple of 16"), ({"x": -16, "y": 32}, 64, "non-negative")])
+@pytest.mark.parametrize(
+    ("offsets", "arena", "message"),
+    [
+        ({"x": 0, "y": 32}, 48, "runs past the arena"),
+        ({"x": 0}, 64, "no offset"),
+        ({"x": 0, "y": 40}, 96, "multiple of 16"),
+        ({"x": -16, "y": 32}, 64, "non-negative"),
+    ],
+)
 def test_check_plan_rejects_bad_offsets(offsets, arena, message):
     buffers = [BufferUse("x", 32, 0, 2), BufferUse("y", 32, 2, 3)]
     with pytest.raises(CodegenError, match=message):
-        check_plan(MemoryPlan(offsets=offsets, arena_bytes=arena, lower_bound=64), buffers)
+        check_plan(
+            MemoryPlan(offsets=offsets, arena_bytes=arena, lower_bound=64), buffers
+        )
 
 
 def test_check_plan_rejects_an_alias_at_another_offset():
     buffers = [BufferUse("x", 32, 0, 1), BufferUse("y", 32, 1, 2, alias_of="x")]
     with pytest.raises(CodegenError, match="aliases 'x'"):
-        check_plan(MemoryPlan(offsets={"x": 0, "y": 32}, arena_bytes=64, lower_bound=32), buffers)
+        check_plan(
+            MemoryPlan(offsets={"x": 0, "y": 32}, arena_bytes=64, lower_bound=32),
+            buffers,
+        )
 
 
-@pytest.mark.parametrize(("buffers", "message"), [
-    ([BufferUse("a", 1, 0, 0), BufferUse("a", 1, 0, 0)], "appears twice"),
-    ([BufferUse("a", -1, 0, 0)], "non-negative"),
-    ([BufferUse("a", 1, 3, 2)], "run forwards"),
-    ([BufferUse("a", 1, 0, 0, alias_of="z")], "not in the memory plan"),
-    ([BufferUse("a", 1, 0, 0, alias_of="b"), BufferUse("b", 1, 0, 0, alias_of="a")], "alias cycle"),
-    ([BufferUse("a", 1.5, 0, 0)], "non-negative integer"),  # type: ignore[arg-type]
-])
+@pytest.mark.parametrize(
+    ("buffers", "message"),
+    [
+        ([BufferUse("a", 1, 0, 0), BufferUse("a", 1, 0, 0)], "appears twice"),
+        ([BufferUse("a", -1, 0, 0)], "non-negative"),
+        ([BufferUse("a", 1, 3, 2)], "run forwards"),
+        ([BufferUse("a", 1, 0, 0, alias_of="z")], "not in the memory plan"),
+        (
+            [
+                BufferUse("a", 1, 0, 0, alias_of="b"),
+                BufferUse("b", 1, 0, 0, alias_of="a"),
+            ],
+            "alias cycle",
+        ),
+        ([BufferUse("a", 1.5, 0, 0)], "non-negative integer"),  # type: ignore[arg-type]
+    ],
+)
 def test_bad_buffers_are_codegen_errors(buffers, message):
     with pytest.raises(CodegenError, match=message):
         plan(buffers)

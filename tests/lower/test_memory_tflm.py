@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from edgeclust.lower.memory import BufferUse, align_up, greedy_tflm, plan
 
 pytestmark = pytest.mark.tflm_tree
@@ -50,9 +49,18 @@ def tflm_planner(tmp_path_factory) -> Path:
     """TFLM's greedy planner built into a small host program (needs $TFLM_ROOT and g++)."""
     root = os.environ.get("TFLM_ROOT", "")
     if not root:
-        pytest.skip("TFLM_ROOT is not set: build a TFLM tree as DEVELOPERS.md says, then run "
-                    "`TFLM_ROOT=/path/to/tree pytest -m tflm_tree tests/lower`")
-    source = Path(root) / "tensorflow" / "lite" / "micro" / "memory_planner" / "greedy_memory_planner.cc"
+        pytest.skip(
+            "TFLM_ROOT is not set: build a TFLM tree as DEVELOPERS.md says, then run "
+            "`TFLM_ROOT=/path/to/tree pytest -m tflm_tree tests/lower`"
+        )
+    source = (
+        Path(root)
+        / "tensorflow"
+        / "lite"
+        / "micro"
+        / "memory_planner"
+        / "greedy_memory_planner.cc"
+    )
     if not source.is_file():
         pytest.fail(f"TFLM_ROOT={root} has no {source.relative_to(root)}")
     if not shutil.which("g++"):
@@ -60,8 +68,21 @@ def tflm_planner(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("tflm_planner")
     (work / "harness.cc").write_text(HARNESS)
     exe = work / "harness"
-    subprocess.run(["g++", "-std=c++17", "-O1", "-DTF_LITE_STRIP_ERROR_STRINGS", f"-I{root}",
-                    str(work / "harness.cc"), str(source), "-o", str(exe)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "g++",
+            "-std=c++17",
+            "-O1",
+            "-DTF_LITE_STRIP_ERROR_STRINGS",
+            f"-I{root}",
+            str(work / "harness.cc"),
+            str(source),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return exe
 
 
@@ -80,14 +101,22 @@ def random_graphs(count: int, seed: int) -> list[list[BufferUse]]:
     return graphs
 
 
-def run_tflm(exe: Path, graphs: list[list[BufferUse]], alignment: int) -> list[tuple[int, list[int]]]:
+def run_tflm(
+    exe: Path, graphs: list[list[BufferUse]], alignment: int
+) -> list[tuple[int, list[int]]]:
     """TFLM's arena and offsets per graph; sizes aligned up first, as MicroAllocator does before AddBuffer."""
     lines = [str(len(graphs))]
     for buffers in graphs:
         lines.append(str(len(buffers)))
         lines += [f"{align_up(b.size, alignment)} {b.first} {b.last}" for b in buffers]
-    out = subprocess.run([str(exe)], input="\n".join(lines) + "\n", capture_output=True, text=True, check=True,
-                         timeout=60).stdout
+    out = subprocess.run(
+        [str(exe)],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     results = []
     for line in out.splitlines():
         arena, *offsets = (int(v) for v in line.split())
@@ -99,7 +128,9 @@ def run_tflm(exe: Path, graphs: list[list[BufferUse]], alignment: int) -> list[t
 @pytest.mark.parametrize("alignment", [16, 1])
 def test_greedy_tflm_matches_tflms_planner_offset_for_offset(tflm_planner, alignment):
     graphs = random_graphs(400, seed=alignment)
-    for buffers, (arena, offsets) in zip(graphs, run_tflm(tflm_planner, graphs, alignment)):
+    for buffers, (arena, offsets) in zip(
+        graphs, run_tflm(tflm_planner, graphs, alignment)
+    ):
         ours = greedy_tflm(buffers, alignment=alignment)
         assert [ours.offsets[b.name] for b in buffers] == offsets, buffers
         assert ours.arena_bytes == arena
@@ -112,4 +143,6 @@ def test_plan_is_never_above_tflms_planner(tflm_planner):
         ours = plan(buffers)
         assert ours.arena_bytes <= arena
         beaten += ours.arena_bytes < arena
-    assert beaten > 0  # the random graphs include ones where TFLM's greedy order fragments the arena
+    assert (
+        beaten > 0
+    )  # the random graphs include ones where TFLM's greedy order fragments the arena

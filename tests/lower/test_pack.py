@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from edgeclust.errors import ConfigError, EdgeclustError
 from edgeclust.lower.pack import PackedRows, pack_rows, row_stride_for, unpack_rows
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def reference_pack(indices: np.ndarray, bits: int, row_align: int) -> bytes:
@@ -48,7 +47,9 @@ def test_known_bytes_for_3_bit_indices_crossing_bytes():
 
 
 def test_known_bytes_for_1_bit_and_8_bit():
-    assert pack_rows(np.array([[1, 0, 1, 1, 0, 0, 0, 0, 1]], dtype=np.uint8), 1).data == bytes([0b0000_1101, 1])
+    assert pack_rows(
+        np.array([[1, 0, 1, 1, 0, 0, 0, 0, 1]], dtype=np.uint8), 1
+    ).data == bytes([0b0000_1101, 1])
     row = np.array([[0, 255, 17]], dtype=np.uint8)
     assert pack_rows(row, 8).data == bytes([0, 255, 17])
 
@@ -62,16 +63,32 @@ def test_rows_start_on_row_stride_with_zero_padding():
     assert packed.nbytes == 8
 
 
-@pytest.mark.parametrize(("n", "bits", "align", "stride"),
-                         [(0, 4, 1, 0), (1, 1, 1, 1), (8, 1, 1, 1), (9, 1, 1, 2), (5, 3, 1, 2), (5, 3, 4, 4),
-                          (16, 8, 4, 16), (17, 8, 4, 20), (3, 7, 2, 4)])
+@pytest.mark.parametrize(
+    ("n", "bits", "align", "stride"),
+    [
+        (0, 4, 1, 0),
+        (1, 1, 1, 1),
+        (8, 1, 1, 1),
+        (9, 1, 1, 2),
+        (5, 3, 1, 2),
+        (5, 3, 4, 4),
+        (16, 8, 4, 16),
+        (17, 8, 4, 20),
+        (3, 7, 2, 4),
+    ],
+)
 def test_row_stride(n, bits, align, stride):
     assert row_stride_for(n, bits, align) == stride
 
 
 @settings(max_examples=120, deadline=None, derandomize=True)
-@given(st.integers(1, 8), st.integers(0, 6), st.integers(0, 40), st.sampled_from([1, 2, 4, 8, 16]),
-       st.randoms(use_true_random=False))
+@given(
+    st.integers(1, 8),
+    st.integers(0, 6),
+    st.integers(0, 40),
+    st.sampled_from([1, 2, 4, 8, 16]),
+    st.randoms(use_true_random=False),
+)
 def test_round_trip_and_matches_bitwise_spec(bits, rows, n, align, rnd):
     rng = np.random.default_rng(rnd.getrandbits(32))
     indices = rng.integers(0, 1 << bits, size=(rows, n), dtype=np.uint8)
@@ -85,7 +102,10 @@ def test_round_trip_and_matches_bitwise_spec(bits, rows, n, align, rnd):
     np.testing.assert_array_equal(back, indices)
     for r in range(rows):
         for j in range(n):
-            assert reference_read(packed.data, packed.row_stride, bits, r, j) == indices[r, j]
+            assert (
+                reference_read(packed.data, packed.row_stride, bits, r, j)
+                == indices[r, j]
+            )
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)
@@ -123,8 +143,16 @@ def test_bad_row_align_is_a_config_error(align):
         pack_rows(np.zeros((1, 2), dtype=np.uint8), 2, row_align=align)
 
 
-@pytest.mark.parametrize("indices", [np.zeros((2, 3), dtype=np.int32), np.zeros(6, dtype=np.uint8),
-                                     np.zeros((1, 2, 3), dtype=np.uint8), [[0, 1]], np.zeros((2, 2), dtype=np.int8)])
+@pytest.mark.parametrize(
+    "indices",
+    [
+        np.zeros((2, 3), dtype=np.int32),
+        np.zeros(6, dtype=np.uint8),
+        np.zeros((1, 2, 3), dtype=np.uint8),
+        [[0, 1]],
+        np.zeros((2, 2), dtype=np.int8),
+    ],
+)
 def test_wrong_dtype_or_shape_is_a_config_error(indices):
     with pytest.raises(ConfigError, match="2-D uint8"):
         pack_rows(indices, 4)

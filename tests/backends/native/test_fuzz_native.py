@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from edgeclust.backends.native import NativeBackend, default_layouts
 from edgeclust.errors import EdgeclustError
 from edgeclust.tflite import parity
@@ -102,7 +101,9 @@ def tflm_outputs(data: bytes, x: np.ndarray) -> TflmRun:
                 _tolerate_python_model_scan()
                 result = TflmRun("ran", parity.run_tflm(data, x))
             except Exception as exc:  # noqa: BLE001 - any error is TFLM refusing the model
-                result = TflmRun("refused", detail=f"{type(exc).__name__}: {str(exc)[:200]}")
+                result = TflmRun(
+                    "refused", detail=f"{type(exc).__name__}: {str(exc)[:200]}"
+                )
             payload = pickle.dumps(result)
         except BaseException:  # noqa: BLE001 - the parent reads an empty answer as a crash
             payload = b""
@@ -133,27 +134,46 @@ def run_case(data: bytes) -> Outcome:
         try:
             reason = backend.unsupported(data)
             if reason is not None:
-                assert "\n" not in reason and reason.strip(), f"unsupported() gave {reason!r}"
+                assert "\n" not in reason and reason.strip(), (
+                    f"unsupported() gave {reason!r}"
+                )
                 return Outcome("refused", reason)
             lowered = backend.lower(data, default_layouts(data))
         except EdgeclustError as exc:
             message = str(exc)
-            assert "\n" not in message and message.strip(), f"{type(exc).__name__} is not one line: {message!r}"
+            assert "\n" not in message and message.strip(), (
+                f"{type(exc).__name__} is not one line: {message!r}"
+            )
             return Outcome("refused", message)
         spec = lowered.interface.inputs[0]
-        x = np.random.default_rng(0).integers(-128, 128, size=(3, *spec.shape[1:]), dtype=np.int8)
+        x = np.random.default_rng(0).integers(
+            -128, 128, size=(3, *spec.shape[1:]), dtype=np.int8
+        )
         x[0] = -128
         expected = tflm_outputs(data, x)
         try:
             got = backend.run_host(lowered, x)
-        except EdgeclustError as exc:  # C that does not compile, or a sanitizer report: both forbidden
-            raise AssertionError(f"native accepted the model but its C failed: {exc}") from None
-        if expected.kind == "crashed":  # TFLM's own bug; native's C ran clean under the sanitizers
+        except (
+            EdgeclustError
+        ) as exc:  # C that does not compile, or a sanitizer report: both forbidden
+            raise AssertionError(
+                f"native accepted the model but its C failed: {exc}"
+            ) from None
+        if (
+            expected.kind == "crashed"
+        ):  # TFLM's own bug; native's C ran clean under the sanitizers
             return Outcome("unverified", f"TFLM crashed ({expected.detail})")
-        assert expected.kind == "ran", f"native ran a model that TFLM refuses ({expected.detail})"
+        assert expected.kind == "ran", (
+            f"native ran a model that TFLM refuses ({expected.detail})"
+        )
         want = expected.outputs
-        assert got.dtype == want.dtype and got.shape == want.shape, (got.shape, want.shape)
-        assert np.array_equal(got, want), f"{int(np.count_nonzero(got != want))} of {got.size} outputs differ from TFLM"
+        assert got.dtype == want.dtype and got.shape == want.shape, (
+            got.shape,
+            want.shape,
+        )
+        assert np.array_equal(got, want), (
+            f"{int(np.count_nonzero(got != want))} of {got.size} outputs differ from TFLM"
+        )
         return Outcome("matched")
     except Hang:
         raise AssertionError(f"the case ran past {CASE_TIMEOUT_S} s: a hang") from None
@@ -178,7 +198,9 @@ def test_unsupported_seeds_are_refused_in_one_line(seeds):
 @pytest.mark.parametrize("case", range(RANDOM_CASES))
 def test_fuzzer_mutations_end_in_a_clear_error_or_matching_c(seeds, case):
     """One seeded case of scripts/fuzz_tflite.py's Mutator (one to three mutations of an int8 seed)."""
-    mutator = fuzz_script.Mutator({k: v for k, v in seeds.items() if k.startswith("int8")}, random.Random(case))
+    mutator = fuzz_script.Mutator(
+        {k: v for k, v in seeds.items() if k.startswith("int8")}, random.Random(case)
+    )
     _, data, steps = mutator.case()
     try:
         run_case(data)
@@ -210,7 +232,9 @@ def test_weight_and_bias_data_mutations_end_in_a_clear_error_or_matching_c(seeds
     data = bytearray(seeds[name])
     start, end = rng.choice(data_ranges(seeds[name]))
     for _ in range(rng.randint(1, 20)):
-        data[rng.randrange(start, end)] = rng.choice([0x80, 0x7F, 0xFF, 0x00, rng.randrange(256)])
+        data[rng.randrange(start, end)] = rng.choice(
+            [0x80, 0x7F, 0xFF, 0x00, rng.randrange(256)]
+        )
     run_case(bytes(data))
 
 
@@ -232,17 +256,27 @@ def _op(obj, sg, name: str, nth: int = 0):
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
     codes = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
-    ops = [op for op in sg.operators if codes.get(max(obj.operatorCodes[op.opcodeIndex].builtinCode,
-                                                      obj.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode))
-           == name]
+    ops = [
+        op
+        for op in sg.operators
+        if codes.get(
+            max(
+                obj.operatorCodes[op.opcodeIndex].builtinCode,
+                obj.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode,
+            )
+        )
+        == name
+    ]
     return ops[nth]
 
 
 def _set_options(name: str, **fields):
     """Builtin options of the first `name` op set to `fields` (object API names: strideW, padding, ...)."""
+
     def change(obj, sg, fb):
         for key, value in fields.items():
             setattr(_op(obj, sg, name).builtinOptions, key, value)
+
     return change
 
 
@@ -253,45 +287,57 @@ def _tensor(name: str, position: int, kind: str = "inputs"):
 
 def _set_tensor(where, **fields):
     """Fields of the tensor `where(obj, sg)` (shape, type, buffer) set to `fields`."""
+
     def change(obj, sg, fb):
         tensor = where(obj, sg)
         for key, value in fields.items():
             setattr(tensor, key, value)
+
     return change
 
 
 def _set_quant(where, **fields):
     """Quantization fields of the tensor `where(obj, sg)` (scale, zeroPoint, quantizedDimension) set."""
+
     def change(obj, sg, fb):
         q = where(obj, sg).quantization
         for key, value in fields.items():
             setattr(q, key, value)
+
     return change
 
 
 def _truncate_buffer(where, keep: int):
     """The data of the tensor `where(obj, sg)` cut to its first `keep` bytes."""
+
     def change(obj, sg, fb):
         buffer = obj.buffers[where(obj, sg).buffer]
         buffer.data = buffer.data[:keep]
+
     return change
 
 
 def _set_int32(where, index: int, value: int):
     """Element `index` of an int32 constant (a bias) set to `value` in its buffer's bytes."""
+
     def change(obj, sg, fb):
         buffer = obj.buffers[where(obj, sg).buffer]
         raw = bytearray(bytes(buffer.data))
         struct.pack_into("<i", raw, 4 * index, value)
         buffer.data = list(raw)
+
     return change
 
 
 def _set_input(name: str, position: int, to):
     """The `position`th input of the first `name` op set to tensor `to(obj, sg)` (-1: absent)."""
+
     def change(obj, sg, fb):
         op = _op(obj, sg, name)
-        op.inputs = [(to(obj, sg) if i == position else int(v)) for i, v in enumerate(op.inputs)]
+        op.inputs = [
+            (to(obj, sg) if i == position else int(v)) for i, v in enumerate(op.inputs)
+        ]
+
     return change
 
 
@@ -323,10 +369,16 @@ TARGETED = {
     "conv output zero point -200": _set_quant(conv_out, zeroPoint=[-200]),
     "conv output zero points empty": _set_quant(conv_out, zeroPoint=[]),
     "conv weight scales too few": _set_quant(conv_w, scale=[0.01, 0.02]),
-    "conv weight scale 0": lambda obj, sg, fb: setattr(conv_w(obj, sg).quantization, "scale",
-                                                       [0.0] * len(conv_w(obj, sg).quantization.scale)),
-    "conv weight zero point 5": lambda obj, sg, fb: setattr(conv_w(obj, sg).quantization, "zeroPoint",
-                                                            [5] * len(conv_w(obj, sg).quantization.zeroPoint)),
+    "conv weight scale 0": lambda obj, sg, fb: setattr(
+        conv_w(obj, sg).quantization,
+        "scale",
+        [0.0] * len(conv_w(obj, sg).quantization.scale),
+    ),
+    "conv weight zero point 5": lambda obj, sg, fb: setattr(
+        conv_w(obj, sg).quantization,
+        "zeroPoint",
+        [5] * len(conv_w(obj, sg).quantization.zeroPoint),
+    ),
     "conv weight quantized dimension 3": _set_quant(conv_w, quantizedDimension=3),
     "conv weight buffer truncated": _truncate_buffer(conv_w, 10),
     "conv bias buffer truncated": _truncate_buffer(conv_b, 3),
@@ -346,13 +398,26 @@ TARGETED = {
     "conv bias -2**31": _set_int32(conv_b, 0, -(2**31)),
     "conv bias 2**31-1": _set_int32(conv_b, 3, 2**31 - 1),
     "depthwise op made a RESHAPE (3 inputs)": lambda obj, sg, fb: setattr(
-        _op(obj, sg, "DEPTHWISE_CONV_2D"), "opcodeIndex", _op(obj, sg, "RESHAPE").opcodeIndex),
+        _op(obj, sg, "DEPTHWISE_CONV_2D"),
+        "opcodeIndex",
+        _op(obj, sg, "RESHAPE").opcodeIndex,
+    ),
+    "reshape with custom options": lambda obj, sg, fb: setattr(
+        _op(obj, sg, "RESHAPE"), "customOptions", [1, 2, 3]
+    ),
     "conv bias missing": _set_input("CONV_2D", 2, lambda obj, sg: -1),
-    "dense bias of 8 for 32 outputs": _set_input("FULLY_CONNECTED", 2,
-                                                 lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[2]),
-    "conv bias is the weights": _set_input("CONV_2D", 2, lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[1]),
-    "conv input is its output": _set_input("CONV_2D", 0, lambda obj, sg: _op(obj, sg, "CONV_2D").outputs[0]),
-    "dense input is a constant": _set_input("FULLY_CONNECTED", 0, lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[1]),
+    "dense bias of 8 for 32 outputs": _set_input(
+        "FULLY_CONNECTED", 2, lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[2]
+    ),
+    "conv bias is the weights": _set_input(
+        "CONV_2D", 2, lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[1]
+    ),
+    "conv input is its output": _set_input(
+        "CONV_2D", 0, lambda obj, sg: _op(obj, sg, "CONV_2D").outputs[0]
+    ),
+    "dense input is a constant": _set_input(
+        "FULLY_CONNECTED", 0, lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[1]
+    ),
     "dense weight shape rows": _set_tensor(dense_w, shape=[33, 512]),
 }
 

@@ -14,16 +14,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from edgeclust.backends.native import NativeBackend, default_layouts
 from edgeclust.tflite import convert, parity
 from edgeclust.tflite.flatbuffer import read_model
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-EXAMPLES = int(os.environ.get("EDGECLUST_PROPERTY_EXAMPLES", "18"))  # raise it for a longer local hunt
-PROPERTY_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+EXAMPLES = int(
+    os.environ.get("EDGECLUST_PROPERTY_EXAMPLES", "18")
+)  # raise it for a longer local hunt
+PROPERTY_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,9 @@ class Quantization:
     input_high: float
     weight_scale: float
     bias_scale: float
-    levels: int | None  # weights snapped to this many values (None: left as trained, i.e. random)
+    levels: (
+        int | None
+    )  # weights snapped to this many values (None: left as trained, i.e. random)
     per_channel: bool
     seed: int
 
@@ -64,7 +72,10 @@ def windows(draw, *, max_size: int = 9):
         dilation, strides = (1, 1), (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     reach = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
     low = reach if padding == "valid" else (1, 1)
-    size = (draw(st.integers(low[0], max(low[0], max_size))), draw(st.integers(low[1], max(low[1], max_size))))
+    size = (
+        draw(st.integers(low[0], max(low[0], max_size))),
+        draw(st.integers(low[1], max(low[1], max_size))),
+    )
     return size, kernel, strides, dilation, padding
 
 
@@ -75,13 +86,19 @@ def prepared(model, q: Quantization):
         weights = layer.get_weights()
         if not weights:
             continue
-        kernel = rng.standard_normal(weights[0].shape).astype(np.float32) * q.weight_scale
+        kernel = (
+            rng.standard_normal(weights[0].shape).astype(np.float32) * q.weight_scale
+        )
         if q.levels is not None:
-            centroids = np.linspace(kernel.min(), kernel.max(), q.levels, dtype=np.float32)
+            centroids = np.linspace(
+                kernel.min(), kernel.max(), q.levels, dtype=np.float32
+            )
             kernel = centroids[np.abs(kernel[..., None] - centroids).argmin(axis=-1)]
         weights[0] = kernel
         if len(weights) > 1:
-            weights[1] = (rng.standard_normal(weights[1].shape) * q.bias_scale).astype(np.float32)
+            weights[1] = (rng.standard_normal(weights[1].shape) * q.bias_scale).astype(
+                np.float32
+            )
         layer.set_weights(weights)
     return model
 
@@ -96,8 +113,13 @@ def int8_model(layer, input_shape: tuple[int, ...], q: Quantization) -> bytes:
     rng = np.random.default_rng(q.seed + 1)
     high = max(q.input_high, q.input_low + 0.05)
     calibration = rng.uniform(q.input_low, high, (24, *input_shape)).astype(np.float32)
-    return convert.to_tflite(model, quantize="int8", representative_data=calibration, per_channel=q.per_channel,
-                             num_calibration=24)
+    return convert.to_tflite(
+        model,
+        quantize="int8",
+        representative_data=calibration,
+        per_channel=q.per_channel,
+        num_calibration=24,
+    )
 
 
 def assert_native_matches_tflm(tflite: bytes, op_name: str, seed: int) -> None:
@@ -120,44 +142,84 @@ def assert_native_matches_tflm(tflite: bytes, op_name: str, seed: int) -> None:
     differing = np.argwhere(got != expected)
     assert differing.size == 0, (
         f"{len(differing)} of {got.size} outputs differ from TFLM; first at {differing[0].tolist()}: "
-        f"native {got[tuple(differing[0])]} vs TFLM {expected[tuple(differing[0])]}")
+        f"native {got[tuple(differing[0])]} vs TFLM {expected[tuple(differing[0])]}"
+    )
 
 
 @PROPERTY_SETTINGS
-@given(window=windows(), channels=st.integers(1, 5), filters=st.integers(1, 6), activation=activations,
-       use_bias=st.booleans(), q=quantizations)
+@given(
+    window=windows(),
+    channels=st.integers(1, 5),
+    filters=st.integers(1, 6),
+    activation=activations,
+    use_bias=st.booleans(),
+    q=quantizations,
+)
 def test_conv2d_matches_tflm(window, channels, filters, activation, use_bias, q):
     """CONV_2D over random windows (stride or dilation, SAME or VALID), channels, filters and quantization."""
     from keras import layers
 
     size, kernel, strides, dilation, padding = window
-    layer = layers.Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding=padding,
-                          activation=activation, use_bias=use_bias)
-    assert_native_matches_tflm(int8_model(layer, (*size, channels), q), "CONV_2D", q.seed)
+    layer = layers.Conv2D(
+        filters,
+        kernel,
+        strides=strides,
+        dilation_rate=dilation,
+        padding=padding,
+        activation=activation,
+        use_bias=use_bias,
+    )
+    assert_native_matches_tflm(
+        int8_model(layer, (*size, channels), q), "CONV_2D", q.seed
+    )
 
 
 @PROPERTY_SETTINGS
-@given(window=windows(), channels=st.integers(1, 5), multiplier=st.integers(1, 3), activation=activations,
-       use_bias=st.booleans(), q=quantizations)
-def test_depthwise_conv2d_matches_tflm(window, channels, multiplier, activation, use_bias, q):
+@given(
+    window=windows(),
+    channels=st.integers(1, 5),
+    multiplier=st.integers(1, 3),
+    activation=activations,
+    use_bias=st.booleans(),
+    q=quantizations,
+)
+def test_depthwise_conv2d_matches_tflm(
+    window, channels, multiplier, activation, use_bias, q
+):
     """DEPTHWISE_CONV_2D over random windows, channels, depth multipliers 1..3 and quantization."""
     from keras import layers
 
     size, kernel, strides, dilation, padding = window
-    layer = layers.DepthwiseConv2D(kernel, strides=strides, dilation_rate=dilation, padding=padding,
-                                   depth_multiplier=multiplier, activation=activation, use_bias=use_bias)
-    assert_native_matches_tflm(int8_model(layer, (*size, channels), q), "DEPTHWISE_CONV_2D", q.seed)
+    layer = layers.DepthwiseConv2D(
+        kernel,
+        strides=strides,
+        dilation_rate=dilation,
+        padding=padding,
+        depth_multiplier=multiplier,
+        activation=activation,
+        use_bias=use_bias,
+    )
+    assert_native_matches_tflm(
+        int8_model(layer, (*size, channels), q), "DEPTHWISE_CONV_2D", q.seed
+    )
 
 
 @PROPERTY_SETTINGS
-@given(features=st.integers(1, 64), units=st.integers(1, 24), activation=activations, use_bias=st.booleans(),
-       q=quantizations)
+@given(
+    features=st.integers(1, 64),
+    units=st.integers(1, 24),
+    activation=activations,
+    use_bias=st.booleans(),
+    q=quantizations,
+)
 def test_fully_connected_matches_tflm(features, units, activation, use_bias, q):
     """FULLY_CONNECTED over random input and output widths and quantization."""
     from keras import layers
 
     layer = layers.Dense(units, activation=activation, use_bias=use_bias)
-    assert_native_matches_tflm(int8_model(layer, (features,), q), "FULLY_CONNECTED", q.seed)
+    assert_native_matches_tflm(
+        int8_model(layer, (features,), q), "FULLY_CONNECTED", q.seed
+    )
 
 
 @pytest.mark.parametrize("levels", [2, 3, 5, 9, 17, 33, 65, 129])
@@ -177,15 +239,24 @@ def test_every_index_width_is_packed_and_matches(levels):
     values = np.linspace(-0.5, 0.5, levels, dtype=np.float32)
     per_channel = kernel.size // kernel.shape[-1]
     picks = rng.integers(0, levels, size=(kernel.shape[-1], per_channel))
-    picks[:, :levels] = np.stack([rng.permutation(levels) for _ in range(kernel.shape[-1])])
+    picks[:, :levels] = np.stack(
+        [rng.permutation(levels) for _ in range(kernel.shape[-1])]
+    )
     kernel = values[picks].T.reshape(kernel.shape)
     conv.set_weights([kernel, rng.standard_normal(bias.shape).astype(np.float32) * 0.1])
     calibration = rng.uniform(-1, 1, (24, 5, 5, 16)).astype(np.float32)
-    tflite = convert.to_tflite(model, quantize="int8", representative_data=calibration, per_channel=False,
-                               num_calibration=24)
+    tflite = convert.to_tflite(
+        model,
+        quantize="int8",
+        representative_data=calibration,
+        per_channel=False,
+        num_calibration=24,
+    )
     bits = max(1, (levels - 1).bit_length())
     layouts = default_layouts(tflite)
-    assert [(layout.bits, layout.unique_values) for layout in layouts] == [(bits, levels)]
+    assert [(layout.bits, layout.unique_values) for layout in layouts] == [
+        (bits, levels)
+    ]
     lowered = NativeBackend().lower(tflite, layouts)
     if bits <= 6:
         assert [layout.bits for layout in lowered.packed] == [bits]

@@ -15,7 +15,9 @@ from types import MappingProxyType
 from edgeclust.errors import CodegenError
 
 DEFAULT_ALIGNMENT = 16  # bytes; TFLM's MicroArenaBufferAlignment()
-EXACT_SEARCH_MAX_UNITS = 8  # graphs with at most this many placement units get the exact search
+EXACT_SEARCH_MAX_UNITS = (
+    8  # graphs with at most this many placement units get the exact search
+)
 EXACT_SEARCH_MAX_NODES = 20_000  # a bound on the exact search, so planning time stays small and deterministic
 
 
@@ -60,12 +62,16 @@ def align_up(size: int, alignment: int) -> int:
     return -(-size // alignment) * alignment
 
 
-def lower_bound(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) -> int:
+def lower_bound(
+    buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT
+) -> int:
     """The largest sum of aligned sizes alive at one op step, each alias group counted once: no arena is smaller."""
     return _units_lower_bound(_units(list(buffers), alignment))
 
 
-def greedy_tflm(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) -> MemoryPlan:
+def greedy_tflm(
+    buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT
+) -> MemoryPlan:
     """TFLM's GreedyMemoryPlanner on the same buffers: sizes aligned up, placed largest first at the first gap
     among buffers alive at the same time (alias groups as one). TFLM fills its sort array from the tail and
     bubble-sorts it stably, so equal sizes go last-added first."""
@@ -75,7 +81,9 @@ def greedy_tflm(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNM
     return _make_plan(buffers, units, offsets, alignment, "tflm-greedy")
 
 
-def plan(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) -> MemoryPlan:
+def plan(
+    buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT
+) -> MemoryPlan:
     """The smallest arena found over several placement orders, first-fit and best-fit, and an exact search for
     small graphs. TFLM's greedy order is one of the candidates, so the arena is never above greedy_tflm's."""
     buffers = list(buffers)
@@ -85,7 +93,11 @@ def plan(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) ->
     best_arena = -1
     best_name = ""
     for name, key in _ORDERS:
-        order = _tflm_order(units) if key is None else _stable_order(units, lambda u, key=key: key(u, units))
+        order = (
+            _tflm_order(units)
+            if key is None
+            else _stable_order(units, lambda u, key=key: key(u, units))
+        )
         for best_fit in (False, True):
             offsets = _place(units, order, best_fit=best_fit)
             arena = _arena(units, offsets)
@@ -109,21 +121,29 @@ def check_plan(memory_plan: MemoryPlan, buffers: Iterable[BufferUse]) -> None:
     offsets = memory_plan.offsets
     for b in buffers:
         if b.name not in offsets:
-            raise CodegenError(f"The memory plan has no offset for buffer {b.name!r}; re-run the planner.")
+            raise CodegenError(
+                f"The memory plan has no offset for buffer {b.name!r}; re-run the planner."
+            )
         offset = offsets[b.name]
         if offset < 0 or offset % memory_plan.alignment:
-            raise CodegenError(f"Buffer {b.name!r} is at offset {offset}, not a non-negative multiple of "
-                               f"{memory_plan.alignment}; re-run the planner.")
+            raise CodegenError(
+                f"Buffer {b.name!r} is at offset {offset}, not a non-negative multiple of "
+                f"{memory_plan.alignment}; re-run the planner."
+            )
         if offset + b.size > memory_plan.arena_bytes:
-            raise CodegenError(f"Buffer {b.name!r} ({b.size} B at offset {offset}) runs past the arena of "
-                               f"{memory_plan.arena_bytes} B; re-run the planner.")
+            raise CodegenError(
+                f"Buffer {b.name!r} ({b.size} B at offset {offset}) runs past the arena of "
+                f"{memory_plan.arena_bytes} B; re-run the planner."
+            )
         if b.alias_of is not None and offset != offsets.get(b.alias_of):
-            raise CodegenError(f"Buffer {b.name!r} aliases {b.alias_of!r} but sits at offset {offset}, not "
-                               f"{offsets.get(b.alias_of)}; re-run the planner.")
+            raise CodegenError(
+                f"Buffer {b.name!r} aliases {b.alias_of!r} but sits at offset {offset}, not "
+                f"{offsets.get(b.alias_of)}; re-run the planner."
+            )
     root = _roots(buffers)
     by_first = sorted(buffers, key=lambda b: (b.first, b.last))
     for i, a in enumerate(by_first):
-        for b in by_first[i + 1:]:
+        for b in by_first[i + 1 :]:
             if b.first > a.last:
                 break
             if root[a.name] == root[b.name] or a.size == 0 or b.size == 0:
@@ -133,7 +153,8 @@ def check_plan(memory_plan: MemoryPlan, buffers: Iterable[BufferUse]) -> None:
                 raise CodegenError(
                     f"Buffers {a.name!r} (steps {a.first}..{a.last}, bytes {a_start}..{a_start + a.size - 1}) and "
                     f"{b.name!r} (steps {b.first}..{b.last}, bytes {b_start}..{b_start + b.size - 1}) overlap while "
-                    "both are alive; re-run the planner.")
+                    "both are alive; re-run the planner."
+                )
 
 
 # Placement orders: each a key over (unit, all units); sorted ascending and stable, so ties keep input order.
@@ -142,7 +163,10 @@ def _conflict_bytes(unit: _Unit, units: Sequence[_Unit]) -> int:
 
 
 _ORDERS: tuple[tuple[str, Callable[[_Unit, Sequence[_Unit]], object] | None], ...] = (
-    ("tflm", None),  # TFLM's own order (ties last-added first): greedy_tflm's arena is the first candidate
+    (
+        "tflm",
+        None,
+    ),  # TFLM's own order (ties last-added first): greedy_tflm's arena is the first candidate
     ("size", lambda u, _: -u.size),
     ("size-then-first", lambda u, _: (-u.size, u.first)),
     ("lifetime", lambda u, _: (-(u.last - u.first), -u.size)),
@@ -155,14 +179,16 @@ _ORDERS: tuple[tuple[str, Callable[[_Unit, Sequence[_Unit]], object] | None], ..
 
 def _tflm_order(units: Sequence[_Unit]) -> list[int]:
     """TFLM's placement order: largest first; its sort array is filled from the tail and bubble-sorted stably."""
-    return sorted(reversed(range(len(units))), key=lambda i: -units[i].size)
+    return sorted(range(len(units)), key=lambda i: (-units[i].size, -i))
 
 
 def _stable_order(units: Sequence[_Unit], key: Callable[[_Unit], object]) -> list[int]:
     return sorted(range(len(units)), key=lambda i: key(units[i]))
 
 
-def _place(units: Sequence[_Unit], order: Sequence[int], *, best_fit: bool) -> list[int]:
+def _place(
+    units: Sequence[_Unit], order: Sequence[int], *, best_fit: bool
+) -> list[int]:
     """Place units in `order`, each at the first (or the smallest fitting) gap among placed units alive at the
     same time; placed units are kept sorted by offset, ties in placement order, as TFLM's list is."""
     offsets = [0] * len(units)
@@ -173,7 +199,13 @@ def _place(units: Sequence[_Unit], order: Sequence[int], *, best_fit: bool) -> l
     return offsets
 
 
-def _fit(units: Sequence[_Unit], placed: Sequence[tuple[int, int, int]], want: _Unit, *, best_fit: bool) -> int:
+def _fit(
+    units: Sequence[_Unit],
+    placed: Sequence[tuple[int, int, int]],
+    want: _Unit,
+    *,
+    best_fit: bool,
+) -> int:
     """The offset for `want` among `placed` (sorted by offset): TFLM's gap scan, or the tightest gap it finds."""
     candidate = 0
     best: tuple[int, int] | None = None  # (gap, offset)
@@ -204,7 +236,9 @@ def _exact(units: Sequence[_Unit], incumbent: int, bound: int) -> list[int] | No
     nodes = 0
     offsets = [0] * len(units)
 
-    def search(placed: list[tuple[int, int, int]], remaining: list[int], arena: int) -> bool:
+    def search(
+        placed: list[tuple[int, int, int]], remaining: list[int], arena: int
+    ) -> bool:
         nonlocal best_arena, best, nodes
         if not remaining:
             best_arena, best = arena, list(offsets)
@@ -225,7 +259,7 @@ def _exact(units: Sequence[_Unit], incumbent: int, bound: int) -> list[int] | No
                 continue
             entry = (offsets[i], len(placed), i)
             bisect.insort(placed, entry)
-            done = search(placed, remaining[:k] + remaining[k + 1:], new_arena)
+            done = search(placed, remaining[:k] + remaining[k + 1 :], new_arena)
             placed.remove(entry)
             if done:
                 return True
@@ -247,26 +281,46 @@ def _units_lower_bound(units: Sequence[_Unit]) -> int:
     return peak
 
 
-def _make_plan(buffers: Sequence[BufferUse], units: Sequence[_Unit], unit_offsets: Sequence[int], alignment: int,
-               strategy: str) -> MemoryPlan:
-    by_name = {name: offset for unit, offset in zip(units, unit_offsets) for name in unit.names}
+def _make_plan(
+    buffers: Sequence[BufferUse],
+    units: Sequence[_Unit],
+    unit_offsets: Sequence[int],
+    alignment: int,
+    strategy: str,
+) -> MemoryPlan:
+    by_name = {
+        name: offset for unit, offset in zip(units, unit_offsets) for name in unit.names
+    }
     offsets = MappingProxyType({b.name: by_name[b.name] for b in buffers})
-    return MemoryPlan(offsets=offsets, arena_bytes=_arena(units, unit_offsets), lower_bound=_units_lower_bound(units),
-                      alignment=alignment, strategy=strategy)
+    return MemoryPlan(
+        offsets=offsets,
+        arena_bytes=_arena(units, unit_offsets),
+        lower_bound=_units_lower_bound(units),
+        alignment=alignment,
+        strategy=strategy,
+    )
 
 
 def _units(buffers: Sequence[BufferUse], alignment: int) -> list[_Unit]:
     """Alias groups as placement units, in order of each group's first buffer in `buffers`."""
     if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment < 1:
-        raise CodegenError(f"Memory plan alignment must be a positive integer. Received: {alignment!r}")
+        raise CodegenError(
+            f"Memory plan alignment must be a positive integer. Received: {alignment!r}"
+        )
     _validate(buffers)
     root = _roots(buffers)
     groups: dict[str, list[BufferUse]] = {}
     for b in buffers:
         groups.setdefault(root[b.name], []).append(b)
-    return [_Unit(names=tuple(b.name for b in members), size=align_up(max(b.size for b in members), alignment),
-                  first=min(b.first for b in members), last=max(b.last for b in members))
-            for members in groups.values()]
+    return [
+        _Unit(
+            names=tuple(b.name for b in members),
+            size=align_up(max(b.size for b in members), alignment),
+            first=min(b.first for b in members),
+            last=max(b.last for b in members),
+        )
+        for members in groups.values()
+    ]
 
 
 def _roots(buffers: Sequence[BufferUse]) -> dict[str, str]:
@@ -287,32 +341,52 @@ def _validate(buffers: Sequence[BufferUse]) -> None:
     names: set[str] = set()
     for b in buffers:
         if not isinstance(b, BufferUse):
-            raise CodegenError(f"The memory planner takes BufferUse records; got {type(b).__name__}. "
-                               "This is a bug in the lowering; please report it.")
+            raise CodegenError(
+                f"The memory planner takes BufferUse records; got {type(b).__name__}. "
+                "This is a bug in the lowering; please report it."
+            )
         if b.name in names:
-            raise CodegenError(f"Buffer {b.name!r} appears twice in the memory plan; give each buffer one name.")
+            raise CodegenError(
+                f"Buffer {b.name!r} appears twice in the memory plan; give each buffer one name."
+            )
         names.add(b.name)
         for field in ("size", "first", "last"):
             value = getattr(b, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise CodegenError(f"Buffer {b.name!r} has {field}={value!r}; it must be a non-negative integer.")
+                raise CodegenError(
+                    f"Buffer {b.name!r} has {field}={value!r}; it must be a non-negative integer."
+                )
         if b.first > b.last:
-            raise CodegenError(f"Buffer {b.name!r} is first used at step {b.first}, after its last use at step "
-                               f"{b.last}; a lifetime must run forwards.")
+            raise CodegenError(
+                f"Buffer {b.name!r} is first used at step {b.first}, after its last use at step "
+                f"{b.last}; a lifetime must run forwards."
+            )
     for b in buffers:
         if b.alias_of is not None and b.alias_of not in names:
-            raise CodegenError(f"Buffer {b.name!r} aliases {b.alias_of!r}, which is not in the memory plan; "
-                               "add that buffer or drop the alias.")
+            raise CodegenError(
+                f"Buffer {b.name!r} aliases {b.alias_of!r}, which is not in the memory plan; "
+                "add that buffer or drop the alias."
+            )
     parent = {b.name: b.alias_of for b in buffers}
     for b in buffers:
         seen = {b.name}
         at = b.alias_of
         while at is not None:
             if at in seen:
-                raise CodegenError(f"Buffer {b.name!r} is part of an alias cycle; an alias chain must end in a "
-                                   "buffer that aliases nothing.")
+                raise CodegenError(
+                    f"Buffer {b.name!r} is part of an alias cycle; an alias chain must end in a "
+                    "buffer that aliases nothing."
+                )
             seen.add(at)
             at = parent[at]
 
 
-__all__ = ["BufferUse", "MemoryPlan", "align_up", "check_plan", "greedy_tflm", "lower_bound", "plan"]
+__all__ = [
+    "BufferUse",
+    "MemoryPlan",
+    "align_up",
+    "check_plan",
+    "greedy_tflm",
+    "lower_bound",
+    "plan",
+]
