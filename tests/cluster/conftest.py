@@ -53,7 +53,7 @@ def _cases():
              lambda l: [(l.kernel, (-2,))]),
         Case("DepthwiseConv2D", _functional(lambda: L.DepthwiseConv2D(3, depth_multiplier=2, name="target"),
                                             (6, 6, 4)), lambda l: [(l.kernel, (-2, -1))]),
-        Case("SeparableConv2D", _functional(lambda: L.SeparableConv2D(8, 3, name="target"), (6, 6, 4)),
+        Case("SeparableConv2D", _functional(lambda: L.SeparableConv2D(8, 3, name="target"), (6, 6, 6)),
              lambda l: [(l.depthwise_kernel, (-2, -1)), (l.pointwise_kernel, (-1,))]),
         Case("Embedding", _functional(lambda: L.Embedding(20, 8, name="target"), (5,), dtype="int32"),
              lambda l: [(l.embeddings, (-1,))]),

@@ -7,7 +7,7 @@ import pytest
 from edgeclust import cluster
 from tests.cluster.conftest import regression_fit, unique_counts
 
-N = 4
+N = 3  # every case has more than 3 weights per channel
 
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per_tensor", "per_channel"])
@@ -32,11 +32,7 @@ def test_layer_clusters_learns_and_strips_to_n_values(case, per_channel):
         assert max(counts) <= N
         if not per_channel:
             assert max(counts) >= 2
-    # the stripped model computes what the wrapper computes (indices fresh in both)
-    for wrapper_layer in [wrapper]:
-        for i, spec in enumerate(wrapper_layer.weight_specs):
-            wrapper_layer._index_vars[i].assign(wrapper_layer._nearest(
-                i, spec.variable(wrapper_layer.layer), wrapper_layer._centroid_vars[i]))
+    # the stripped model computes what the wrapper computes (inference uses up-to-date positions)
     np.testing.assert_allclose(stripped(x), wrapped(x), rtol=1e-5, atol=1e-5)
 
 

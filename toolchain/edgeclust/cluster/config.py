@@ -7,10 +7,6 @@ from dataclasses import dataclass
 
 from edgeclust.errors import ConfigError
 
-#: Indices are recomputed from the moving weights every this many training steps (1 = every step).
-DEFAULT_INDEX_UPDATE_INTERVAL = 100
-
-
 class CentroidInitialization(str, enum.Enum):
     """How the initial centroids of a weight tensor are chosen (tfmot's names)."""
 
@@ -51,7 +47,6 @@ class ClusteringConfig:
     preserve_sparsity: bool = False
     cluster_gradient_aggregation: GradientAggregation = GradientAggregation.SUM
     seed: int | None = None
-    index_update_interval: int = DEFAULT_INDEX_UPDATE_INTERVAL
 
     def __post_init__(self):
         k = self.number_of_clusters
@@ -67,6 +62,3 @@ class ClusteringConfig:
                 raise ConfigError(f"`{name}` must be True or False. Received: {name}={getattr(self, name)!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
             raise ConfigError(f"`seed` must be None or an integer >= 0. Received: seed={self.seed!r}")
-        n = self.index_update_interval
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"`index_update_interval` must be an integer >= 1. Received: index_update_interval={n!r}")
