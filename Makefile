@@ -27,3 +27,4 @@ demo: $(PY)
 test: system-deps $(PY)
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m pytest
+	KERAS_BACKEND=jax $(PY) -m pytest tests/cluster -m "not tensorflow_only"

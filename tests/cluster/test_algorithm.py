@@ -1,7 +1,6 @@
 """The maths: nearest centroids, the clustered weight and its gradients (finite differences, STE), with both
 kernels (XLA-compiled on TensorFlow, and the keras.ops ones other backends use)."""
 
-import keras
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -67,6 +66,7 @@ def _loss(y):
     return ops.sum(ops.sin(y) * ops.arange(1, 1 + y.shape[-1], dtype="float32"))
 
 
+@pytest.mark.tensorflow_only  # tf.GradientTape
 @pytest.mark.parametrize("aggregation", ["SUM", "AVG"])
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_centroid_gradients_match_finite_differences(aggregation, per_channel, kernel):
@@ -98,6 +98,7 @@ def test_centroid_gradients_match_finite_differences(aggregation, per_channel, k
     np.testing.assert_allclose(grad, numeric, rtol=2e-3, atol=2e-4)
 
 
+@pytest.mark.tensorflow_only  # tf.GradientTape
 def test_original_weights_get_the_clustered_weights_gradient_straight_through(kernel):
     import tensorflow as tf
 
@@ -125,3 +126,18 @@ def test_per_cluster_sums_match_numpy(bins, kernel):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     sizes = np.asarray(algorithm.cluster_sizes(idx, (bins,), n=n))
     np.testing.assert_array_equal(sizes, np.bincount(idx, minlength=bins))
+
+
+@pytest.mark.parametrize("k", [3, 16, 130])
+@pytest.mark.parametrize("channel_axes", [None, (-1,), (-2, -1)])
+def test_comparison_and_local_search_give_the_nearest_centroid_exactly(k, channel_axes, kernel):
+    r = np.random.default_rng(k)
+    w = r.normal(size=(40, 3, 4)).astype(np.float32)
+    channels = 1 if channel_axes is None else int(np.prod([w.shape[a] for a in channel_axes]))
+    c = r.normal(size=(channels, k)).astype(np.float32)
+    want = algorithm.nearest_values(w, c, channel_axes=channel_axes)
+    by_comparison = algorithm.clustered_weight(w, c, None, channel_axes=channel_axes)
+    np.testing.assert_array_equal(np.asarray(by_comparison), want)
+    positions = algorithm.nearest_positions(w, c, channel_axes=channel_axes).reshape(-1)
+    by_lookup = algorithm.clustered_weight(w, c, positions, channel_axes=channel_axes)
+    np.testing.assert_array_equal(np.asarray(by_lookup), want)

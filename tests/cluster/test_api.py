@@ -3,12 +3,12 @@
 import keras
 import numpy as np
 import pytest
+from tests.cluster.conftest import regression_fit, unique_counts
 
 from edgeclust import cluster
-from edgeclust.cluster import algorithm
+from edgeclust.cluster import algorithm, kernels
 from edgeclust.cluster.api import plan
 from edgeclust.errors import ConfigError, UnsupportedLayerError
-from tests.cluster.conftest import regression_fit, unique_counts
 
 
 def small_cnn():
@@ -81,11 +81,12 @@ def test_preserve_sparsity_keeps_zeros_zero_through_fine_tuning(per_channel):
 
 def test_positions_follow_the_weights_at_every_step():
     keras.utils.set_random_seed(0)
-    wrapper = cluster.ClusterWeights(keras.layers.Dense(8), 3, seed=0)
+    k = kernels.MAX_CLUSTERS_COMPARED + 2  # beyond it, positions are stored and searched locally
+    wrapper = cluster.ClusterWeights(keras.layers.Dense(256), k, seed=0)
     model = keras.Sequential([keras.Input((4,)), wrapper])
     x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     before = wrapper._index_vars[0].numpy().copy()
-    regression_fit(model, x, steps=8, lr=0.5)
+    regression_fit(model, x, steps=8, lr=0.05)
     assert not np.array_equal(before, wrapper._index_vars[0].numpy())
 
     # a move far beyond one midpoint (the local search repeats): the next training call stores exact positions

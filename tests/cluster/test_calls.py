@@ -3,9 +3,9 @@ attention_mask=), positional plus keyword tensors, nested structures, a layer sh
 
 import keras
 import numpy as np
+from tests.cluster.conftest import regression_fit, unique_counts
 
 from edgeclust import cluster
-from tests.cluster.conftest import regression_fit, unique_counts
 
 L = keras.layers
 

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from tests.cluster.conftest import regression_fit, unique_counts
 
 from edgeclust import cluster
-from tests.cluster.conftest import regression_fit, unique_counts
 
 N = 3  # every case has more than 3 weights per channel
 

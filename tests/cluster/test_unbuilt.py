@@ -4,9 +4,9 @@ way tfmot's RNN examples write them: clustered, fine-tuned with fit, stripped to
 import keras
 import numpy as np
 import pytest
+from tests.cluster.conftest import unique_counts
 
 from edgeclust import cluster
-from tests.cluster.conftest import unique_counts
 
 L = keras.layers
 N = 4

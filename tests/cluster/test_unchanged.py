@@ -5,10 +5,10 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from tests.cluster.conftest import regression_fit, unique_counts
 
 from edgeclust import cluster
 from edgeclust.tflite import convert, flatbuffer, inspect
-from tests.cluster.conftest import regression_fit, unique_counts
 
 X = np.random.default_rng(0).normal(size=(16, 8, 8, 1)).astype(np.float32)
 
@@ -71,6 +71,7 @@ def test_per_tensor_kernel_with_fewer_weights_than_clusters_and_one_with_few_dis
     assert not isinstance(wrapped.get_layer("small"), cluster.ClusterWeights)
 
 
+@pytest.mark.tensorflow_only  # the TFLite converter
 def test_unchanged_weights_are_counted_by_verify(tmp_path):
     wrapped, _ = _clustered_with_warnings(first_convs(), 16, cluster_per_channel=True)
     stripped = cluster.strip_clustering(wrapped)

@@ -1,11 +1,14 @@
 """The clustering maths: nearest centroids, and the clustered weight with its gradients.
 
-State: one int32 position per weight, the rank of its centroid among the sorted centroids (per channel, C
-channels of k centroids, the position is global: channel * k + rank). Every step the positions are brought
-up to date with the moving weights and centroids by a local search (kernels.refresh_positions): a weight
-that moved past the midpoint to a neighbouring centroid moves one position, which is exact and O(1) per
-weight because a step moves a weight very little. The forward pass is one lookup per weight among the
-sorted centroids, the backward pass one sum per cluster.
+Every forward pass uses each weight's nearest centroid (tfmot's semantics), found one of two exact ways:
+- up to kernels.MAX_CLUSTERS_COMPARED clusters, by comparing the weight with each midpoint between sorted
+  centroids (one fused pass, no gather, no state);
+- beyond, from one stored int32 position per weight, the rank of its centroid among the sorted centroids
+  (per channel, C channels of k centroids, the position is global: channel * k + rank), brought up to date
+  every step by a local search (kernels.refresh_positions): a weight that moved past the midpoint to a
+  neighbouring centroid moves one position, exact and O(1) per weight because a step moves a weight very
+  little; then one lookup per weight among the sorted centroids.
+The backward pass is one sum per cluster.
 
 Gradients (a custom gradient, so that nothing is paid for autodiff of the lookup): the original weight gets
 the clustered weight's gradient straight through; each centroid gets the sum (or mean) of the gradients of
@@ -114,26 +117,51 @@ def cluster_sizes(indices, centroid_shape, *, n: int):
     return per_cluster_sums(ops.ones((n,), "float32"), indices, centroid_shape)
 
 
-def clustered_weight(w, centroids, positions, *, average: bool = False, preserve_sparsity: bool = False):
+def uses_comparison(k: int) -> bool:
+    """Whether weights clustered to k values find their centroid by comparison (no stored positions)."""
+    return k <= kernels.MAX_CLUSTERS_COMPARED
+
+
+def column_shape(shape: tuple[int, ...], channel_axes: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The shape that C per-channel values take to broadcast against a weight of `shape`."""
+    if channel_axes is None:
+        return (1,) * len(shape)
+    axes = {a % len(shape) for a in channel_axes}
+    return tuple(shape[a] if a in axes else 1 for a in range(len(shape)))
+
+
+def clustered_weight(w, centroids, positions=None, *, channel_axes: tuple[int, ...] | None = None,
+                     average: bool = False, preserve_sparsity: bool = False):
     """The weight the forward pass uses, with gradients straight through to `w` and per cluster to the
-    centroids (summed, or averaged by cluster size). centroids: (C, k); positions: flat, sorted positions.
-    With preserve_sparsity, centroid 0 is pinned at zero and weights that are exactly zero receive no
-    gradient (so they stay zero)."""
+    centroids (summed, or averaged by cluster size). centroids: (C, k) (C channels over `channel_axes`).
+
+    positions: flat sorted positions of each weight's nearest centroid (from refresh_positions), or None to
+    find them by comparison with every midpoint (uses_comparison(k)). With preserve_sparsity, centroid 0 is
+    pinned at zero and weights that are exactly zero receive no gradient (so they stay zero)."""
     shape = tuple(w.shape)
     centroid_shape = tuple(centroids.shape)
+    k = centroid_shape[-1]
 
     @ops.custom_gradient
     def _clustered(w, c):
         order, sorted_c, _ = sorted_tables(pinned(c, preserve_sparsity))
-        out = lookup(sorted_c, positions, shape)
+        if positions is None:
+            out, local = kernels.nearest_by_comparison(w, sorted_c, column_shape(shape, channel_axes))
+            found = ops.reshape(local, (-1,))
+            if channel_axes is not None:
+                channel = ops.reshape(ops.arange(centroid_shape[0], dtype="int32"), column_shape(shape, channel_axes))
+                found = ops.reshape(local + channel * k, (-1,))
+        else:
+            found = positions
+            out = lookup(sorted_c, positions, shape)
 
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
             upstream = ops.convert_to_tensor(upstream)
-            by_position = per_cluster_sums(upstream, positions, centroid_shape)
+            by_position = per_cluster_sums(upstream, found, centroid_shape)
             if average:
-                sizes = cluster_sizes(positions, centroid_shape, n=int(np.prod(shape)))
+                sizes = cluster_sizes(found, centroid_shape, n=int(np.prod(shape)))
                 by_position = by_position / ops.maximum(sizes, 1.0)
             # position r of a row holds centroid order[r]: undo the sort
             dc = ops.take_along_axis(by_position, ops.cast(ops.argsort(order, axis=-1), "int32"), axis=-1)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from edgeclust.errors import ConfigError
 
-class CentroidInitialization(str, enum.Enum):
+
+class CentroidInitialization(enum.StrEnum):
     """How the initial centroids of a weight tensor are chosen (tfmot's names)."""
 
     LINEAR = "LINEAR"  # evenly spaced between min and max
@@ -16,7 +17,7 @@ class CentroidInitialization(str, enum.Enum):
     KMEANS_PLUS_PLUS = "KMEANS_PLUS_PLUS"  # k-means++ seeding, then k-means on the weights
 
 
-class GradientAggregation(str, enum.Enum):
+class GradientAggregation(enum.StrEnum):
     """How the gradients of the weights of one cluster are combined into its centroid's gradient."""
 
     SUM = "SUM"

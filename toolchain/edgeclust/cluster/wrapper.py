@@ -1,7 +1,7 @@
 """ClusterWeights: the Keras 3 wrapper layer that makes a layer compute with clustered weights.
 
-State per clustered weight: its centroids (trainable) and one int32 position per weight (not trainable, see
-algorithm.py). The wrapped layer keeps its own variables, which go on learning through the straight-through
+State per clustered weight: its centroids (trainable) and, beyond kernels.MAX_CLUSTERS_COMPARED clusters,
+one int32 position per weight (not trainable, see algorithm.py). The wrapped layer keeps its own variables, which go on learning through the straight-through
 gradient; every call brings the positions up to date with them (tfmot's semantics: the forward pass always
 uses each weight's nearest centroid), and a training call stores them. Weights that already hold at most N
 values (N or fewer weights, or N or fewer distinct values) are left as they are. Registered for `.keras`
@@ -152,15 +152,19 @@ class ClusterWeights(keras.layers.Wrapper):
                     "get_clusterable_weights() must name attributes that call() reads"
                 )
             shape = tuple(spec.variable(self.layer).shape)
-            channels = algorithm.channel_layout(shape, spec.channel_axes)[1] if self.clustering.cluster_per_channel else 1
+            per_channel = self.clustering.cluster_per_channel
+            channels = algorithm.channel_layout(shape, spec.channel_axes)[1] if per_channel else 1
             centroid_vars.append(self.add_weight(
                 name=f"cluster_centroids_{i}", shape=(channels, k), trainable=True,
                 initializer="zeros" if self._restoring else self._state_initializer("centroids", i),
             ))
-            index_vars.append(self._replica_local(
-                f"pulling_indices_{i}", (int(np.prod(shape)),),
-                "zeros" if self._restoring else self._state_initializer("positions", i),
-            ))
+            if algorithm.uses_comparison(k):
+                index_vars.append(None)  # found by comparison in every call: nothing to store
+            else:
+                index_vars.append(self._replica_local(
+                    f"pulling_indices_{i}", (int(np.prod(shape)),),
+                    "zeros" if self._restoring else self._state_initializer("positions", i),
+                ))
         self._untracked(_centroid_vars=centroid_vars, _index_vars=index_vars)
 
     def _split(self, specs: list[WeightSpec]):
@@ -188,6 +192,9 @@ class ClusterWeights(keras.layers.Wrapper):
         is needed (at once when the wrapped weights hold values, otherwise when Keras initialises them)."""
 
         def initializer(shape, dtype=None):
+            if self._state is None and any(_deferred(spec.variable(self.layer)) for spec in self._specs):
+                # Keras reads a deferred variable while it traces shapes: a placeholder will do
+                return np.zeros(shape, "int32" if what == "positions" else "float32")
             if self._state is None:
                 self._untracked(_state=self._initial_state())
             return self._state[what][i]
@@ -265,14 +272,16 @@ class ClusterWeights(keras.layers.Wrapper):
         for i, spec in enumerate(self._specs):
             w = ops.convert_to_tensor(spec.variable(self.layer))
             c = ops.convert_to_tensor(self._centroid_vars[i])
-            positions = algorithm.refresh_positions(
-                w, ops.convert_to_tensor(self._index_vars[i]), algorithm.pinned(c, cfg.preserve_sparsity),
-                per_channel=cfg.cluster_per_channel,
-            )
-            if training is True:
-                self._index_vars[i].assign(positions)
+            positions = None
+            if not algorithm.uses_comparison(cfg.number_of_clusters):
+                positions = algorithm.refresh_positions(
+                    w, ops.convert_to_tensor(self._index_vars[i]), algorithm.pinned(c, cfg.preserve_sparsity),
+                    per_channel=cfg.cluster_per_channel,
+                )
+                if training is True:
+                    self._index_vars[i].assign(positions)
             clustered = algorithm.clustered_weight(
-                w, c, positions,
+                w, c, positions, channel_axes=spec.channel_axes if cfg.cluster_per_channel else None,
                 average=cfg.cluster_gradient_aggregation == GradientAggregation.AVG,
                 preserve_sparsity=cfg.preserve_sparsity,
             )
@@ -341,8 +350,11 @@ class ClusterWeights(keras.layers.Wrapper):
         return cents if self.clustering.cluster_per_channel else cents.reshape(-1)
 
 
+def _deferred(variable) -> bool:
+    """Whether Keras defers the variable's initialisation (a model built symbolically) so it has no value yet."""
+    return getattr(variable, "_value", True) is None
+
+
 def _concrete(variable) -> np.ndarray | None:
-    """The variable's values, or None while Keras defers its initialisation (a model built symbolically)."""
-    if getattr(variable, "_value", True) is None:
-        return None
-    return np.asarray(ops.convert_to_numpy(variable))
+    """The variable's values, or None while Keras defers its initialisation."""
+    return None if _deferred(variable) else np.asarray(ops.convert_to_numpy(variable))
