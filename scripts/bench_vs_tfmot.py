@@ -8,7 +8,8 @@ same trained weights, fine-tune the same steps on the same batches, and convert 
     pip install -e ".[bench]"        # tf-keras + tensorflow-model-optimization 0.8.1
     python scripts/bench_vs_tfmot.py --mnist-dir ../shared/data/mnist
 
-Defaults are the published experiment: 14 clusters, LINEAR, 1 epoch at lr 1e-5, batch 64.
+Defaults are the published experiment, 14 clusters, LINEAR, 1 epoch, batch 64, at the two learning rates of
+issue 14 (1e-5 and 1e-4: each gets its own A/B from the same base model; --lr takes a comma-separated list).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "toolchain"))
 
 from proc_memory import peak_rss_mib, rss_mib  # noqa: E402 - scripts/ is on sys.path as the script's folder
-
 
 # ----------------------------------------------------------------------------- worker side
 
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=14)
     parser.add_argument("--init", default="LINEAR", choices=["LINEAR", "RANDOM", "DENSITY_BASED", "KMEANS_PLUS_PLUS"])
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--lr", default="1e-5,1e-4", help="fine-tuning learning rate(s), comma-separated")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--train-epochs", type=int, default=3, help="epochs to train the base model")
     parser.add_argument("--train-examples", type=int, default=60000)
@@ -199,7 +199,6 @@ def main() -> None:
     import keras
 
     from edgeclust import data as edata
-    from edgeclust.tflite import inspect
 
     mnist = edata.load_mnist(args.mnist_dir).subset(train=args.train_examples)
     with tempfile.TemporaryDirectory(prefix="bench-vs-tfmot-") as tmp:
@@ -212,26 +211,45 @@ def main() -> None:
         base_acc = float(np.mean(np.argmax(base.predict(mnist.x_test, verbose=0), -1) == mnist.y_test))
         np.savez(tmp / "weights.npz", **{f"w{i}": w for i, w in enumerate(base.get_weights())})
         np.savez(tmp / "data.npz", x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test)
-        common = ["--data", str(tmp / "data.npz"), "--weights", str(tmp / "weights.npz"), "--out-dir", str(tmp),
-                  "--clusters", str(args.clusters), "--init", args.init, "--epochs", str(args.epochs),
-                  "--lr", str(args.lr), "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
-        results = {}
-        for toolkit in ("tfmot", "edgeclust"):
-            for mode in ("plain", "clustered"):
-                print(f"{toolkit}: {mode} fine-tuning ...", file=sys.stderr)
-                results[(toolkit, mode)] = run_worker(toolkit, mode, common)
-        for toolkit in ("tfmot", "edgeclust"):
-            c = results[(toolkit, "clustered")]
-            blob = Path(c["int8_tflite"]).read_bytes()
-            stats = inspect.inspect_weights(blob)
-            c["int8_bytes"] = len(blob)
-            c["int8_max_unique_per_tensor"] = max(s.unique_values for s in stats)
-            c["int8_max_unique_per_channel"] = max(s.max_unique_per_channel for s in stats)
-        per_tensor = Path(results[("edgeclust", "clustered")]["int8_per_tensor_tflite"]).read_bytes()
-        results[("edgeclust", "clustered")]["int8_per_tensor_max_unique"] = max(
-            s.unique_values for s in inspect.inspect_weights(per_tensor))
-        results[("edgeclust", "clustered")]["int8_per_tensor_bytes"] = len(per_tensor)
+        tables = {}
+        for lr in [float(v) for v in str(args.lr).split(",")]:
+            tables[lr] = _ab(args, tmp, lr)
+    for lr, results in tables.items():
+        _print_table(args, base_acc, lr, results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"base_accuracy": base_acc,
+             **{f"lr={lr:g}/{t}/{m}": v for lr, results in tables.items() for (t, m), v in results.items()}},
+            indent=2))
 
+
+def _ab(args, tmp: Path, lr: float) -> dict:
+    """Plain and clustered fine-tuning with both toolkits at one learning rate, from the same base weights."""
+    from edgeclust.tflite import inspect
+
+    common = ["--data", str(tmp / "data.npz"), "--weights", str(tmp / "weights.npz"), "--out-dir", str(tmp),
+              "--clusters", str(args.clusters), "--init", args.init, "--epochs", str(args.epochs),
+              "--lr", str(lr), "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
+    results = {}
+    for toolkit in ("tfmot", "edgeclust"):
+        for mode in ("plain", "clustered"):
+            print(f"lr {lr:g}, {toolkit}: {mode} fine-tuning ...", file=sys.stderr)
+            results[(toolkit, mode)] = run_worker(toolkit, mode, common)
+    for toolkit in ("tfmot", "edgeclust"):
+        c = results[(toolkit, "clustered")]
+        blob = Path(c["int8_tflite"]).read_bytes()
+        stats = inspect.inspect_weights(blob)
+        c["int8_bytes"] = len(blob)
+        c["int8_max_unique_per_tensor"] = max(s.unique_values for s in stats)
+        c["int8_max_unique_per_channel"] = max(s.max_unique_per_channel for s in stats)
+    per_tensor = Path(results[("edgeclust", "clustered")]["int8_per_tensor_tflite"]).read_bytes()
+    results[("edgeclust", "clustered")]["int8_per_tensor_max_unique"] = max(
+        s.unique_values for s in inspect.inspect_weights(per_tensor))
+    results[("edgeclust", "clustered")]["int8_per_tensor_bytes"] = len(per_tensor)
+    return results
+
+
+def _print_table(args, base_acc: float, lr: float, results: dict) -> None:
     rows = []
     for label, fn in [
         ("step time, clustered / plain (median)", lambda p, c: f"{c['median_step_ms'] / p['median_step_ms']:.2f}x"),
@@ -239,6 +257,7 @@ def main() -> None:
         ("peak RSS, clustered / plain", lambda p, c: f"{c['peak_rss_mib'] / p['peak_rss_mib']:.2f}x"),
         ("fit memory increment, clustered / plain", lambda p, c: f"{c['fit_increment_mib'] / max(p['fit_increment_mib'], 1e-9):.2f}x"),
         ("peak RSS clustered, MiB", lambda p, c: f"{c['peak_rss_mib']:.0f}"),
+        ("test accuracy, plain fine-tuning", lambda p, c: f"{p['test_accuracy']:.4f}"),
         ("test accuracy after clustering", lambda p, c: f"{c['test_accuracy']:.4f}"),
         ("int8 .tflite, max unique values per tensor", lambda p, c: str(c["int8_max_unique_per_tensor"])),
         ("int8 .tflite, max unique values per channel", lambda p, c: str(c["int8_max_unique_per_channel"])),
@@ -249,13 +268,11 @@ def main() -> None:
     ]:
         rows.append((label, *(fn(results[(t, 'plain')], results[(t, 'clustered')]) for t in ("tfmot", "edgeclust"))))
     print(f"\nMNIST CNN, base test accuracy {base_acc:.4f}; {args.clusters} clusters, {args.init}, "
-          f"{args.epochs} epoch(s) at lr {args.lr:g}, batch {args.batch_size}")
+          f"{args.epochs} epoch(s) at lr {lr:g}, batch {args.batch_size}")
     widths = [max(len(r[i]) for r in rows + [("", "tfmot 0.8.1 (tf-keras)", "edgeclust (Keras 3)")]) for i in range(3)]
     header = ("", "tfmot 0.8.1 (tf-keras)", "edgeclust (Keras 3)")
     for r in [header, tuple("-" * w for w in widths), *rows]:
         print(f"{r[0].ljust(widths[0])}  {r[1].rjust(widths[1])}  {r[2].rjust(widths[2])}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({f"{t}/{m}": v for (t, m), v in results.items()} | {"base_accuracy": base_acc}, indent=2))
 
 
 if __name__ == "__main__":
