@@ -110,3 +110,9 @@ def nothing_written_fixture():
     """`with nothing_written(folder): ...` fails if anything under `folder` changed."""
     return assert_nothing_written
 
+
+
+@pytest.fixture(autouse=True)
+def warnings_are_errors(monkeypatch):
+    """Generated projects built by `edgeclust flash` in these tests compile with -Wall -Wextra -Werror."""
+    monkeypatch.setenv("WARNINGS", "-Wall -Wextra -Werror")

@@ -16,15 +16,17 @@ BOARD_IDS = ["arduino_nano33_ble", "esp32s3_devkitc", "qemu_lm3s6965evb", "qemu_
 def _project(out: Path, board_id: str = "qemu_mps2_an386") -> Path:
     """A project around a synthetic 'model' (random bytes with the TFL3 identifier): enough for the smoke firmware."""
     from edgeclust import resources
+    from edgeclust.backends.tflm import render
     from edgeclust.codegen import board, project
 
     model = bytearray(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     model[4:8] = b"TFL3"
-    spec = project.TensorSpec("x", (1, 4), "int8", 0.5, 0)
-    project.render_project(
+    spec = render.TensorSpec("x", (1, 4), "int8", 0.5, 0)
+    files = render.render_files(
         model_data=bytes(model), op_names=["FULLY_CONNECTED"], board=board.load_board(board_id, resources.boards_dir()),
-        interface=project.ModelInterface(inputs=(spec,), outputs=(spec,)), self_test=[], arena_bytes=512,
-        out_dir=out, templates_dir=resources.templates_dir())
+        interface=render.ModelInterface(inputs=(spec,), outputs=(spec,)), self_test=[], arena_bytes=512,
+        templates_dir=resources.templates_dir())
+    project.write_files(out, files)
     return out
 
 

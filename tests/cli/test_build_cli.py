@@ -132,5 +132,6 @@ def test_demo_runs_the_main_job(edgeclust, tmp_path):
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["verify"]["passed"] and report["parity"]["accuracy"]["tflm_int8"] > 0.85
     assert (tmp_path / "demo" / "plots" / "sizes.png").is_file()
-    assert (tmp_path / "demo" / "firmware" / "main.cc").is_file()
+    assert (tmp_path / "demo" / "firmware" / "board.json").is_file()
+    assert report["backend"]["name"] in ("tflm", "native") and report["parity"]["firmware_equals_tflm_bit_for_bit"]
     assert (tmp_path / "demo" / "inputs" / "digits.npz").is_file()

@@ -21,8 +21,8 @@ CROSS_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-e
 class TinyModel:
     tflite: bytes
     op_names: tuple[str, ...]
-    interface: object  # codegen.project.ModelInterface
-    cases: list  # codegen.project.SelfTestCase
+    interface: object  # backends.base.ModelInterface
+    cases: list  # backends.base.SelfTestCase
     arena: int
     x: np.ndarray  # the float inputs of the cases
 
@@ -31,7 +31,7 @@ class TinyModel:
 def tiny_model(digits) -> TinyModel:
     """The digits CNN (Conv, BN folded, depthwise, pooling, Dense, softmax), 2 epochs, int8, 3 self-test cases."""
     from edgeclust import examples
-    from edgeclust.pipeline.firmware import codegen_interface, self_test_cases
+    from edgeclust.backends.base import SelfTestCase
     from edgeclust.tflite import flatbuffer, parity
     from edgeclust.tflite.convert import to_tflite
 
@@ -39,11 +39,14 @@ def tiny_model(digits) -> TinyModel:
     model.fit(digits.x_train, digits.y_train, batch_size=32, epochs=2, verbose=0)
     data = to_tflite(model, quantize="int8", representative_data=digits.x_train, num_calibration=64)
     x = digits.x_test[:3]
+    interface = parity.model_interface(data)
+    inputs = parity.quantize(x, interface.inputs[0])
+    outputs = parity.run_tflm(data, inputs)
     return TinyModel(
         tflite=data,
         op_names=tuple(flatbuffer.read_model(data).op_names),
-        interface=codegen_interface(data, labels=[str(d) for d in range(10)]),
-        cases=self_test_cases(data, x),
+        interface=interface,
+        cases=[SelfTestCase(inputs[i], outputs[i]) for i in range(len(x))],
         arena=parity.tflm_arena_bytes(data),
         x=x,
     )
@@ -65,18 +68,19 @@ def templates_dir() -> Path:
 
 @pytest.fixture
 def make_project(tiny_model, boards_dir, templates_dir):
-    """`make_project(board_id, out_dir, **overrides)` renders the tiny model's project; returns the paths."""
+    """`make_project(board_id, out_dir, force=False, **overrides)` writes the tiny model's TFLM project (rendered
+    by backends.tflm.render, written by codegen.project.write_files); returns the paths."""
+    from edgeclust.backends.tflm import render
     from edgeclust.codegen import board, project
 
-    def render(board_id: str, out_dir, **overrides):
+    def make(board_id: str, out_dir, force: bool = False, **overrides):
         kwargs = dict(model_data=tiny_model.tflite, op_names=tiny_model.op_names,
                       board=board.load_board(board_id, boards_dir), interface=tiny_model.interface,
-                      self_test=tiny_model.cases, arena_bytes=tiny_model.arena, out_dir=out_dir,
-                      templates_dir=templates_dir)
+                      self_test=tiny_model.cases, arena_bytes=tiny_model.arena, templates_dir=templates_dir)
         kwargs.update(overrides)
-        return project.render_project(**kwargs)
+        return project.write_files(out_dir, render.render_files(**kwargs), force=force)
 
-    return render
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +102,32 @@ def tflm_root() -> Path:
     if not (path / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file():
         pytest.fail(f"TFLM_ROOT={root} is not a TFLM tree (no tensorflow/lite/micro/micro_interpreter.h)")
     return path
+
+
+@pytest.fixture
+def tflm_project(boards_dir):
+    """`tflm_project(tflite, board_id, out_dir, x, compress="none")`: the TFLM backend end to end (weight layouts,
+    lower, self-test cases from its host oracle, render), written to out_dir; returns the Lowered."""
+    from edgeclust.backends.base import SelfTestCase
+    from edgeclust.backends.tflm import TflmBackend
+    from edgeclust.codegen import board, project
+    from edgeclust.pipeline.layouts import weight_layouts
+    from edgeclust.tflite import parity
+
+    def make(tflite: bytes, board_id: str, out_dir, x, compress: str = "none"):
+        backend = TflmBackend(compress=compress)
+        lowered = backend.lower(tflite, weight_layouts(tflite))
+        inputs = parity.quantize(x, lowered.interface.inputs[0])
+        outputs = backend.run_host(lowered, inputs)
+        cases = [SelfTestCase(inputs[i], outputs[i]) for i in range(len(inputs))]
+        project.write_files(out_dir, backend.render(lowered, board.load_board(board_id, boards_dir), cases))
+        return lowered
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def warnings_are_errors(monkeypatch):
+    """Every generated project these tests build compiles its own sources with -Wall -Wextra -Werror (the
+    Makefile's WARNINGS; TFLM's headers come in with -isystem)."""
+    monkeypatch.setenv("WARNINGS", "-Wall -Wextra -Werror")

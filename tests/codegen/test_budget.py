@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edgeclust.codegen import board as board_mod
-from edgeclust.codegen import budget as budget_mod
-from edgeclust.codegen import resolver
+from edgeclust.backends.tflm import price as budget_mod
+from edgeclust.backends.tflm import resolver
 from edgeclust.errors import BudgetError, CodegenError
 
 TABLE = """

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from edgeclust.codegen import resolver
+from edgeclust.backends.tflm import resolver
 from edgeclust.errors import CodegenError
 
 

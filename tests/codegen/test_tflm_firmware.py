@@ -48,21 +48,16 @@ def test_int8_firmware_outputs_are_bit_identical_to_the_host(board_id, make_proj
     assert 0 < used <= tiny_model.arena  # the host's 64-bit measurement bounds the board's
 
 
-def test_float_firmware_outputs_match_the_host_within_a_few_ulp_on_the_m4f(digits, boards_dir, templates_dir, tflm_root, tmp_path,
-                                                             cross_tools):
+def test_float_firmware_outputs_match_the_host_within_a_few_ulp_on_the_m4f(digits, tflm_project, tflm_root, tmp_path,
+                                                                          cross_tools):
     from edgeclust import examples
-    from edgeclust.codegen import board, project
-    from edgeclust.pipeline.firmware import codegen_interface, self_test_cases
-    from edgeclust.tflite import flatbuffer, parity
+    from edgeclust.tflite import parity
     from edgeclust.tflite.convert import to_tflite
 
     data = to_tflite(examples.digits_cnn(seed=1), quantize="float32")
     x = digits.x_test[:2]
     out = tmp_path / "firmware"
-    project.render_project(model_data=data, op_names=flatbuffer.read_model(data).op_names,
-                           board=board.load_board("qemu_mps2_an386", boards_dir), interface=codegen_interface(data),
-                           self_test=self_test_cases(data, x), arena_bytes=parity.tflm_arena_bytes(data),
-                           out_dir=out, templates_dir=templates_dir)
+    tflm_project(data, "qemu_mps2_an386", out, x)
     done = _flash_cli(out, tflm_root)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     host = parity.run_tflm(data, x).reshape(len(x), -1)
@@ -84,14 +79,12 @@ def test_a_model_too_big_for_the_arena_fails_with_status_2(make_project, tiny_mo
     assert len(errors) == 1 and "status 2" in errors[0] and "could not be set up" in errors[0]
 
 
-def test_a_lut_compressed_model_decodes_on_the_board_bit_identically(digits, boards_dir, templates_dir, tflm_root,
-                                                                      tmp_path, cross_tools):
+def test_a_lut_compressed_model_decodes_on_the_board_bit_identically(digits, tflm_project, tflm_root, tmp_path,
+                                                                      cross_tools):
     import keras
     from keras import layers
 
-    from edgeclust.codegen import board, project
-    from edgeclust.pipeline.firmware import codegen_interface, self_test_cases
-    from edgeclust.tflite import flatbuffer, parity, size
+    from edgeclust.tflite import parity
     from edgeclust.tflite.convert import to_tflite
 
     keras.utils.set_random_seed(0)
@@ -105,16 +98,11 @@ def test_a_lut_compressed_model_decodes_on_the_board_bit_identically(digits, boa
             weights[0] = levels[np.abs(weights[0][..., None] - levels).argmin(-1)]
             layer.set_weights(weights)
     int8 = to_tflite(model, quantize="int8", representative_data=digits.x_train, num_calibration=32, per_channel=False)
-    lut = size.lut_compress(int8)
-    assert lut.compressed_tensors and len(lut.model) < len(int8)
-    ops = flatbuffer.read_model(lut.model).op_names
-    assert "TFLM_DECODE" in ops
     x = digits.x_test[:3]
     out = tmp_path / "firmware"
-    project.render_project(model_data=lut.model, op_names=ops, board=board.load_board("qemu_mps2_an386", boards_dir),
-                           interface=codegen_interface(lut.model), self_test=self_test_cases(lut.model, x),
-                           arena_bytes=parity.tflm_arena_bytes(lut.model), decoded_bytes=lut.decoded_bytes,
-                           out_dir=out, templates_dir=templates_dir, compressed=True)
+    lowered = tflm_project(int8, "qemu_mps2_an386", out, x, compress="lut")
+    assert lowered.details.lut.compressed_tensors and len(lowered.model) < len(int8)
+    assert "TFLM_DECODE" in lowered.op_names
     done = _flash_cli(out, tflm_root)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     device = _firmware_outputs(done.stdout, np.int8)

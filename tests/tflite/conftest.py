@@ -103,9 +103,21 @@ def unclustered_float(digits) -> bytes:
 
 @pytest.fixture(scope="session")
 def lut_per_tensor(plain):
-    from edgeclust.tflite import size
+    return lut_compressed(plain.int8_per_tensor)
 
-    return size.lut_compress(plain.int8_per_tensor)
+
+def lut_compressed(data: bytes, **kwargs):
+    """The TFLM backend's LUT compression of `data`, driven by the build's weight layouts for it."""
+    from edgeclust.backends.tflm.lut import lut_compress
+    from edgeclust.pipeline.layouts import weight_layouts
+
+    return lut_compress(data, weight_layouts(data), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def lut():
+    """lut(data, max_index_bits=7): see lut_compressed."""
+    return lut_compressed
 
 
 def fc_model_bytes(weights: np.ndarray, *, scales=None, zero_points=None, axis: int = 0) -> bytes:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeclust.errors import DataError, ModelFormatError
-from edgeclust.tflite import parity, size
+from edgeclust.tflite import parity
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +124,8 @@ def test_compare_reports_bit_exactness_and_lsb():
         parity.compare("x", a, labels=[0, 1, 1])
 
 
-def test_lut_model_accuracy_equals_int8_in_tflm(plain, test_set):
+def test_lut_model_accuracy_equals_int8_in_tflm(plain, test_set, lut):
     x, y = test_set
-    lut = size.lut_compress(plain.int8)
+    lut = lut(plain.int8)
     with_lut = parity.compare("lut", parity.run_tflm(lut.model, x), labels=y, reference=parity.run_tflm(plain.int8, x))
     assert with_lut.bit_exact and with_lut.max_lsb_diff == 0

@@ -1,4 +1,5 @@
-"""Zipped size and LUT compression made for real with tflite_micro.compression, checked in TFLM."""
+"""Zipped size, and the TFLM backend's LUT compression (made for real with tflite_micro.compression, driven by
+the weight layouts) checked in TFLM."""
 
 import zipfile
 
@@ -47,39 +48,42 @@ def test_lut_compresses_what_pays_and_says_why_it_skips_the_rest(plain, lut_per_
 
 
 @pytest.mark.parametrize("which", ["int8_per_tensor", "int8", "float32"])
-def test_tflm_on_the_lut_model_equals_tflm_on_the_original_bit_for_bit(plain, digits, which):
+def test_tflm_on_the_lut_model_equals_tflm_on_the_original_bit_for_bit(plain, digits, which, lut):
     original = getattr(plain, which)
-    lut = size.lut_compress(original)
+    lut = lut(original)
     assert lut.compressed_tensors, [s.reason for s in lut.skipped_tensors]
     x = digits.x_test[:100]
     np.testing.assert_array_equal(parity.run_tflm(lut.model, x), parity.run_tflm(original, x))
 
 
-def test_per_channel_quantized_tensors_get_per_channel_tables(plain):
-    lut = size.lut_compress(plain.int8)
+def test_per_channel_quantized_tensors_get_per_channel_tables(plain, lut):
+    lut = lut(plain.int8)
     dense1 = next(c for c in lut.compressed_tensors if "dense1" in c.name)
     assert (dense1.mode, dense1.axis, dense1.tables) == ("per-channel", 0, 32)
 
 
-def test_too_many_values_are_skipped_with_the_bits_they_need(unclustered_float):
-    lut = size.lut_compress(unclustered_float)
-    assert lut.compressed_tensors == () and lut.model == unclustered_float and lut.decoded_bytes == 0
-    assert all("need" in s.reason and "more than 4" in s.reason for s in lut.skipped_tensors)
+def test_unclustered_weights_are_skipped_with_the_reason(unclustered_float, lut):
+    result = lut(unclustered_float)
+    assert result.compressed_tensors == () and result.model == unclustered_float and result.decoded_bytes == 0
+    reasons = [s.reason for s in result.skipped_tensors]
+    assert any("more than 256 unique values" in r for r in reasons)  # the big tensors: too many values
+    assert all("more than 256 unique values" in r or "more than 7" in r or "would not be smaller" in r for r in reasons)
 
 
-def test_more_index_bits_admit_more_values(make_fc_model):
-    weights = np.repeat(np.arange(-50, 50, dtype=np.int8), 40).reshape(100, 40)  # 100 values per tensor
-    data = make_fc_model(weights)
-    assert size.lut_compress(data, max_index_bits=4).compressed_tensors == ()
-    (done,) = size.lut_compress(data, max_index_bits=7).compressed_tensors
-    assert (done.index_bits, done.table_entries) == (7, 100)
+def test_the_layouts_bit_width_sets_the_index_bits(make_fc_model, lut):
+    """17 to 128 values get 5 to 7-bit indices (the pipeline's layouts), not a fixed 4."""
+    for values, bits in ((17, 5), (32, 5), (33, 6), (100, 7)):
+        weights = np.resize(np.arange(-50, -50 + values, dtype=np.int8), 4000).reshape(100, 40)
+        data = make_fc_model(weights)
+        (done,) = lut(data).compressed_tensors
+        assert (done.index_bits, done.table_entries) == (bits, values)
+    assert lut(data, max_index_bits=6).compressed_tensors == ()
     x = np.random.default_rng(0).random((4, 40), dtype=np.float32)
-    lut = size.lut_compress(data, max_index_bits=7)
-    np.testing.assert_array_equal(parity.run_tflm(lut.model, x), parity.run_tflm(data, x))
+    np.testing.assert_array_equal(parity.run_tflm(lut(data).model, x), parity.run_tflm(data, x))
 
 
-def test_already_compressed_tensors_are_left_alone(lut_per_tensor):
-    again = size.lut_compress(lut_per_tensor.model)
+def test_already_compressed_tensors_are_left_alone(lut_per_tensor, lut):
+    again = lut(lut_per_tensor.model)
     reasons = {s.name: s.reason for s in again.skipped_tensors}
     assert all(reasons[c.name] == "already compressed" for c in lut_per_tensor.compressed_tensors)
 
@@ -93,6 +97,6 @@ def test_decoded_weights_cost_arena_unless_given_their_own_memory(plain, lut_per
 
 
 @pytest.mark.parametrize("bad", [0, 8, 2.0, None])
-def test_index_bits_are_checked(plain, bad):
+def test_index_bits_are_checked(plain, bad, lut):
     with pytest.raises(ConfigError, match=r"`max_index_bits` must be an integer in 1\.\.7"):
-        size.lut_compress(plain.int8, max_index_bits=bad)
+        lut(plain.int8, max_index_bits=bad)

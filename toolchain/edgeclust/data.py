@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeclust.errors import DataError
+from edgeclust.errors import DataError, first_line
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -93,7 +93,7 @@ def load_npz(path: str | os.PathLike) -> Dataset:
     except DataError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({_first_line(exc)})") from None
+        raise DataError(f"{path}: not a readable .npz file ({first_line(exc)})") from None
     return _validated(arrays, str(path))
 
 
@@ -109,7 +109,7 @@ def _read_idx(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{path}: missing; MNIST needs the four official IDX .gz files") from None
     except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable gzip file ({_first_line(exc)})") from None
+        raise DataError(f"{path}: not a readable gzip file ({first_line(exc)})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path}: not an unsigned-byte IDX file")
     ndim = raw[3]
@@ -156,7 +156,3 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     test, train = order[:n_test], order[n_test:]
     return Dataset(x[train], y[train], x[test], y[test])
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

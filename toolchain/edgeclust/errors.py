@@ -63,3 +63,9 @@ class ToolMissingError(EdgeclustError):
 
 class FirmwareError(EdgeclustError):
     """The firmware failed to build, crashed, hung, or its self-test failed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type's name), for a one-line error."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

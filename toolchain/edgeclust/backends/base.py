@@ -4,37 +4,22 @@ lower: .tflite bytes + weight layouts -> Lowered (frozen: interface, ops, memory
 run_host: the backend's host oracle (parity and the self-test's expected outputs);
 price: what the board pays (flash, RAM); render: the project's files as {relative path: bytes}.
 The pipeline writes the files (once, atomically); backends never touch the disk outside a temp folder.
+TensorSpec and ModelInterface are defined once, in tflite/parity.py (the interpreters read them too).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from edgeclust.errors import BudgetError
 from edgeclust.lower.weights import WeightLayout
+from edgeclust.tflite.parity import ModelInterface, TensorSpec
 
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One model input or output: shape with the batch dimension, numpy dtype name, quantization (or None)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    scale: float | None = None
-    zero_point: int | None = None
-
-    @property
-    def quantized(self) -> bool:
-        return self.scale is not None and np.dtype(self.dtype).kind in "iu"
-
-
-@dataclass(frozen=True)
-class ModelInterface:
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
+__all__ = ["Backend", "Cost", "FlashItem", "Lowered", "ModelInterface", "SelfTestCase", "TensorSpec"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,7 +42,8 @@ class FlashItem:
 class Lowered:
     """A model lowered for one backend: everything price and render need, decided once.
 
-    arena_bytes: the activation arena the backend needs (measured or planned, no margin);
+    arena_bytes: the tensor arena the firmware reserves, decided once by lower() (planned exactly, or for TFLM
+    measured on the host plus its margin), which price() and render() both use as it is;
     arena_lower_bound: the largest sum of buffers alive at one step (0 when not computed);
     flash: what the model puts on flash besides the runtime's code; packed: the layouts the backend used;
     details: backend-private data (TFLM's compressed model, native's program), read only by that backend.
@@ -73,6 +59,7 @@ class Lowered:
     arena_lower_bound: int = 0
     notes: tuple[str, ...] = ()  # one line each, shown to the user (what was skipped and why)
     details: Any = None
+    summary: Mapping[str, Any] = field(default_factory=dict)  # backend facts for report.json (JSON values)
 
     @property
     def flash_bytes(self) -> int:
@@ -81,7 +68,8 @@ class Lowered:
 
 @dataclass(frozen=True)
 class Cost:
-    """What the board pays: flash and RAM used against its sizes, with the parts that add up to them."""
+    """What the board pays: flash and RAM used against its sizes, with the parts that add up to them
+    (named for a reader: "model", "TFLM runtime", "arena", "stack", ...)."""
 
     board_id: str
     flash_used: int
@@ -91,6 +79,8 @@ class Cost:
     flash_parts: Mapping[str, int] = field(default_factory=dict)
     ram_parts: Mapping[str, int] = field(default_factory=dict)
     measured: bool = False  # True when read from a real link (arm-none-eabi-size), False when from a table
+    advice: str = ""  # what to try when it does not fit (options of this backend), for the over-budget message
+    board_name: str = ""
 
     @property
     def flash_fits(self) -> bool:
@@ -103,6 +93,40 @@ class Cost:
     @property
     def fits(self) -> bool:
         return self.flash_fits and self.ram_fits
+
+    def line(self) -> str:
+        """One line: flash and RAM used of the board's, with the parts, and whether it fits."""
+        return f"{self.board_id}: {self._flash_text()}; {self._ram_text()}: {'fits' if self.fits else 'DOES NOT FIT'}"
+
+    def check(self) -> None:
+        """Raise BudgetError with the numbers and what to do, if the model does not fit."""
+        if self.fits:
+            return
+        over = []
+        if not self.flash_fits:
+            over.append(f"{self._flash_text()}, {self.flash_used - self.flash_total:,} bytes too many")
+        if not self.ram_fits:
+            over.append(f"{self._ram_text()}, {self.ram_used - self.ram_total:,} bytes too many")
+        advice = f"{self.advice}; " if self.advice else ""
+        name = f" ({self.board_name})" if self.board_name else ""
+        raise BudgetError(
+            f"the model does not fit {self.board_id}{name}: " + "; ".join(over) + f". Options: {advice}"
+            "another board (see `edgeclust boards`); or --allow-over-budget to generate the project anyway"
+        )
+
+    def _flash_text(self) -> str:
+        parts = _parts(self.flash_used, self.flash_total, self.flash_parts)
+        return f"flash {self.flash_used:,} of {self.flash_total:,} bytes ({parts})"
+
+    def _ram_text(self) -> str:
+        parts = _parts(self.ram_used, self.ram_total, self.ram_parts)
+        return f"RAM {self.ram_used:,} of {self.ram_total:,} bytes ({parts})"
+
+
+def _parts(used: int, total: int, parts: Mapping[str, int]) -> str:
+    """ "62%: model 100,000 + TFLM runtime 62,000"."""
+    percent = f"{100 * used / total:.0f}%" if total else "n/a"
+    return percent + (": " + " + ".join(f"{name} {size:,}" for name, size in parts.items()) if parts else "")
 
 
 @runtime_checkable

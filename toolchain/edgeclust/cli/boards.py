@@ -14,10 +14,9 @@ def command(as_json):
 
     Next: edgeclust build MODEL.keras --board ID --data DATA.npz
     """
-    from edgeclust import resources
-    from edgeclust.codegen.board import list_boards, load_board
+    from edgeclust.pipeline.boards import all_boards
 
-    boards = [load_board(board_id, resources.boards_dir()) for board_id in list_boards(resources.boards_dir())]
+    boards = all_boards()
     if as_json:
         click.echo(json.dumps([b.to_dict() for b in boards], indent=2))
         return
@@ -26,9 +25,13 @@ def command(as_json):
     for b in boards:
         runs = f"QEMU {b.qemu_machine}" if b.qemu_machine else b.flash_tool
         cpu = b.cpu + ("+FPU" if b.fpu != "none" else "")
-        click.echo(f"{b.id:<20} {b.mcu:<30} {cpu:<14} {_kib(b.flash_bytes):>11} {_kib(b.ram_bytes):>11}  "
-                   f"{b.build_system:<15} {runs}")
-    click.echo(f"{len(boards)} boards; flash and RAM as the firmware may use them (see the comments in boards/<id>.toml)")
+        click.echo(
+            f"{b.id:<20} {b.mcu:<30} {cpu:<14} {_kib(b.flash_bytes):>11} {_kib(b.ram_bytes):>11}  "
+            f"{b.build_system:<15} {runs}"
+        )
+    click.echo(
+        f"{len(boards)} boards; flash and RAM as the firmware may use them (see the comments in boards/<id>.toml)"
+    )
 
 
 def _kib(n: int) -> str:

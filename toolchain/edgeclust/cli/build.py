@@ -8,30 +8,86 @@ import click
 
 from edgeclust.cli.board_param import BOARD
 from edgeclust.cli.options import cluster_options_from, clustering_options
+from edgeclust.pipeline.build_plan import BACKEND_CHOICES, COMPRESS_CHOICES, QUANTIZE_CHOICES
 
 
 @click.command("build")
 @click.argument("model", metavar="MODEL.keras", type=click.Path(path_type=Path))
 @click.option("--board", "-b", type=BOARD, required=True, help="Board id (see `edgeclust boards`).")
-@click.option("--data", type=click.Path(path_type=Path), required=True,
-              help="DATA.npz: fine-tuning, calibration, parity and the firmware's self-test inputs.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="DATA.npz: fine-tuning, calibration, parity and the firmware's self-test inputs.",
+)
 @clustering_options
-@click.option("--quantize", type=click.Choice(["int8", "float32"]), default="int8", show_default=True)
-@click.option("--compress", type=click.Choice(["none", "lut"]), default="none", show_default=True,
-              help="lut: store clustered weights as indices into a table, decoded on the device (TFLM DECODE).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
-              show_default=True, help="Output folder (refused if it exists and is not empty, unless --force).")
+@click.option("--quantize", type=click.Choice(QUANTIZE_CHOICES), default="int8", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKEND_CHOICES),
+    default="auto",
+    show_default=True,
+    help="What runs the model on the board: tflm (TFLite Micro's interpreter), native (generated C "
+    "kernels with packed weights), or auto (native when it supports every op, else tflm).",
+)
+@click.option(
+    "--compress",
+    type=click.Choice(COMPRESS_CHOICES),
+    default="none",
+    show_default=True,
+    help="lut: with tflm, store clustered weights as 1-7-bit indices into tables, decoded at start-up "
+    "into RAM (TFLM DECODE); native always packs them and decodes in its kernels.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build"),
+    show_default=True,
+    help="Output folder (refused if it exists and is not empty, unless --force).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing --out folder (only once the new build succeeded).")
 @click.option("--allow-over-budget", is_flag=True, help="Write the project even if the model does not fit the board.")
 @click.option("--plots", is_flag=True, help="Write PNG plots next to report.json (needs matplotlib).")
-@click.option("--self-test-cases", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="Test inputs baked into the firmware with their expected outputs.")
-@click.option("--parity-samples", type=click.IntRange(min=1), default=None,
-              help="Test examples used for parity (default: all of x_test).")
+@click.option(
+    "--self-test-cases",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Test inputs baked into the firmware with their expected outputs.",
+)
+@click.option(
+    "--parity-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Test examples used for parity (default: all of x_test).",
+)
+@click.option(
+    "--calibration-samples",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Examples of x_train the int8 converter calibrates on (drawn with a fixed seed).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-def command(model, board, data, quantize, compress, out_dir, force, allow_over_budget, plots,
-            self_test_cases, parity_samples, quiet, **kwargs):
-    """Cluster, convert, verify, check parity and the board's budget, and generate a TFLM firmware project.
+def command(
+    model,
+    board,
+    data,
+    quantize,
+    backend,
+    compress,
+    out_dir,
+    force,
+    allow_over_budget,
+    plots,
+    self_test_cases,
+    parity_samples,
+    calibration_samples,
+    quiet,
+    **kwargs,
+):
+    """Cluster, convert, verify, check parity and the board's budget, and generate a firmware project.
 
     Writes OUT/report.json, the .tflite files and OUT/firmware/. Next: edgeclust flash OUT
     """
@@ -40,9 +96,18 @@ def command(model, board, data, quantize, compress, out_dir, force, allow_over_b
     from edgeclust.pipeline.build import BuildOptions, build
 
     options = BuildOptions(
-        board=board, out_dir=out_dir, cluster=cluster_options_from(kwargs), quantize=quantize,
-        compress=compress, force=force, allow_over_budget=allow_over_budget, plots=plots,
-        self_test_cases=self_test_cases, parity_samples=parity_samples,
+        board=board,
+        out_dir=out_dir,
+        cluster=cluster_options_from(kwargs),
+        quantize=quantize,
+        backend=backend,
+        compress=compress,
+        force=force,
+        allow_over_budget=allow_over_budget,
+        plots=plots,
+        self_test_cases=self_test_cases,
+        parity_samples=parity_samples,
+        calibration_samples=calibration_samples,
     )
     result = build(model, data, options, on_progress=ProgressPrinter(quiet))
     click.echo("")

@@ -13,10 +13,18 @@ from edgeclust.cli.options import cluster_options_from, clustering_options
 @click.argument("model", metavar="MODEL.keras", type=click.Path(path_type=Path))
 @clustering_options
 @click.option("--data", type=click.Path(path_type=Path), help="DATA.npz for fine-tuning and accuracy (see README).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write the clustered model (.keras).")
-@click.option("--keep-wrappers", is_flag=True,
-              help="Save the model with its clustering wrappers (to fine-tune further) instead of stripped.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the clustered model (.keras).",
+)
+@click.option(
+    "--keep-wrappers",
+    is_flag=True,
+    help="Save the model with its clustering wrappers (to fine-tune further) instead of stripped.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def command(model, data, output, keep_wrappers, quiet, **kwargs):
     """Cluster MODEL.keras so each weight tensor holds at most N distinct values.
@@ -36,8 +44,7 @@ def command(model, data, output, keep_wrappers, quiet, **kwargs):
     if data is None and kwargs["epochs"]:
         options = options.__class__(**{**options.as_dict(), "epochs": 0})
         click.echo("note: no --data given, so no fine-tuning (weights are only snapped to centroids)", err=True)
-    result = cluster_file(model, data, output, options, keep_wrappers=keep_wrappers,
-                          on_progress=ProgressPrinter(quiet))
+    result = cluster_file(model, data, output, options, keep_wrappers=keep_wrappers, on_progress=ProgressPrinter(quiet))
     report = result.report
     scope = "per channel" if options.per_channel else "per tensor"
     click.echo(f"clustered {len(report.clustered)} weight tensor(s) to {options.clusters} values {scope}")
@@ -49,5 +56,7 @@ def command(model, data, output, keep_wrappers, quiet, **kwargs):
         click.echo(f"test accuracy: {result.accuracy_before:.4f} before, {result.accuracy_after:.4f} after")
     state = "with clustering wrappers" if result.wrappers_kept else "stripped, a plain Keras model"
     click.echo(f"wrote {result.output} ({state})")
-    click.echo(f"next: edgeclust convert {result.output} --data DATA.npz -o model.tflite"
-               + ("" if options.per_channel else " --per-tensor"))
+    click.echo(
+        f"next: edgeclust convert {result.output} --data DATA.npz -o model.tflite"
+        + ("" if options.per_channel else " --per-tensor")
+    )

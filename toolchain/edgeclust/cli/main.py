@@ -6,6 +6,7 @@ Every EdgeclustError becomes one line on stderr and its exit code (1 failed chec
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -39,7 +40,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS or not self._module_exists(name):
             return None
         module = importlib.import_module(f"edgeclust.cli.{COMMANDS[name]}")
-        return getattr(module, "command")
+        return module.command
 
     @staticmethod
     def _module_exists(name):
@@ -63,17 +64,56 @@ def debug_enabled() -> bool:
 
 
 def quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up banners and retracing warnings are noise on a CLI's stderr."""
+    """TensorFlow's start-up banners and retracing warnings are noise on a CLI's stderr: its C++ logging is
+    turned down before TensorFlow is imported, and its Python logger to errors."""
     import logging
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name, value in (("TF_CPP_MIN_LOG_LEVEL", "3"), ("GLOG_minloglevel", "3"), ("ABSL_MIN_LOG_LEVEL", "3")):
+        os.environ.setdefault(name, value)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Send what C++ libraries write to file descriptor 2 (absl's "All log messages before
+    absl::InitializeLog()", oneDNN's and XLA's lines) to /dev/null, while Python's sys.stderr, where edgeclust
+    prints, keeps writing to the terminal. Only in a real process whose sys.stderr is descriptor 2."""
+    try:
+        real = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        real = False
+    if not real:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    python_stderr = sys.stderr
+    sys.stderr = open(
+        saved, "w", buffering=1, encoding=python_stderr.encoding, errors="backslashreplace", closefd=False
+    )
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        sys.stderr = python_stderr
 
 
 def main(argv=None):
     """Console entry point: run the group, turn expected failures into one line and an exit code."""
-    if not debug_enabled():
+    if debug_enabled():
+        return _run(argv)
+    with native_stderr_silenced():
         quiet_tensorflow()
+        _run(argv)
+
+
+def _run(argv):
+    """Run the group; every expected failure becomes one line on stderr and the process's exit code."""
     try:
         # outside standalone mode click returns the code given to ctx.exit(...) instead of exiting with it
         status = cli.main(args=argv, prog_name="edgeclust", standalone_mode=False)

@@ -10,19 +10,46 @@ from edgeclust.pipeline.stages import INITIALIZATIONS, ClusterOptions
 def clustering_options(func):
     """--clusters, --init, --per-channel, --preserve-sparsity, --fold-bn, --epochs, --lr, --batch-size, --seed."""
     options = [
-        click.option("--clusters", "-n", type=click.IntRange(min=0), default=16, show_default=True,
-                     help="Distinct values per weight tensor (per channel with --per-channel); 0 skips clustering."),
-        click.option("--init", type=click.Choice(INITIALIZATIONS), default="kmeans++", show_default=True,
-                     help="Centroid initialisation."),
-        click.option("--per-channel", is_flag=True,
-                     help="N centroids per output channel (pairs with per-channel int8)."),
+        click.option(
+            "--clusters",
+            "-n",
+            type=click.IntRange(min=0),
+            default=16,
+            show_default=True,
+            help="Distinct values per weight tensor (per channel with --per-channel); 0 skips clustering.",
+        ),
+        click.option(
+            "--init",
+            type=click.Choice(INITIALIZATIONS),
+            default="kmeans++",
+            show_default=True,
+            help="Centroid initialisation.",
+        ),
+        click.option(
+            "--per-channel", is_flag=True, help="N centroids per output channel (pairs with per-channel int8)."
+        ),
         click.option("--preserve-sparsity", is_flag=True, help="Keep zero weights exactly zero."),
-        click.option("--fold-bn/--no-fold-bn", default=True, show_default=True,
-                     help="Fold BatchNormalization into the layer before it first, so the .tflite keeps N values."),
-        click.option("--epochs", type=click.IntRange(min=0), default=1, show_default=True,
-                     help="Fine-tuning epochs after clustering (needs --data)."),
-        click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-5,
-                     show_default=True, help="Fine-tuning learning rate (Adam)."),
+        click.option(
+            "--fold-bn/--no-fold-bn",
+            default=True,
+            show_default=True,
+            help="Fold BatchNormalization into the layer before it first, so the .tflite keeps N values.",
+        ),
+        click.option(
+            "--epochs",
+            type=click.IntRange(min=0),
+            default=1,
+            show_default=True,
+            help="Fine-tuning epochs after clustering (needs --data).",
+        ),
+        click.option(
+            "--lr",
+            "learning_rate",
+            type=click.FloatRange(min=0, min_open=True),
+            default=1e-5,
+            show_default=True,
+            help="Fine-tuning learning rate (Adam).",
+        ),
         click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for initialisation and training."),
     ]
@@ -43,5 +70,3 @@ def cluster_options_from(kwargs) -> ClusterOptions:
         batch_size=kwargs["batch_size"],
         seed=kwargs["seed"],
     )
-
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeclust.pipeline.report import STAGE_NAMES
+from edgeclust.pipeline.report import stage_name
 
 SIZE_ROWS = [
     ("keras_zipped", "Keras model, zipped (.keras)"),
@@ -11,15 +11,19 @@ SIZE_ROWS = [
     ("tflite_float32_zipped", ".tflite float32, zipped"),
     ("tflite_int8", ".tflite int8"),
     ("tflite_int8_zipped", ".tflite int8, zipped"),
-    ("tflite_int8_lut", ".tflite int8 + LUT (indices on flash)"),
+    ("tflite_firmware", ".tflite the firmware embeds (LUT: indices on flash)"),
     ("on_flash_model", "model bytes on the board's flash"),
-    ("on_flash_total", "firmware on the board's flash (model + TFLM + startup)"),
+    ("on_flash_total", "firmware on the board's flash (model + runtime + startup)"),
 ]
 
 
 def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
+    """Rows as aligned text: the first column left-aligned, the others right-aligned, under a ruled header."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+
+    def line(row) -> str:
+        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
     return [line(header), "  ".join("-" * w for w in widths), *[line(r) for r in rows]]
 
 
@@ -31,7 +35,7 @@ def summary_lines(report: dict) -> list[str]:
     """Accuracy per stage, unique values, sizes and the board budget, as aligned text."""
     parity = report["parity"]
     lines = [f"Accuracy on {parity['examples']:,} test examples"]
-    lines += _table([(STAGE_NAMES[k], f"{v:.4f}") for k, v in parity["accuracy"].items()], ("stage", "top-1"))
+    lines += _table([(stage_name(k, parity), f"{v:.4f}") for k, v in parity["accuracy"].items()], ("stage", "top-1"))
 
     verify = report.get("verify")
     lines.append("")

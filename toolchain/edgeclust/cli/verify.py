@@ -14,8 +14,13 @@ MIN_CLUSTERS = 2
 
 @click.command("verify")
 @click.argument("model", metavar="MODEL.tflite", type=click.Path(path_type=Path))
-@click.option("--max-unique", "-n", type=int, required=True,
-              help="The most unique values a weight tensor may hold (the number of clusters, >= 2).")
+@click.option(
+    "--max-unique",
+    "-n",
+    type=int,
+    required=True,
+    help="The most unique values a weight tensor may hold (the number of clusters, >= 2).",
+)
 @click.option("--per-channel", is_flag=True, help="Count unique values per channel instead of per tensor.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def command(model, max_unique, per_channel, as_json):
@@ -24,32 +29,37 @@ def command(model, max_unique, per_channel, as_json):
 
     Exit status: 0 all pass, 1 some fail (listed), 2 unreadable file or bad usage. Use it to gate CI.
     """
-    from edgeclust.errors import ConfigError, ModelFormatError
-    from edgeclust.tflite import flatbuffer, inspect
+    from edgeclust.errors import ConfigError
+    from edgeclust.pipeline.tflite_files import verify_file
 
     if max_unique < MIN_CLUSTERS:
-        raise ConfigError(f"--max-unique must be the number of clusters, an integer >= {MIN_CLUSTERS}. "
-                          f"Received: --max-unique {max_unique}")
-    parsed = flatbuffer.read_model_file(model)
-    try:
-        result = inspect.verify(parsed, max_unique, per_channel=per_channel)
-    except ModelFormatError as exc:  # name the file, as the reader does
-        raise ModelFormatError(f"{model}: {exc}") from None
+        raise ConfigError(
+            f"--max-unique must be the number of clusters, an integer >= {MIN_CLUSTERS}. "
+            f"Received: --max-unique {max_unique}"
+        )
+    result = verify_file(model, max_unique, per_channel=per_channel).result
     if as_json:
-        click.echo(json.dumps({
-            "file": str(model),
-            "passed": result.passed,
-            "max_unique": max_unique,
-            "per_channel": per_channel,
-            "checked": result.checked,
-            "failures": [asdict(s) for s in result.failures],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "file": str(model),
+                    "passed": result.passed,
+                    "max_unique": max_unique,
+                    "per_channel": per_channel,
+                    "checked": result.checked,
+                    "failures": [asdict(s) for s in result.failures],
+                },
+                indent=2,
+            )
+        )
     else:
         click.echo(f"{'PASS' if result.passed else 'FAIL'}: {model}: {result.summary()}")
         for s in result.failures:
             count = result.count(s)
-            click.echo(f"  {s.name}: {count:,} unique values{' in one channel' if per_channel else ''} "
-                       f"({s.consumer}, {s.dtype.lower()}, shape {'x'.join(map(str, s.shape))})")
+            click.echo(
+                f"  {s.name}: {count:,} unique values{' in one channel' if per_channel else ''} "
+                f"({s.consumer}, {s.dtype.lower()}, shape {'x'.join(map(str, s.shape))})"
+            )
         hint = _hint(result)
         if hint:
             click.echo(f"hint: {hint}")
@@ -64,7 +74,9 @@ def _hint(result) -> str | None:
         return None
     n = result.max_unique
     if not result.per_channel and all(s.max_unique_per_channel <= n for s in result.failures):
-        return (f"every failing tensor holds at most {n} values per channel: per-channel int8 scales or folded "
-                "BatchNorm spread them; convert with --per-tensor (and fold BatchNorm before clustering), or "
-                "check with --per-channel")
+        return (
+            f"every failing tensor holds at most {n} values per channel: per-channel int8 scales or folded "
+            "BatchNorm spread them; convert with --per-tensor (and fold BatchNorm before clustering), or "
+            "check with --per-channel"
+        )
     return f"cluster with --clusters {n} (and --fold-bn), then convert again"

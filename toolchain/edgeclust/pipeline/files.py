@@ -11,12 +11,17 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from edgeclust.atomic import write_bytes_atomic
 from edgeclust.pipeline.loading import load_data_for, load_keras_model
 from edgeclust.pipeline.progress import ProgressCallback, Stages
-from edgeclust.pipeline.stages import ClusterOptions, cluster_model, convert_model, strip_if_clustered
+from edgeclust.pipeline.stages import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    ClusterOptions,
+    calibration_count,
+    cluster_model,
+    convert_model,
+    strip_if_clustered,
+)
 from edgeclust.pipeline.training import accuracy, predict
 
 
@@ -33,8 +38,11 @@ class ClusterFileResult:
 def _reproducible_date() -> tuple[datetime.datetime, tuple[int, ...]]:
     """SOURCE_DATE_EPOCH when set (the reproducible-builds convention), else the zip epoch 1980-01-01."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = (datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc) if epoch and epoch.isdigit()
-            else datetime.datetime(1980, 1, 1, tzinfo=datetime.timezone.utc))
+    when = (
+        datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
+        if epoch and epoch.isdigit()
+        else datetime.datetime(1980, 1, 1, tzinfo=datetime.UTC)
+    )
     return when, (max(when.year, 1980), when.month, when.day, when.hour, when.minute, when.second)
 
 
@@ -76,8 +84,15 @@ def save_keras_atomic(model, output: Path) -> None:
     write_bytes_atomic(output, keras_archive_bytes(model))
 
 
-def cluster_file(model_path, data_path, output, options: ClusterOptions, *, keep_wrappers: bool = False,
-                 on_progress: ProgressCallback | None = None) -> ClusterFileResult:
+def cluster_file(
+    model_path,
+    data_path,
+    output,
+    options: ClusterOptions,
+    *,
+    keep_wrappers: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> ClusterFileResult:
     """Load, (fold BN,) cluster, fine-tune, (strip,) save; accuracy before and after when data is given."""
     from edgeclust import cluster
 
@@ -99,8 +114,14 @@ def cluster_file(model_path, data_path, output, options: ClusterOptions, *, keep
     stages.start("Save")
     save_keras_atomic(result.model, Path(output))
     stages.finish()
-    return ClusterFileResult(Path(output), result.report, result.folded_batch_norm, before, after,
-                             keep_wrappers and cluster.is_clustered(result.model))
+    return ClusterFileResult(
+        Path(output),
+        result.report,
+        result.folded_batch_norm,
+        before,
+        after,
+        keep_wrappers and cluster.is_clustered(result.model),
+    )
 
 
 @dataclass(frozen=True)
@@ -110,23 +131,38 @@ class ConvertFileResult:
     stripped_wrappers: bool
     op_names: tuple[str, ...]
     weight_stats: list
+    calibration_samples: int  # examples the int8 converter calibrated on (0 for float32)
 
 
-def convert_file(model_path, data_path, output, *, quantize: str, per_channel: bool,
-                 calibration_samples: int = 500, seed: int = 0) -> ConvertFileResult:
+def convert_file(
+    model_path,
+    data_path,
+    output,
+    *,
+    quantize: str,
+    per_channel: bool,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+) -> ConvertFileResult:
     """Load (strip if wrapped), convert, write the .tflite atomically, inspect it."""
     from edgeclust.tflite import flatbuffer, inspect
 
     model = load_keras_model(model_path)
     model, stripped = strip_if_clustered(model)
-    representative = None
-    if data_path is not None:
-        data = load_data_for(data_path, model)
-        rng = np.random.default_rng(seed)
-        n = min(calibration_samples, len(data.x_train))
-        representative = data.x_train[np.sort(rng.choice(len(data.x_train), n, replace=False))]
-    blob = convert_model(model, quantize=quantize, representative=representative, per_channel=per_channel)
+    representative = load_data_for(data_path, model).x_train if data_path is not None else None
+    blob = convert_model(
+        model,
+        quantize=quantize,
+        representative=representative,
+        per_channel=per_channel,
+        calibration_samples=calibration_samples,
+    )
     write_bytes_atomic(output, blob)
+    used = calibration_count(representative, calibration_samples) if quantize == "int8" else 0
     return ConvertFileResult(
-        Path(output), len(blob), stripped, tuple(flatbuffer.read_model(blob).op_names), inspect.inspect_weights(blob)
+        Path(output),
+        len(blob),
+        stripped,
+        tuple(flatbuffer.read_model(blob).op_names),
+        inspect.inspect_weights(blob),
+        used,
     )

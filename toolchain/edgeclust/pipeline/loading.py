@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeclust.data import Dataset, load_npz
-from edgeclust.errors import DataError, ModelFormatError
+from edgeclust.errors import DataError, ModelFormatError, first_line
 
 _H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -57,7 +57,7 @@ def check_keras_path(path: str | os.PathLike) -> Path:
             names = set(archive.namelist())
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
-        raise ModelFormatError(f"{path}: damaged .keras archive ({_first_line(exc)}); save the model again") from None
+        raise ModelFormatError(f"{path}: damaged .keras archive ({first_line(exc)}); save the model again") from None
     if bad is not None:
         raise ModelFormatError(f"{path}: damaged .keras archive (member {bad} fails its CRC); save the model again")
     if "config.json" not in names:
@@ -79,7 +79,7 @@ def load_keras_model(path: str | os.PathLike):
         with _named_for_keras(path) as loadable:
             model = keras.models.load_model(loadable, compile=False)
     except Exception as exc:  # Keras raises many types here; all mean "cannot load"
-        first = _first_line(exc)
+        first = first_line(exc)
         hint = ""
         if "No model config found" in first:
             hint = "; this file holds weights only (save_weights): pass a model saved with model.save('model.keras')"
@@ -121,11 +121,6 @@ def _named_for_keras(path: Path):
         yield link
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def check_data_fits(data: Dataset, model, source: str) -> Dataset:
     """Check that the data's example shape and labels match the model's input and output."""
     input_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
@@ -138,9 +133,7 @@ def check_data_fits(data: Dataset, model, source: str) -> Dataset:
                 data.y_test,
             )
         else:
-            raise DataError(
-                f"{source}: examples have shape {data.input_shape} but the model expects {input_shape}"
-            )
+            raise DataError(f"{source}: examples have shape {data.input_shape} but the model expects {input_shape}")
     outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
     if outputs is not None and data.num_classes > outputs:
         raise DataError(
@@ -148,6 +141,11 @@ def check_data_fits(data: Dataset, model, source: str) -> Dataset:
             "labels must be integers in [0, number of outputs)"
         )
     return data
+
+
+def check_data_path(path: str | os.PathLike) -> Dataset:
+    """DATA.npz read and checked on its own (before any heavy import)."""
+    return load_npz(path)
 
 
 def load_data_for(path: str | os.PathLike, model) -> Dataset:

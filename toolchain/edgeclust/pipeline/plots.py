@@ -17,7 +17,7 @@ SIZE_LABELS = {
     "tflite_float32": ".tflite float32",
     "tflite_float32_zipped": ".tflite float32\n(zipped)",
     "tflite_int8": ".tflite int8",
-    "tflite_int8_lut": ".tflite int8\n+ LUT",
+    "tflite_firmware": ".tflite the\nfirmware embeds",
     "on_flash_total": "on the board's\nflash (total)",
 }
 
@@ -66,8 +66,15 @@ def plot_sizes(sizes: dict[str, int], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(6, 1.35 * len(keys)), 4.5), dpi=110)
     bars = ax.bar([SIZE_LABELS[k] for k in keys], values, color="#4C72B0")
     for bar, value in zip(bars, values):
-        ax.annotate(f"{value:,.1f} KiB", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        ax.annotate(
+            f"{value:,.1f} KiB",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
     ax.set_ylabel("KiB")
     ax.set_title("Model bytes per stage")
     ax.margins(y=0.12)
@@ -79,7 +86,9 @@ def plot_sizes(sizes: dict[str, int], path: Path) -> Path:
     return path
 
 
-def write_plots(folder: Path, *, weights: list[tuple[str, np.ndarray, np.ndarray]], sizes: dict[str, int]) -> list[Path]:
+def write_plots(
+    folder: Path, *, weights: list[tuple[str, np.ndarray, np.ndarray]], sizes: dict[str, int]
+) -> list[Path]:
     """One histogram per clustered weight (title, original values, initial centroids) and the size chart."""
     folder.mkdir(parents=True, exist_ok=True)
     written = [

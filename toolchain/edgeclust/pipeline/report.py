@@ -17,7 +17,8 @@ STAGE_NAMES = {
     "litert_float32": "LiteRT, float32 .tflite",
     "litert_int8": "LiteRT, int8 .tflite",
     "tflm_int8": "TFLM, int8 .tflite",
-    "tflm_int8_lut": "TFLM, int8 + LUT .tflite",
+    "tflm_float32": "TFLM, float32 .tflite",
+    "firmware": "the firmware's model (backend host oracle)",
 }
 
 
@@ -25,51 +26,62 @@ def _top1(outputs: np.ndarray) -> np.ndarray:
     return np.argmax(outputs.reshape(len(outputs), -1), axis=-1)
 
 
-def parity_section(*, labels, keras_original, keras_clustered, litert_float, litert_int8, tflm_int8, tflm_lut) -> dict:
-    """Accuracy per stage and the agreements that matter: float vs Keras, LiteRT vs TFLM, LUT vs int8."""
+def parity_section(
+    *, labels, keras_original, keras_clustered, litert_float, litert_int8, tflm, tflm_key: str, firmware, backend: str
+) -> dict:
+    """Accuracy per stage and the agreements that matter: float vs Keras, LiteRT vs TFLM, firmware vs TFLM."""
     outputs = {
         "keras": keras_original,
         "keras_clustered": keras_clustered,
         "litert_float32": litert_float,
         "litert_int8": litert_int8,
-        "tflm_int8": tflm_int8,
-        "tflm_int8_lut": tflm_lut,
+        tflm_key: tflm,
+        "firmware": firmware,
     }
     present = {k: v for k, v in outputs.items() if v is not None}
     section: dict = {
         "examples": int(len(labels)),
+        "backend": backend,
         "accuracy": {k: round(accuracy(v, labels), 6) for k, v in present.items()},
         "float32_top1_equals_keras": int(np.sum(_top1(litert_float) == _top1(keras_clustered))),
         "float32_max_abs_diff_vs_keras": float(
             np.max(np.abs(litert_float.astype(np.float64) - keras_clustered.astype(np.float64)))
         ),
+        "firmware_equals_tflm_bit_for_bit": bool(np.array_equal(np.asarray(firmware), np.asarray(tflm))),
     }
-    if litert_int8 is not None and tflm_int8 is not None:
-        diff = np.abs(litert_int8.astype(np.int32) - tflm_int8.astype(np.int32))
+    if litert_int8 is not None:
+        diff = np.abs(litert_int8.astype(np.int32) - tflm.astype(np.int32))
         section["int8_litert_vs_tflm_max_lsb"] = int(diff.max())
         section["int8_litert_vs_tflm_outputs_differing"] = int(np.count_nonzero(diff))
-        section["int8_top1_litert_equals_tflm"] = int(np.sum(_top1(litert_int8) == _top1(tflm_int8)))
-    if tflm_lut is not None:
-        section["lut_equals_int8_bit_for_bit"] = bool(np.array_equal(tflm_lut, tflm_int8))
+        section["int8_top1_litert_equals_tflm"] = int(np.sum(_top1(litert_int8) == _top1(tflm)))
     return section
 
 
 def parity_lines(section: dict) -> list[str]:
+    """The parity section as progress lines."""
     n = section["examples"]
-    lines = [f"{STAGE_NAMES[k]}: top-1 accuracy {v:.4f} on {n:,} examples" for k, v in section["accuracy"].items()]
+    lines = [
+        f"{stage_name(k, section)}: top-1 accuracy {v:.4f} on {n:,} examples" for k, v in section["accuracy"].items()
+    ]
     lines.append(f"float32 .tflite top-1 equals stripped Keras on {section['float32_top1_equals_keras']:,} of {n:,}")
     if "int8_litert_vs_tflm_max_lsb" in section:
         lines.append(
             f"int8: LiteRT and TFLM differ by at most {section['int8_litert_vs_tflm_max_lsb']} LSB "
             f"({section['int8_litert_vs_tflm_outputs_differing']:,} outputs differ)"
         )
-    if "lut_equals_int8_bit_for_bit" in section:
-        lines.append(
-            "TFLM on the LUT model equals TFLM on the int8 model bit for bit"
-            if section["lut_equals_int8_bit_for_bit"]
-            else "TFLM on the LUT model DIFFERS from TFLM on the int8 model"
-        )
+    same = section["firmware_equals_tflm_bit_for_bit"]
+    lines.append(
+        f"the {section['backend']} firmware model {'equals' if same else 'DIFFERS from'} TFLM on the "
+        "deployed .tflite bit for bit"
+    )
     return lines
+
+
+def stage_name(key: str, section: dict) -> str:
+    """A parity stage's name for a reader ("firmware" names the backend)."""
+    if key == "firmware":
+        return f"{section.get('backend', 'backend')}: {STAGE_NAMES['firmware']}"
+    return STAGE_NAMES.get(key, key)
 
 
 def jsonable(value):
@@ -93,20 +105,12 @@ def jsonable(value):
     return value
 
 
-def file_hashes(folder: Path, skip: set[str]) -> dict[str, str]:
-    """sha256 of every file under `folder` (relative POSIX paths, sorted), except names in `skip`."""
-    hashes = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if rel not in skip:
-            hashes[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return hashes
-
-
-def write_report(folder: Path, report: dict, timings: dict[str, float]) -> None:
+def report_files(report: dict, timings: dict[str, float]) -> dict[str, bytes]:
     """report.json (byte-identical for identical inputs) and timings.json (wall times, which are not)."""
-    (folder / "report.json").write_text(json.dumps(jsonable(report), indent=2, sort_keys=True) + "\n")
-    (folder / "timings.json").write_text(json.dumps({"seconds": timings}, indent=2, sort_keys=True) + "\n")
+    return {
+        "report.json": (json.dumps(jsonable(report), indent=2, sort_keys=True) + "\n").encode(),
+        "timings.json": (json.dumps({"seconds": timings}, indent=2, sort_keys=True) + "\n").encode(),
+    }
 
 
 def _clustering_section(cluster_report, folded_batch_norm: bool) -> dict | None:
@@ -144,45 +148,82 @@ def _verify_section(verification, weight_stats) -> dict | None:
     }
 
 
-def _lut_section(lut, decoding_ram_bytes: int) -> dict | None:
-    if lut is None:
-        return None
+def build_report(
+    *,
+    version,
+    options: dict,
+    inputs,
+    clustered,
+    converted,
+    verification,
+    lowered,
+    parity,
+    priced,
+    rendered,
+    files: dict[str, bytes],
+) -> dict:
+    """Everything a build decided and measured, in plain values (no timings: they live in timings.json)."""
+    board, low = priced.board, lowered.lowered
+    return jsonable(
+        {
+            "edgeclust_version": version,
+            "inputs": {
+                "model": {"path": str(inputs.model_path), "sha256": inputs.model_sha256},
+                "data": {"path": str(inputs.data_path), "sha256": inputs.data_sha256},
+            },
+            "options": options,
+            "board": {
+                "id": board.id,
+                "name": board.name,
+                "mcu": board.mcu,
+                "flash_bytes": board.flash_bytes,
+                "ram_bytes": board.ram_bytes,
+            },
+            "model_had_clustering_wrappers": inputs.was_wrapped,
+            "outputs_are_probabilities": inputs.probabilities,
+            "clustering": _clustering_section(clustered.report, clustered.folded_batch_norm),
+            "conversion": {"per_channel": converted.per_channel, "calibration_samples": converted.calibration_samples},
+            "weights": list(verification.weight_stats),
+            "verify": _verify_section(verification.result, verification.weight_stats),
+            "layouts": [_layout_entry(layout) for layout in lowered.layouts],
+            "backend": {"name": low.backend, "chosen": lowered.why or "asked for", **low.summary},
+            "parity": parity.section,
+            "sizes": rendered.sizes,
+            "arena_bytes": low.arena_bytes,
+            "budget": _budget_section(priced.cost),
+            "ops": list(low.op_names),
+            "files": {name: hashlib.sha256(content).hexdigest() for name, content in sorted(files.items())},
+        }
+    )
+
+
+def _layout_entry(layout) -> dict:
+    """One weight layout in report.json: where, how many bits, per tensor or per channel."""
     return {
-        "compressed_tensors": list(lut.compressed_tensors),
-        "skipped_tensors": list(lut.skipped_tensors),
-        "decoded_bytes": lut.decoded_bytes,  # all decoded tensors together
-        "decoding_ram_bytes": decoding_ram_bytes,  # measured: arena with LUT minus arena without
+        "name": layout.name,
+        "subgraph": layout.subgraph,
+        "tensor": layout.tensor,
+        "bits": layout.bits,
+        "axis": layout.axis,
+        "unique_values": layout.unique_values,
+        "entries": layout.entries,
+        "packed_index_bytes": layout.packed_index_bytes,
+        "table_bytes": layout.table_bytes,
     }
 
 
-def build_report(*, version, model_path, model_sha256, data_path, data_sha256, options, board, was_wrapped,
-                 probabilities, cluster_report, folded_batch_norm, weight_stats, verification, lut, parity, sizes,
-                 arena_bytes, budget, op_names, staging: Path, decoding_ram_bytes: int = 0) -> dict:
-    """Everything a build decided and measured, in plain values (no timings: they live in timings.json)."""
-    return jsonable({
-        "edgeclust_version": version,
-        "inputs": {
-            "model": {"path": str(model_path), "sha256": model_sha256},
-            "data": {"path": str(data_path), "sha256": data_sha256},
-        },
-        "options": {k: v for k, v in asdict(options).items() if k not in ("out_dir", "force")},
-        "board": {
-            "id": board.id,
-            "name": board.name,
-            "mcu": board.mcu,
-            "flash_bytes": board.flash_bytes,
-            "ram_bytes": board.ram_bytes,
-        },
-        "model_had_clustering_wrappers": was_wrapped,
-        "outputs_are_probabilities": probabilities,
-        "clustering": _clustering_section(cluster_report, folded_batch_norm),
-        "weights": list(weight_stats),
-        "verify": _verify_section(verification, weight_stats),
-        "lut": _lut_section(lut, decoding_ram_bytes),
-        "parity": parity,
-        "sizes": sizes,
-        "tflm_arena_bytes": arena_bytes,
-        "budget": budget,
-        "ops": list(op_names),
-        "files": file_hashes(staging, skip={"report.json", "timings.json"}),
-    })
+def _budget_section(cost) -> dict:
+    """The board's budget: used and available, whether it fits, and the parts."""
+    return {
+        "board_id": cost.board_id,
+        "flash_used": cost.flash_used,
+        "flash_total": cost.flash_total,
+        "ram_used": cost.ram_used,
+        "ram_total": cost.ram_total,
+        "fits": cost.fits,
+        "flash_fits": cost.flash_fits,
+        "ram_fits": cost.ram_fits,
+        "flash_parts": dict(cost.flash_parts),
+        "ram_parts": dict(cost.ram_parts),
+        "measured": cost.measured,
+    }

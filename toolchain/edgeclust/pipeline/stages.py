@@ -1,4 +1,5 @@
-"""The pipeline's steps as functions over models and bytes; build.py chains them, the CLI calls them too."""
+"""The model-level steps as functions over models and bytes (cluster, strip, convert) and their options;
+build_steps.py and files.py chain them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from edgeclust.pipeline.progress import Stages
 from edgeclust.pipeline.training import finetune
 
 INITIALIZATIONS = ("kmeans++", "linear", "random", "density")
+DEFAULT_CALIBRATION_SAMPLES = 500
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def has_batch_norm(model) -> bool:
     return any(isinstance(layer, keras.layers.BatchNormalization) for layer in model._flatten_layers())
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class ClusterResult:
     """The stripped model, the report of what was clustered (initial centroids), and whether BN was folded."""
 
@@ -66,8 +68,9 @@ class ClusterResult:
     folded_batch_norm: bool
 
 
-def cluster_model(model, data: Dataset | None, options: ClusterOptions, stages: Stages | None = None,
-                  *, strip: bool = True) -> ClusterResult:
+def cluster_model(
+    model, data: Dataset | None, options: ClusterOptions, stages: Stages | None = None, *, strip: bool = True
+) -> ClusterResult:
     """Fold BatchNorm (if asked and present), cluster, fine-tune on data (if given), strip (unless told not to)."""
     from edgeclust import cluster
 
@@ -97,9 +100,14 @@ def cluster_model(model, data: Dataset | None, options: ClusterOptions, stages: 
             stages.info(f"skipped {skipped.layer_name}: {skipped.reason}")
     if data is not None and options.epochs > 0:
         finetune(
-            wrapped, data.x_train, data.y_train,
-            epochs=options.epochs, learning_rate=options.learning_rate,
-            batch_size=options.batch_size, seed=options.seed, stages=stages,
+            wrapped,
+            data.x_train,
+            data.y_train,
+            epochs=options.epochs,
+            learning_rate=options.learning_rate,
+            batch_size=options.batch_size,
+            seed=options.seed,
+            stages=stages,
         )
     return ClusterResult(cluster.strip_clustering(wrapped) if strip else wrapped, report, folded)
 
@@ -115,10 +123,27 @@ def strip_if_clustered(model, stages: Stages | None = None):
     return model, False
 
 
-def convert_model(model, *, quantize: str, representative: np.ndarray | None, per_channel: bool) -> bytes:
-    """A stripped keras.Model to .tflite bytes (float32, or full int8 calibrated on `representative`)."""
+def convert_model(
+    model,
+    *,
+    quantize: str,
+    representative: np.ndarray | None,
+    per_channel: bool,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+) -> bytes:
+    """A stripped keras.Model to .tflite bytes (float32, or full int8 calibrated on up to `calibration_samples`
+    examples the converter draws, seeded, from `representative`)."""
     from edgeclust.tflite import convert
 
     return convert.to_tflite(
-        model, quantize=quantize, representative_data=representative, per_channel=per_channel
+        model,
+        quantize=quantize,
+        representative_data=representative,
+        per_channel=per_channel,
+        num_calibration=calibration_samples,
     )
+
+
+def calibration_count(representative: np.ndarray | None, calibration_samples: int) -> int:
+    """How many examples the int8 converter calibrates on (what the report shows)."""
+    return 0 if representative is None else min(len(representative), calibration_samples)

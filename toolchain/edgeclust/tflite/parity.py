@@ -13,24 +13,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeclust.errors import ConfigError, DataError, ModelFormatError
+from edgeclust.align import TENSOR_ALIGNMENT
+from edgeclust.errors import ConfigError, DataError, ModelFormatError, first_line
 from edgeclust.tflite._fds import captured_output
 from edgeclust.tflite.flatbuffer import Tensor, TfliteModel, numpy_dtype, read_model
+from edgeclust.tflite.inspect import DECODE_OP
 
-DECODE_OP = "TFLM_DECODE"
-_ARENA_ALIGNMENT = 16
 _MAX_ARENA = 1 << 31
 
 
 @dataclass(frozen=True)
-class TensorInterface:
-    """One model input or output as the firmware sees it (scale and zero point None when not quantized)."""
+class TensorSpec:
+    """One model input or output: shape with the batch dimension, numpy dtype name, quantization (or None)."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str  # numpy name: "int8", "float32", ...
-    scale: float | None
-    zero_point: int | None
+    scale: float | None = None
+    zero_point: int | None = None
 
     @property
     def quantized(self) -> bool:
@@ -39,8 +39,10 @@ class TensorInterface:
 
 @dataclass(frozen=True)
 class ModelInterface:
-    inputs: tuple[TensorInterface, ...]
-    outputs: tuple[TensorInterface, ...]
+    """A model's inputs and outputs as the firmware and the host interpreters see them (the one such type)."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,12 @@ def model_interface(data: bytes | TfliteModel) -> ModelInterface:
     return ModelInterface(tuple(_interface(t) for t in model.inputs), tuple(_interface(t) for t in model.outputs))
 
 
-def _interface(tensor: Tensor) -> TensorInterface:
+def _interface(tensor: Tensor) -> TensorSpec:
     np_dtype = numpy_dtype(tensor.dtype)
     dtype = np_dtype.name if np_dtype is not None else tensor.dtype.lower()
     q = tensor.quantization
     quantized = q is not None and len(q.scales) >= 1
-    return TensorInterface(
+    return TensorSpec(
         name=tensor.name,
         shape=tuple(tensor.shape),
         dtype=dtype,
@@ -81,7 +83,7 @@ def _interface(tensor: Tensor) -> TensorInterface:
     )
 
 
-def quantize(x: np.ndarray, spec: TensorInterface) -> np.ndarray:
+def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Real values -> the tensor's dtype (rounded, saturated); arrays already in that dtype pass unchanged."""
     x = np.asarray(x)
     target = np.dtype(spec.dtype)
@@ -94,7 +96,7 @@ def quantize(x: np.ndarray, spec: TensorInterface) -> np.ndarray:
     return x.astype(target)
 
 
-def dequantize(y: np.ndarray, spec: TensorInterface) -> np.ndarray:
+def dequantize(y: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Raw outputs -> real values (float32); float outputs pass unchanged."""
     y = np.asarray(y)
     if spec.quantized and y.dtype.kind in "iu":
@@ -112,7 +114,7 @@ def run_litert(data: bytes, x, *, xnnpack: bool = False) -> np.ndarray:
     model = read_model(data)
     if DECODE_OP in model.op_names:
         raise ModelFormatError(
-            "LiteRT cannot run a LUT-compressed model (custom op TFLM_DECODE); use run_tflm, or the model before "
+            f"LiteRT cannot run a LUT-compressed model (custom op {DECODE_OP}); use run_tflm, or the model before "
             "compression"
         )
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -125,7 +127,7 @@ def run_litert(data: bytes, x, *, xnnpack: bool = False) -> np.ndarray:
             interpreter = Interpreter(model_content=bytes(data), num_threads=1, experimental_op_resolver_type=resolver)
             interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
-        raise ModelFormatError(f"LiteRT cannot load the model: {_first_line(exc)}") from None
+        raise ModelFormatError(f"LiteRT cannot load the model: {first_line(exc)}") from None
     in_details = interpreter.get_input_details()
     out_details = interpreter.get_output_details()
     outputs = [[] for _ in out_details]
@@ -162,9 +164,7 @@ def tflm_arena_bytes(data: bytes, *, alt_decompression_bytes: int = 0) -> int:
     measure the arena when the firmware hands DECODE a separate region (SetDecompressionMemory) instead.
     """
     if not isinstance(alt_decompression_bytes, int) or alt_decompression_bytes < 0:
-        raise ConfigError(
-            f"`alt_decompression_bytes` must be an integer >= 0. Received: {alt_decompression_bytes!r}"
-        )
+        raise ConfigError(f"`alt_decompression_bytes` must be an integer >= 0. Received: {alt_decompression_bytes!r}")
     model = read_model(data)
     interface = model_interface(model)
     zeros = [np.zeros((1, *spec.shape[1:]), dtype=np.dtype(spec.dtype)) for spec in interface.inputs]
@@ -175,8 +175,8 @@ def tflm_arena_bytes(data: bytes, *, alt_decompression_bytes: int = 0) -> int:
             raise ModelFormatError("TFLite Micro cannot allocate this model even in a 2 GiB arena")
         high *= 2
     low = 0  # does not run
-    while high - low > _ARENA_ALIGNMENT:
-        middle = (low + high) // 2 // _ARENA_ALIGNMENT * _ARENA_ALIGNMENT
+    while high - low > TENSOR_ALIGNMENT:
+        middle = (low + high) // 2 // TENSOR_ALIGNMENT * TENSOR_ALIGNMENT
         if middle <= low:
             break
         if _runs(data, middle, zeros, alt):
@@ -186,8 +186,15 @@ def tflm_arena_bytes(data: bytes, *, alt_decompression_bytes: int = 0) -> int:
     return int(high)
 
 
-def compare(name: str, outputs: np.ndarray, *, labels=None, reference=None,
-            interface: TensorInterface | None = None, reference_interface: TensorInterface | None = None) -> Comparison:
+def compare(
+    name: str,
+    outputs: np.ndarray,
+    *,
+    labels=None,
+    reference=None,
+    interface: TensorSpec | None = None,
+    reference_interface: TensorSpec | None = None,
+) -> Comparison:
     """Top-1 accuracy against `labels` and differences from `reference` (raw outputs of another run)."""
     outputs = np.asarray(outputs)
     n = len(outputs)
@@ -230,7 +237,8 @@ def _examples(x, interface: ModelInterface) -> list[np.ndarray]:
         array = np.asarray(array)
         if array.shape[1:] != tuple(spec.shape[1:]):
             raise DataError(
-                f"input {spec.name!r} takes examples of shape {tuple(spec.shape[1:])}; got an array of shape {array.shape}"
+                f"input {spec.name!r} takes examples of shape {tuple(spec.shape[1:])}; "
+                f"got an array of shape {array.shape}"
             )
         checked.append(np.ascontiguousarray(quantize(array, spec)))
     if len({len(a) for a in checked}) > 1:
@@ -256,7 +264,7 @@ def _generous_arena(model: TfliteModel) -> int:
             count = math.prod(max(d, 1) for d in t.shape)  # Python ints: no int64 overflow
             np_dtype = numpy_dtype(t.dtype)
             itemsize = np_dtype.itemsize if np_dtype is not None else 8
-            total += count * itemsize + _ARENA_ALIGNMENT
+            total += count * itemsize + TENSOR_ALIGNMENT
     tensor_count = sum(len(sg.tensors) + len(sg.operators) for sg in model.subgraphs)
     return int(2 * total + 256 * tensor_count + (64 << 10))
 
@@ -268,7 +276,7 @@ def _tflm(data: bytes, arena_size: int):
         with captured_output():
             return runtime.Interpreter.from_bytes(bytes(data), arena_size=int(arena_size))
     except (RuntimeError, ValueError) as exc:
-        raise ModelFormatError(f"TFLite Micro cannot load the model: {_first_line(exc)}") from None
+        raise ModelFormatError(f"TFLite Micro cannot load the model: {first_line(exc)}") from None
 
 
 def _runs(data: bytes, arena_size: int, zeros: list[np.ndarray], alt_decompression_bytes: int = 0) -> bool:
@@ -287,11 +295,6 @@ def _runs(data: bytes, arena_size: int, zeros: list[np.ndarray], alt_decompressi
         text = log.text()
         if any(word in (text + str(exc)).lower() for word in ("allocate", "arena")):
             return False
-        detail = (text.strip().splitlines() or [_first_line(exc)])[0]
+        detail = (text.strip().splitlines() or [first_line(exc)])[0]
         raise ModelFormatError(f"TFLite Micro cannot run the model: {detail}") from None
     return True
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

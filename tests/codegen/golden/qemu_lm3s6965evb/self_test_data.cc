@@ -12,10 +12,10 @@ alignas(16) const InputStorage kSelfTestInputs[kSelfTestRows][kInputElements] = 
 };
 
 const OutputStorage kSelfTestExpected[kSelfTestRows][kOutputElements] = {
-  {  // case 0: top-1 1 (say "hi")
+  {  // case 0
     -128, 127, -100,
   },
-  {  // case 1: top-1 0 (cat)
+  {  // case 1
     127, -128, -128,
   },
 };

@@ -173,11 +173,7 @@ void loop() {
     platform_printf("case %d: Invoke() failed\n", c);
   } else {
     const int top = TopIndex(reinterpret_cast<const OutputStorage*>(interpreter->output(0)->data.raw));
-    if (kCategoryCount > 0) {
-      platform_printf("case %d: top-1 %d (%s)\n", c, top, kCategoryLabels[top < kCategoryCount ? top : 0]);
-    } else {
-      platform_printf("case %d: top-1 %d\n", c, top);
-    }
+    platform_printf("case %d: top-1 %d\n", c, top);
   }
   platform_delay_ms(1000);
 }

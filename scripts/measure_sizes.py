@@ -1,6 +1,6 @@
 """Measure the TFLM runtime's flash and RAM per op family with arm-none-eabi-size; writes runtime_sizes.toml.
 
-    python -m edgeclust.codegen.measure_sizes --tflm-root $TFLM_ROOT [--out PATH] [--jobs N]
+    python scripts/measure_sizes.py --tflm-root $TFLM_ROOT [--out PATH] [--jobs N]
 
 For each CPU profile it takes a reference QEMU board's compiler flags, builds the TFLM library with the
 generated project's Makefile, then links small firmwares with the project's startup code and linker script:
@@ -23,10 +23,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from edgeclust.backends.tflm import render, resolver
 from edgeclust.codegen import board as board_mod
-from edgeclust.codegen import flash as flash_mod
-from edgeclust.codegen import project, resolver
+from edgeclust.codegen import project
+from edgeclust.device import build as device_build
 
+RUNTIME_SIZES = Path(__file__).resolve().parents[1] / "toolchain/edgeclust/backends/tflm/runtime_sizes.toml"
 PROFILE_BOARDS = {"cortex-m4f": "qemu_mps2_an386", "cortex-m3": "qemu_lm3s6965evb"}
 _RESOLVER = "tflite::MicroMutableOpResolver<128>"
 
@@ -58,40 +60,84 @@ alignas(16) const unsigned char g_model[16] = {0};
 def family_calls() -> dict[str, list[str]]:
     """Op family -> its resolver calls, from resolver.OPS."""
     families: dict[str, list[str]] = {}
-    for op, (call, family) in sorted(resolver.OPS.items()):
+    for _op, (call, family) in sorted(resolver.OPS.items()):
         families.setdefault(family, []).append(call)
     return dict(sorted(families.items()))
 
 
-def measure_profile(profile: str, tflm_root: Path, templates_dir: Path, boards_dir: Path, work: Path,
-                    jobs: int) -> dict:
+def measure_profile(
+    profile: str, tflm_root: Path, templates_dir: Path, boards_dir: Path, work: Path, jobs: int
+) -> dict:
     """{"core_flash", "core_ram", "families": {family: flash bytes}} for one CPU profile."""
     board = board_mod.load_board(PROFILE_BOARDS[profile], boards_dir)
     roomy = dataclasses.replace(board, flash_bytes=16 << 20, ram_bytes=16 << 20)
     proj = work / profile
-    interface = project.ModelInterface(inputs=(project.TensorSpec("x", (1, 1), "int8", 1.0, 0),),
-                                       outputs=(project.TensorSpec("y", (1, 1), "int8", 1.0, 0),))
-    project.render_project(model_data=b"\0\0\0\0TFL3\0\0\0\0", op_names=[], board=roomy, interface=interface,
-                           self_test=[], arena_bytes=16, out_dir=proj, templates_dir=templates_dir, force=True)
-    lib_dir = flash_mod.tflm_build_dir(board, proj, tflm_root)
-    subprocess.run(["make", f"-j{jobs}", f"TFLM_ROOT={tflm_root}", f"TFLM_BUILD={lib_dir}", f"{lib_dir}/libtflm.a",
-                    "build/app/startup.o"], cwd=proj, check=True, stdout=subprocess.DEVNULL)
+    interface = render.ModelInterface(
+        inputs=(render.TensorSpec("x", (1, 1), "int8", 1.0, 0),),
+        outputs=(render.TensorSpec("y", (1, 1), "int8", 1.0, 0),),
+    )
+    files = render.render_files(
+        model_data=b"\0\0\0\0TFL3\0\0\0\0",
+        op_names=[],
+        board=roomy,
+        interface=interface,
+        self_test=[],
+        arena_bytes=16,
+        templates_dir=templates_dir,
+    )
+    project.write_files(proj, files, force=True)
+    lib_dir = device_build.tflm_build_dir(board, proj, tflm_root)
+    subprocess.run(
+        [
+            "make",
+            f"-j{jobs}",
+            f"TFLM_ROOT={tflm_root}",
+            f"TFLM_BUILD={lib_dir}",
+            f"{lib_dir}/libtflm.a",
+            "build/app/startup.o",
+        ],
+        cwd=proj,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     compile_cmd = shlex.split((lib_dir / "flags").read_text().strip())
-    link_cmd = ["arm-none-eabi-g++", *board.cflags, "-T", "linker.ld", "-nostartfiles", "--specs=nano.specs",
-                "--specs=rdimon.specs", "-Wl,--gc-sections"]
+    link_cmd = [
+        "arm-none-eabi-g++",
+        *board.cflags,
+        "-T",
+        "linker.ld",
+        "-nostartfiles",
+        "--specs=nano.specs",
+        "--specs=rdimon.specs",
+        "-Wl,--gc-sections",
+    ]
     (proj / "measure_main.cc").write_text(_MAIN)
     variants = {"core": []} | family_calls()
 
     def build(name: str, calls: list[str]) -> tuple[str, dict]:
         body = "".join(f"  resolver.{call};\n" for call in calls)
         source = proj / f"family_{name}.cc"
-        source.write_text('#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n'
-                          f"void RegisterFamily({_RESOLVER}& resolver) {{\n{body}}}\n")
+        source.write_text(
+            '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n'
+            f"void RegisterFamily({_RESOLVER}& resolver) {{\n{body}}}\n"
+        )
         obj = source.with_suffix(".o")
         subprocess.run([*compile_cmd, "-c", str(source), "-o", str(obj)], check=True)
         elf = proj / f"measure_{name}.elf"
-        subprocess.run([*link_cmd, "-o", str(elf), str(proj / "measure_main.o"), str(obj), "build/app/startup.o",
-                        str(lib_dir / "libtflm.a"), "-lm"], cwd=proj, check=True)
+        subprocess.run(
+            [
+                *link_cmd,
+                "-o",
+                str(elf),
+                str(proj / "measure_main.o"),
+                str(obj),
+                "build/app/startup.o",
+                str(lib_dir / "libtflm.a"),
+                "-lm",
+            ],
+            cwd=proj,
+            check=True,
+        )
         return name, _sections(elf)
 
     subprocess.run([*compile_cmd, "-c", str(proj / "measure_main.cc"), "-o", str(proj / "measure_main.o")], check=True)
@@ -127,7 +173,7 @@ def _flash(sections: dict[str, int]) -> int:
 def write_table(path: Path, profiles: dict, tflm_commit: str) -> None:
     lines = [
         "# TFLM runtime sizes per CPU profile, in bytes, measured with arm-none-eabi-size (GCC 12.2, -Os,",
-        "# newlib-nano, reference kernels) by `python -m edgeclust.codegen.measure_sizes --tflm-root TREE`.",
+        "# newlib-nano, reference kernels) by `python scripts/measure_sizes.py --tflm-root TREE`.",
         f"# TFLM tree: {tflm_commit}.",
         "# core_flash: text + data of a firmware with the interpreter, AllocateTensors, Invoke, printf and the",
         "#   startup code but no ops; core_ram: its .data + .bss (heap reserve and arena aside).",
@@ -137,9 +183,15 @@ def write_table(path: Path, profiles: dict, tflm_commit: str) -> None:
         "",
     ]
     for name, p in profiles.items():
-        lines += [f'[profiles."{name}"]', f'reference_board = "{p["reference_board"]}"', f'cflags = "{p["cflags"]}"',
-                  f"core_flash = {p['core_flash']}", f"core_ram = {p['core_ram']}", "",
-                  f'[profiles."{name}".families]']
+        lines += [
+            f'[profiles."{name}"]',
+            f'reference_board = "{p["reference_board"]}"',
+            f'cflags = "{p["cflags"]}"',
+            f"core_flash = {p['core_flash']}",
+            f"core_ram = {p['core_ram']}",
+            "",
+            f'[profiles."{name}".families]',
+        ]
         lines += [f"{family} = {size}" for family, size in p["families"].items()]
         lines.append("")
     path.write_text("\n".join(lines))
@@ -148,15 +200,20 @@ def write_table(path: Path, profiles: dict, tflm_commit: str) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tflm-root", default=os.environ.get("TFLM_ROOT"), required=not os.environ.get("TFLM_ROOT"))
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("runtime_sizes.toml"))
+    parser.add_argument("--out", type=Path, default=RUNTIME_SIZES)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tflm-commit", default="unknown commit", help="recorded in the table's header")
-    parser.add_argument("--profiles", nargs="+", choices=sorted(PROFILE_BOARDS), default=list(PROFILE_BOARDS),
-                        help="measure only these profiles; the others keep their rows from --out")
+    parser.add_argument(
+        "--profiles",
+        nargs="+",
+        choices=sorted(PROFILE_BOARDS),
+        default=list(PROFILE_BOARDS),
+        help="measure only these profiles; the others keep their rows from --out",
+    )
     args = parser.parse_args(argv)
     from edgeclust import resources
 
-    root = flash_mod.resolve_tflm_root(args.tflm_root)
+    root = device_build.resolve_tflm_root(args.tflm_root)
     profiles = {}
     if args.out.is_file():
         import tomllib
@@ -164,13 +221,16 @@ def main(argv=None) -> None:
         profiles = tomllib.loads(args.out.read_text()).get("profiles", {})
     with tempfile.TemporaryDirectory(prefix="edgeclust-sizes-") as tmp:
         for profile in args.profiles:
-            profiles[profile] = measure_profile(profile, root, resources.templates_dir(), resources.boards_dir(),
-                                                Path(tmp), args.jobs)
+            profiles[profile] = measure_profile(
+                profile, root, resources.templates_dir(), resources.boards_dir(), Path(tmp), args.jobs
+            )
     profiles = {name: profiles[name] for name in PROFILE_BOARDS if name in profiles}
     write_table(args.out, profiles, args.tflm_commit)
     for name, p in profiles.items():
-        print(f"{name}: core {p['core_flash']:,} bytes flash, {p['core_ram']:,} bytes RAM; "
-              f"{len(p['families'])} op families")
+        print(
+            f"{name}: core {p['core_flash']:,} bytes flash, {p['core_ram']:,} bytes RAM; "
+            f"{len(p['families'])} op families"
+        )
     print(f"wrote {args.out}")
 
 

@@ -3,14 +3,13 @@
 The table was read from TFLM's tensorflow/lite/micro/micro_mutable_op_resolver.h (every AddXxx() that
 registers a builtin, plus the custom ops TFLM_DECODE and TFLite_Detection_PostProcess); the second column is
 the kernel source file (tensorflow/lite/micro/kernels/<family>.cc) whose code the op pulls into the firmware,
-which is how codegen/runtime_sizes.toml prices it.
+which is how backends/tflm/runtime_sizes.toml prices it.
 """
 
 from __future__ import annotations
 
 from edgeclust.errors import CodegenError
-
-DECODE_OP = "TFLM_DECODE"
+from edgeclust.tflite.inspect import DECODE_OP
 
 # op name as the .tflite names it -> (resolver call, kernel family)
 OPS: dict[str, tuple[str, str]] = {
@@ -108,7 +107,7 @@ OPS: dict[str, tuple[str, str]] = {
     "SUM": ("AddSum()", "reduce"),
     "SVDF": ("AddSvdf()", "svdf"),
     "TANH": ("AddTanh()", "tanh"),
-    "TFLM_DECODE": ("AddDecode()", "decode"),
+    DECODE_OP: ("AddDecode()", "decode"),
     "TFLite_Detection_PostProcess": ("AddDetectionPostprocess()", "detection_postprocess"),
     "TRANSPOSE": ("AddTranspose()", "transpose"),
     "TRANSPOSE_CONV": ("AddTransposeConv()", "transpose_conv"),
@@ -128,7 +127,7 @@ def resolver_calls(op_names, *, compressed: bool) -> list[str]:
         raise CodegenError(
             f"the model uses op {missing[0]}, which the TFLM resolver table has no entry for"
             + (f" (nor {', '.join(missing[1:])})" if len(missing) > 1 else "")
-            + "; replace the layer with a supported one or add the op to edgeclust/codegen/resolver.py"
+            + "; replace the layer with a supported one or add the op to edgeclust/backends/tflm/resolver.py"
         )
     return [OPS[name][0] for name in names]
 

@@ -1,0 +1,61 @@
+"""Render folders of firmware_templates/ into {relative path: bytes}: jinja2 for *.j2, plain files copied.
+
+Backend-neutral: a backend names its runtime's folders; `board_groups` names the board's (console
+interface, build files, startup code, linker script). Nothing is written to disk here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from edgeclust.codegen.board import BoardSpec
+from edgeclust.errors import CodegenError
+
+# where sources go, per build system (ESP-IDF wants them in its `main` component); the top otherwise
+_SOURCE_DIR = {"cmake-esp-idf": "main"}
+
+
+def source_dir(board: BoardSpec) -> str:
+    """The project folder the board's build system compiles sources from ("" for the project's top)."""
+    return _SOURCE_DIR.get(board.build_system, "")
+
+
+def board_groups(board: BoardSpec) -> list[tuple[str, str]]:
+    """(template folder, destination folder) for the board's part of a project: the console interface goes
+    with the sources, the build files, startup code and linker script to the top."""
+    return [("board/common", source_dir(board)), (f"board/{board.build_system}", "")]
+
+
+def render_groups(templates_dir, groups, context: dict) -> dict[str, bytes]:
+    """Every file of every (folder, destination) group, rendered with `context`; StrictUndefined, so a
+    template that names a missing value fails with CodegenError instead of writing an empty string."""
+    templates_dir = Path(templates_dir)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    files: dict[str, bytes] = {}
+    for group, target in groups:
+        folder = templates_dir / group
+        if not folder.is_dir():
+            raise CodegenError(f"{templates_dir}: no templates for {group!r}")
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            relative = path.relative_to(folder).as_posix()
+            name = relative.removesuffix(".j2")
+            destination = f"{target}/{name}" if target else name
+            files[destination] = (
+                _render(env, f"{group}/{relative}", context) if relative.endswith(".j2") else path.read_bytes()
+            )
+    return files
+
+
+def _render(env: jinja2.Environment, name: str, context: dict) -> bytes:
+    """One template rendered to UTF-8 bytes; a template error names the template."""
+    try:
+        return env.get_template(name).render(context).encode("utf-8")
+    except jinja2.TemplateError as exc:
+        raise CodegenError(f"template {name}: {exc}") from None

@@ -1,0 +1,62 @@
+"""Build a generated project and run it on its board: make + arm-none-eabi-gcc then QEMU for the QEMU boards,
+the board's own build system and flash tool for real boards.
+
+The firmware's output is streamed line by line to `on_output`; the return value is its exit status
+(self-test PASS = 0). Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from edgeclust.codegen.board import BoardSpec
+from edgeclust.device.build import BUILD_TIMEOUT_S, build_make_project
+from edgeclust.device.process import fill_command, require_tool, run_streaming
+from edgeclust.device.qemu import run_qemu
+from edgeclust.errors import FirmwareError, InputError
+
+
+def flash(
+    project_dir,
+    board: BoardSpec,
+    *,
+    timeout_s: float = 60,
+    on_output: Callable[[str], None] = print,
+    smoke: bool = False,
+    tflm_root: str | os.PathLike | None = None,
+    jobs: int | None = None,
+) -> int:
+    """Build the project in `project_dir` and run it on `board`; return the firmware's exit status.
+
+    QEMU boards: builds build/fw.elf (or build/smoke.elf with `smoke`, which needs no TFLM) and runs it in
+    qemu-system-arm for at most `timeout_s` seconds. `tflm_root` defaults to $TFLM_ROOT. Raises
+    ToolMissingError for a missing tool or TFLM tree, FirmwareError when the build fails or the firmware hangs.
+    """
+    project_dir = Path(project_dir).resolve()
+    if not (project_dir / "Makefile").is_file() and board.build_system == "make":
+        raise InputError(f"{project_dir}: no Makefile; give the firmware folder that `edgeclust build` wrote")
+    if board.build_system != "make":
+        return _flash_with_board_tools(project_dir, board, timeout_s=timeout_s, on_output=on_output)
+    require_tool(board.flash_tool, board.flash_tool_install)  # before anything is built
+    elf = build_make_project(project_dir, board, smoke=smoke, tflm_root=tflm_root, jobs=jobs, on_output=on_output)
+    if board.is_qemu:
+        return run_qemu(elf, board, timeout_s=timeout_s, on_output=on_output)
+    command = fill_command(board.flash_command, project_dir, elf)
+    return run_streaming(command, cwd=project_dir, timeout_s=timeout_s, on_output=on_output, what=board.flash_tool)
+
+
+def _flash_with_board_tools(project_dir: Path, board: BoardSpec, *, timeout_s, on_output) -> int:
+    """Non-make boards: build with the board's build system (Pico SDK: cmake) and run its flash command."""
+    require_tool(board.flash_tool, board.flash_tool_install)
+    if board.build_system == "cmake-pico-sdk":
+        require_tool("cmake", "sudo apt-get install cmake")
+        for step in (["cmake", "-B", "build", f"-DPICO_BOARD={board.sdk_board}"], ["cmake", "--build", "build"]):
+            status = run_streaming(step, cwd=project_dir, timeout_s=BUILD_TIMEOUT_S, on_output=on_output, what="cmake")
+            if status != 0:
+                raise FirmwareError(f"the firmware build failed ({' '.join(step)} exited with {status})")
+    command = fill_command(board.flash_command, project_dir, project_dir / "build" / "fw.elf")
+    return run_streaming(
+        command, cwd=project_dir, timeout_s=max(timeout_s, 600), on_output=on_output, what=board.flash_tool
+    )

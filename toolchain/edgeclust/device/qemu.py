@@ -1,0 +1,53 @@
+"""Run a firmware ELF under qemu-system-arm with semihosting, always under a timeout; say what its status means."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from edgeclust.codegen.board import BoardSpec
+from edgeclust.device.process import fill_command, require_tool, run_streaming
+from edgeclust.errors import FirmwareError, InputError
+
+# what the firmware's exit status means (main_functions.h, startup.c)
+STATUS_MEANING = {
+    0: "self-test PASS",
+    1: "self-test FAIL: outputs differ from the TFLM host interpreter",
+    2: "the model could not be set up (schema version, ops or tensor arena)",
+    3: "an inference failed",
+    4: "HardFault: the firmware crashed",
+}
+
+
+def run_qemu(elf, board: BoardSpec, *, timeout_s: float = 60, on_output: Callable[[str], None] = print) -> int:
+    """Run an ELF in qemu-system-arm with semihosting; stream its output; return its exit status.
+
+    A run longer than `timeout_s` is killed and raises FirmwareError (the firmware hung).
+    """
+    if not board.is_qemu:
+        raise InputError(f"board {board.id} is not emulated by QEMU; flash it with {board.flash_tool}")
+    require_tool(board.flash_tool, board.flash_tool_install)
+    elf = Path(elf).resolve()
+    command = fill_command(board.flash_command, elf.parent, elf)
+    qemu_errors = []
+
+    def output(line: str) -> None:
+        if line.startswith(f"{command[0]}:"):
+            qemu_errors.append(line)
+        on_output(line)
+
+    status = run_streaming(
+        command,
+        cwd=elf.parent,
+        timeout_s=timeout_s,
+        on_output=output,
+        what=f"the firmware under QEMU ({board.qemu_machine})",
+    )
+    if status != 0 and qemu_errors:
+        raise FirmwareError(f"QEMU could not run the firmware: {qemu_errors[0]}")
+    return status
+
+
+def status_meaning(status: int) -> str:
+    """What a firmware exit status means, for a message."""
+    return STATUS_MEANING.get(status, f"exit status {status}")

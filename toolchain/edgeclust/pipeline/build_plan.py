@@ -1,0 +1,46 @@
+"""The stages of `edgeclust build`, declared once: their titles, and which of them a build's options run.
+
+Progress counters count exactly the stages that will run, so they read [1/N] ... [N/N].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgeclust.backends import BACKEND_CHOICES
+
+QUANTIZE_CHOICES = ("int8", "float32")
+COMPRESS_CHOICES = ("none", "lut")
+__all__ = ["BACKEND_CHOICES", "BUILD_STAGES", "COMPRESS_CHOICES", "QUANTIZE_CHOICES", "TITLES", "build_titles"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: a key the build refers to it by, the title progress shows, and whether options run it."""
+
+    key: str
+    title: str
+    runs: Callable[[object], bool] = lambda options: True
+
+
+BUILD_STAGES = (
+    Stage("load", "Load model and data"),
+    Stage("cluster", "Cluster and fine-tune", lambda o: o.cluster.clusters > 0),
+    Stage("fold", "Fold BatchNorm", lambda o: o.cluster.clusters == 0 and o.cluster.fold_bn),
+    Stage("convert", "Convert to .tflite"),
+    Stage("verify", "Inspect and verify unique values"),
+    Stage("layouts", "Decide weight layouts"),
+    Stage("lower", "Lower the model for its backend"),
+    Stage("parity", "Check parity across interpreters"),
+    Stage("budget", "Check the board's budget"),
+    Stage("render", "Generate firmware project"),
+    Stage("plots", "Plot", lambda o: o.plots),
+    Stage("report", "Write report"),
+)
+TITLES = {stage.key: stage.title for stage in BUILD_STAGES}
+
+
+def build_titles(options) -> list[str]:
+    """The titles of the stages these BuildOptions run, in order."""
+    return [stage.title for stage in BUILD_STAGES if stage.runs(options)]

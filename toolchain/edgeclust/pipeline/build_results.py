@@ -1,0 +1,106 @@
+"""What each stage of `edgeclust build` hands to the next: small frozen results, decided once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeclust.backends.base import Cost, Lowered
+from edgeclust.codegen.board import BoardSpec
+from edgeclust.data import Dataset
+from edgeclust.lower.weights import WeightLayout
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedInputs:
+    """The model (stripped of wrappers) and data, where they came from, and the original model's outputs."""
+
+    model: object  # keras.Model
+    data: Dataset
+    model_path: Path
+    data_path: Path
+    model_sha256: str
+    data_sha256: str
+    was_wrapped: bool
+    probabilities: bool  # the model ends in a softmax
+    x_eval: np.ndarray  # the parity examples
+    y_eval: np.ndarray
+    keras_outputs: np.ndarray  # the original model's outputs on x_eval
+    keras_bytes: bytes  # the original model as a reproducible .keras archive
+
+
+@dataclass(frozen=True, eq=False)
+class ClusteredModel:
+    """The model to deploy (clustered and stripped, BN folded, or as loaded) and what clustering did."""
+
+    model: object
+    report: object | None  # cluster.ClusteringReport
+    folded_batch_norm: bool
+    outputs: np.ndarray  # on x_eval
+    keras_bytes: bytes
+
+
+@dataclass(frozen=True)
+class ConvertedModels:
+    """The .tflite files: float32 always, int8 when asked (calibrated on `calibration_samples` examples)."""
+
+    float32: bytes
+    int8: bytes | None
+    per_channel: bool
+    calibration_samples: int  # 0 for a float32 build
+
+    @property
+    def deployed(self) -> bytes:
+        """The .tflite the board runs."""
+        return self.int8 if self.int8 is not None else self.float32
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Unique values per weight tensor of the deployed .tflite, and the check against --clusters (or None)."""
+
+    weight_stats: list
+    result: object | None  # tflite.inspect.VerifyResult
+
+
+@dataclass(frozen=True, eq=False)
+class LoweredModel:
+    """The model lowered by the chosen backend, with the backend itself and why it was chosen."""
+
+    backend: object  # backends.base.Backend
+    why: str
+    lowered: Lowered
+    layouts: tuple[WeightLayout, ...]
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """Accuracy per interpreter and the agreements that matter (report.json's "parity")."""
+
+    section: dict
+
+
+@dataclass(frozen=True)
+class PricedModel:
+    """What the board pays, and the board."""
+
+    cost: Cost
+    board: BoardSpec
+
+
+@dataclass(frozen=True)
+class RenderedFiles:
+    """Every file the build writes, {relative path: bytes}, report.json and timings.json aside."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # report.json's "sizes"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """Where the build wrote its files, and its report."""
+
+    out_dir: Path
+    report: dict

@@ -1,0 +1,294 @@
+"""One function per stage of `edgeclust build`, each over the frozen results of the stages before it.
+
+build.py composes them; build_plan.py declares their titles. Nothing here knows which backend runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeclust.backends.base import SelfTestCase
+from edgeclust.codegen.board import BoardSpec
+from edgeclust.errors import VerificationError
+from edgeclust.pipeline import report as report_mod
+from edgeclust.pipeline.build_results import (
+    ClusteredModel,
+    ConvertedModels,
+    LoadedInputs,
+    LoweredModel,
+    ParityResult,
+    PricedModel,
+    RenderedFiles,
+    Verification,
+)
+from edgeclust.pipeline.files import keras_archive_bytes
+from edgeclust.pipeline.loading import load_data_for, load_keras_model
+from edgeclust.pipeline.progress import Stages
+from edgeclust.pipeline.stages import calibration_count, cluster_model, convert_model, strip_if_clustered
+from edgeclust.pipeline.training import outputs_are_probabilities, predict
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What every stage may read: the options, the board (loaded once) and the progress."""
+
+    options: object  # build.BuildOptions
+    board: BoardSpec
+    stages: Stages
+
+
+def load_inputs(ctx: BuildContext, model_path: Path, data_path: Path) -> LoadedInputs:
+    """Load the model (stripping clustering wrappers) and the data checked against it."""
+    model = load_keras_model(model_path)
+    model, was_wrapped = strip_if_clustered(model, ctx.stages)
+    data = load_data_for(data_path, model)
+    ctx.stages.info(
+        f"{model.name}: {model.count_params():,} parameters; {len(data.x_train):,} training and "
+        f"{len(data.x_test):,} test examples of shape {data.input_shape}"
+    )
+    n = ctx.options.parity_samples
+    x_eval, y_eval = data.x_test[:n], data.y_test[:n]
+    return LoadedInputs(
+        model=model,
+        data=data,
+        model_path=model_path,
+        data_path=data_path,
+        model_sha256=_sha256(model_path.read_bytes()),
+        data_sha256=_sha256(data_path.read_bytes()),
+        was_wrapped=was_wrapped,
+        probabilities=outputs_are_probabilities(model, data.x_train),
+        x_eval=x_eval,
+        y_eval=y_eval,
+        keras_outputs=predict(model, x_eval),
+        keras_bytes=keras_archive_bytes(model),
+    )
+
+
+def prepare_model(ctx: BuildContext, inputs: LoadedInputs) -> ClusteredModel:
+    """Fold BatchNorm, cluster and fine-tune (as the options say), deterministically; or keep the model."""
+    from edgeclust.pipeline.determinism import make_deterministic
+
+    options = ctx.options.cluster
+    make_deterministic(options.seed)
+    result = cluster_model(inputs.model, inputs.data, options, ctx.stages)
+    if not options.clusters and not result.folded_batch_norm:
+        ctx.stages.info("no BatchNormalization layer to fold")
+        return keep_model(inputs)
+    return ClusteredModel(
+        model=result.model,
+        report=result.report,
+        folded_batch_norm=result.folded_batch_norm,
+        outputs=predict(result.model, inputs.x_eval),
+        keras_bytes=keras_archive_bytes(result.model),
+    )
+
+
+def convert(ctx: BuildContext, inputs: LoadedInputs, clustered: ClusteredModel) -> ConvertedModels:
+    """float32 always; int8 when asked, per channel unless clustered per tensor (so the values survive)."""
+    options = ctx.options
+    float32 = convert_model(clustered.model, quantize="float32", representative=None, per_channel=True)
+    ctx.stages.info(f"float32: {len(float32):,} bytes")
+    if options.quantize != "int8":
+        return ConvertedModels(float32, None, per_channel=True, calibration_samples=0)
+    per_channel = options.cluster.per_channel or not options.cluster.clusters
+    x = inputs.data.x_train
+    int8 = convert_model(
+        clustered.model,
+        quantize="int8",
+        representative=x,
+        per_channel=per_channel,
+        calibration_samples=options.calibration_samples,
+    )
+    used = calibration_count(x, options.calibration_samples)
+    ctx.stages.info(
+        f"int8 ({'per-channel' if per_channel else 'per-tensor'} weights, calibrated on {used:,} "
+        f"examples): {len(int8):,} bytes"
+    )
+    return ConvertedModels(float32, int8, per_channel=per_channel, calibration_samples=used)
+
+
+def verify(ctx: BuildContext, converted: ConvertedModels) -> Verification:
+    """Count unique values per weight tensor; with --clusters, refuse a .tflite that holds more."""
+    from edgeclust.tflite import inspect
+
+    stats = inspect.inspect_weights(converted.deployed)
+    clusters, per_channel = ctx.options.cluster.clusters, ctx.options.cluster.per_channel
+    if not clusters:
+        return Verification(stats, None)
+    result = inspect.verify(converted.deployed, clusters, per_channel=per_channel)
+    scope = "per channel" if per_channel else "per tensor"
+    if not result.passed:
+        names = ", ".join(f.name for f in result.failures[:5])
+        raise VerificationError(
+            f"{len(result.failures)} weight tensor(s) hold more than {clusters} unique values {scope} after "
+            f"conversion ({names}); keep --fold-bn on, or cluster --per-channel"
+        )
+    ctx.stages.info(f"all {result.checked} weight tensors hold <= {clusters} unique values {scope}")
+    return Verification(stats, result)
+
+
+def decide_layouts(ctx: BuildContext, converted: ConvertedModels, verification: Verification):
+    """The weight layouts every backend packs from (pipeline/layouts.py)."""
+    from edgeclust.pipeline.layouts import layout_line, weight_layouts
+
+    layouts = weight_layouts(converted.deployed)
+    ctx.stages.info(layout_line(layouts, len(verification.weight_stats)))
+    return layouts
+
+
+def lower(ctx: BuildContext, converted: ConvertedModels, layouts) -> LoweredModel:
+    """Choose the backend (--backend, or auto) and lower the deployed model with it."""
+    from edgeclust.backends import choose_backend
+
+    choice = choose_backend(ctx.options.backend, converted.deployed, compress=ctx.options.compress)
+    if choice.why:
+        ctx.stages.info(choice.why)
+    lowered = choice.backend.lower(converted.deployed, layouts)
+    for note in lowered.notes:
+        ctx.stages.info(note)
+    return LoweredModel(choice.backend, choice.why, lowered, tuple(layouts))
+
+
+def check_parity(
+    ctx: BuildContext,
+    inputs: LoadedInputs,
+    clustered: ClusteredModel,
+    converted: ConvertedModels,
+    lowered: LoweredModel,
+) -> ParityResult:
+    """Keras vs LiteRT vs TFLM (the board's arithmetic) vs the backend's host oracle; the backend must equal
+    TFLM bit for bit on an integer model."""
+    from edgeclust.tflite import parity
+
+    x = inputs.x_eval
+    firmware = lowered.backend.run_host(lowered.lowered, parity.quantize(x, lowered.lowered.interface.inputs[0]))
+    section = report_mod.parity_section(
+        labels=inputs.y_eval,
+        keras_original=inputs.keras_outputs,
+        keras_clustered=clustered.outputs,
+        litert_float=parity.run_litert(converted.float32, x),
+        litert_int8=parity.run_litert(converted.int8, x) if converted.int8 is not None else None,
+        tflm=parity.run_tflm(converted.deployed, x),
+        tflm_key="tflm_int8" if converted.int8 else "tflm_float32",
+        firmware=firmware,
+        backend=lowered.lowered.backend,
+    )
+    for line in report_mod.parity_lines(section):
+        ctx.stages.info(line)
+    if converted.int8 is not None and not section["firmware_equals_tflm_bit_for_bit"]:
+        raise VerificationError(
+            f"the {lowered.lowered.backend} backend's outputs differ from TFLM's on the int8 model; "
+            "build with --backend tflm and without --compress lut"
+        )
+    return ParityResult(section)
+
+
+def check_budget(ctx: BuildContext, lowered: LoweredModel) -> PricedModel:
+    """Price the lowered model on the board; refuse it when it does not fit (unless allowed)."""
+    cost = lowered.backend.price(lowered.lowered, ctx.board)
+    ctx.stages.info(cost.line())
+    if not ctx.options.allow_over_budget:
+        cost.check()
+    return PricedModel(cost, ctx.board)
+
+
+def render(
+    ctx: BuildContext,
+    inputs: LoadedInputs,
+    clustered: ClusteredModel,
+    converted: ConvertedModels,
+    lowered: LoweredModel,
+    priced: PricedModel,
+) -> RenderedFiles:
+    """The model files and the firmware project (with its self-test cases from the backend's host oracle)."""
+    cases = self_test_cases(lowered, inputs.data.x_test[: ctx.options.self_test_cases])
+    project = lowered.backend.render(lowered.lowered, ctx.board, cases)
+    files = {"model_float32.tflite": converted.float32, "model_clustered.keras": clustered.keras_bytes}
+    if converted.int8 is not None:
+        files["model_int8.tflite"] = converted.int8
+    if lowered.lowered.model != converted.deployed:
+        files["model_firmware.tflite"] = lowered.lowered.model
+    files |= {f"firmware/{path}": content for path, content in project.items()}
+    ctx.stages.info(
+        f"firmware project for {ctx.board.name} ({lowered.lowered.backend}): {len(project)} files "
+        f"in {Path(ctx.options.out_dir) / 'firmware'}"
+    )
+    return RenderedFiles(files, _sizes(inputs, clustered, converted, lowered, priced))
+
+
+def self_test_cases(lowered: LoweredModel, x: np.ndarray) -> list[SelfTestCase]:
+    """Inputs in the model's own dtype with the outputs the backend's host oracle gives for them (an int8
+    firmware must reproduce them bit for bit)."""
+    from edgeclust.tflite import parity
+
+    inputs = parity.quantize(np.asarray(x), lowered.lowered.interface.inputs[0])
+    outputs = np.asarray(lowered.backend.run_host(lowered.lowered, inputs))
+    return [SelfTestCase(input=inputs[i : i + 1], expected_output=outputs[i : i + 1]) for i in range(len(inputs))]
+
+
+def plot(ctx: BuildContext, clustered: ClusteredModel, rendered: RenderedFiles) -> dict[str, bytes]:
+    """PNG plots (weight histograms with their centroids, sizes) as files under plots/."""
+    from edgeclust.pipeline import plots
+
+    weights = [
+        (f"{w.layer_name} / {w.weight_name}", w.original_values, w.initial_centroids)
+        for w in (clustered.report.clustered if clustered.report is not None else [])
+    ]
+    with tempfile.TemporaryDirectory(prefix="edgeclust-plots-") as tmp:
+        written = plots.write_plots(Path(tmp), weights=weights, sizes=rendered.sizes)
+        files = {f"plots/{path.name}": path.read_bytes() for path in written}
+    ctx.stages.info(f"{len(files)} PNG file(s) in {Path(ctx.options.out_dir) / 'plots'}")
+    return files
+
+
+def _sizes(
+    inputs: LoadedInputs,
+    clustered: ClusteredModel,
+    converted: ConvertedModels,
+    lowered: LoweredModel,
+    priced: PricedModel,
+) -> dict[str, int]:
+    """Bytes per form of the model, as users measure them (zipped) and as the board stores them."""
+    from edgeclust.tflite.size import zipped_size
+
+    sizes = {
+        "keras_zipped": zipped_size(inputs.keras_bytes, "model.keras"),
+        "keras_clustered_zipped": zipped_size(clustered.keras_bytes, "model.keras"),
+        "tflite_float32": len(converted.float32),
+        "tflite_float32_zipped": zipped_size(converted.float32, "model.tflite"),
+    }
+    if converted.int8 is not None:
+        sizes["tflite_int8"] = len(converted.int8)
+        sizes["tflite_int8_zipped"] = zipped_size(converted.int8, "model.tflite")
+    if lowered.lowered.model != converted.deployed:
+        sizes["tflite_firmware"] = len(lowered.lowered.model)
+    sizes["on_flash_model"] = lowered.lowered.flash_bytes
+    sizes["on_flash_total"] = priced.cost.flash_used
+    return sizes
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def keep_model(inputs: LoadedInputs) -> ClusteredModel:
+    """No clustering and no folding asked: the model is deployed as loaded."""
+    return ClusteredModel(
+        model=inputs.model,
+        report=None,
+        folded_batch_norm=False,
+        outputs=inputs.keras_outputs,
+        keras_bytes=inputs.keras_bytes,
+    )
+
+
+def write_outputs(options, files: dict[str, bytes], report: dict, timings: dict[str, float]) -> None:
+    """Every file of the build, report.json and timings.json, into options.out_dir at once (all or nothing)."""
+    from edgeclust.codegen.project import write_files
+
+    write_files(options.out_dir, files | report_mod.report_files(report, timings), force=options.force)

@@ -1,0 +1,73 @@
+"""Run a generated project on its board for the CLI (`edgeclust flash`, `edgeclust demo`): device/ does the
+work; this says what a status means and what running it in QEMU still needs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeclust.codegen.board import BoardSpec
+from edgeclust.errors import InputError
+
+
+@dataclass(frozen=True)
+class FlashOutcome:
+    """The firmware's exit status and what it means."""
+
+    status: int
+    meaning: str
+
+
+def project_folder(path: Path) -> Path:
+    """The firmware folder of a build's --out folder, or `path` itself when it is a project."""
+    from edgeclust.codegen.project import PROJECT_FILE
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: no such folder; give the firmware folder that `edgeclust build` wrote")
+    if not (path / PROJECT_FILE).is_file() and (path / "firmware" / PROJECT_FILE).is_file():
+        return path / "firmware"
+    return path
+
+
+def flash_project(
+    project_dir: Path,
+    board: BoardSpec | None,
+    *,
+    timeout_s: float = 60,
+    smoke: bool = False,
+    tflm_root=None,
+    on_output: Callable[[str], None] = print,
+) -> FlashOutcome:
+    """Build the project and run it on `board` (default: the board it was generated for)."""
+    from edgeclust.device import flash, qemu
+    from edgeclust.pipeline.boards import project_board
+
+    project_dir = project_folder(project_dir)
+    board = board or project_board(project_dir)
+    status = flash.flash(project_dir, board, timeout_s=timeout_s, on_output=on_output, smoke=smoke, tflm_root=tflm_root)
+    if smoke:
+        meaning = {0: "smoke check PASS", 1: "smoke check FAIL: the model array on the board differs from the host's"}
+        return FlashOutcome(status, meaning.get(status) or qemu.status_meaning(status))
+    return FlashOutcome(status, qemu.status_meaning(status))
+
+
+def missing_for_qemu(project_dir: Path) -> list[str]:
+    """What running the project's firmware in QEMU still needs, each with how to get it (a TFLM tree only for
+    a project whose board.json names the tflm backend)."""
+    from edgeclust.codegen.project import read_project_backend
+
+    missing = []
+    if shutil.which("arm-none-eabi-g++") is None:
+        missing.append(
+            "the Arm cross compiler (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+            "libstdc++-arm-none-eabi-newlib)"
+        )
+    if shutil.which("qemu-system-arm") is None:
+        missing.append("QEMU (apt-get install qemu-system-arm)")
+    if read_project_backend(project_folder(project_dir)) == "tflm" and not os.environ.get("TFLM_ROOT"):
+        missing.append("a TFLite Micro source tree: set TFLM_ROOT (README, 'Running the firmware')")
+    return missing
