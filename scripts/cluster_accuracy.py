@@ -34,8 +34,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0, help="seed of the base model's training")
-    parser.add_argument("--cluster-seeds", default="0",
-                        help="comma-separated seeds of the clustering (centroid draws); one row each")
+    parser.add_argument(
+        "--cluster-seeds", default="0", help="comma-separated seeds of the clustering (centroid draws); one row each"
+    )
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be >= 3 (the issue's protocol)")
@@ -55,24 +56,41 @@ def main(argv=None) -> int:
         return float(np.mean(np.argmax(out, -1) == mnist.y_test)) * 100
 
     base = accuracy(model)
-    print(f"unclustered MNIST CNN, {args.epochs} epochs on {len(mnist.x_train):,} images: test accuracy {base:.2f}% "
-          f"({time.time() - start:.0f} s)", flush=True)
-    print(f"fine-tune: Adam, batch {args.batch_size}, up to {args.max_epochs} epoch(s) until the validation drop is "
-          "within the target; per-tensor clustering")
-    print(f"{'N':>3} {'init':17} {'seed':>4} {'lr':>6} {'as clustered':>12} {'fine-tuned':>10} {'delta':>7} "
-          f"{'target':>7} {'ok':>3} {'epochs':>6} {'val. curve (points below)':<28} {'max unique':>10}", flush=True)
+    print(
+        f"unclustered MNIST CNN, {args.epochs} epochs on {len(mnist.x_train):,} images: test accuracy {base:.2f}% "
+        f"({time.time() - start:.0f} s)",
+        flush=True,
+    )
+    print(
+        f"fine-tune: Adam, batch {args.batch_size}, up to {args.max_epochs} epoch(s) until the validation drop is "
+        "within the target; per-tensor clustering"
+    )
+    print(
+        f"{'N':>3} {'init':17} {'seed':>4} {'lr':>6} {'as clustered':>12} {'fine-tuned':>10} {'delta':>7} "
+        f"{'target':>7} {'ok':>3} {'epochs':>6} {'val. curve (points below)':<28} {'max unique':>10}",
+        flush=True,
+    )
     failures = 0
     for n in [int(v) for v in args.clusters.split(",")]:
         target = TARGETS.get(n, 1.0)
         for init in args.inits.split(","):
             for cluster_seed in [int(s) for s in args.cluster_seeds.split(",")]:
                 for lr in [float(v) for v in args.lrs.split(",")]:
-                    wrapped = cluster.cluster_weights(model, n, getattr(cluster.CentroidInitialization, init),
-                                                      seed=cluster_seed)
+                    wrapped = cluster.cluster_weights(
+                        model, n, getattr(cluster.CentroidInitialization, init), seed=cluster_seed
+                    )
                     before = accuracy(cluster.strip_clustering(wrapped))
-                    recovery = finetune_to_target(wrapped, model, mnist.x_train, mnist.y_train,
-                                                  max_drop_points=target, max_epochs=args.max_epochs,
-                                                  learning_rate=lr, batch_size=args.batch_size, seed=args.seed)
+                    recovery = finetune_to_target(
+                        wrapped,
+                        model,
+                        mnist.x_train,
+                        mnist.y_train,
+                        max_drop_points=target,
+                        max_epochs=args.max_epochs,
+                        learning_rate=lr,
+                        batch_size=args.batch_size,
+                        seed=args.seed,
+                    )
                     stripped = cluster.strip_clustering(wrapped)
                     after = accuracy(stripped)
                     unique = max(len(np.unique(layer.get_weights()[0])) for layer in stripped.layers if layer.weights)
@@ -80,9 +98,12 @@ def main(argv=None) -> int:
                     ok = -delta <= target + 1e-9
                     failures += not ok
                     curve = " ".join(f"{p.drop_points:+.2f}" for p in recovery.curve)
-                    print(f"{n:>3} {init:17} {cluster_seed:>4} {lr:>6g} {before:11.2f}% {after:9.2f}% {delta:+7.2f} "
-                          f"{-target:+7.1f} {'yes' if ok else 'NO':>3} {recovery.best_epoch:>6} {curve:<28} "
-                          f"{unique:>10}", flush=True)
+                    print(
+                        f"{n:>3} {init:17} {cluster_seed:>4} {lr:>6g} {before:11.2f}% {after:9.2f}% {delta:+7.2f} "
+                        f"{-target:+7.1f} {'yes' if ok else 'NO':>3} {recovery.best_epoch:>6} {curve:<28} "
+                        f"{unique:>10}",
+                        flush=True,
+                    )
     print(f"total {time.time() - start:.0f} s; {failures} configuration(s) outside the target")
     return 0
 

@@ -43,11 +43,14 @@ def test_report_lists_clustered_weights_and_skipped_layers():
     wrapped = cluster.cluster_weights(model, 4, cluster.CentroidInitialization.LINEAR, seed=0)
     report = cluster.clustering_report(wrapped)
     assert [(w.layer_name, w.weight_name, w.shape) for w in report.clustered] == [
-        ("conv", "kernel", (3, 3, 1, 8)), ("dense", "kernel", (288, 3))]
+        ("conv", "kernel", (3, 3, 1, 8)),
+        ("dense", "kernel", (288, 3)),
+    ]
     conv = report.clustered[0]
     np.testing.assert_array_equal(conv.original_values, model.get_layer("conv").kernel.numpy())
-    np.testing.assert_allclose(conv.initial_centroids, np.linspace(conv.original_values.min(),
-                                                                   conv.original_values.max(), 4), rtol=1e-6)
+    np.testing.assert_allclose(
+        conv.initial_centroids, np.linspace(conv.original_values.min(), conv.original_values.max(), 4), rtol=1e-6
+    )
     assert conv.number_of_clusters == 4 and conv.per_channel is False
     assert [(s.layer_name, s.layer_class) for s in report.skipped] == [("bn", "BatchNormalization")]
     assert "never clustered" in report.skipped[0].reason
@@ -184,7 +187,9 @@ def test_errors_say_what_and_how_to_fix():
     sub(np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match="Sequential or Functional.*one by one"):
         cluster.cluster_weights(sub, 2)
-    with pytest.raises(ConfigError, match=r"`number_of_clusters` must be an integer >= 2. Received: number_of_clusters=1"):
+    with pytest.raises(
+        ConfigError, match=r"`number_of_clusters` must be an integer >= 2. Received: number_of_clusters=1"
+    ):
         cluster.cluster_weights(small_cnn(), 1)
     broken = small_cnn()
     kernel = broken.get_layer("dense").kernel.numpy()

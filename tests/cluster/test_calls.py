@@ -24,7 +24,12 @@ def test_multi_head_attention_called_with_keywords_and_a_mask():
     data = {**_data(r, q=(5, 8), v=(6, 8)), "mask": r.random((8, 5, 6)) > 0.3}
     wrapped = cluster.cluster_weights(model, 4, seed=0)
     assert [w.weight_name for w in cluster.clustering_report(wrapped).clustered] == [
-        "query_kernel", "key_kernel", "value_kernel", "output_kernel", "kernel"]
+        "query_kernel",
+        "key_kernel",
+        "value_kernel",
+        "output_kernel",
+        "kernel",
+    ]
     stripped = cluster.strip_clustering(wrapped)
     np.testing.assert_array_equal(stripped(data), wrapped(data))
     # the mask reaches the attention: masking everything out changes the output

@@ -20,8 +20,9 @@ def _test_accuracy(model, data) -> float:
 def test_fine_tuning_never_ends_below_its_start(trained_mnist_cnn, mnist_small, learning_rate):
     wrapped = cluster.cluster_weights(trained_mnist_cnn, 8, seed=0)
     start = _test_accuracy(cluster.strip_clustering(wrapped), mnist_small)
-    finetune(wrapped, mnist_small.x_train, mnist_small.y_train, epochs=1, learning_rate=learning_rate,
-             batch_size=64, seed=0)
+    finetune(
+        wrapped, mnist_small.x_train, mnist_small.y_train, epochs=1, learning_rate=learning_rate, batch_size=64, seed=0
+    )
     end = _test_accuracy(cluster.strip_clustering(wrapped), mnist_small)
     assert end >= start - NOISE_POINTS, f"lr {learning_rate:g}: {start:.1f}% -> {end:.1f}%"
 
@@ -31,9 +32,18 @@ def test_fine_tuning_to_a_reachable_target_stops_when_met(trained_mnist_cnn, mni
     lines = []
     stages = Stages(["fine-tune"], lambda event: lines.append(event.detail) if event.kind == "info" else None)
     stages.start("fine-tune")
-    result = finetune_to_target(wrapped, trained_mnist_cnn, mnist_small.x_train, mnist_small.y_train,
-                                max_drop_points=0.5, max_epochs=5, learning_rate=1e-3, batch_size=64, seed=0,
-                                stages=stages)
+    result = finetune_to_target(
+        wrapped,
+        trained_mnist_cnn,
+        mnist_small.x_train,
+        mnist_small.y_train,
+        max_drop_points=0.5,
+        max_epochs=5,
+        learning_rate=1e-3,
+        batch_size=64,
+        seed=0,
+        stages=stages,
+    )
     assert result.target_met and result.validation_size == 300
     assert result.curve[-1].drop_points <= 0.5 < min(p.drop_points for p in result.curve[:-1])
     assert len(result.curve) <= 5, "stopped as soon as the target was met"
@@ -45,8 +55,17 @@ def test_fine_tuning_to_a_reachable_target_stops_when_met(trained_mnist_cnn, mni
 
 def test_fine_tuning_to_an_unreachable_target_says_so_and_keeps_the_best_epoch(trained_mnist_cnn, mnist_small):
     wrapped = cluster.cluster_weights(trained_mnist_cnn, 2, seed=0)
-    result = finetune_to_target(wrapped, trained_mnist_cnn, mnist_small.x_train, mnist_small.y_train,
-                                max_drop_points=0.0, max_epochs=2, learning_rate=1e-6, batch_size=64, seed=0)
+    result = finetune_to_target(
+        wrapped,
+        trained_mnist_cnn,
+        mnist_small.x_train,
+        mnist_small.y_train,
+        max_drop_points=0.0,
+        max_epochs=2,
+        learning_rate=1e-6,
+        batch_size=64,
+        seed=0,
+    )
     assert not result.target_met
     assert [p.epoch for p in result.curve] == [0, 1, 2]
     best = max(result.curve, key=lambda p: p.accuracy)
@@ -61,8 +80,26 @@ def test_targets_are_validated(trained_mnist_cnn, mnist_small):
     from edgeclust.errors import ConfigError
 
     with pytest.raises(ConfigError, match="max_drop"):
-        finetune_to_target(trained_mnist_cnn, trained_mnist_cnn, mnist_small.x_train, mnist_small.y_train,
-                           max_drop_points=-1, max_epochs=1, learning_rate=1e-4, batch_size=64, seed=0)
+        finetune_to_target(
+            trained_mnist_cnn,
+            trained_mnist_cnn,
+            mnist_small.x_train,
+            mnist_small.y_train,
+            max_drop_points=-1,
+            max_epochs=1,
+            learning_rate=1e-4,
+            batch_size=64,
+            seed=0,
+        )
     with pytest.raises(ConfigError, match="too few"):
-        finetune_to_target(trained_mnist_cnn, trained_mnist_cnn, np.zeros((1, 28, 28, 1)), np.zeros(1, int),
-                           max_drop_points=1, max_epochs=1, learning_rate=1e-4, batch_size=64, seed=0)
+        finetune_to_target(
+            trained_mnist_cnn,
+            trained_mnist_cnn,
+            np.zeros((1, 28, 28, 1)),
+            np.zeros(1, int),
+            max_drop_points=1,
+            max_epochs=1,
+            learning_rate=1e-4,
+            batch_size=64,
+            seed=0,
+        )

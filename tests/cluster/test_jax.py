@@ -71,8 +71,9 @@ def test_cluster_under_jax_then_build_under_tensorflow(tmp_path: Path, repo_root
 
     edata.save_npz(tmp_path / "data.npz", digits.subset(train=600, test=100))
     env = {**os.environ, "PYTHONPATH": str(repo_root / "toolchain"), "KERAS_BACKEND": "jax"}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), str(N)], capture_output=True, text=True,
-                          env=env, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), str(N)], capture_output=True, text=True, env=env, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["backend"] == "jax" and result["tensorflow_imported"] is False
@@ -81,12 +82,37 @@ def test_cluster_under_jax_then_build_under_tensorflow(tmp_path: Path, repo_root
     assert result["accuracy"] > 0.5
     assert np.isfinite(result["lstm_loss"]).all() and result["lstm_unique"] <= 4
 
-    env = {**os.environ, "PYTHONPATH": str(repo_root / "toolchain"), "KERAS_BACKEND": "tensorflow",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo_root / "toolchain"),
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     built = subprocess.run(
-        [sys.executable, "-m", "edgeclust", "build", str(tmp_path / "stripped.keras"), "--board", "qemu_mps2_an386",
-         "--data", str(tmp_path / "data.npz"), "--clusters", "0", "--quantize", "float32", "--parity-samples", "20",
-         "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "edgeclust",
+            "build",
+            str(tmp_path / "stripped.keras"),
+            "--board",
+            "qemu_mps2_an386",
+            "--data",
+            str(tmp_path / "data.npz"),
+            "--clusters",
+            "0",
+            "--quantize",
+            "float32",
+            "--parity-samples",
+            "20",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert built.returncode == 0, built.stderr[-4000:]
     tflites = sorted((tmp_path / "out").rglob("*.tflite"))
     assert tflites

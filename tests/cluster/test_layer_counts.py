@@ -25,13 +25,16 @@ X = np.random.default_rng(0).normal(size=(16, 8, 8, 2)).astype(np.float32)
 
 def test_each_layer_gets_its_own_n_and_zero_leaves_a_layer_alone():
     original = model()
-    wrapped = cluster.cluster_weights(original, 16, seed=0,
-                                      layer_clusters={"dense_*": 8, "dense_2": 4, "conv": 0})
+    wrapped = cluster.cluster_weights(original, 16, seed=0, layer_clusters={"dense_*": 8, "dense_2": 4, "conv": 0})
     report = cluster.clustering_report(wrapped)
     assert {(w.layer_name, w.number_of_clusters) for w in report.clustered} == {
-        ("dense_1", 8), ("dense_2", 4), ("head", 16)}
+        ("dense_1", 8),
+        ("dense_2", 4),
+        ("head", 16),
+    }
     assert [(s.layer_name, s.reason) for s in report.skipped] == [
-        ("conv", "left unclustered (layer_clusters gives it N=0)")]
+        ("conv", "left unclustered (layer_clusters gives it N=0)")
+    ]
     regression_fit(wrapped, X)
     stripped = cluster.strip_clustering(wrapped)
     assert max(unique_counts(stripped.get_layer("dense_1").kernel)) <= 8

@@ -14,8 +14,9 @@ N = 3  # every case has more than 3 weights per channel
 def test_layer_clusters_learns_and_strips_to_n_values(case, per_channel):
     model, x = case.build()
     before = [keras.ops.convert_to_numpy(k) for k, _ in case.kernels(model.get_layer("target"))]
-    wrapped = cluster.cluster_weights(model, N, cluster.CentroidInitialization.LINEAR,
-                                      cluster_per_channel=per_channel, seed=0)
+    wrapped = cluster.cluster_weights(
+        model, N, cluster.CentroidInitialization.LINEAR, cluster_per_channel=per_channel, seed=0
+    )
     wrapper = wrapped.get_layer("cluster_target")
     assert isinstance(wrapper, cluster.ClusterWeights)
     assert len(wrapper.weight_specs) == len(before)

@@ -35,31 +35,39 @@ def test_per_channel_small_convs_pass_through_with_one_warning_each_and_a_reason
     model = first_convs()
     wrapped, messages = _clustered_with_warnings(model, 16, cluster_per_channel=True)
     assert sorted(m.split(" does not")[0] for m in messages if "does not have enough weights" in m) == [
-        "Layer conv2d", "Layer conv3x3"]
+        "Layer conv2d",
+        "Layer conv3x3",
+    ]
     report = cluster.clustering_report(wrapped)
     reasons = {u.layer_name: u.reason for u in report.unchanged}
     assert sorted((u.layer_name, u.weight_name, u.number_of_clusters) for u in report.unchanged) == [
-        ("conv2d", "kernel", 16), ("conv3x3", "kernel", 16)]
+        ("conv2d", "kernel", 16),
+        ("conv3x3", "kernel", 16),
+    ]
     assert "1 per channel <= 16" in reasons["conv2d"] and "9 per channel" in reasons["conv3x3"]
     assert [(w.layer_name, w.weight_name) for w in report.clustered] == [("dense", "kernel")]
     assert report.clusters_by_tensor() == {"conv2d/kernel": 16, "conv3x3/kernel": 16, "dense/kernel": 16}
     as_clustered = cluster.strip_clustering(wrapped)
     for name in ("conv2d", "conv3x3"):  # left as they were (fine-tuning then trains them as ordinary layers)
-        np.testing.assert_array_equal(as_clustered.get_layer(name).kernel.numpy(),
-                                      model.get_layer(name).kernel.numpy())
+        np.testing.assert_array_equal(as_clustered.get_layer(name).kernel.numpy(), model.get_layer(name).kernel.numpy())
     regression_fit(wrapped, X)
     stripped = cluster.strip_clustering(wrapped)
     for name in ("conv2d", "conv3x3"):
-        np.testing.assert_array_equal(stripped.get_layer(name).kernel.numpy(),
-                                      wrapped.get_layer(name).kernel.numpy())
+        np.testing.assert_array_equal(stripped.get_layer(name).kernel.numpy(), wrapped.get_layer(name).kernel.numpy())
         assert max(unique_counts(stripped.get_layer(name).kernel, (-1,))) <= 16
     assert max(unique_counts(stripped.get_layer("dense").kernel, (-1,))) <= 16
 
 
 def test_per_tensor_kernel_with_fewer_weights_than_clusters_and_one_with_few_distinct_values():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="small"),  # 12 weights
-                              keras.layers.Dense(64, name="few"), keras.layers.Dense(32, name="big")])
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(4, name="small"),  # 12 weights
+            keras.layers.Dense(64, name="few"),
+            keras.layers.Dense(32, name="big"),
+        ]
+    )
     few = model.get_layer("few")
     few.kernel.assign(np.random.default_rng(0).choice([-0.5, 0.1, 0.25], few.kernel.shape).astype(np.float32))
     wrapped, messages = _clustered_with_warnings(model, 16)

@@ -97,8 +97,9 @@ def refresh_positions(w, positions, centroids, *, per_channel: bool):
     """The positions (flat int32) of the nearest sorted centroids of w, starting the local search from
     `positions`, which must be valid positions (any, not necessarily close). centroids: (C, k)."""
     _, _, bounds = sorted_tables(centroids)
-    return kernels.refresh_positions(ops.reshape(w, (-1,)), positions, ops.reshape(bounds, (-1,)),
-                                     int(centroids.shape[-1]), per_channel)
+    return kernels.refresh_positions(
+        ops.reshape(w, (-1,)), positions, ops.reshape(bounds, (-1,)), int(centroids.shape[-1]), per_channel
+    )
 
 
 def lookup(table, positions, shape):
@@ -130,8 +131,15 @@ def column_shape(shape: tuple[int, ...], channel_axes: tuple[int, ...] | None) -
     return tuple(shape[a] if a in axes else 1 for a in range(len(shape)))
 
 
-def clustered_weight(w, centroids, positions=None, *, channel_axes: tuple[int, ...] | None = None,
-                     average: bool = False, preserve_sparsity: bool = False):
+def clustered_weight(
+    w,
+    centroids,
+    positions=None,
+    *,
+    channel_axes: tuple[int, ...] | None = None,
+    average: bool = False,
+    preserve_sparsity: bool = False,
+):
     """The weight the forward pass uses, with gradients straight through to `w` and per cluster to the
     centroids (summed, or averaged by cluster size). centroids: (C, k) (C channels over `channel_axes`).
 

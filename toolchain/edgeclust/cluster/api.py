@@ -91,12 +91,18 @@ def clone_graph_model(model, clone_function, call_function=None):
     if isinstance(model, keras.Sequential):
         return keras.models.clone_model(model, clone_function=clone_function, recursive=True)
     inputs = keras.tree.map_structure(
-        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, sparse=t.sparse,
-                              name=t._keras_history.operation.name),
+        lambda t: keras.Input(
+            batch_shape=t.shape, dtype=t.dtype, sparse=t.sparse, name=t._keras_history.operation.name
+        ),
         model.input,
     )
-    return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_function,
-                                    call_function=call_function, recursive=call_function is None)
+    return keras.models.clone_model(
+        model,
+        input_tensors=inputs,
+        clone_function=clone_function,
+        call_function=call_function,
+        recursive=call_function is None,
+    )
 
 
 def copy_layer(layer, weights=None):
@@ -130,8 +136,12 @@ def cluster_weights(
     layer ("Layer NAME does not have enough weights ...").
     """
     config = ClusteringConfig(
-        number_of_clusters, cluster_centroids_init, cluster_per_channel, preserve_sparsity,
-        cluster_gradient_aggregation, seed,
+        number_of_clusters,
+        cluster_centroids_init,
+        cluster_per_channel,
+        preserve_sparsity,
+        cluster_gradient_aggregation,
+        seed,
     )
     arguments = dict(
         number_of_clusters=config.number_of_clusters,
@@ -147,8 +157,9 @@ def cluster_weights(
         return [cluster_weights(layer, **arguments) for layer in to_cluster]
     if isinstance(to_cluster, keras.Model):
         planned = plan(to_cluster)  # raises before anything is built
-        counts = resolve_layer_counts([p.layer_name for p in planned if p.weights], config.number_of_clusters,
-                                      layer_clusters)
+        counts = resolve_layer_counts(
+            [p.layer_name for p in planned if p.weights], config.number_of_clusters, layer_clusters
+        )
 
         def wrap(layer):
             clone = copy_layer(layer)
@@ -191,7 +202,8 @@ def _wrap_or_leave(layer, arguments: dict):
             f"Layer {layer.name} does not have enough weights (or distinct values) to cluster "
             f"{', '.join(u.name for u in unchanged)} to {k} values: "
             f"{'left as it is' if len(unchanged) == len(weight_specs(layer)) else 'those are left as they are'}",
-            UserWarning, stacklevel=3,
+            UserWarning,
+            stacklevel=3,
         )
     if len(unchanged) == len(weight_specs(layer)):
         object.__setattr__(layer, UNCHANGED_ATTR, (k, arguments["cluster_per_channel"], unchanged))

@@ -71,8 +71,14 @@ INITIALIZERS = {
 }
 
 
-def initial_centroids(values: np.ndarray, k: int, init: CentroidInitialization, rng: np.random.Generator,
-                      *, preserve_sparsity: bool = False) -> np.ndarray:
+def initial_centroids(
+    values: np.ndarray,
+    k: int,
+    init: CentroidInitialization,
+    rng: np.random.Generator,
+    *,
+    preserve_sparsity: bool = False,
+) -> np.ndarray:
     """k centroids for `values` (1-D). With preserve_sparsity, centroid 0 is exactly 0 and the other k - 1
     are chosen among the non-zero values; otherwise they are sorted ascending."""
     values = np.asarray(values).reshape(-1)

@@ -29,8 +29,13 @@ def _enum_value(enum_class, value, argument: str):
         return value
     if isinstance(value, str):
         key = value.strip().upper().replace("-", "_").replace("+", "_PLUS")
-        aliases = {"KMEANS_PLUS_PLUS": "KMEANS_PLUS_PLUS", "KMEANS": "KMEANS_PLUS_PLUS", "DENSITY": "DENSITY_BASED",
-                   "AVERAGE": "AVG", "MEAN": "AVG"}
+        aliases = {
+            "KMEANS_PLUS_PLUS": "KMEANS_PLUS_PLUS",
+            "KMEANS": "KMEANS_PLUS_PLUS",
+            "DENSITY": "DENSITY_BASED",
+            "AVERAGE": "AVG",
+            "MEAN": "AVG",
+        }
         key = aliases.get(key, key)
         if key in enum_class.__members__:
             return enum_class[key]
@@ -53,11 +58,16 @@ class ClusteringConfig:
         k = self.number_of_clusters
         if isinstance(k, bool) or not isinstance(k, int) or k < 2:
             raise ConfigError(f"`number_of_clusters` must be an integer >= 2. Received: number_of_clusters={k!r}")
-        object.__setattr__(self, "cluster_centroids_init",
-                           _enum_value(CentroidInitialization, self.cluster_centroids_init, "cluster_centroids_init"))
-        object.__setattr__(self, "cluster_gradient_aggregation",
-                           _enum_value(GradientAggregation, self.cluster_gradient_aggregation,
-                                       "cluster_gradient_aggregation"))
+        object.__setattr__(
+            self,
+            "cluster_centroids_init",
+            _enum_value(CentroidInitialization, self.cluster_centroids_init, "cluster_centroids_init"),
+        )
+        object.__setattr__(
+            self,
+            "cluster_gradient_aggregation",
+            _enum_value(GradientAggregation, self.cluster_gradient_aggregation, "cluster_gradient_aggregation"),
+        )
         for name in ("cluster_per_channel", "preserve_sparsity"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"`{name}` must be True or False. Received: {name}={getattr(self, name)!r}")

@@ -31,14 +31,22 @@ def _tf_kernels():
     refresh = tf.function(_refresh_positions_ops, jit_compile=True, autograph=False)
     compare = tf.function(_nearest_by_comparison_ops, jit_compile=True, autograph=False)
     # Keras variables and tensors enter as plain TensorFlow tensors (tf.function cannot trace the former).
-    return (lambda table, indices: take(tf.convert_to_tensor(table), tf.convert_to_tensor(indices)),
-            lambda values, indices, bins: segment_sums(tf.convert_to_tensor(values), tf.convert_to_tensor(indices),
-                                                       int(bins)),
-            lambda w, positions, bounds, k, per_channel: refresh(
-                tf.convert_to_tensor(w), tf.convert_to_tensor(positions), tf.convert_to_tensor(bounds), int(k),
-                bool(per_channel)),
-            lambda w, sorted_c, column_shape: compare(tf.convert_to_tensor(w), tf.convert_to_tensor(sorted_c),
-                                                      tuple(column_shape)))
+    return (
+        lambda table, indices: take(tf.convert_to_tensor(table), tf.convert_to_tensor(indices)),
+        lambda values, indices, bins: segment_sums(
+            tf.convert_to_tensor(values), tf.convert_to_tensor(indices), int(bins)
+        ),
+        lambda w, positions, bounds, k, per_channel: refresh(
+            tf.convert_to_tensor(w),
+            tf.convert_to_tensor(positions),
+            tf.convert_to_tensor(bounds),
+            int(k),
+            bool(per_channel),
+        ),
+        lambda w, sorted_c, column_shape: compare(
+            tf.convert_to_tensor(w), tf.convert_to_tensor(sorted_c), tuple(column_shape)
+        ),
+    )
 
 
 def take(table, indices):
@@ -67,8 +75,7 @@ def _refresh_positions_ops(w, positions, bounds, k: int, per_channel: bool):
     hi2 = ops.take(bounds, ops.minimum(b + 2, last))
     move = ops.cast(ops.where(w > hi, 1, 0) - ops.where(w <= lo, 1, 0), "int32")
     far = ops.any(ops.logical_or(w > hi2, w <= lo2))
-    return ops.cond(far, lambda: _binary_search_ops(w, positions, bounds, k, per_channel),
-                    lambda: positions + move)
+    return ops.cond(far, lambda: _binary_search_ops(w, positions, bounds, k, per_channel), lambda: positions + move)
 
 
 def _binary_search_ops(w, positions, bounds, k: int, per_channel: bool):
@@ -92,8 +99,9 @@ def refresh_positions(w, positions, bounds, k: int, per_channel: bool):
     `bounds`, flattened), searched locally from the valid positions `positions`."""
     if _xla():
         return _tf_kernels()[2](w, positions, bounds, k, per_channel)
-    return _refresh_positions_ops(ops.convert_to_tensor(w), ops.convert_to_tensor(positions),
-                                  ops.convert_to_tensor(bounds), k, per_channel)
+    return _refresh_positions_ops(
+        ops.convert_to_tensor(w), ops.convert_to_tensor(positions), ops.convert_to_tensor(bounds), k, per_channel
+    )
 
 
 def eager_scope():

@@ -14,8 +14,9 @@ UNCLUSTERED = 0
 def check_count(n, where: str) -> int:
     """n if it is a valid number of clusters for one layer (0 = unclustered, or an integer >= 2)."""
     if isinstance(n, bool) or not isinstance(n, int) or (n != UNCLUSTERED and n < 2):
-        raise ConfigError(f"The number of clusters for {where} must be 0 (leave it unclustered) or an integer >= 2. "
-                          f"Received: {n!r}")
+        raise ConfigError(
+            f"The number of clusters for {where} must be 0 (leave it unclustered) or an integer >= 2. Received: {n!r}"
+        )
     return n
 
 

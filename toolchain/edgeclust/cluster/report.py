@@ -81,22 +81,30 @@ def clustering_report(wrapped_model) -> ClusteringReport:
             continue
         if isinstance(layer, ClusterWeights):
             cfg = layer.clustering
-            unchanged += [UnchangedTensor(layer.layer.name, u.name, u.shape, cfg.number_of_clusters,
-                                          cfg.cluster_per_channel, u.reason) for u in layer.unchanged_weights]
+            unchanged += [
+                UnchangedTensor(
+                    layer.layer.name, u.name, u.shape, cfg.number_of_clusters, cfg.cluster_per_channel, u.reason
+                )
+                for u in layer.unchanged_weights
+            ]
             for i, spec in enumerate(layer.weight_specs):
-                clustered.append(ClusteredWeight(
-                    layer_name=layer.layer.name,
-                    weight_name=spec.name,
-                    shape=tuple(spec.variable(layer.layer).shape),
-                    number_of_clusters=cfg.number_of_clusters,
-                    per_channel=cfg.cluster_per_channel,
-                    initial_centroids=layer.initial_centroids(i),
-                    original_values=layer.original_values(i),
-                ))
+                clustered.append(
+                    ClusteredWeight(
+                        layer_name=layer.layer.name,
+                        weight_name=spec.name,
+                        shape=tuple(spec.variable(layer.layer).shape),
+                        number_of_clusters=cfg.number_of_clusters,
+                        per_channel=cfg.cluster_per_channel,
+                        initial_centroids=layer.initial_centroids(i),
+                        original_values=layer.original_values(i),
+                    )
+                )
         elif getattr(layer, UNCHANGED_ATTR, None):
             k, per_channel = getattr(layer, UNCHANGED_ATTR)[0], getattr(layer, UNCHANGED_ATTR)[1]
-            unchanged += [UnchangedTensor(layer.name, u.name, u.shape, k, per_channel, u.reason)
-                          for u in getattr(layer, UNCHANGED_ATTR)[2]]
+            unchanged += [
+                UnchangedTensor(layer.name, u.name, u.shape, k, per_channel, u.reason)
+                for u in getattr(layer, UNCHANGED_ATTR)[2]
+            ]
         elif layer.weights:
             reason = getattr(layer, SKIP_REASON_ATTR, None) or skip_reason(layer)
             skipped.append(SkippedLayer(layer.name, type(layer).__name__, reason))

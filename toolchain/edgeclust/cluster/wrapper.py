@@ -1,9 +1,9 @@
 """ClusterWeights: the Keras 3 wrapper layer that makes a layer compute with clustered weights.
 
 State per clustered weight: its centroids (trainable) and, beyond kernels.MAX_CLUSTERS_COMPARED clusters,
-one int32 position per weight (not trainable, see algorithm.py). The wrapped layer keeps its own variables, which go on learning through the straight-through
-gradient; every call brings the positions up to date with them (tfmot's semantics: the forward pass always
-uses each weight's nearest centroid), and a training call stores them. Weights that already hold at most N
+one int32 position per weight (not trainable, see algorithm.py). The wrapped layer keeps its own variables,
+which go on learning through the straight-through gradient; every call finds each weight's nearest centroid
+from them (tfmot's semantics), and a training call stores the positions. Weights that already hold at most N
 values (N or fewer weights, or N or fewer distinct values) are left as they are. Registered for `.keras`
 saving as "edgeclust>ClusterWeights".
 """
@@ -79,8 +79,12 @@ class ClusterWeights(keras.layers.Wrapper):
         if isinstance(layer, ClusterWeights):
             raise UnsupportedLayerError(f"Layer {layer.name!r} is already clustered; strip_clustering() it first")
         config = ClusteringConfig(
-            number_of_clusters, cluster_centroids_init, cluster_per_channel, preserve_sparsity,
-            cluster_gradient_aggregation, seed,
+            number_of_clusters,
+            cluster_centroids_init,
+            cluster_per_channel,
+            preserve_sparsity,
+            cluster_gradient_aggregation,
+            seed,
         )
         if layer.built and not weight_specs(layer):
             raise UnsupportedLayerError(
@@ -90,8 +94,15 @@ class ClusterWeights(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self._mirror_call_signature(layer)
         self.clustering = config
-        self._untracked(_restoring=False, _specs=[], _centroid_vars=[], _index_vars=[], _unchanged=[],
-                        _unchanged_names=None if unchanged is None else tuple(unchanged), _state=None)
+        self._untracked(
+            _restoring=False,
+            _specs=[],
+            _centroid_vars=[],
+            _index_vars=[],
+            _unchanged=[],
+            _unchanged_names=None if unchanged is None else tuple(unchanged),
+            _state=None,
+        )
 
     def _mirror_call_signature(self, layer):
         """Make Keras see the wrapped layer's call signature (plus `training`) as the wrapper's, so that it
@@ -139,7 +150,8 @@ class ClusterWeights(keras.layers.Wrapper):
                 f"Layer {self.layer.name} does not have enough weights (or distinct values) to cluster "
                 f"{', '.join(u.name for u in unchanged)} to {self.clustering.number_of_clusters} values: "
                 "left as they are",
-                UserWarning, stacklevel=2,
+                UserWarning,
+                stacklevel=2,
             )
         k = self.clustering.number_of_clusters
         centroid_vars, index_vars = [], []
@@ -154,17 +166,24 @@ class ClusterWeights(keras.layers.Wrapper):
             shape = tuple(spec.variable(self.layer).shape)
             per_channel = self.clustering.cluster_per_channel
             channels = algorithm.channel_layout(shape, spec.channel_axes)[1] if per_channel else 1
-            centroid_vars.append(self.add_weight(
-                name=f"cluster_centroids_{i}", shape=(channels, k), trainable=True,
-                initializer="zeros" if self._restoring else self._state_initializer("centroids", i),
-            ))
+            centroid_vars.append(
+                self.add_weight(
+                    name=f"cluster_centroids_{i}",
+                    shape=(channels, k),
+                    trainable=True,
+                    initializer="zeros" if self._restoring else self._state_initializer("centroids", i),
+                )
+            )
             if algorithm.uses_comparison(k):
                 index_vars.append(None)  # found by comparison in every call: nothing to store
             else:
-                index_vars.append(self._replica_local(
-                    f"pulling_indices_{i}", (int(np.prod(shape)),),
-                    "zeros" if self._restoring else self._state_initializer("positions", i),
-                ))
+                index_vars.append(
+                    self._replica_local(
+                        f"pulling_indices_{i}",
+                        (int(np.prod(shape)),),
+                        "zeros" if self._restoring else self._state_initializer("positions", i),
+                    )
+                )
         self._untracked(_centroid_vars=centroid_vars, _index_vars=index_vars)
 
     def _split(self, specs: list[WeightSpec]):
@@ -208,8 +227,14 @@ class ClusterWeights(keras.layers.Wrapper):
         plain (int32: 1.24x)."""
         with keras.name_scope(self.name):
             variable = keras.Variable(
-                initializer=initializer, shape=shape, dtype="int32", trainable=False, autocast=False,
-                aggregation="only_first_replica", synchronization="on_read", name=name,
+                initializer=initializer,
+                shape=shape,
+                dtype="int32",
+                trainable=False,
+                autocast=False,
+                aggregation="only_first_replica",
+                synchronization="on_read",
+                name=name,
             )
         self._track_variable(variable)
         return variable
@@ -231,11 +256,14 @@ class ClusterWeights(keras.layers.Wrapper):
             )
             axes = spec.channel_axes if cfg.cluster_per_channel else None
             columns = algorithm.per_channel_columns(values, axes)
-            cents = np.stack([
-                centroids.initial_centroids(columns[:, j], k, cfg.cluster_centroids_init, rng,
-                                            preserve_sparsity=cfg.preserve_sparsity)
-                for j in range(columns.shape[1])
-            ]).astype(np.float32)
+            cents = np.stack(
+                [
+                    centroids.initial_centroids(
+                        columns[:, j], k, cfg.cluster_centroids_init, rng, preserve_sparsity=cfg.preserve_sparsity
+                    )
+                    for j in range(columns.shape[1])
+                ]
+            ).astype(np.float32)
             state["centroids"].append(cents)
             used = cents.copy()
             if cfg.preserve_sparsity:
@@ -275,13 +303,18 @@ class ClusterWeights(keras.layers.Wrapper):
             positions = None
             if not algorithm.uses_comparison(cfg.number_of_clusters):
                 positions = algorithm.refresh_positions(
-                    w, ops.convert_to_tensor(self._index_vars[i]), algorithm.pinned(c, cfg.preserve_sparsity),
+                    w,
+                    ops.convert_to_tensor(self._index_vars[i]),
+                    algorithm.pinned(c, cfg.preserve_sparsity),
                     per_channel=cfg.cluster_per_channel,
                 )
                 if training is True:
                     self._index_vars[i].assign(positions)
             clustered = algorithm.clustered_weight(
-                w, c, positions, channel_axes=spec.channel_axes if cfg.cluster_per_channel else None,
+                w,
+                c,
+                positions,
+                channel_axes=spec.channel_axes if cfg.cluster_per_channel else None,
                 average=cfg.cluster_gradient_aggregation == GradientAggregation.AVG,
                 preserve_sparsity=cfg.preserve_sparsity,
             )
@@ -330,10 +363,13 @@ class ClusterWeights(keras.layers.Wrapper):
             cents = np.array(ops.convert_to_numpy(self._centroid_vars[i]))
             if cfg.preserve_sparsity:
                 cents[:, 0] = 0.0
-            out.append(algorithm.nearest_values(
-                ops.convert_to_numpy(spec.variable(self.layer)), cents,
-                channel_axes=spec.channel_axes if cfg.cluster_per_channel else None,
-            ))
+            out.append(
+                algorithm.nearest_values(
+                    ops.convert_to_numpy(spec.variable(self.layer)),
+                    cents,
+                    channel_axes=spec.channel_axes if cfg.cluster_per_channel else None,
+                )
+            )
         return out
 
     def original_values(self, i: int) -> np.ndarray:
@@ -345,8 +381,11 @@ class ClusterWeights(keras.layers.Wrapper):
     def initial_centroids(self, i: int) -> np.ndarray:
         """Centroids of weight i as initialised, (k,) per tensor or (C, k) per channel (the current ones for
         a restored wrapper)."""
-        cents = self._state["centroids"][i] if self._state is not None else np.asarray(
-            ops.convert_to_numpy(self._centroid_vars[i]))
+        cents = (
+            self._state["centroids"][i]
+            if self._state is not None
+            else np.asarray(ops.convert_to_numpy(self._centroid_vars[i]))
+        )
         return cents if self.clustering.cluster_per_channel else cents.reshape(-1)
 
 

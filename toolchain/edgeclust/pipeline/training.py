@@ -40,8 +40,18 @@ def _compile(model, x, learning_rate: float, from_logits: bool | None):
     )
 
 
-def finetune(model, x, y, *, epochs: int, learning_rate: float, batch_size: int, seed: int,
-             stages: Stages | None = None, from_logits: bool | None = None):
+def finetune(
+    model,
+    x,
+    y,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    stages: Stages | None = None,
+    from_logits: bool | None = None,
+):
     """Fine-tune `model` in place with Adam and sparse categorical cross-entropy; returns the history."""
     import keras
 
@@ -121,16 +131,29 @@ def validation_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
         raise ConfigError(f"`validation_fraction` must be between 0 and 1. Received: {fraction}")
     n_val = max(1, int(round(len(x) * fraction)))
     if n_val >= len(x):
-        raise ConfigError(f"{len(x)} training examples are too few to set {n_val} apart for validation; "
-                          "give more training data")
+        raise ConfigError(
+            f"{len(x)} training examples are too few to set {n_val} apart for validation; give more training data"
+        )
     order = np.random.default_rng(seed).permutation(len(x))
     val, train = order[:n_val], order[n_val:]
     return x[train], y[train], x[val], y[val]
 
 
-def finetune_to_target(model, reference, x, y, *, max_drop_points: float, max_epochs: int, learning_rate: float,
-                       batch_size: int, seed: int, validation_fraction: float = 0.1,
-                       stages: Stages | None = None, from_logits: bool | None = None) -> Recovery:
+def finetune_to_target(
+    model,
+    reference,
+    x,
+    y,
+    *,
+    max_drop_points: float,
+    max_epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    validation_fraction: float = 0.1,
+    stages: Stages | None = None,
+    from_logits: bool | None = None,
+) -> Recovery:
     """Fine-tune the clustered `model` in place, one epoch at a time, until its accuracy on a validation split
     of (x, y) is at most `max_drop_points` below the unclustered `reference` model's, or `max_epochs` have run.
 
@@ -151,8 +174,10 @@ def finetune_to_target(model, reference, x, y, *, max_drop_points: float, max_ep
     def report(p: EpochAccuracy) -> None:
         if stages:
             label = "as clustered" if p.epoch == 0 else f"epoch {p.epoch}/{max_epochs}"
-            stages.info(f"{label}: validation accuracy {p.accuracy:.4f} ({p.drop_points:+.2f} points below "
-                        f"{reference_accuracy:.4f}; target {max_drop_points:g})")
+            stages.info(
+                f"{label}: validation accuracy {p.accuracy:.4f} ({p.drop_points:+.2f} points below "
+                f"{reference_accuracy:.4f}; target {max_drop_points:g})"
+            )
 
     curve = [point(0)]
     report(curve[0])
@@ -163,8 +188,7 @@ def finetune_to_target(model, reference, x, y, *, max_drop_points: float, max_ep
         steps = int(np.ceil(len(x_train) / batch_size))
         for epoch in range(1, max_epochs + 1):
             callbacks = [_ProgressCallback(stages, max_epochs, steps, first_epoch=epoch - 1)] if stages else []
-            model.fit(x_train, y_train, epochs=1, batch_size=batch_size, shuffle=True, verbose=0,
-                      callbacks=callbacks)
+            model.fit(x_train, y_train, epochs=1, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
             curve.append(point(epoch))
             report(curve[-1])
             if curve[-1].accuracy > curve[best].accuracy:
@@ -172,5 +196,12 @@ def finetune_to_target(model, reference, x, y, *, max_drop_points: float, max_ep
             if curve[-1].drop_points <= max_drop_points:
                 break
     model.set_weights(kept)
-    return Recovery(reference_accuracy, max_drop_points, max_epochs, len(x_val), tuple(curve), best,
-                    curve[best].drop_points <= max_drop_points)
+    return Recovery(
+        reference_accuracy,
+        max_drop_points,
+        max_epochs,
+        len(x_val),
+        tuple(curve),
+        best,
+        curve[best].drop_points <= max_drop_points,
+    )
