@@ -81,7 +81,7 @@ def test_layer_option_mistakes_are_one_line_errors(run_cli, assert_one_line_erro
     model, data = digits_inputs
     bad = run_cli(["cluster", model, "--layer", "dense1", "-o", "out.keras"], tmp_path)
     assert_one_line_error(bad, 2, "NAME_OR_GLOB=N")
-    unknown = run_cli(["cluster", model, "--layer", "dense9=8", "-o", "out.keras"], tmp_path)
+    unknown = run_cli(["cluster", model, "--layer", "dense9=8", "--epochs", "0", "-q", "-o", "out.keras"], tmp_path)
     assert_one_line_error(unknown, 2, "'dense9' matches no clusterable layer", "dense1")
 
 

@@ -47,7 +47,7 @@ def clustering_options(func):
             "--lr",
             "learning_rate",
             type=click.FloatRange(min=0, min_open=True),
-            default=1e-5,
+            default=1e-4,
             show_default=True,
             help="Fine-tuning learning rate (Adam).",
         ),
