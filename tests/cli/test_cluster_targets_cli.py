@@ -125,7 +125,7 @@ def test_build_verifies_each_tensor_against_its_layer_and_reports_the_curve(run_
     clustering = report["clustering"]
     assert {(e["layer"], e["clusters"]) for e in clustering["clustered"]} >= {("dense1", 8), ("dense2", 16)}
     assert clustering["fine_tuning"]["target_met"] is True and clustering["fine_tuning"]["curve"]
-    tflite = sorted((tmp_path / "out").rglob("*.tflite"))[0]
+    tflite = tmp_path / "out" / "model_float32.tflite"
     verified = run_cli(["verify", tflite, "--report", tmp_path / "out" / "report.json"], tmp_path)
     assert verified.exit_code == 0, verified.stdout + verified.stderr
     assert "dense1" in verified.stdout

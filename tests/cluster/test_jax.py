@@ -114,7 +114,5 @@ def test_cluster_under_jax_then_build_under_tensorflow(tmp_path: Path, repo_root
         timeout=900,
     )
     assert built.returncode == 0, built.stderr[-4000:]
-    tflites = sorted((tmp_path / "out").rglob("*.tflite"))
-    assert tflites
-    verified = inspect.verify(flatbuffer.read_model_file(tflites[0]), N)
+    verified = inspect.verify(flatbuffer.read_model_file(tmp_path / "out" / "model_float32.tflite"), N)
     assert verified.passed and verified.checked == 3, verified.summary()
