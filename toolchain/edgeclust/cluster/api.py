@@ -169,9 +169,13 @@ def cluster_weights(
             if k == UNCLUSTERED:
                 object.__setattr__(clone, SKIP_REASON_ATTR, "left unclustered (layer_clusters gives it N=0)")
                 return clone
-            return _wrap_or_leave(clone, {**arguments, "number_of_clusters": k})
+            return _wrap_or_leave(clone, {**arguments, "number_of_clusters": k}, notes)
 
-        return clone_graph_model(to_cluster, wrap)
+        notes: list[str] = []
+        clustered = clone_graph_model(to_cluster, wrap)
+        for note in notes:  # after cloning, so that the warning points at the caller's line
+            warnings.warn(note, UserWarning, stacklevel=2)
+        return clustered
     if isinstance(to_cluster, keras.layers.Layer):
         if isinstance(to_cluster, ClusterWeights):
             raise UnsupportedLayerError(f"Layer {to_cluster.name!r} is already clustered")
@@ -184,10 +188,10 @@ def cluster_weights(
     )
 
 
-def _wrap_or_leave(layer, arguments: dict):
+def _wrap_or_leave(layer, arguments: dict, notes: list[str]):
     """A ClusterWeights around a built layer, told which weights already hold at most N values; the layer
-    itself (marked for the report) when all of them do; one UserWarning when any does. Unbuilt layers are
-    wrapped as they are (the wrapper decides when it is built)."""
+    itself (marked for the report) when all of them do; a note (for one UserWarning) when any does. Unbuilt
+    layers are wrapped as they are (the wrapper decides, and warns, when it is built)."""
     if not layer.built:
         return ClusterWeights(layer, **arguments)
     k = arguments["number_of_clusters"]
@@ -198,12 +202,10 @@ def _wrap_or_leave(layer, arguments: dict):
         if reason:
             unchanged.append(UnchangedWeight(spec.name, values.shape, reason))
     if unchanged:
-        warnings.warn(
+        notes.append(
             f"Layer {layer.name} does not have enough weights (or distinct values) to cluster "
             f"{', '.join(u.name for u in unchanged)} to {k} values: "
-            f"{'left as it is' if len(unchanged) == len(weight_specs(layer)) else 'those are left as they are'}",
-            UserWarning,
-            stacklevel=3,
+            f"{'left as it is' if len(unchanged) == len(weight_specs(layer)) else 'those are left as they are'}"
         )
     if len(unchanged) == len(weight_specs(layer)):
         object.__setattr__(layer, UNCHANGED_ATTR, (k, arguments["cluster_per_channel"], unchanged))
