@@ -26,11 +26,18 @@ demo: $(PY)
 	$(VENV)/bin/edgeclust demo
 
 # Lint and format are checked before the tests, so CI fails fast on style (ruff settings: pyproject.toml).
+# The clustering tests that run a second time under KERAS_BACKEND=jax (test_layers' 45-case matrix and the
+# MNIST fine-tuning stay TensorFlow-only to keep CI within its time; tests/cluster/test_jax.py covers JAX there).
+JAX_TESTS = tests/cluster/test_algorithm.py tests/cluster/test_api.py tests/cluster/test_calls.py \
+	tests/cluster/test_layer_counts.py tests/cluster/test_unbuilt.py tests/cluster/test_unchanged.py \
+	tests/cluster/test_centroids.py tests/cluster/test_batchnorm.py
+
 test: system-deps $(PY)
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+	KERAS_BACKEND=jax $(PY) -m pytest -m "not tensorflow_only" $(JAX_TESTS)
 
 lint: $(PY)
 	$(PY) -m pip install -q -e ".[test]"

@@ -14,6 +14,9 @@ state, XLA's compiler).
 
     .venv/bin/python scripts/bench_clustering.py            # full table (~15 min on 2 cores)
     .venv/bin/python scripts/bench_clustering.py --jit off  # Keras' default compile only (~6 min)
+    .venv/bin/python scripts/bench_clustering.py --quick --backend jax   # the same under KERAS_BACKEND=jax
+
+Under JAX every model is jit-compiled (Keras' default there), whatever --jit says.
 """
 
 from __future__ import annotations
@@ -39,9 +42,13 @@ def _build(name: str):
     if name == "cnn":
         return examples.mnist_cnn(seed=0), (28, 28, 1)
     keras.utils.set_random_seed(0)
-    layers = [keras.Input((1024,))] + [keras.layers.Dense(1024, activation="relu", name=f"dense{i}")
-                                       for i in range(4)]
+    layers = [keras.Input((1024,))] + [keras.layers.Dense(1024, activation="relu", name=f"dense{i}") for i in range(4)]
     return keras.Sequential(layers + [keras.layers.Dense(10, name="head")], name="mlp"), (1024,)
+
+
+def _jit(keras, jit: bool):
+    """XLA as asked on TensorFlow; JAX always compiles (an uncompiled JAX step is not what anyone runs)."""
+    return "auto" if keras.backend.backend() == "jax" else jit
 
 
 def run_one(args) -> dict:
@@ -54,11 +61,12 @@ def run_one(args) -> dict:
 
     model, input_shape = _build(args.model)
     if args.clusters:
-        model = cluster.cluster_weights(model, args.clusters, cluster.CentroidInitialization.KMEANS_PLUS_PLUS,
-                                        seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-5),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=args.model == "mlp"),
-                  jit_compile=args.jit)
+        model = cluster.cluster_weights(model, args.clusters, cluster.CentroidInitialization.KMEANS_PLUS_PLUS, seed=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-5),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=args.model == "mlp"),
+        jit_compile=_jit(keras, args.jit),
+    )
     rng = np.random.default_rng(0)
     n = args.batch_size * (args.steps + args.warmup)
     x = rng.random((n, *input_shape), dtype=np.float32)
@@ -82,13 +90,17 @@ def run_interleaved(args) -> dict:
         model, input_shape = _build(args.model)
         if n:
             model = cluster.cluster_weights(model, n, cluster.CentroidInitialization.KMEANS_PLUS_PLUS, seed=0)
-        model.compile(optimizer=keras.optimizers.Adam(1e-5),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=args.model == "mlp"),
-                      jit_compile=args.jit)
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-5),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=args.model == "mlp"),
+            jit_compile=_jit(keras, args.jit),
+        )
         models[n] = model
     rng = np.random.default_rng(0)
-    batches = [(rng.random((args.batch_size, *input_shape), dtype=np.float32),
-                rng.integers(0, 10, args.batch_size)) for _ in range(args.steps + args.warmup)]
+    batches = [
+        (rng.random((args.batch_size, *input_shape), dtype=np.float32), rng.integers(0, 10, args.batch_size))
+        for _ in range(args.steps + args.warmup)
+    ]
     wall = {n: [] for n in counts}
     cpu = {n: [] for n in counts}
     for step, (x, y) in enumerate(batches):
@@ -99,23 +111,42 @@ def run_interleaved(args) -> dict:
                 wall[n].append(time.perf_counter() - start[0])
                 cpu[n].append(time.process_time() - start[1])
     base_wall, base_cpu = np.array(wall[0]), np.array(cpu[0])
-    return {str(n): {
-        "median_ms": float(np.median(wall[n]) * 1e3),
-        "median_x": float(np.median(np.array(wall[n]) / base_wall)),
-        "mean_ms": float(np.mean(wall[n]) * 1e3),
-        "mean_x": float(np.mean(wall[n]) / np.mean(base_wall)),
-        "cpu_ms": float(np.median(cpu[n]) * 1e3),
-        "cpu_x": float(np.median(np.array(cpu[n]) / np.maximum(base_cpu, 1e-9))),
-    } for n in counts}
+    return {
+        str(n): {
+            "median_ms": float(np.median(wall[n]) * 1e3),
+            "median_x": float(np.median(np.array(wall[n]) / base_wall)),
+            "mean_ms": float(np.mean(wall[n]) * 1e3),
+            "mean_x": float(np.mean(wall[n]) / np.mean(base_wall)),
+            "cpu_ms": float(np.median(cpu[n]) * 1e3),
+            "cpu_x": float(np.median(np.array(cpu[n]) / np.maximum(base_cpu, 1e-9))),
+        }
+        for n in counts
+    }
 
 
 def _subprocess(model: str, clusters, jit: bool, args, mode: str = "--one") -> dict:
-    cmd = [sys.executable, __file__, mode, "--model", model, "--steps", str(args.steps), "--warmup",
-           str(args.warmup), "--batch-size", str(args.batch_size)]
+    cmd = [
+        sys.executable,
+        __file__,
+        mode,
+        "--model",
+        model,
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--batch-size",
+        str(args.batch_size),
+    ]
     cmd += ["--clusters-list", clusters] if mode == "--interleaved" else ["--clusters", str(clusters)]
     if jit:
         cmd.append("--xla")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "toolchain"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "toolchain"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "KERAS_BACKEND": args.backend,
+    }
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"configuration {model} N={clusters} jit={jit} failed:\n{out.stderr[-3000:]}")
@@ -130,6 +161,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="N = 16 and 256 only, 30 steps")
     parser.add_argument("--models", default="cnn,mlp")
     parser.add_argument("--jit", choices=["both", "off", "on"], default="both")
+    parser.add_argument(
+        "--backend", choices=["tensorflow", "jax"], default="tensorflow", help="KERAS_BACKEND of the measured processes"
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="mlp", help=argparse.SUPPRESS)
     parser.add_argument("--clusters", type=int, default=0, help=argparse.SUPPRESS)
@@ -142,14 +176,20 @@ def main(argv=None) -> int:
         print(json.dumps(run_interleaved(args) if args.interleaved else run_one(args)))
         return 0
     clusters = [16, 256] if args.quick else [8, 16, 32, 64, 256]
+    jits = {"both": [False, True], "off": [False], "on": [True]}[args.jit]
     if args.quick:
         args.steps = min(args.steps, 30)
-    jits = {"both": [False, True], "off": [False], "on": [True]}[args.jit]
-    print(f"batch {args.batch_size}; Adam; k-means++. Time: plain and every N stepped in turn in one process, "
-          f"{args.steps} turns after {args.warmup}, x plain = median of per-turn ratios. Memory: each "
-          "configuration fitted in its own process")
-    print(f"{'model':5} {'XLA':4} {'N':>5} {'median ms':>10} {'x plain':>8} {'mean ms':>8} {'x plain':>8} "
-          f"{'cpu ms':>7} {'x plain':>8} {'peak RSS MiB':>12} {'x plain':>8} {'fit +MiB':>9} {'x plain':>8}")
+    if args.backend == "jax":
+        jits = [True]
+    print(
+        f"backend {args.backend}; batch {args.batch_size}; Adam; k-means++. Time: plain and every N stepped in "
+        f"turn in one process, {args.steps} turns after {args.warmup}, x plain = median of per-turn ratios. "
+        "Memory: each configuration fitted in its own process"
+    )
+    print(
+        f"{'model':5} {'XLA':4} {'N':>5} {'median ms':>10} {'x plain':>8} {'mean ms':>8} {'x plain':>8} "
+        f"{'cpu ms':>7} {'x plain':>8} {'peak RSS MiB':>12} {'x plain':>8} {'fit +MiB':>9} {'x plain':>8}"
+    )
     for model in args.models.split(","):
         for jit in jits:
             times = _subprocess(model, ",".join(map(str, clusters)), jit, args, mode="--interleaved")
@@ -157,11 +197,14 @@ def main(argv=None) -> int:
             base = memory[0]
             for n in [0, *clusters]:
                 t, m = times[str(n)], memory[n]
-                print(f"{model:5} {'on' if jit else 'off':4} {n if n else 'plain':>5} {t['median_ms']:10.1f} "
-                      f"{t['median_x']:8.2f} {t['mean_ms']:8.1f} {t['mean_x']:8.2f} {t['cpu_ms']:7.1f} "
-                      f"{t['cpu_x']:8.2f} {m['peak_rss_mib']:12.0f} {m['peak_rss_mib'] / base['peak_rss_mib']:8.2f} "
-                      f"{m['fit_increment_mib']:9.0f} "
-                      f"{m['fit_increment_mib'] / max(base['fit_increment_mib'], 1e-9):8.2f}", flush=True)
+                print(
+                    f"{model:5} {'on' if jit else 'off':4} {n if n else 'plain':>5} {t['median_ms']:10.1f} "
+                    f"{t['median_x']:8.2f} {t['mean_ms']:8.1f} {t['mean_x']:8.2f} {t['cpu_ms']:7.1f} "
+                    f"{t['cpu_x']:8.2f} {m['peak_rss_mib']:12.0f} {m['peak_rss_mib'] / base['peak_rss_mib']:8.2f} "
+                    f"{m['fit_increment_mib']:9.0f} "
+                    f"{m['fit_increment_mib'] / max(base['fit_increment_mib'], 1e-9):8.2f}",
+                    flush=True,
+                )
     return 0
 
 

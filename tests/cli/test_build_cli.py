@@ -72,14 +72,6 @@ def test_existing_out_is_refused(edgeclust, digits_inputs, tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["mine.txt"]
 
 
-def test_clusters_larger_than_a_tensor_is_refused(edgeclust, digits_inputs, tmp_path):
-    model, data = digits_inputs
-    result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", data, "--clusters", "100000",
-                       "--out", "out", cwd=tmp_path)
-    assert_one_line_error(result, 2, "number_of_clusters")
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_clusters_below_two_is_refused(edgeclust, digits_inputs, tmp_path):
     model, data = digits_inputs
     result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", data, "--clusters", "1",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -40,39 +40,76 @@ def _functional(layer_fn, input_shape, dtype="float32", two_inputs=False):
 def _cases():
     from keras import layers as L
 
-    cell = lambda l: l.cell  # noqa: E731
+    cell = lambda layer: layer.cell
     return [
-        Case("Dense", _functional(lambda: L.Dense(16, name="target"), (8,)), lambda l: [(l.kernel, (-1,))]),
-        Case("Conv1D", _functional(lambda: L.Conv1D(8, 3, name="target"), (10, 3)), lambda l: [(l.kernel, (-1,))]),
-        Case("Conv2D", _functional(lambda: L.Conv2D(8, 3, name="target"), (6, 6, 3)), lambda l: [(l.kernel, (-1,))]),
-        Case("Conv3D", _functional(lambda: L.Conv3D(4, 2, name="target"), (4, 4, 4, 2)),
-             lambda l: [(l.kernel, (-1,))]),
-        Case("Conv1DTranspose", _functional(lambda: L.Conv1DTranspose(4, 3, name="target"), (6, 3)),
-             lambda l: [(l.kernel, (-2,))]),
-        Case("Conv2DTranspose", _functional(lambda: L.Conv2DTranspose(4, 3, name="target"), (4, 4, 3)),
-             lambda l: [(l.kernel, (-2,))]),
-        Case("DepthwiseConv2D", _functional(lambda: L.DepthwiseConv2D(3, depth_multiplier=2, name="target"),
-                                            (6, 6, 4)), lambda l: [(l.kernel, (-2, -1))]),
-        Case("SeparableConv2D", _functional(lambda: L.SeparableConv2D(8, 3, name="target"), (6, 6, 4)),
-             lambda l: [(l.depthwise_kernel, (-2, -1)), (l.pointwise_kernel, (-1,))]),
-        Case("Embedding", _functional(lambda: L.Embedding(20, 8, name="target"), (5,), dtype="int32"),
-             lambda l: [(l.embeddings, (-1,))]),
-        Case("SimpleRNN", _functional(lambda: L.SimpleRNN(6, name="target"), (5, 4)),
-             lambda l: [(cell(l).kernel, (-1,)), (cell(l).recurrent_kernel, (-1,))]),
-        Case("LSTM", _functional(lambda: L.LSTM(6, name="target"), (5, 4)),
-             lambda l: [(cell(l).kernel, (-1,)), (cell(l).recurrent_kernel, (-1,))]),
-        Case("GRU", _functional(lambda: L.GRU(6, name="target"), (5, 4)),
-             lambda l: [(cell(l).kernel, (-1,)), (cell(l).recurrent_kernel, (-1,))]),
-        Case("Bidirectional", _functional(lambda: L.Bidirectional(L.LSTM(4), name="target"), (5, 4)),
-             lambda l: [(x, (-1,)) for side in (l.forward_layer, l.backward_layer)
-                        for x in (side.cell.kernel, side.cell.recurrent_kernel)]),
-        Case("StackedCells", _functional(lambda: L.RNN(L.StackedRNNCells([L.LSTMCell(4), L.GRUCell(5)]),
-                                                       name="target"), (5, 4)),
-             lambda l: [(x, (-1,)) for c in l.cell.cells for x in (c.kernel, c.recurrent_kernel)]),
-        Case("MultiHeadAttention", _functional(lambda: L.MultiHeadAttention(2, 4, name="target"), (5, 8),
-                                               two_inputs=True),
-             lambda l: [(l._query_dense.kernel, (-2, -1)), (l._key_dense.kernel, (-2, -1)),
-                        (l._value_dense.kernel, (-2, -1)), (l._output_dense.kernel, (-1,))]),
+        Case("Dense", _functional(lambda: L.Dense(16, name="target"), (8,)), lambda t: [(t.kernel, (-1,))]),
+        Case("Conv1D", _functional(lambda: L.Conv1D(8, 3, name="target"), (10, 3)), lambda t: [(t.kernel, (-1,))]),
+        Case("Conv2D", _functional(lambda: L.Conv2D(8, 3, name="target"), (6, 6, 3)), lambda t: [(t.kernel, (-1,))]),
+        Case("Conv3D", _functional(lambda: L.Conv3D(4, 2, name="target"), (4, 4, 4, 2)), lambda t: [(t.kernel, (-1,))]),
+        Case(
+            "Conv1DTranspose",
+            _functional(lambda: L.Conv1DTranspose(4, 3, name="target"), (6, 3)),
+            lambda t: [(t.kernel, (-2,))],
+        ),
+        Case(
+            "Conv2DTranspose",
+            _functional(lambda: L.Conv2DTranspose(4, 3, name="target"), (4, 4, 3)),
+            lambda t: [(t.kernel, (-2,))],
+        ),
+        Case(
+            "DepthwiseConv2D",
+            _functional(lambda: L.DepthwiseConv2D(3, depth_multiplier=2, name="target"), (6, 6, 4)),
+            lambda t: [(t.kernel, (-2, -1))],
+        ),
+        Case(
+            "SeparableConv2D",
+            _functional(lambda: L.SeparableConv2D(8, 3, name="target"), (6, 6, 6)),
+            lambda t: [(t.depthwise_kernel, (-2, -1)), (t.pointwise_kernel, (-1,))],
+        ),
+        Case(
+            "Embedding",
+            _functional(lambda: L.Embedding(20, 8, name="target"), (5,), dtype="int32"),
+            lambda t: [(t.embeddings, (-1,))],
+        ),
+        Case(
+            "SimpleRNN",
+            _functional(lambda: L.SimpleRNN(6, name="target"), (5, 4)),
+            lambda t: [(cell(t).kernel, (-1,)), (cell(t).recurrent_kernel, (-1,))],
+        ),
+        Case(
+            "LSTM",
+            _functional(lambda: L.LSTM(6, name="target"), (5, 4)),
+            lambda t: [(cell(t).kernel, (-1,)), (cell(t).recurrent_kernel, (-1,))],
+        ),
+        Case(
+            "GRU",
+            _functional(lambda: L.GRU(6, name="target"), (5, 4)),
+            lambda t: [(cell(t).kernel, (-1,)), (cell(t).recurrent_kernel, (-1,))],
+        ),
+        Case(
+            "Bidirectional",
+            _functional(lambda: L.Bidirectional(L.LSTM(4), name="target"), (5, 4)),
+            lambda t: [
+                (x, (-1,))
+                for side in (t.forward_layer, t.backward_layer)
+                for x in (side.cell.kernel, side.cell.recurrent_kernel)
+            ],
+        ),
+        Case(
+            "StackedCells",
+            _functional(lambda: L.RNN(L.StackedRNNCells([L.LSTMCell(4), L.GRUCell(5)]), name="target"), (5, 4)),
+            lambda t: [(x, (-1,)) for c in t.cell.cells for x in (c.kernel, c.recurrent_kernel)],
+        ),
+        Case(
+            "MultiHeadAttention",
+            _functional(lambda: L.MultiHeadAttention(2, 4, name="target"), (5, 8), two_inputs=True),
+            lambda t: [
+                (t._query_dense.kernel, (-2, -1)),
+                (t._key_dense.kernel, (-2, -1)),
+                (t._value_dense.kernel, (-2, -1)),
+                (t._output_dense.kernel, (-1,)),
+            ],
+        ),
     ]
 
 

@@ -3,11 +3,12 @@
 import keras
 import numpy as np
 import pytest
+from tests.cluster.conftest import regression_fit, unique_counts
 
 from edgeclust import cluster
+from edgeclust.cluster import algorithm, kernels
 from edgeclust.cluster.api import plan
 from edgeclust.errors import ConfigError, UnsupportedLayerError
-from tests.cluster.conftest import regression_fit, unique_counts
 
 
 def small_cnn():
@@ -42,11 +43,14 @@ def test_report_lists_clustered_weights_and_skipped_layers():
     wrapped = cluster.cluster_weights(model, 4, cluster.CentroidInitialization.LINEAR, seed=0)
     report = cluster.clustering_report(wrapped)
     assert [(w.layer_name, w.weight_name, w.shape) for w in report.clustered] == [
-        ("conv", "kernel", (3, 3, 1, 8)), ("dense", "kernel", (288, 3))]
+        ("conv", "kernel", (3, 3, 1, 8)),
+        ("dense", "kernel", (288, 3)),
+    ]
     conv = report.clustered[0]
     np.testing.assert_array_equal(conv.original_values, model.get_layer("conv").kernel.numpy())
-    np.testing.assert_allclose(conv.initial_centroids, np.linspace(conv.original_values.min(),
-                                                                   conv.original_values.max(), 4), rtol=1e-6)
+    np.testing.assert_allclose(
+        conv.initial_centroids, np.linspace(conv.original_values.min(), conv.original_values.max(), 4), rtol=1e-6
+    )
     assert conv.number_of_clusters == 4 and conv.per_channel is False
     assert [(s.layer_name, s.layer_class) for s in report.skipped] == [("bn", "BatchNormalization")]
     assert "never clustered" in report.skipped[0].reason
@@ -78,28 +82,27 @@ def test_preserve_sparsity_keeps_zeros_zero_through_fine_tuning(per_channel):
     assert max(unique_counts(stripped, (-1,) if per_channel else None)) <= 4
 
 
-def test_indices_follow_the_weights_every_interval():
+def test_positions_follow_the_weights_at_every_step():
     keras.utils.set_random_seed(0)
-    wrapper = cluster.ClusterWeights(keras.layers.Dense(8), 3, index_update_interval=2, seed=0)
+    k = kernels.MAX_CLUSTERS_COMPARED + 2  # beyond it, positions are stored and searched locally
+    wrapper = cluster.ClusterWeights(keras.layers.Dense(256), k, seed=0)
     model = keras.Sequential([keras.Input((4,)), wrapper])
     x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     before = wrapper._index_vars[0].numpy().copy()
-    regression_fit(model, x, steps=8, lr=0.5)
-    assert int(wrapper._step.numpy()) == 8
+    regression_fit(model, x, steps=8, lr=0.05)
     assert not np.array_equal(before, wrapper._index_vars[0].numpy())
 
-    # exactly every second training call: move the weights, then watch when the indices catch up
+    # a move far beyond one midpoint (the local search repeats): the next training call stores exact positions
     kernel = wrapper.layer.kernel
     kernel.assign(-kernel.numpy())
     stale = wrapper._index_vars[0].numpy().copy()
-    wrapper(x, training=True)  # step 9: no update
+    inference = np.asarray(wrapper(x, training=False))  # uses fresh positions, stores nothing
     np.testing.assert_array_equal(wrapper._index_vars[0].numpy(), stale)
-    wrapper(x, training=False)  # inference never updates or counts
-    assert int(wrapper._step.numpy()) == 9
-    wrapper(x, training=True)  # step 10: update
-    fresh = np.asarray(wrapper._nearest(0, kernel, wrapper._centroid_vars[0]))
-    np.testing.assert_array_equal(wrapper._index_vars[0].numpy(), fresh)
-    assert not np.array_equal(fresh, stale)
+    np.testing.assert_allclose(inference, cluster.strip_clustering(model)(x), rtol=1e-6, atol=1e-6)
+    wrapper(x, training=True)
+    fresh = algorithm.nearest_positions(kernel.numpy(), wrapper._centroid_vars[0].numpy(), channel_axes=None)
+    np.testing.assert_array_equal(wrapper._index_vars[0].numpy(), fresh.reshape(-1))
+    assert not np.array_equal(fresh.reshape(-1), stale)
 
 
 @pytest.mark.parametrize("with_scope", [True, False])
@@ -184,13 +187,10 @@ def test_errors_say_what_and_how_to_fix():
     sub(np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match="Sequential or Functional.*one by one"):
         cluster.cluster_weights(sub, 2)
-    with pytest.raises(ConfigError, match=r"`number_of_clusters` must be an integer >= 2. Received: number_of_clusters=1"):
+    with pytest.raises(
+        ConfigError, match=r"`number_of_clusters` must be an integer >= 2. Received: number_of_clusters=1"
+    ):
         cluster.cluster_weights(small_cnn(), 1)
-    tiny = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="tiny")])
-    with pytest.raises(ConfigError, match=r"'tiny'.*has 4\). Received: number_of_clusters=5"):
-        cluster.cluster_weights(tiny, 5)
-    with pytest.raises(ConfigError, match="per channel"):
-        cluster.cluster_weights(tiny, 3, cluster_per_channel=True)
     broken = small_cnn()
     kernel = broken.get_layer("dense").kernel.numpy()
     kernel[0, 0] = np.nan

@@ -42,14 +42,24 @@ def functional():
 
 def sequential():
     keras.utils.set_random_seed(0)
-    return _randomise_bn(keras.Sequential([
-        keras.Input((6, 6, 2)), L.Conv2D(4, 3, name="conv"), L.BatchNormalization(name="bn"), L.ReLU(),
-        L.Flatten(), L.Dense(3, name="dense"), L.BatchNormalization(name="bn2"),
-    ]))
+    return _randomise_bn(
+        keras.Sequential(
+            [
+                keras.Input((6, 6, 2)),
+                L.Conv2D(4, 3, name="conv"),
+                L.BatchNormalization(name="bn"),
+                L.ReLU(),
+                L.Flatten(),
+                L.Dense(3, name="dense"),
+                L.BatchNormalization(name="bn2"),
+            ]
+        )
+    )
 
 
-@pytest.mark.parametrize("build, kept", [(functional, {"bn_after_relu"}), (sequential, set())],
-                         ids=["functional", "sequential"])
+@pytest.mark.parametrize(
+    "build, kept", [(functional, {"bn_after_relu"}), (sequential, set())], ids=["functional", "sequential"]
+)
 def test_folding_keeps_outputs_within_1e5(build, kept):
     model = build()
     x = np.random.default_rng(1).normal(size=(4, *model.input_shape[1:])).astype(np.float32)

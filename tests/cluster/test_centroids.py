@@ -65,13 +65,17 @@ def test_preserve_sparsity_pins_centroid_zero():
 
 
 def test_config_validates_with_keras_style_messages():
-    with pytest.raises(ConfigError, match=r"`number_of_clusters` must be an integer >= 2. Received: number_of_clusters=1"):
+    with pytest.raises(
+        ConfigError, match=r"`number_of_clusters` must be an integer >= 2. Received: number_of_clusters=1"
+    ):
         ClusteringConfig(1)
     with pytest.raises(ValueError):
         ClusteringConfig(2.5)
     with pytest.raises(ConfigError, match="cluster_centroids_init"):
         ClusteringConfig(4, "SPLINE")
     assert ClusteringConfig(4, "kmeans++").cluster_centroids_init is CentroidInitialization.KMEANS_PLUS_PLUS
-    assert ClusteringConfig(4, cluster_gradient_aggregation="avg").cluster_gradient_aggregation is GradientAggregation.AVG
+    assert (
+        ClusteringConfig(4, cluster_gradient_aggregation="avg").cluster_gradient_aggregation is GradientAggregation.AVG
+    )
     with pytest.raises(ConfigError, match="index_update_interval"):
         ClusteringConfig(4, index_update_interval=0)

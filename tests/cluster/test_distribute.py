@@ -10,6 +10,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.tensorflow_only  # tf.distribute
+
 SCRIPT = textwrap.dedent("""
     import json, os
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -28,21 +32,20 @@ SCRIPT = textwrap.dedent("""
                                   keras.layers.Dense(3, name="out")])
         wrapped = cluster.cluster_weights(model, 4, seed=0, cluster_per_channel=True)
         wrapped.get_layer("cluster_hidden").clustering  # built under the scope
-        fast = keras.Sequential([keras.Input((8,)), cluster.ClusterWeights(keras.layers.Dense(16), 4,
-                                 index_update_interval=2, seed=0)])
+        # beyond MAX_CLUSTERS_COMPARED clusters each replica stores and updates positions
+        fast = keras.Sequential([keras.Input((8,)), cluster.ClusterWeights(keras.layers.Dense(64), 130, seed=0)])
         for m in (wrapped, fast):
             m.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     kernel0 = wrapped.get_layer("cluster_hidden").layer.kernel.numpy().copy()
     idx0 = fast.layers[0]._index_vars[0].numpy().copy()
     history = wrapped.fit(x, y, batch_size=32, epochs=2, verbose=0)
-    fast.fit(x, y % 3, batch_size=32, epochs=1, verbose=0)
+    fast.fit(x, y % 3, batch_size=32, epochs=1, verbose=0)  # logits 0..2 of 64: enough to move weights
     stripped = cluster.strip_clustering(wrapped)
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "loss": history.history["loss"],
         "moved": float(np.abs(wrapped.get_layer("cluster_hidden").layer.kernel.numpy() - kernel0).max()),
         "unique_per_channel": max(len(np.unique(c)) for c in stripped.get_layer("hidden").kernel.numpy().T),
-        "fast_steps": int(fast.layers[0]._step.numpy()),
         "fast_indices_changed": int((fast.layers[0]._index_vars[0].numpy() != idx0).sum()),
     }))
 """)
@@ -57,5 +60,4 @@ def test_fine_tuning_under_mirrored_strategy(repo_root: Path):
     assert result["loss"][1] < result["loss"][0]
     assert result["moved"] > 0
     assert result["unique_per_channel"] <= 4
-    assert result["fast_steps"] == 8
     assert result["fast_indices_changed"] > 0

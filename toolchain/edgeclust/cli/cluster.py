@@ -47,9 +47,24 @@ def command(model, data, output, keep_wrappers, quiet, **kwargs):
     result = cluster_file(model, data, output, options, keep_wrappers=keep_wrappers, on_progress=ProgressPrinter(quiet))
     report = result.report
     scope = "per channel" if options.per_channel else "per tensor"
-    click.echo(f"clustered {len(report.clustered)} weight tensor(s) to {options.clusters} values {scope}")
+    counts = sorted({w.number_of_clusters for w in report.clustered}) or [options.clusters]
+    values = "/".join(map(str, counts))
+    click.echo(f"clustered {len(report.clustered)} weight tensor(s) to {values} values {scope}")
+    if len(counts) > 1:
+        for w in report.clustered:
+            click.echo(f"  {w.layer_name}/{w.weight_name}: {w.number_of_clusters} values")
     for skipped in report.skipped:
         click.echo(f"  skipped {skipped.layer_name} ({skipped.layer_class}): {skipped.reason}")
+    for unchanged in report.unchanged:
+        click.echo(f"  left {unchanged.layer_name}/{unchanged.weight_name} as it is: {unchanged.reason}")
+    if result.recovery is not None:
+        r = result.recovery
+        curve = ", ".join(f"{p.accuracy:.4f}" for p in r.curve)
+        click.echo(
+            f"fine-tuned to within {r.max_drop_points:g} points: target {'met' if r.target_met else 'NOT met'} "
+            f"(validation accuracy per epoch {curve}; kept epoch {r.best_epoch}, "
+            f"{r.best.drop_points:+.2f} points below {r.reference_accuracy:.4f})"
+        )
     if result.folded_batch_norm:
         click.echo("folded BatchNormalization into the layers before it")
     if result.accuracy_before is not None:

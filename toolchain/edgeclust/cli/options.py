@@ -8,7 +8,8 @@ from edgeclust.pipeline.stages import INITIALIZATIONS, ClusterOptions
 
 
 def clustering_options(func):
-    """--clusters, --init, --per-channel, --preserve-sparsity, --fold-bn, --epochs, --lr, --batch-size, --seed."""
+    """--clusters, --init, --per-channel, --preserve-sparsity, --fold-bn, --epochs, --lr, --batch-size, --seed,
+    --layer, --max-drop, --max-epochs."""
     options = [
         click.option(
             "--clusters",
@@ -46,16 +47,54 @@ def clustering_options(func):
             "--lr",
             "learning_rate",
             type=click.FloatRange(min=0, min_open=True),
-            default=1e-5,
+            default=1e-4,
             show_default=True,
             help="Fine-tuning learning rate (Adam).",
         ),
         click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for initialisation and training."),
+        click.option(
+            "--layer",
+            "layers",
+            multiple=True,
+            callback=_layer_counts,
+            metavar="NAME_OR_GLOB=N",
+            help="A layer's own number of clusters (repeatable, later wins; N=0 leaves it unclustered).",
+        ),
+        click.option(
+            "--max-drop",
+            type=click.FloatRange(min=0),
+            default=None,
+            metavar="POINTS",
+            help="Fine-tune epoch by epoch until validation accuracy (10%% of the training data, seeded) is at "
+            "most POINTS below the unclustered model's, up to --max-epochs; keeps the best epoch.",
+        ),
+        click.option(
+            "--max-epochs",
+            type=click.IntRange(min=1),
+            default=5,
+            show_default=True,
+            help="The most epochs --max-drop fine-tunes.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _layer_counts(ctx, param, values) -> tuple[tuple[str, int], ...]:
+    pairs = []
+    for value in values:
+        name, _, number = value.rpartition("=")
+        if not name or not number.strip().isdigit() or int(number) == 1:
+            raise click.BadParameter(
+                f"expected NAME_OR_GLOB=N with N = 0 (unclustered) or N >= 2, e.g. --layer 'dense*=32'. "
+                f"Received: {value!r}",
+                ctx=ctx,
+                param=param,
+            )
+        pairs.append((name, int(number)))
+    return tuple(pairs)
 
 
 def cluster_options_from(kwargs) -> ClusterOptions:
@@ -69,4 +108,7 @@ def cluster_options_from(kwargs) -> ClusterOptions:
         learning_rate=kwargs["learning_rate"],
         batch_size=kwargs["batch_size"],
         seed=kwargs["seed"],
+        layers=kwargs["layers"],
+        max_drop=kwargs["max_drop"],
+        max_epochs=kwargs["max_epochs"],
     )

@@ -7,19 +7,22 @@ its layers (same names, same weights), so the original model stays usable.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 
 import keras
+import numpy as np
+from keras import ops
 
 from edgeclust.cluster.clusterable import skip_reason, weight_specs
-from edgeclust.cluster.config import (
-    DEFAULT_INDEX_UPDATE_INTERVAL,
-    CentroidInitialization,
-    ClusteringConfig,
-    GradientAggregation,
-)
-from edgeclust.cluster.wrapper import ClusterWeights
+from edgeclust.cluster.config import CentroidInitialization, ClusteringConfig, GradientAggregation
+from edgeclust.cluster.layer_counts import UNCLUSTERED, resolve_layer_counts
+from edgeclust.cluster.wrapper import ClusterWeights, UnchangedWeight, unchanged_reason
 from edgeclust.errors import UnsupportedLayerError
+
+#: Set on a layer that cluster_weights left unwrapped on purpose: why (clustering_report reads it).
+SKIP_REASON_ATTR = "_edgeclust_skip_reason"
+UNCHANGED_ATTR = "_edgeclust_unchanged"
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,18 @@ def clone_graph_model(model, clone_function, call_function=None):
     if isinstance(model, keras.Sequential):
         return keras.models.clone_model(model, clone_function=clone_function, recursive=True)
     inputs = keras.tree.map_structure(
-        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, sparse=t.sparse,
-                              name=t._keras_history.operation.name),
+        lambda t: keras.Input(
+            batch_shape=t.shape, dtype=t.dtype, sparse=t.sparse, name=t._keras_history.operation.name
+        ),
         model.input,
     )
-    return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_function,
-                                    call_function=call_function, recursive=call_function is None)
+    return keras.models.clone_model(
+        model,
+        input_tensors=inputs,
+        clone_function=clone_function,
+        call_function=call_function,
+        recursive=call_function is None,
+    )
 
 
 def copy_layer(layer, weights=None):
@@ -116,15 +125,23 @@ def cluster_weights(
     preserve_sparsity=False,
     cluster_gradient_aggregation=GradientAggregation.SUM,
     seed=None,
+    layer_clusters=None,
 ):
     """Wrap a layer, a list of layers, or every clusterable layer of a Sequential/Functional model.
 
     A layer gives back a ClusterWeights wrapping it; a list, a list; a model, a new model whose clusterable
     layers are wrapped copies (the original model is left as it was). Fine-tune the result, then strip it.
+    `layer_clusters` ({layer name or glob: N}, models only) gives layers their own N; N=0 leaves a layer
+    unclustered. Weights that already hold at most N values are left as they are, with one UserWarning per
+    layer ("Layer NAME does not have enough weights ...").
     """
     config = ClusteringConfig(
-        number_of_clusters, cluster_centroids_init, cluster_per_channel, preserve_sparsity,
-        cluster_gradient_aggregation, seed, DEFAULT_INDEX_UPDATE_INTERVAL,
+        number_of_clusters,
+        cluster_centroids_init,
+        cluster_per_channel,
+        preserve_sparsity,
+        cluster_gradient_aggregation,
+        seed,
     )
     arguments = dict(
         number_of_clusters=config.number_of_clusters,
@@ -134,16 +151,31 @@ def cluster_weights(
         cluster_gradient_aggregation=config.cluster_gradient_aggregation,
         seed=config.seed,
     )
+    if layer_clusters and not isinstance(to_cluster, keras.Model):
+        raise UnsupportedLayerError("`layer_clusters` applies to a model; for a layer, pass its own number_of_clusters")
     if isinstance(to_cluster, (list, tuple)):
         return [cluster_weights(layer, **arguments) for layer in to_cluster]
     if isinstance(to_cluster, keras.Model):
-        plan(to_cluster)  # raises before anything is built
+        planned = plan(to_cluster)  # raises before anything is built
+        counts = resolve_layer_counts(
+            [p.layer_name for p in planned if p.weights], config.number_of_clusters, layer_clusters
+        )
 
         def wrap(layer):
             clone = copy_layer(layer)
-            return ClusterWeights(clone, **arguments) if weight_specs(layer) else clone
+            if not weight_specs(layer):
+                return clone
+            k = counts.get(layer.name, config.number_of_clusters)
+            if k == UNCLUSTERED:
+                object.__setattr__(clone, SKIP_REASON_ATTR, "left unclustered (layer_clusters gives it N=0)")
+                return clone
+            return _wrap_or_leave(clone, {**arguments, "number_of_clusters": k}, notes)
 
-        return clone_graph_model(to_cluster, wrap)
+        notes: list[str] = []
+        clustered = clone_graph_model(to_cluster, wrap)
+        for note in notes:  # after cloning, so that the warning points at the caller's line
+            warnings.warn(note, UserWarning, stacklevel=2)
+        return clustered
     if isinstance(to_cluster, keras.layers.Layer):
         if isinstance(to_cluster, ClusterWeights):
             raise UnsupportedLayerError(f"Layer {to_cluster.name!r} is already clustered")
@@ -154,6 +186,31 @@ def cluster_weights(
         "`to_cluster` must be a keras Layer, a list of layers, or a Sequential/Functional model. "
         f"Received: {type(to_cluster).__name__}"
     )
+
+
+def _wrap_or_leave(layer, arguments: dict, notes: list[str]):
+    """A ClusterWeights around a built layer, told which weights already hold at most N values; the layer
+    itself (marked for the report) when all of them do; a note (for one UserWarning) when any does. Unbuilt
+    layers are wrapped as they are (the wrapper decides, and warns, when it is built)."""
+    if not layer.built:
+        return ClusterWeights(layer, **arguments)
+    k = arguments["number_of_clusters"]
+    unchanged = []
+    for spec in weight_specs(layer):
+        values = np.asarray(ops.convert_to_numpy(spec.variable(layer)))
+        reason = unchanged_reason(values, k, spec.channel_axes if arguments["cluster_per_channel"] else None)
+        if reason:
+            unchanged.append(UnchangedWeight(spec.name, values.shape, reason))
+    if unchanged:
+        notes.append(
+            f"Layer {layer.name} does not have enough weights (or distinct values) to cluster "
+            f"{', '.join(u.name for u in unchanged)} to {k} values: "
+            f"{'left as it is' if len(unchanged) == len(weight_specs(layer)) else 'those are left as they are'}"
+        )
+    if len(unchanged) == len(weight_specs(layer)):
+        object.__setattr__(layer, UNCHANGED_ATTR, (k, arguments["cluster_per_channel"], unchanged))
+        return layer
+    return ClusterWeights(layer, **arguments, unchanged=[u.name for u in unchanged])
 
 
 def _stripped_layer(wrapper: ClusterWeights):

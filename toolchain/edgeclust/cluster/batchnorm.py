@@ -12,8 +12,17 @@ import keras
 import numpy as np
 
 L = keras.layers
-_FOLDABLE = (L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose,
-             L.DepthwiseConv1D, L.DepthwiseConv2D, L.Dense)
+_FOLDABLE = (
+    L.Conv1D,
+    L.Conv2D,
+    L.Conv3D,
+    L.Conv1DTranspose,
+    L.Conv2DTranspose,
+    L.Conv3DTranspose,
+    L.DepthwiseConv1D,
+    L.DepthwiseConv2D,
+    L.Dense,
+)
 
 
 def _last_axis_bn(layer) -> bool:
@@ -25,9 +34,12 @@ def _last_axis_bn(layer) -> bool:
 
 
 def _foldable(layer) -> bool:
-    return (isinstance(layer, _FOLDABLE) and layer.built
-            and getattr(layer, "data_format", "channels_last") == "channels_last"
-            and getattr(layer.activation, "__name__", "") == "linear")
+    return (
+        isinstance(layer, _FOLDABLE)
+        and layer.built
+        and getattr(layer, "data_format", "channels_last") == "channels_last"
+        and getattr(layer.activation, "__name__", "") == "linear"
+    )
 
 
 def _folded(layer, bn):
@@ -92,8 +104,12 @@ def _pairs(model) -> dict[str, str]:
             continue
         tensor = node.input_tensors[0]
         producer = tensor._keras_history.operation
-        if (_foldable(producer) and len(producer._inbound_nodes) == 1 and uses.get(id(tensor)) == 1
-                and id(tensor) not in outputs):
+        if (
+            _foldable(producer)
+            and len(producer._inbound_nodes) == 1
+            and uses.get(id(tensor)) == 1
+            and id(tensor) not in outputs
+        ):
             pairs[producer.name] = bn.name
     return pairs
 

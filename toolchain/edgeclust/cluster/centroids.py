@@ -71,14 +71,35 @@ INITIALIZERS = {
 }
 
 
-def initial_centroids(values: np.ndarray, k: int, init: CentroidInitialization, rng: np.random.Generator,
-                      *, preserve_sparsity: bool = False) -> np.ndarray:
+def initial_centroids(
+    values: np.ndarray,
+    k: int,
+    init: CentroidInitialization,
+    rng: np.random.Generator,
+    *,
+    preserve_sparsity: bool = False,
+) -> np.ndarray:
     """k centroids for `values` (1-D). With preserve_sparsity, centroid 0 is exactly 0 and the other k - 1
     are chosen among the non-zero values; otherwise they are sorted ascending."""
     values = np.asarray(values).reshape(-1)
-    initializer = INITIALIZERS[CentroidInitialization(init)]
     if not preserve_sparsity:
-        return initializer(values, k, rng)
+        return _centroids_for(values, k, init, rng)
     nonzero = values[values != 0]
-    rest = initializer(nonzero, k - 1, rng) if len(nonzero) else np.zeros(k - 1, np.float32)
+    rest = _centroids_for(nonzero, k - 1, init, rng) if len(nonzero) else np.zeros(k - 1, np.float32)
     return np.concatenate([[0.0], rest]).astype(np.float32)
+
+
+def exact_centroids(values: np.ndarray, k: int) -> np.ndarray | None:
+    """The distinct values, padded to k by repeating the largest, when there are at most k of them (then
+    clustering changes nothing); None otherwise."""
+    distinct = np.unique(values.astype(np.float32))
+    if len(distinct) > k:
+        return None
+    return np.concatenate([distinct, np.full(k - len(distinct), distinct[-1], np.float32)])
+
+
+def _centroids_for(values: np.ndarray, k: int, init: CentroidInitialization, rng: np.random.Generator):
+    exact = exact_centroids(values, k) if len(values) else None
+    if exact is not None:
+        return exact
+    return INITIALIZERS[CentroidInitialization(init)](values, k, rng)

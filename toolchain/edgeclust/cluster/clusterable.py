@@ -62,15 +62,23 @@ class WeightSpec:
 
 L = keras.layers
 NEVER_CLUSTERED = (
-    L.BatchNormalization, L.LayerNormalization, L.GroupNormalization, L.UnitNormalization, L.PReLU,
+    L.BatchNormalization,
+    L.LayerNormalization,
+    L.GroupNormalization,
+    L.UnitNormalization,
+    L.PReLU,
 )
 _CELLS = (L.SimpleRNNCell, L.LSTMCell, L.GRUCell)
 _CONV = (L.Conv1D, L.Conv2D, L.Conv3D)
 _CONV_TRANSPOSE = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
 _DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 _SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-_MHA_KERNELS = (("_query_dense", "query_kernel", (-2, -1)), ("_key_dense", "key_kernel", (-2, -1)),
-                ("_value_dense", "value_kernel", (-2, -1)), ("_output_dense", "output_kernel", (-1,)))
+_MHA_KERNELS = (
+    ("_query_dense", "query_kernel", (-2, -1)),
+    ("_key_dense", "key_kernel", (-2, -1)),
+    ("_value_dense", "value_kernel", (-2, -1)),
+    ("_output_dense", "output_kernel", (-1,)),
+)
 
 
 def _prefixed(prefix: tuple, name_prefix: str, specs: list[WeightSpec]) -> list[WeightSpec]:
@@ -96,7 +104,10 @@ def _cell_specs(cell, owner_name: str) -> list[WeightSpec]:
             out += _prefixed(("cells", i), f"cell_{i}/", _cell_specs(inner, owner_name))
         return out
     if isinstance(cell, _CELLS):
-        return [WeightSpec((), "kernel", "kernel", (-1,)), WeightSpec((), "recurrent_kernel", "recurrent_kernel", (-1,))]
+        return [
+            WeightSpec((), "kernel", "kernel", (-1,)),
+            WeightSpec((), "recurrent_kernel", "recurrent_kernel", (-1,)),
+        ]
     if isinstance(cell, ClusterableLayer):
         return _user_specs(cell)
     raise UnsupportedLayerError(
@@ -126,15 +137,18 @@ def weight_specs(layer) -> list[WeightSpec]:
     if isinstance(layer, L.MultiHeadAttention):
         return [WeightSpec((attr,), "_kernel", name, axes) for attr, name, axes in _MHA_KERNELS]
     if isinstance(layer, L.Bidirectional):
-        return (_prefixed(("forward_layer",), "forward/", weight_specs(layer.forward_layer))
-                + _prefixed(("backward_layer",), "backward/", weight_specs(layer.backward_layer)))
+        return _prefixed(("forward_layer",), "forward/", weight_specs(layer.forward_layer)) + _prefixed(
+            ("backward_layer",), "backward/", weight_specs(layer.backward_layer)
+        )
     if isinstance(layer, L.RNN):
         return _prefixed(("cell",), "", _cell_specs(layer.cell, layer.name))
     if isinstance(layer, L.TimeDistributed):
         return _prefixed(("layer",), "", weight_specs(layer.layer))
     if isinstance(layer, _SEPARABLE):
-        return [WeightSpec((), "depthwise_kernel", "depthwise_kernel", (-2, -1)),
-                WeightSpec((), "pointwise_kernel", "pointwise_kernel", (-1,))]
+        return [
+            WeightSpec((), "depthwise_kernel", "depthwise_kernel", (-2, -1)),
+            WeightSpec((), "pointwise_kernel", "pointwise_kernel", (-1,)),
+        ]
     if isinstance(layer, _DEPTHWISE):
         return [WeightSpec((), "kernel", "depthwise_kernel", (-2, -1))]
     if isinstance(layer, _CONV_TRANSPOSE):

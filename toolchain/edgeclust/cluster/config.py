@@ -7,11 +7,8 @@ from dataclasses import dataclass
 
 from edgeclust.errors import ConfigError
 
-#: Indices are recomputed from the moving weights every this many training steps (1 = every step).
-DEFAULT_INDEX_UPDATE_INTERVAL = 100
 
-
-class CentroidInitialization(str, enum.Enum):
+class CentroidInitialization(enum.StrEnum):
     """How the initial centroids of a weight tensor are chosen (tfmot's names)."""
 
     LINEAR = "LINEAR"  # evenly spaced between min and max
@@ -20,7 +17,7 @@ class CentroidInitialization(str, enum.Enum):
     KMEANS_PLUS_PLUS = "KMEANS_PLUS_PLUS"  # k-means++ seeding, then k-means on the weights
 
 
-class GradientAggregation(str, enum.Enum):
+class GradientAggregation(enum.StrEnum):
     """How the gradients of the weights of one cluster are combined into its centroid's gradient."""
 
     SUM = "SUM"
@@ -32,8 +29,13 @@ def _enum_value(enum_class, value, argument: str):
         return value
     if isinstance(value, str):
         key = value.strip().upper().replace("-", "_").replace("+", "_PLUS")
-        aliases = {"KMEANS_PLUS_PLUS": "KMEANS_PLUS_PLUS", "KMEANS": "KMEANS_PLUS_PLUS", "DENSITY": "DENSITY_BASED",
-                   "AVERAGE": "AVG", "MEAN": "AVG"}
+        aliases = {
+            "KMEANS_PLUS_PLUS": "KMEANS_PLUS_PLUS",
+            "KMEANS": "KMEANS_PLUS_PLUS",
+            "DENSITY": "DENSITY_BASED",
+            "AVERAGE": "AVG",
+            "MEAN": "AVG",
+        }
         key = aliases.get(key, key)
         if key in enum_class.__members__:
             return enum_class[key]
@@ -51,22 +53,23 @@ class ClusteringConfig:
     preserve_sparsity: bool = False
     cluster_gradient_aggregation: GradientAggregation = GradientAggregation.SUM
     seed: int | None = None
-    index_update_interval: int = DEFAULT_INDEX_UPDATE_INTERVAL
 
     def __post_init__(self):
         k = self.number_of_clusters
         if isinstance(k, bool) or not isinstance(k, int) or k < 2:
             raise ConfigError(f"`number_of_clusters` must be an integer >= 2. Received: number_of_clusters={k!r}")
-        object.__setattr__(self, "cluster_centroids_init",
-                           _enum_value(CentroidInitialization, self.cluster_centroids_init, "cluster_centroids_init"))
-        object.__setattr__(self, "cluster_gradient_aggregation",
-                           _enum_value(GradientAggregation, self.cluster_gradient_aggregation,
-                                       "cluster_gradient_aggregation"))
+        object.__setattr__(
+            self,
+            "cluster_centroids_init",
+            _enum_value(CentroidInitialization, self.cluster_centroids_init, "cluster_centroids_init"),
+        )
+        object.__setattr__(
+            self,
+            "cluster_gradient_aggregation",
+            _enum_value(GradientAggregation, self.cluster_gradient_aggregation, "cluster_gradient_aggregation"),
+        )
         for name in ("cluster_per_channel", "preserve_sparsity"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"`{name}` must be True or False. Received: {name}={getattr(self, name)!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
             raise ConfigError(f"`seed` must be None or an integer >= 0. Received: seed={self.seed!r}")
-        n = self.index_update_interval
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"`index_update_interval` must be an integer >= 1. Received: index_update_interval={n!r}")

@@ -40,6 +40,7 @@ class ClusteredModel:
     folded_batch_norm: bool
     outputs: np.ndarray  # on x_eval
     keras_bytes: bytes
+    recovery: object | None = None  # training.Recovery, when fine-tuned to a target (--max-drop)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def prepare_model(ctx: BuildContext, inputs: LoadedInputs) -> ClusteredModel:
         folded_batch_norm=result.folded_batch_norm,
         outputs=predict(result.model, inputs.x_eval),
         keras_bytes=keras_archive_bytes(result.model),
+        recovery=result.recovery,
     )
 
 
@@ -119,6 +120,16 @@ def verify(ctx: BuildContext, converted: ConvertedModels) -> Verification:
     stats = inspect.inspect_weights(converted.deployed)
     clusters, per_channel = ctx.options.cluster.clusters, ctx.options.cluster.per_channel
     if not clusters:
+        return Verification(stats, None)
+    if ctx.options.cluster.layers:  # per-layer counts: each tensor against its own layer's N
+        from edgeclust.pipeline.expected_counts import check_limits
+
+        limits = check_limits(stats, dict(ctx.options.cluster.layers), clusters, per_channel=per_channel)
+        if not limits.passed:
+            names = ", ".join(f"{f.name} ({f.count} > {f.limit})" for f in limits.failures[:5])
+            raise VerificationError(f"{len(limits.failures)} weight tensor(s) hold more unique values than their "
+                                    f"layer's N after conversion: {names}; keep --fold-bn on, or cluster --per-channel")
+        ctx.stages.info(limits.summary())
         return Verification(stats, None)
     result = inspect.verify(converted.deployed, clusters, per_channel=per_channel)
     scope = "per channel" if per_channel else "per tensor"

@@ -33,6 +33,7 @@ class ClusterFileResult:
     accuracy_before: float | None
     accuracy_after: float | None
     wrappers_kept: bool
+    recovery: object | None = None  # training.Recovery, with max_drop
 
 
 def _reproducible_date() -> tuple[datetime.datetime, tuple[int, ...]]:
@@ -121,6 +122,7 @@ def cluster_file(
         before,
         after,
         keep_wrappers and cluster.is_clustered(result.model),
+        result.recovery,
     )
 
 

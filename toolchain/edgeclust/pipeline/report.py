@@ -113,7 +113,7 @@ def report_files(report: dict, timings: dict[str, float]) -> dict[str, bytes]:
     }
 
 
-def _clustering_section(cluster_report, folded_batch_norm: bool) -> dict | None:
+def _clustering_section(cluster_report, folded_batch_norm: bool, recovery=None) -> dict | None:
     if cluster_report is None:
         return {"folded_batch_norm": folded_batch_norm, "clustered": [], "skipped": []} if folded_batch_norm else None
     return {
@@ -131,6 +131,14 @@ def _clustering_section(cluster_report, folded_batch_norm: bool) -> dict | None:
         "skipped": [
             {"layer": s.layer_name, "class": s.layer_class, "reason": s.reason} for s in cluster_report.skipped
         ],
+        # weights that already held at most N values: left as they are, still checked against their N
+        "unchanged": [
+            {"layer": u.layer_name, "weight": u.weight_name, "shape": list(u.shape), "clusters": u.number_of_clusters,
+             "per_channel": u.per_channel, "reason": u.reason}
+            for u in getattr(cluster_report, "unchanged", [])
+        ],
+        # --max-drop: the validation accuracy per epoch, the epoch kept, and whether the target was met
+        "fine_tuning": None if recovery is None else recovery.as_dict(),
     }
 
 
@@ -181,7 +189,8 @@ def build_report(
             },
             "model_had_clustering_wrappers": inputs.was_wrapped,
             "outputs_are_probabilities": inputs.probabilities,
-            "clustering": _clustering_section(clustered.report, clustered.folded_batch_norm),
+            "clustering": _clustering_section(clustered.report, clustered.folded_batch_norm,
+                                              getattr(clustered, "recovery", None)),
             "conversion": {"per_channel": converted.per_channel, "calibration_samples": converted.calibration_samples},
             "weights": list(verification.weight_stats),
             "verify": _verify_section(verification.result, verification.weight_stats),

@@ -1,6 +1,9 @@
-"""Fine-tuning and evaluating Keras classifiers on integer labels, with progress by callback."""
+"""Fine-tuning and evaluating Keras classifiers on integer labels, with progress by callback; and fine-tuning
+a clustered model epoch by epoch until its accuracy is back within a target of the unclustered one."""
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -23,25 +26,41 @@ def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(outputs.reshape(len(labels), -1), axis=-1) == labels))
 
 
-def finetune(model, x, y, *, epochs: int, learning_rate: float, batch_size: int, seed: int,
-             stages: Stages | None = None, from_logits: bool | None = None):
-    """Fine-tune `model` in place with Adam and sparse categorical cross-entropy; returns the history."""
+def _compile(model, x, learning_rate: float, from_logits: bool | None):
     import keras
 
-    if epochs < 0:
-        raise ConfigError(f"`epochs` must be >= 0. Received: epochs={epochs}")
     if not learning_rate > 0:
         raise ConfigError(f"`learning_rate` must be > 0. Received: learning_rate={learning_rate}")
-    if epochs == 0:
-        return None
     if from_logits is None:
         from_logits = not outputs_are_probabilities(model, x)
-    keras.utils.set_random_seed(seed)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
         metrics=["accuracy"],
     )
+
+
+def finetune(
+    model,
+    x,
+    y,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    stages: Stages | None = None,
+    from_logits: bool | None = None,
+):
+    """Fine-tune `model` in place with Adam and sparse categorical cross-entropy; returns the history."""
+    import keras
+
+    if epochs < 0:
+        raise ConfigError(f"`epochs` must be >= 0. Received: epochs={epochs}")
+    if epochs == 0:
+        return None
+    keras.utils.set_random_seed(seed)
+    _compile(model, x, learning_rate, from_logits)
     callbacks = [_ProgressCallback(stages, epochs, int(np.ceil(len(x) / batch_size)))] if stages else []
     return model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
 
@@ -49,17 +68,17 @@ def finetune(model, x, y, *, epochs: int, learning_rate: float, batch_size: int,
 class _ProgressCallback:
     """Sends a tick every few training steps and a line per epoch (a keras.callbacks.Callback)."""
 
-    def __new__(cls, stages: Stages, epochs: int, steps: int):
+    def __new__(cls, stages: Stages, epochs: int, steps: int, first_epoch: int = 0):
         import keras
 
         class Callback(keras.callbacks.Callback):
             def __init__(self):
                 super().__init__()
-                self.epoch = 0
+                self.epoch = first_epoch
                 self.every = max(1, steps // 50)
 
             def on_epoch_begin(self, epoch, logs=None):
-                self.epoch = epoch
+                self.epoch = first_epoch + epoch
 
             def on_train_batch_end(self, batch, logs=None):
                 if (batch + 1) % self.every == 0 or batch + 1 == steps:
@@ -70,8 +89,119 @@ class _ProgressCallback:
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
                 stages.info(
-                    f"epoch {epoch + 1}/{epochs}: loss {float(logs.get('loss', float('nan'))):.4f}, "
+                    f"epoch {first_epoch + epoch + 1}/{epochs}: loss {float(logs.get('loss', float('nan'))):.4f}, "
                     f"accuracy {float(logs.get('accuracy', float('nan'))):.4f}"
                 )
 
         return Callback()
+
+
+@dataclass(frozen=True)
+class EpochAccuracy:
+    """Validation accuracy after `epoch` epochs of fine-tuning (0: as clustered), and its drop in points."""
+
+    epoch: int
+    accuracy: float
+    drop_points: float
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What fine-tuning to a target did: the curve, the epoch kept (the best), and whether the target was met."""
+
+    reference_accuracy: float  # the unclustered model on the validation split
+    max_drop_points: float
+    max_epochs: int
+    validation_size: int
+    curve: tuple[EpochAccuracy, ...]
+    best_epoch: int
+    target_met: bool
+
+    @property
+    def best(self) -> EpochAccuracy:
+        return self.curve[self.best_epoch]
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "curve": [asdict(point) for point in self.curve]}
+
+
+def validation_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
+    """(x_train, y_train, x_val, y_val): a seeded random `fraction` of the training data set apart."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"`validation_fraction` must be between 0 and 1. Received: {fraction}")
+    n_val = max(1, int(round(len(x) * fraction)))
+    if n_val >= len(x):
+        raise ConfigError(
+            f"{len(x)} training examples are too few to set {n_val} apart for validation; give more training data"
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def finetune_to_target(
+    model,
+    reference,
+    x,
+    y,
+    *,
+    max_drop_points: float,
+    max_epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    validation_fraction: float = 0.1,
+    stages: Stages | None = None,
+    from_logits: bool | None = None,
+) -> Recovery:
+    """Fine-tune the clustered `model` in place, one epoch at a time, until its accuracy on a validation split
+    of (x, y) is at most `max_drop_points` below the unclustered `reference` model's, or `max_epochs` have run.
+
+    Stops as soon as the target is met; otherwise keeps the weights of the best epoch (0: none helped)."""
+    import keras
+
+    if not max_drop_points >= 0:
+        raise ConfigError(f"`max_drop` must be >= 0 points. Received: {max_drop_points}")
+    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 0:
+        raise ConfigError(f"`max_epochs` must be an integer >= 0. Received: {max_epochs!r}")
+    x_train, y_train, x_val, y_val = validation_split(x, y, validation_fraction, seed)
+    reference_accuracy = accuracy(predict(reference, x_val), y_val)
+
+    def point(epoch: int) -> EpochAccuracy:
+        acc = accuracy(predict(model, x_val), y_val)
+        return EpochAccuracy(epoch, acc, round((reference_accuracy - acc) * 100, 6))
+
+    def report(p: EpochAccuracy) -> None:
+        if stages:
+            label = "as clustered" if p.epoch == 0 else f"epoch {p.epoch}/{max_epochs}"
+            stages.info(
+                f"{label}: validation accuracy {p.accuracy:.4f} ({p.drop_points:+.2f} points below "
+                f"{reference_accuracy:.4f}; target {max_drop_points:g})"
+            )
+
+    curve = [point(0)]
+    report(curve[0])
+    best, kept = 0, [np.array(v) for v in model.get_weights()]
+    if curve[0].drop_points > max_drop_points and max_epochs > 0:
+        keras.utils.set_random_seed(seed)
+        _compile(model, x_train, learning_rate, from_logits)
+        steps = int(np.ceil(len(x_train) / batch_size))
+        for epoch in range(1, max_epochs + 1):
+            callbacks = [_ProgressCallback(stages, max_epochs, steps, first_epoch=epoch - 1)] if stages else []
+            model.fit(x_train, y_train, epochs=1, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
+            curve.append(point(epoch))
+            report(curve[-1])
+            if curve[-1].accuracy > curve[best].accuracy:
+                best, kept = epoch, [np.array(v) for v in model.get_weights()]
+            if curve[-1].drop_points <= max_drop_points:
+                break
+    model.set_weights(kept)
+    return Recovery(
+        reference_accuracy,
+        max_drop_points,
+        max_epochs,
+        len(x_val),
+        tuple(curve),
+        best,
+        curve[best].drop_points <= max_drop_points,
+    )
