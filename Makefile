@@ -21,7 +21,7 @@ system-deps:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(APT_PACKAGES); \
 	fi
 
-demo: $(PY)
+demo: system-deps $(PY)
 	$(PY) -m pip install -q -e ".[demo]"
 	$(VENV)/bin/edgeclust demo
 

@@ -32,11 +32,12 @@ from edgeclust.pipeline.build_plan import BACKEND_CHOICES
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def command(out_dir, board, backend, no_run, force, quiet):
     """Train a small CNN on scikit-learn's 8x8 digits, cluster it to 16 values per tensor, build the
-    firmware for a QEMU board and run its self-test there (when the cross compiler, QEMU and a TFLM tree
-    are present). Prints the summary table."""
+    firmware for a QEMU board and run its self-test there (when the cross compiler and QEMU are present; a
+    TFLM tree only with --backend tflm). Prints the summary table and what each backend costs the board."""
     from edgeclust.cli.progress import ProgressPrinter
     from edgeclust.cli.summary import summary_lines
     from edgeclust.errors import FirmwareError, InputError
+    from edgeclust.pipeline.comparison import comparison_lines
     from edgeclust.pipeline.demo import run_demo
     from edgeclust.pipeline.flashing import flash_project, missing_for_qemu
 
@@ -46,6 +47,9 @@ def command(out_dir, board, backend, no_run, force, quiet):
     result = run_demo(out_dir, board=board, backend=backend, on_progress=progress)
     click.echo("")
     for line in summary_lines(result.build.report):
+        click.echo(line)
+    click.echo("")
+    for line in comparison_lines(result.prices, board):
         click.echo(line)
     click.echo("")
     click.echo(f"wrote {out_dir}/: report.json, .tflite files, plots/, firmware/, inputs/")
