@@ -59,13 +59,17 @@ class GraphTensor:
 
 @dataclass(frozen=True, eq=False)
 class GraphOp:
-    """One operator: its name ("CONV_2D"), input and output tensor indices (-1: absent) and its options."""
+    """One operator: its name ("CONV_2D"), input and output tensor indices (-1: absent) and its options.
+
+    custom_options: a builtin operator that also carries custom options (TFLM refuses to run such a model).
+    """
 
     index: int
     name: str
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     options: dict = field(default_factory=dict)
+    custom_options: bool = False
 
 
 @dataclass(frozen=True, eq=False)

@@ -92,7 +92,8 @@ class Operator:
 
     An input index of -1 marks an optional input that is absent. `options` holds the builtin options as
     snake_case names ("stride_w", "padding": "SAME", "fused_activation_function": "RELU", "new_shape": (1, 4));
-    empty when the operator has none.
+    empty when the operator has none. `has_custom_options`: custom options bytes are stored (a builtin operator
+    with them is one TFLM refuses).
     """
 
     index: int
@@ -101,6 +102,7 @@ class Operator:
     outputs: tuple[int, ...]
     is_custom: bool = False
     options: dict = field(default_factory=dict, compare=False, hash=False)
+    has_custom_options: bool = False
 
 
 @dataclass(frozen=True)
@@ -285,7 +287,8 @@ class _Reader:
             outputs = self._ints(f"{where} operator {i} outputs", op.OutputsAsNumpy, op.OutputsIsNone)
             self._check_indices(f"{where} operator {i} ({name})", inputs + outputs, n_tensors, optional=True)
             options = {} if is_custom else self._options(f"{where} operator {i} ({name})", op)
-            operators.append(Operator(i, name, inputs, outputs, is_custom, options))
+            custom_options = not op.CustomOptionsIsNone() and op.CustomOptionsLength() > 0
+            operators.append(Operator(i, name, inputs, outputs, is_custom, options, custom_options))
         inputs = self._ints(f"{where} inputs", sg.InputsAsNumpy, sg.InputsIsNone)
         outputs = self._ints(f"{where} outputs", sg.OutputsAsNumpy, sg.OutputsIsNone)
         self._check_indices(f"{where} inputs/outputs", inputs + outputs, n_tensors, optional=False)

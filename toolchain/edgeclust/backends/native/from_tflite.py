@@ -24,5 +24,8 @@ def graph_from_tflite(tflite: bytes | TfliteModel) -> Graph:
         data = None if t.data is None else np.asarray(t.data)
         shape = tuple(max(int(d), 1) if i == 0 else int(d) for i, d in enumerate(t.shape))  # batch 1
         tensors.append(GraphTensor(t.index, t.name, shape, dtype, quant, data))
-    ops = tuple(GraphOp(op.index, op.name, op.inputs, op.outputs, dict(op.options)) for op in sg.operators)
+    ops = tuple(
+        GraphOp(op.index, op.name, op.inputs, op.outputs, dict(op.options), op.has_custom_options)
+        for op in sg.operators
+    )
     return Graph(tuple(tensors), ops, tuple(sg.inputs), tuple(sg.outputs))

@@ -109,6 +109,9 @@ def unsupported_reason(graph: Graph) -> str | None:
     for op in graph.ops:
         if op.name not in SUPPORTED_OPS:
             return f"the native backend does not support op {op.name}; {HINT}"
+        if op.custom_options:
+            return (f"op {op.index} ({op.name}) is a builtin operator with custom options, which TFLM refuses "
+                    "too; the model is damaged: convert it again")
         needed, allowed = _MIN_INPUTS.get(op.name, 1), _MAX_INPUTS.get(op.name, 1)
         if (len(op.outputs) != 1 or not needed <= len(op.inputs) <= allowed
                 or any(i < 0 for i in op.inputs[:needed])):
