@@ -21,8 +21,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-QEMU_BOARDS = ("qemu_lm3s6965evb", "qemu_microbit", "qemu_mps2_an386", "qemu_mps2_an500", "qemu_mps3_an547",
-               "qemu_netduinoplus2")
+QEMU_BOARDS = (
+    "qemu_lm3s6965evb",
+    "qemu_microbit",
+    "qemu_mps2_an386",
+    "qemu_mps2_an500",
+    "qemu_mps3_an547",
+    "qemu_netduinoplus2",
+)
 
 REAL_MAKE_BOARDS = ("stm32f746g_disco",)
 
@@ -69,8 +75,9 @@ def digits_model(clusters: int = 8, cases: int = 3, seed: int = 0) -> DigitsMode
     clustered = examples.compile_for_training(cluster_weights(model, clusters, seed=seed))
     clustered.fit(digits.x_train, digits.y_train, batch_size=32, epochs=1, verbose=0)
     keras.utils.set_random_seed(seed)
-    tflite = to_tflite(strip_clustering(clustered), quantize="int8", representative_data=digits.x_train,
-                       num_calibration=64)
+    tflite = to_tflite(
+        strip_clustering(clustered), quantize="int8", representative_data=digits.x_train, num_calibration=64
+    )
     x = quantize(digits.x_test[:cases], model_interface(tflite).inputs[0])
     return DigitsModel(tflite=tflite, inputs=x, expected=run_tflm(tflite, x), name=f"digits CNN, {clusters} clusters")
 
@@ -110,11 +117,25 @@ def native_row(board, model: DigitsModel, work: Path) -> Row:
     lowered = backend.lower(model.tflite, default_layouts(model.tflite))
     cost = backend.price(lowered, board)
     if not cost.fits:  # the budget check: the board cannot hold it, so it is neither built nor run
-        over = [f"{what} {used:,} of {total:,}" for what, used, total, ok in
-                (("flash", cost.flash_used, cost.flash_total, cost.flash_fits),
-                 ("RAM", cost.ram_used, cost.ram_total, cost.ram_fits)) if not ok]
-        return Row(board.id, board.cpu, "native", cost.flash_used, cost.ram_used, None,
-                   "does not fit: " + ", ".join(over), 0, model=model.name)
+        over = [
+            f"{what} {used:,} of {total:,}"
+            for what, used, total, ok in (
+                ("flash", cost.flash_used, cost.flash_total, cost.flash_fits),
+                ("RAM", cost.ram_used, cost.ram_total, cost.ram_fits),
+            )
+            if not ok
+        ]
+        return Row(
+            board.id,
+            board.cpu,
+            "native",
+            cost.flash_used,
+            cost.ram_used,
+            None,
+            "does not fit: " + ", ".join(over),
+            0,
+            model=model.name,
+        )
     cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
     folder = work / f"native-{board.id}-{_slug(model.name)}"
     firmware.write_project(backend.render(lowered, board, cases), folder)
@@ -124,8 +145,19 @@ def native_row(board, model: DigitsModel, work: Path) -> Row:
     ticks = firmware.ticks("\n".join(lines))
     calibration = icount.calibrate(board, str(resources.templates_dir()))
     instructions = calibration.instructions_for(ticks) if ticks is not None else None
-    return Row(board.id, board.cpu, "native", size.flash, size.ram, instructions, _result(lines, status), status,
-               tuple(lines), str(elf), model.name)
+    return Row(
+        board.id,
+        board.cpu,
+        "native",
+        size.flash,
+        size.ram,
+        instructions,
+        _result(lines, status),
+        status,
+        tuple(lines),
+        str(elf),
+        model.name,
+    )
 
 
 def built_row(board, model: DigitsModel, work: Path) -> Row:
@@ -139,8 +171,18 @@ def built_row(board, model: DigitsModel, work: Path) -> Row:
     cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
     elf = firmware.build(firmware.write_project(backend.render(lowered, board, cases), work / f"native-{board.id}"))
     size = icount.elf_size(elf, board)
-    return Row(board.id, board.cpu, "native", size.flash, size.ram, None, "built, not run (real board)", 0,
-               elf=str(elf), model=model.name)
+    return Row(
+        board.id,
+        board.cpu,
+        "native",
+        size.flash,
+        size.ram,
+        None,
+        "built, not run (real board)",
+        0,
+        elf=str(elf),
+        model=model.name,
+    )
 
 
 def tflm_row(board, model: DigitsModel, work: Path, tflm_root: str) -> Row:
@@ -153,8 +195,19 @@ def tflm_row(board, model: DigitsModel, work: Path, tflm_root: str) -> Row:
     elf = build_make_project(folder, board, tflm_root=tflm_root)
     size = icount.elf_size(elf, board)
     status, lines = icount.run_icount(elf, board, timeout_s=300)
-    return Row(board.id, board.cpu, "tflm", size.flash, size.ram, None, _result(lines, status), status, tuple(lines),
-               str(elf), model.name)
+    return Row(
+        board.id,
+        board.cpu,
+        "tflm",
+        size.flash,
+        size.ram,
+        None,
+        _result(lines, status),
+        status,
+        tuple(lines),
+        str(elf),
+        model.name,
+    )
 
 
 def _write_tflm_project(board, model: DigitsModel, folder: Path) -> None:
@@ -168,10 +221,17 @@ def _write_tflm_project(board, model: DigitsModel, folder: Path) -> None:
         from edgeclust.tflite import flatbuffer, parity
 
         cases = [project.SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
-        project.render_project(model_data=model.tflite, op_names=flatbuffer.read_model(model.tflite).op_names,
-                               board=board, interface=codegen_interface(model.tflite), self_test=cases,
-                               arena_bytes=parity.tflm_arena_bytes(model.tflite), out_dir=folder,
-                               templates_dir=resources.templates_dir(), force=True)
+        project.render_project(
+            model_data=model.tflite,
+            op_names=flatbuffer.read_model(model.tflite).op_names,
+            board=board,
+            interface=codegen_interface(model.tflite),
+            self_test=cases,
+            arena_bytes=parity.tflm_arena_bytes(model.tflite),
+            out_dir=folder,
+            templates_dir=resources.templates_dir(),
+            force=True,
+        )
         return
     from edgeclust.backends.base import SelfTestCase
 
@@ -184,7 +244,7 @@ def _write_tflm_project(board, model: DigitsModel, folder: Path) -> None:
 
 
 def _result(lines, status: int) -> str:
-    """"PASS 3/3" from the firmware's verdict line (outputs bit-identical / compared), or what went wrong."""
+    """ "PASS 3/3" from the firmware's verdict line (outputs bit-identical / compared), or what went wrong."""
     for line in lines:
         match = re.match(r"^self-test: (\w+) \((\d+)/(\d+)", line)
         if match:
@@ -198,27 +258,42 @@ def _slug(name: str) -> str:
 
 def table(rows) -> str:
     """The rows as a fixed-width table."""
-    header = (f"{'board':<19} {'CPU':<11} {'model':<25} {'backend':<7} {'flash B':>9} {'RAM B':>8} "
-              f"{'instr/inference':>15}  self-test")
+    header = (
+        f"{'board':<19} {'CPU':<11} {'model':<25} {'backend':<7} {'flash B':>9} {'RAM B':>8} "
+        f"{'instr/inference':>15}  self-test"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         instructions = f"{r.instructions:,}" if r.instructions is not None else "-"
-        lines.append(f"{r.board:<19} {r.cpu:<11} {r.model:<25} {r.backend:<7} {r.flash:>9,} {r.ram:>8,} "
-                     f"{instructions:>15}  {r.result}")
+        lines.append(
+            f"{r.board:<19} {r.cpu:<11} {r.model:<25} {r.backend:<7} {r.flash:>9,} {r.ram:>8,} "
+            f"{instructions:>15}  {r.result}"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clusters", type=int, default=8)
-    parser.add_argument("--mnist-values", type=int, default=4,
-                        help="the MNIST CNN's values per kernel (0: no MNIST rows)")
+    parser.add_argument(
+        "--mnist-values", type=int, default=4, help="the MNIST CNN's values per kernel (0: no MNIST rows)"
+    )
     parser.add_argument("--boards", nargs="+", default=list(QEMU_BOARDS), choices=QEMU_BOARDS)
-    parser.add_argument("--tflm-boards", nargs="*", default=None, choices=QEMU_BOARDS,
-                        help="with TFLM_ROOT: the boards that also get a TFLM row (default: --boards); the first "
-                             "build for a CPU compiles the TFLM library")
-    parser.add_argument("--real-boards", nargs="*", default=list(REAL_MAKE_BOARDS), choices=REAL_MAKE_BOARDS,
-                        help="real Makefile boards whose native firmware is built (not run)")
+    parser.add_argument(
+        "--tflm-boards",
+        nargs="*",
+        default=None,
+        choices=QEMU_BOARDS,
+        help="with TFLM_ROOT: the boards that also get a TFLM row (default: --boards); the first "
+        "build for a CPU compiles the TFLM library",
+    )
+    parser.add_argument(
+        "--real-boards",
+        nargs="*",
+        default=list(REAL_MAKE_BOARDS),
+        choices=REAL_MAKE_BOARDS,
+        help="real Makefile boards whose native firmware is built (not run)",
+    )
     parser.add_argument("--work", type=Path, default=None, help="keep the projects here (default: a temp folder)")
     args = parser.parse_args(argv)
     from edgeclust import resources
@@ -239,10 +314,12 @@ def main(argv=None) -> int:
                 rows.append(native_row(board, mnist, work))
         for board_id in args.real_boards:
             rows.append(built_row(load_board(board_id, resources.boards_dir()), model, work))
-    print(f"{model.name}: int8 {len(model.tflite):,} bytes .tflite, {len(model.inputs)} self-test cases"
-          + (f"; {mnist.name}: int8 {len(mnist.tflite):,} bytes" if mnist else "")
-          + "; QEMU -icount shift=0; RAM = data + bss (heap reserve included) + stack"
-          + ("" if tflm_root else "; TFLM rows need TFLM_ROOT"))
+    print(
+        f"{model.name}: int8 {len(model.tflite):,} bytes .tflite, {len(model.inputs)} self-test cases"
+        + (f"; {mnist.name}: int8 {len(mnist.tflite):,} bytes" if mnist else "")
+        + "; QEMU -icount shift=0; RAM = data + bss (heap reserve included) + stack"
+        + ("" if tflm_root else "; TFLM rows need TFLM_ROOT")
+    )
     print(table(rows))
     return 0 if all(r.status == 0 for r in rows) else 1
 

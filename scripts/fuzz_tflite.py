@@ -35,8 +35,25 @@ sys.path.insert(0, str(HERE.parent / "toolchain"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-INTERESTING_U32 = (0, 1, 2, 3, 4, 7, 8, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000,
-                   0xFFFFFFFE, 0xFFFFFFFF)
+INTERESTING_U32 = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    0x7F,
+    0x80,
+    0xFF,
+    0x100,
+    0xFFFF,
+    0x10000,
+    0x7FFFFFFF,
+    0x80000000,
+    0xFFFFFFFE,
+    0xFFFFFFFF,
+)
 COMMANDS = (
     ["inspect"],
     ["inspect", "--json"],
@@ -125,8 +142,22 @@ class Mutator:
         data = bytearray(self.seeds[name])
         steps = []
         for _ in range(self.rng.choice((1, 1, 2, 3))):
-            kind = self.rng.choice(("flip", "flip", "overwrite", "u32", "u32", "u32", "u32_run", "truncate", "splice",
-                                    "repeat", "field", "field"))
+            kind = self.rng.choice(
+                (
+                    "flip",
+                    "flip",
+                    "overwrite",
+                    "u32",
+                    "u32",
+                    "u32",
+                    "u32_run",
+                    "truncate",
+                    "splice",
+                    "repeat",
+                    "field",
+                    "field",
+                )
+            )
             data, step = getattr(self, kind)(name, data)
             steps.append(step)
         return name, bytes(data), steps
@@ -152,8 +183,9 @@ class Mutator:
             return data, "u32 skipped"
         pos = self.position(name, data, align=4)
         old = struct.unpack_from("<I", data, pos)[0]
-        value = self.rng.choice(INTERESTING_U32 + (len(data), len(data) - pos, old + 1, old - 1, old * 2,
-                                                   old + self.rng.randint(-64, 64)))
+        value = self.rng.choice(
+            INTERESTING_U32 + (len(data), len(data) - pos, old + 1, old - 1, old * 2, old + self.rng.randint(-64, 64))
+        )
         struct.pack_into("<I", data, pos, value & 0xFFFFFFFF)
         return data, f"u32 {pos} {old}->{value & 0xFFFFFFFF}"
 
@@ -184,8 +216,23 @@ class Mutator:
         sg = obj.subgraphs[0]
         tensor = rng.choice(sg.tensors)
         odd = rng.choice((-1, 0, 1, 2, 3, 255, 2**16, 2**31 - 1, -(2**31)))
-        what = rng.choice(("type", "shape", "shape_len", "buffer", "scale", "zero_point", "qdim", "op_input",
-                           "op_output", "opcode", "builtin", "offset", "sg_io"))
+        what = rng.choice(
+            (
+                "type",
+                "shape",
+                "shape_len",
+                "buffer",
+                "scale",
+                "zero_point",
+                "qdim",
+                "op_input",
+                "op_output",
+                "opcode",
+                "builtin",
+                "offset",
+                "sg_io",
+            )
+        )
         if what == "type":
             tensor.type = rng.randrange(0, 20)
         elif what == "shape":
@@ -309,15 +356,16 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", type=Path, nargs="*", help="seed .tflite files (default: built here)")
     parser.add_argument("--case-timeout", type=float, default=20.0, help="seconds before a command counts as hung")
-    parser.add_argument("--memory-limit-gb", type=float, default=2.0,
-                        help="address space the fuzzed commands may add to this process")
+    parser.add_argument(
+        "--memory-limit-gb", type=float, default=2.0, help="address space the fuzzed commands may add to this process"
+    )
     parser.add_argument("--save-failures", type=Path, help="write each failing input here")
     args = parser.parse_args()
 
     seeds = {p.name: p.read_bytes() for p in args.models} if args.models else seed_models()
     from edgeclust.tflite import flatbuffer
 
-    for name, blob in seeds.items():
+    for blob in seeds.values():
         flatbuffer.read_model(blob)  # a seed must be a readable model
     limit = _address_space() + int(args.memory_limit_gb * 2**30)  # TensorFlow alone maps gigabytes
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
@@ -353,8 +401,10 @@ def main() -> int:
 
     elapsed = time.monotonic() - start
     print(f"seeds: {', '.join(f'{n} ({len(b):,} B)' for n, b in sorted(seeds.items()))}")
-    print(f"cases tried: {cases:,} in {elapsed:.1f} s ({len(COMMANDS)} commands each, "
-          f"{cases * len(COMMANDS) / max(elapsed, 1e-9):.0f} runs/s); slowest run {slowest[0]:.2f} s: {slowest[1]}")
+    print(
+        f"cases tried: {cases:,} in {elapsed:.1f} s ({len(COMMANDS)} commands each, "
+        f"{cases * len(COMMANDS) / max(elapsed, 1e-9):.0f} runs/s); slowest run {slowest[0]:.2f} s: {slowest[1]}"
+    )
     for outcome, count in sorted(outcomes.items()):
         print(f"  {outcome}: {count:,}")
     print(f"failures: {len(failures)}")

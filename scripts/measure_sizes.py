@@ -23,15 +23,20 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edgeclust.codegen import board as board_mod
 from edgeclust.backends.tflm import render, resolver
+from edgeclust.codegen import board as board_mod
 from edgeclust.codegen import project
 from edgeclust.device import build as device_build
 
 RUNTIME_SIZES = Path(__file__).resolve().parents[1] / "toolchain/edgeclust/backends/tflm/runtime_sizes.toml"
 # the QEMU board whose compiler flags and startup code measure each CPU profile
-PROFILE_BOARDS = {"cortex-m4f": "qemu_mps2_an386", "cortex-m3": "qemu_lm3s6965evb", "cortex-m0": "qemu_microbit",
-                  "cortex-m7": "qemu_mps2_an500", "cortex-m55": "qemu_mps3_an547"}
+PROFILE_BOARDS = {
+    "cortex-m4f": "qemu_mps2_an386",
+    "cortex-m3": "qemu_lm3s6965evb",
+    "cortex-m0": "qemu_microbit",
+    "cortex-m7": "qemu_mps2_an500",
+    "cortex-m55": "qemu_mps3_an547",
+}
 _RESOLVER = "tflite::MicroMutableOpResolver<128>"
 
 _MAIN = r"""
@@ -67,36 +72,79 @@ def family_calls() -> dict[str, list[str]]:
     return dict(sorted(families.items()))
 
 
-def measure_profile(profile: str, tflm_root: Path, templates_dir: Path, boards_dir: Path, work: Path,
-                    jobs: int) -> dict:
+def measure_profile(
+    profile: str, tflm_root: Path, templates_dir: Path, boards_dir: Path, work: Path, jobs: int
+) -> dict:
     """{"core_flash", "core_ram", "families": {family: flash bytes}} for one CPU profile."""
     board = board_mod.load_board(PROFILE_BOARDS[profile], boards_dir)
     roomy = dataclasses.replace(board, flash_bytes=16 << 20, ram_bytes=16 << 20)
     proj = work / profile
-    interface = render.ModelInterface(inputs=(render.TensorSpec("x", (1, 1), "int8", 1.0, 0),),
-                                      outputs=(render.TensorSpec("y", (1, 1), "int8", 1.0, 0),))
-    files = render.render_files(model_data=b"\0\0\0\0TFL3\0\0\0\0", op_names=[], board=roomy, interface=interface,
-                                self_test=[], arena_bytes=16, templates_dir=templates_dir)
+    interface = render.ModelInterface(
+        inputs=(render.TensorSpec("x", (1, 1), "int8", 1.0, 0),),
+        outputs=(render.TensorSpec("y", (1, 1), "int8", 1.0, 0),),
+    )
+    files = render.render_files(
+        model_data=b"\0\0\0\0TFL3\0\0\0\0",
+        op_names=[],
+        board=roomy,
+        interface=interface,
+        self_test=[],
+        arena_bytes=16,
+        templates_dir=templates_dir,
+    )
     project.write_files(proj, files, force=True)
     lib_dir = device_build.tflm_build_dir(board, proj, tflm_root)
-    subprocess.run(["make", f"-j{jobs}", f"TFLM_ROOT={tflm_root}", f"TFLM_BUILD={lib_dir}", f"{lib_dir}/libtflm.a",
-                    "build/app/startup.o"], cwd=proj, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            "make",
+            f"-j{jobs}",
+            f"TFLM_ROOT={tflm_root}",
+            f"TFLM_BUILD={lib_dir}",
+            f"{lib_dir}/libtflm.a",
+            "build/app/startup.o",
+        ],
+        cwd=proj,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     compile_cmd = shlex.split((lib_dir / "flags").read_text().strip())
-    link_cmd = ["arm-none-eabi-g++", *board.cflags, "-T", "linker.ld", "-nostartfiles", "--specs=nano.specs",
-                "--specs=nosys.specs", "-Wl,--gc-sections"]  # the console is in startup.o
+    link_cmd = [
+        "arm-none-eabi-g++",
+        *board.cflags,
+        "-T",
+        "linker.ld",
+        "-nostartfiles",
+        "--specs=nano.specs",
+        "--specs=nosys.specs",
+        "-Wl,--gc-sections",
+    ]  # the console is in startup.o
     (proj / "measure_main.cc").write_text(_MAIN)
     variants = {"core": []} | family_calls()
 
     def build(name: str, calls: list[str]) -> tuple[str, dict]:
         body = "".join(f"  resolver.{call};\n" for call in calls)
         source = proj / f"family_{name}.cc"
-        source.write_text('#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n'
-                          f"void RegisterFamily({_RESOLVER}& resolver) {{\n{body}}}\n")
+        source.write_text(
+            '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n'
+            f"void RegisterFamily({_RESOLVER}& resolver) {{\n{body}}}\n"
+        )
         obj = source.with_suffix(".o")
         subprocess.run([*compile_cmd, "-c", str(source), "-o", str(obj)], check=True)
         elf = proj / f"measure_{name}.elf"
-        subprocess.run([*link_cmd, "-o", str(elf), str(proj / "measure_main.o"), str(obj), "build/app/startup.o",
-                        str(lib_dir / "libtflm.a"), "-lm"], cwd=proj, check=True)
+        subprocess.run(
+            [
+                *link_cmd,
+                "-o",
+                str(elf),
+                str(proj / "measure_main.o"),
+                str(obj),
+                "build/app/startup.o",
+                str(lib_dir / "libtflm.a"),
+                "-lm",
+            ],
+            cwd=proj,
+            check=True,
+        )
         return name, _sections(elf)
 
     subprocess.run([*compile_cmd, "-c", str(proj / "measure_main.cc"), "-o", str(proj / "measure_main.o")], check=True)
@@ -137,22 +185,38 @@ def write_table(path: Path, profiles: dict, tflm_commit: str) -> None:
         f"# TFLM tree: {tflm_commit}.",
         "# core_flash: text + data of a firmware with the interpreter, AllocateTensors, Invoke, printf and the",
         "#   startup code but no ops; core_ram: its .data + .bss (heap reserve and arena aside).",
-        "# families.<f>: flash added by the ops of kernels/<f>.cc (edgeclust/backends/tflm/resolver.py maps op -> family).",
+        "# families.<f>: flash added by the ops of kernels/<f>.cc (edgeclust/backends/tflm/resolver.py maps op",
+        "#   -> family).",
         "# Each family is measured alone, so a sum over several counts the helpers they share more than once: the",
         "# budget is an upper bound (a 6-op int8 CNN on the M4F: 86,784 bytes priced, 64,656 linked).",
         "",
     ]
-    lines[-1:-1] = ["# measured = true: the row was measured as above. measured = false: an estimate, priced with the rows of",
-                    "#   `estimated_from` (a profile of the same instruction set family) until a TFLM tree is at hand."]
+    lines[-1:-1] = [
+        "# measured = true: the row was measured as above. measured = false: an estimate, priced with the rows of",
+        "#   `estimated_from` (a profile of the same instruction set family) until a TFLM tree is at hand.",
+    ]
     for name, p in profiles.items():
         head = [f'[profiles."{name}"]']
         if "estimated_from" in p:  # kept as it was: not measured in this run
-            lines += [*head, "measured = false", f'estimated_from = "{p["estimated_from"]}"',
-                      f'reference_board = "{p["reference_board"]}"', f'cflags = "{p["cflags"]}"', ""]
+            lines += [
+                *head,
+                "measured = false",
+                f'estimated_from = "{p["estimated_from"]}"',
+                f'reference_board = "{p["reference_board"]}"',
+                f'cflags = "{p["cflags"]}"',
+                "",
+            ]
             continue
-        lines += [*head, "measured = true", f'reference_board = "{p["reference_board"]}"', f'cflags = "{p["cflags"]}"',
-                  f"core_flash = {p['core_flash']}", f"core_ram = {p['core_ram']}", "",
-                  f'[profiles."{name}".families]']
+        lines += [
+            *head,
+            "measured = true",
+            f'reference_board = "{p["reference_board"]}"',
+            f'cflags = "{p["cflags"]}"',
+            f"core_flash = {p['core_flash']}",
+            f"core_ram = {p['core_ram']}",
+            "",
+            f'[profiles."{name}".families]',
+        ]
         lines += [f"{family} = {size}" for family, size in p["families"].items()]
         lines.append("")
     path.write_text("\n".join(lines))
@@ -164,8 +228,13 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=RUNTIME_SIZES)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tflm-commit", default="unknown commit", help="recorded in the table's header")
-    parser.add_argument("--profiles", nargs="+", choices=sorted(PROFILE_BOARDS), default=list(PROFILE_BOARDS),
-                        help="measure only these profiles; the others keep their rows from --out")
+    parser.add_argument(
+        "--profiles",
+        nargs="+",
+        choices=sorted(PROFILE_BOARDS),
+        default=list(PROFILE_BOARDS),
+        help="measure only these profiles; the others keep their rows from --out",
+    )
     args = parser.parse_args(argv)
     from edgeclust import resources
 
@@ -177,16 +246,19 @@ def main(argv=None) -> None:
         profiles = tomllib.loads(args.out.read_text()).get("profiles", {})
     with tempfile.TemporaryDirectory(prefix="edgeclust-sizes-") as tmp:
         for profile in args.profiles:
-            profiles[profile] = measure_profile(profile, root, resources.templates_dir(), resources.boards_dir(),
-                                                Path(tmp), args.jobs)
+            profiles[profile] = measure_profile(
+                profile, root, resources.templates_dir(), resources.boards_dir(), Path(tmp), args.jobs
+            )
     profiles = {name: profiles[name] for name in PROFILE_BOARDS if name in profiles}
     write_table(args.out, profiles, args.tflm_commit)
     for name, p in profiles.items():
         if "estimated_from" in p:
             print(f"{name}: not measured (estimated from {p['estimated_from']})")
             continue
-        print(f"{name}: core {p['core_flash']:,} bytes flash, {p['core_ram']:,} bytes RAM; "
-              f"{len(p['families'])} op families")
+        print(
+            f"{name}: core {p['core_flash']:,} bytes flash, {p['core_ram']:,} bytes RAM; "
+            f"{len(p['families'])} op families"
+        )
     print(f"wrote {args.out}")
 
 

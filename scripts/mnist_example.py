@@ -72,8 +72,9 @@ def main() -> int:
             force=True,
             compress="lut",
             allow_over_budget=True,
-            cluster=ClusterOptions(clusters=args.clusters, init="linear", epochs=1, learning_rate=1e-5,
-                                   batch_size=64, seed=args.seed),
+            cluster=ClusterOptions(
+                clusters=args.clusters, init="linear", epochs=1, learning_rate=1e-5, batch_size=64, seed=args.seed
+            ),
         )
         report = build(model_path, data_path, options, on_progress=ProgressPrinter(False)).report
 
@@ -81,19 +82,31 @@ def main() -> int:
     sizes = report["sizes"]
     budget = report["budget"]
     rows = [
-        ("test accuracy, Keras", f"{PUBLISHED['accuracy_before']:.4f} -> {PUBLISHED['accuracy_after']:.4f}",
-         f"{acc['keras']:.4f} -> {acc['keras_clustered']:.4f}"),
+        (
+            "test accuracy, Keras",
+            f"{PUBLISHED['accuracy_before']:.4f} -> {PUBLISHED['accuracy_after']:.4f}",
+            f"{acc['keras']:.4f} -> {acc['keras_clustered']:.4f}",
+        ),
         ("test accuracy, int8 .tflite in TFLM", "-", f"{acc.get('tflm_int8', float('nan')):.4f}"),
         ("test accuracy, int8 + LUT in TFLM", "-", f"{acc.get('firmware', float('nan')):.4f}"),
-        ("zipped .keras (bytes)", f"{PUBLISHED['zipped_before']:,} -> {PUBLISHED['zipped_after']:,}",
-         f"{before['keras_zipped']:,} -> {sizes['keras_clustered_zipped']:,}"),
+        (
+            "zipped .keras (bytes)",
+            f"{PUBLISHED['zipped_before']:,} -> {PUBLISHED['zipped_after']:,}",
+            f"{before['keras_zipped']:,} -> {sizes['keras_clustered_zipped']:,}",
+        ),
         ("zipped float32 .tflite", "-", f"{before['tflite_float32_zipped']:,} -> {sizes['tflite_float32_zipped']:,}"),
         ("int8 .tflite", "-", f"{before['tflite_int8']:,} -> {sizes['tflite_int8']:,}"),
         ("int8 + LUT .tflite (what flash stores)", "-", f"{sizes.get('tflite_firmware', 0):,}"),
-        (f"flash used on {report['board']['id']} (model + TFLM)", "-",
-         f"{budget['flash_used']:,} of {budget['flash_total']:,}"),
-        (f"RAM used on {report['board']['id']} (arena + decoded LUT)", "-",
-         f"{budget['ram_used']:,} of {budget['ram_total']:,}" + ("" if budget["fits"] else "  (does not fit)")),
+        (
+            f"flash used on {report['board']['id']} (model + TFLM)",
+            "-",
+            f"{budget['flash_used']:,} of {budget['flash_total']:,}",
+        ),
+        (
+            f"RAM used on {report['board']['id']} (arena + decoded LUT)",
+            "-",
+            f"{budget['ram_used']:,} of {budget['ram_total']:,}" + ("" if budget["fits"] else "  (does not fit)"),
+        ),
         ("unique values per weight tensor (int8)", "-", f"<= {report['verify']['max_unique_found']}"),
     ]
     header = ("", "published", f"edgeclust ({args.clusters} clusters, linear)")

@@ -33,6 +33,7 @@ def build_models(names, mnist_dir: Path, seed: int):
     """name -> (int8 .tflite, int8 test inputs): trained briefly, clustered (LINEAR, no fine-tuning), converted."""
     import keras
     import numpy as np
+
     from edgeclust import data as edata
     from edgeclust import examples
     from edgeclust.pipeline.stages import ClusterOptions, cluster_model, convert_model
@@ -113,8 +114,13 @@ def tflm_budgets(tflite: bytes, board, bits: int):
     int8 = check_budget(board, model_bytes=len(tflite), op_names=ops, arena_bytes=arena)
     lut = lut_compress(tflite, weight_layouts(tflite), max_index_bits=min(bits, 7))
     lut_arena = tflm_arena_bytes(lut.model, alt_decompression_bytes=lut.decoded_bytes)
-    lut_budget = check_budget(board, model_bytes=len(lut.model), op_names=read_model(lut.model).op_names,
-                              arena_bytes=lut_arena, decoded_bytes=lut.decoded_bytes)
+    lut_budget = check_budget(
+        board,
+        model_bytes=len(lut.model),
+        op_names=read_model(lut.model).op_names,
+        arena_bytes=lut_arena,
+        decoded_bytes=lut.decoded_bytes,
+    )
     return arena, int8, lut_budget
 
 
@@ -138,30 +144,58 @@ def main() -> int:
         bits = max((p.bits for p in lowered.details.program.packed if p.table_bytes), default=8)
         tflm_arena, int8, lut = tflm_budgets(tflite, board, bits)
         ticks, verdict = qemu_ticks(backend, lowered, x, timing_board)
-        bucket_ticks, bucket_verdict = qemu_ticks(backend, lowered, x, timing_board,
-                                                  make_args=("OPT=-O2 -DEC_BUCKET_SUMS=1",))
+        bucket_ticks, bucket_verdict = qemu_ticks(
+            backend, lowered, x, timing_board, make_args=("OPT=-O2 -DEC_BUCKET_SUMS=1",)
+        )
         native_s, tflm_s = host_times(backend, lowered, tflite, x)
-        rows.append((name, lowered, cost, physical_limit(lowered), tflm_arena, int8, lut, ticks, verdict,
-                     bucket_ticks, bucket_verdict, native_s, tflm_s))
+        rows.append(
+            (
+                name,
+                lowered,
+                cost,
+                physical_limit(lowered),
+                tflm_arena,
+                int8,
+                lut,
+                ticks,
+                verdict,
+                bucket_ticks,
+                bucket_verdict,
+                native_s,
+                tflm_s,
+            )
+        )
 
-    print(f"\nflash and RAM on {board.name} ({board.flash_bytes:,} B flash, {board.ram_bytes:,} B RAM); "
-          "TFLM from edgeclust's budget table (no TFLM tree here)")
-    header = (f"{'model':<10} {'native flash':>13} {'limit':>9} {'code':>7} {'native RAM':>11} {'TFLM int8 flash':>16} "
-              f"{'TFLM int8 RAM':>14} {'TFLM LUT flash':>15} {'TFLM LUT RAM':>13}")
+    print(
+        f"\nflash and RAM on {board.name} ({board.flash_bytes:,} B flash, {board.ram_bytes:,} B RAM); "
+        "TFLM from edgeclust's budget table (no TFLM tree here)"
+    )
+    header = (
+        f"{'model':<10} {'native flash':>13} {'limit':>9} {'code':>7} {'native RAM':>11} {'TFLM int8 flash':>16} "
+        f"{'TFLM int8 RAM':>14} {'TFLM LUT flash':>15} {'TFLM LUT RAM':>13}"
+    )
     print(header)
     for name, _lowered, cost, limit, _tflm_arena, int8, lut, *_ in rows:
-        print(f"{name:<10} {cost.flash_used:>13,} {limit:>9,} {cost.flash_parts['code']:>7,} {cost.ram_used:>11,} "
-              f"{int8.flash_used:>16,} {int8.ram_used:>14,} {lut.flash_used:>15,} {lut.ram_used:>13,}")
+        print(
+            f"{name:<10} {cost.flash_used:>13,} {limit:>9,} {cost.flash_parts['code']:>7,} {cost.ram_used:>11,} "
+            f"{int8.flash_used:>16,} {int8.ram_used:>14,} {lut.flash_used:>15,} {lut.ram_used:>13,}"
+        )
     print("\narena (bytes): native plan vs its lower bound vs TFLM's measured arena")
     for name, lowered, _cost, _limit, tflm_arena, *_ in rows:
-        print(f"{name:<10} native {lowered.arena_bytes:>7,}  lower bound {lowered.arena_lower_bound:>7,}  "
-              f"TFLM {tflm_arena:>7,}  ({lowered.arena_bytes / tflm_arena:.0%} of TFLM)")
-    print(f"\ninstructions per inference on {timing_board.name} (SysTick ticks x {INSTRUCTIONS_PER_TICK}); "
-          "host seconds per image")
+        print(
+            f"{name:<10} native {lowered.arena_bytes:>7,}  lower bound {lowered.arena_lower_bound:>7,}  "
+            f"TFLM {tflm_arena:>7,}  ({lowered.arena_bytes / tflm_arena:.0%} of TFLM)"
+        )
+    print(
+        f"\ninstructions per inference on {timing_board.name} (SysTick ticks x {INSTRUCTIONS_PER_TICK}); "
+        "host seconds per image"
+    )
     for name, *_, ticks, verdict, bucket_ticks, bucket_verdict, native_s, tflm_s in rows:
-        print(f"{name:<10} native {ticks * INSTRUCTIONS_PER_TICK:>12,} (self-test {verdict})  with bucket sums "
-              f"{bucket_ticks * INSTRUCTIONS_PER_TICK:>12,} ({bucket_verdict})  host {native_s * 1e6:8.1f} us "
-              f"vs tflite_micro {tflm_s * 1e6:8.1f} us")
+        print(
+            f"{name:<10} native {ticks * INSTRUCTIONS_PER_TICK:>12,} (self-test {verdict})  with bucket sums "
+            f"{bucket_ticks * INSTRUCTIONS_PER_TICK:>12,} ({bucket_verdict})  host {native_s * 1e6:8.1f} us "
+            f"vs tflite_micro {tflm_s * 1e6:8.1f} us"
+        )
     return 0
 
 

@@ -29,6 +29,7 @@ def main() -> int:
 
     import keras
     import numpy as np
+
     from edgeclust import data as edata
     from edgeclust import examples
     from edgeclust.backends.native import NativeBackend, default_layouts
@@ -54,8 +55,11 @@ def main() -> int:
         tflm_s = time.perf_counter() - started
         same = int(np.all(ours.reshape(len(x), -1) == reference.reshape(len(x), -1), axis=1).sum())
         accuracy = float(np.mean(np.argmax(ours.reshape(len(x), -1), axis=1) == dataset.y_test))
-        print(f"{name}: {same:,}/{len(x):,} images bit-identical to tflite_micro "
-              f"(top-1 {accuracy:.4f}; native host {native_s:.1f} s, tflite_micro {tflm_s:.1f} s)", flush=True)
+        print(
+            f"{name}: {same:,}/{len(x):,} images bit-identical to tflite_micro "
+            f"(top-1 {accuracy:.4f}; native host {native_s:.1f} s, tflite_micro {tflm_s:.1f} s)",
+            flush=True,
+        )
         failures += len(x) - same
     return 0 if failures == 0 else 1
 

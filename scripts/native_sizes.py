@@ -24,8 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROFILES = {"cortex-m3": "qemu_lm3s6965evb", "cortex-m4f": "qemu_mps2_an386"}
 # static helpers -> the kernel whose code they are
-HELPERS = {"ec_conv_acc": "ec_conv", "ec_pool": "ec_max_pool", "ec_exp_quarter": "ec_softmax",
-           "ec_exp_on_negative_values": "ec_softmax", "ec_one_over_one_plus_x": "ec_softmax"}
+HELPERS = {
+    "ec_conv_acc": "ec_conv",
+    "ec_pool": "ec_max_pool",
+    "ec_exp_quarter": "ec_softmax",
+    "ec_exp_on_negative_values": "ec_softmax",
+    "ec_one_over_one_plus_x": "ec_softmax",
+}
 OUT = HERE.parent / "toolchain" / "edgeclust" / "backends" / "native" / "runtime_sizes.toml"
 
 
@@ -33,6 +38,7 @@ def models():
     import keras
     import numpy as np
     import tensorflow as tf
+
     from edgeclust.tflite._fds import captured_output
     from edgeclust.tflite.convert import to_tflite
 
@@ -60,6 +66,7 @@ def models():
 
 def measure(tflite: bytes, board):
     import numpy as np
+
     from edgeclust.backends.base import SelfTestCase
     from edgeclust.backends.native import NativeBackend, default_layouts, firmware
 
@@ -70,15 +77,27 @@ def measure(tflite: bytes, board):
     with tempfile.TemporaryDirectory() as tmp:
         elf = firmware.build(firmware.write_project(backend.render(lowered, board, [case]), Path(tmp)))
         sizes = firmware.link_sizes(elf)
-        nm = subprocess.run(["arm-none-eabi-nm", "-S", "--size-sort", str(elf)], capture_output=True, text=True,
-                            check=True).stdout
+        nm = subprocess.run(
+            ["arm-none-eabi-nm", "-S", "--size-sort", str(elf)], capture_output=True, text=True, check=True
+        ).stdout
     kernels: dict[str, int] = {}
     for line in nm.splitlines():
         parts = line.split()
         if len(parts) == 4 and parts[2] in "tT" and parts[3].startswith("ec_"):
             name = HELPERS.get(parts[3], parts[3])
-            if name.startswith(("ec_model", "ec_platform", "ec_print", "ec_exit", "ec_ticks", "ec_run", "ec_self_test",
-                                "ec_stream", "ec_multiply")):  # the shared part of the runtime: counted in base
+            if name.startswith(
+                (
+                    "ec_model",
+                    "ec_platform",
+                    "ec_print",
+                    "ec_exit",
+                    "ec_ticks",
+                    "ec_run",
+                    "ec_self_test",
+                    "ec_stream",
+                    "ec_multiply",
+                )
+            ):  # the shared part of the runtime: counted in base
                 continue
             kernels[name] = kernels.get(name, 0) + int(parts[1], 16)
     program = lowered.details.program
@@ -92,9 +111,11 @@ def main() -> int:
     from edgeclust.resources import boards_dir
 
     int8, floats = models()
-    lines = ["# Code bytes of the native runtime per CPU profile, measured by scripts/native_sizes.py with",
-             "# arm-none-eabi-gcc -O2 (nm -S per kernel; base = startup, console, main, libc, libgcc).",
-             "# price() uses it only where no cross compiler is installed; with one it links the firmware."]
+    lines = [
+        "# Code bytes of the native runtime per CPU profile, measured by scripts/native_sizes.py with",
+        "# arm-none-eabi-gcc -O2 (nm -S per kernel; base = startup, console, main, libc, libgcc).",
+        "# price() uses it only where no cross compiler is installed; with one it links the firmware.",
+    ]
     for profile, board_id in PROFILES.items():
         board = load_board(board_id, boards_dir())
         kernels, base = measure(int8, board)

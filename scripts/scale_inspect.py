@@ -79,10 +79,22 @@ def fc_chain_model(dims, quantized: bool, seed: int = 0) -> bytes:
         if quantized:
             levels = np.linspace(-120, 120, LEVELS).astype(np.int8)
             weight_scales = rng.uniform(0.001, 0.01, n_out)
-            w = add_tensor(f"dense_{i}/kernel", (n_out, n_in), fb.TensorType.INT8, levels[codes],
-                           scales=weight_scales, zero_points=[0] * n_out)
-            b = add_tensor(f"dense_{i}/bias", (n_out,), fb.TensorType.INT32, np.zeros(n_out, np.int32),
-                           scales=0.05 * weight_scales, zero_points=[0] * n_out)
+            w = add_tensor(
+                f"dense_{i}/kernel",
+                (n_out, n_in),
+                fb.TensorType.INT8,
+                levels[codes],
+                scales=weight_scales,
+                zero_points=[0] * n_out,
+            )
+            b = add_tensor(
+                f"dense_{i}/bias",
+                (n_out,),
+                fb.TensorType.INT32,
+                np.zeros(n_out, np.int32),
+                scales=0.05 * weight_scales,
+                zero_points=[0] * n_out,
+            )
         else:
             levels = np.linspace(-0.1, 0.1, LEVELS).astype(np.float32)
             w = add_tensor(f"dense_{i}/kernel", (n_out, n_in), fb.TensorType.FLOAT32, levels[codes])
@@ -131,8 +143,10 @@ def library_steps(path: Path):
     return [
         ("read + inspect_weights", lambda: inspect.inspect_weights(flatbuffer.read_model_file(path))),
         ("read + verify (per tensor, 16)", lambda: inspect.verify(flatbuffer.read_model_file(path), 16)),
-        ("read + verify (per channel, 16)",
-         lambda: inspect.verify(flatbuffer.read_model_file(path), 16, per_channel=True)),
+        (
+            "read + verify (per channel, 16)",
+            lambda: inspect.verify(flatbuffer.read_model_file(path), 16, per_channel=True),
+        ),
     ]
 
 
@@ -171,13 +185,22 @@ def rss_child(path: Path) -> None:
     for _, step in library_steps(path):
         step()
     after, maxrss_after = vm_hwm_kib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rss_before_kib": before, "rss_delta_kib": after - before,
-                      "ru_maxrss_before_kib": maxrss_before, "ru_maxrss_delta_kib": maxrss_after - maxrss_before}))
+    print(
+        json.dumps(
+            {
+                "rss_before_kib": before,
+                "rss_delta_kib": after - before,
+                "ru_maxrss_before_kib": maxrss_before,
+                "ru_maxrss_delta_kib": maxrss_after - maxrss_before,
+            }
+        )
+    )
 
 
 def measure_rss(path: Path) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--rss-child", str(path)], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(path)], capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -196,21 +219,40 @@ runpy.run_module('edgeclust', run_name='__main__', alter_sys=True)
 def measure_cli(path: Path, args: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         hwm_file = Path(tmp) / "hwm"
-        env = {**os.environ, "PYTHONPATH": str(TOOLCHAIN), "TF_CPP_MIN_LOG_LEVEL": "2",
-               "EDGECLUST_SCALE_HWM": str(hwm_file)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(TOOLCHAIN),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "EDGECLUST_SCALE_HWM": str(hwm_file),
+        }
         began = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", _CLI_LAUNCHER, args[0], str(path), *args[1:]], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", _CLI_LAUNCHER, args[0], str(path), *args[1:]],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         seconds = time.perf_counter() - began
         hwm = int(hwm_file.read_text()) if hwm_file.exists() else 0
-    return {"command": "edgeclust " + " ".join([args[0], path.name, *args[1:]]), "exit": done.returncode,
-            "seconds": seconds, "max_rss_kib": hwm, "stderr": done.stderr.strip()}
+    return {
+        "command": "edgeclust " + " ".join([args[0], path.name, *args[1:]]),
+        "exit": done.returncode,
+        "seconds": seconds,
+        "max_rss_kib": hwm,
+        "stderr": done.stderr.strip(),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS),
-                        help="layer widths, input first (default: ~20M weights)")
+    parser.add_argument(
+        "--dims",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_DIMS),
+        help="layer widths, input first (default: ~20M weights)",
+    )
     parser.add_argument("--keep", type=Path, help="write the models here (default: a temporary folder)")
     parser.add_argument("--check-interpreter", action="store_true", help="run each model once in LiteRT first")
     parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
@@ -222,8 +264,10 @@ def main() -> int:
     params = sum(a * b for a, b in zip(args.dims[:-1], args.dims[1:]))
     folder = args.keep or Path(tempfile.mkdtemp(prefix="edgeclust-scale-"))
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"model: FULLY_CONNECTED chain {' -> '.join(map(str, args.dims))}: {params:,} weights, "
-          f"{LEVELS} values per tensor")
+    print(
+        f"model: FULLY_CONNECTED chain {' -> '.join(map(str, args.dims))}: {params:,} weights, "
+        f"{LEVELS} values per tensor"
+    )
     for kind, quantized in (("float32", False), ("int8", True)):
         began = time.perf_counter()
         path = folder / f"scale_{kind}.tflite"
@@ -235,18 +279,27 @@ def main() -> int:
         print(f"  {'in-process step':<34} {'seconds':>8} {'tracemalloc peak':>17} {'peak/file':>10}  result")
         for row in measure_in_process(path):
             result = "" if row["passed"] is None else ("PASS" if row["passed"] else "FAIL")
-            print(f"  {row['step']:<34} {row['seconds']:>8.2f} {row['tracemalloc_peak'] / 2**20:>13.1f} MiB "
-                  f"{row['tracemalloc_peak'] / size:>9.2f}x  {result}")
+            print(
+                f"  {row['step']:<34} {row['seconds']:>8.2f} {row['tracemalloc_peak'] / 2**20:>13.1f} MiB "
+                f"{row['tracemalloc_peak'] / size:>9.2f}x  {result}"
+            )
         rss = measure_rss(path)
-        print(f"  fresh subprocess, all three steps: peak RSS grew {rss['rss_delta_kib'] / 1024:.1f} MiB "
-              f"({rss['rss_delta_kib'] * 1024 / size:.2f}x the file) over {rss['rss_before_kib'] / 1024:.1f} MiB "
-              f"after imports (ru_maxrss: +{rss['ru_maxrss_delta_kib'] / 1024:.1f} MiB over an inherited "
-              f"{rss['ru_maxrss_before_kib'] / 1024:.1f} MiB)")
-        for cli_args in (["inspect"], ["verify", "--max-unique", "16"],
-                         ["verify", "--max-unique", "16", "--per-channel"]):
+        print(
+            f"  fresh subprocess, all three steps: peak RSS grew {rss['rss_delta_kib'] / 1024:.1f} MiB "
+            f"({rss['rss_delta_kib'] * 1024 / size:.2f}x the file) over {rss['rss_before_kib'] / 1024:.1f} MiB "
+            f"after imports (ru_maxrss: +{rss['ru_maxrss_delta_kib'] / 1024:.1f} MiB over an inherited "
+            f"{rss['ru_maxrss_before_kib'] / 1024:.1f} MiB)"
+        )
+        for cli_args in (
+            ["inspect"],
+            ["verify", "--max-unique", "16"],
+            ["verify", "--max-unique", "16", "--per-channel"],
+        ):
             row = measure_cli(path, cli_args)
-            print(f"  CLI {row['command']:<62} exit {row['exit']}  {row['seconds']:.2f} s  "
-                  f"peak RSS {row['max_rss_kib'] / 1024:.1f} MiB{'  ' + row['stderr'] if row['stderr'] else ''}")
+            print(
+                f"  CLI {row['command']:<62} exit {row['exit']}  {row['seconds']:.2f} s  "
+                f"peak RSS {row['max_rss_kib'] / 1024:.1f} MiB{'  ' + row['stderr'] if row['stderr'] else ''}"
+            )
     if not args.keep:
         for path in folder.iterdir():
             path.unlink()

@@ -1,8 +1,9 @@
 """Helpers shared by the CLI tests: run `edgeclust` (in-process or as a subprocess) and check its failures.
 
 Tests get them as fixtures (`run_cli`, `assert_one_line_error`, `nothing_written`): with pytest's importlib
-import mode a test module cannot import this file. `run_cli` goes through `edgeclust.cli.main.main`, the console entry point, so the error mapping (one line,
-exit code, no traceback) is the one users get; `subprocess=True` runs `python -m edgeclust` for real.
+import mode a test module cannot import this file. `run_cli` goes through `edgeclust.cli.main.main`, the console
+entry point, so the error mapping (one line, exit code, no traceback) is the one users get; `subprocess=True`
+runs `python -m edgeclust` for real.
 """
 
 from __future__ import annotations
@@ -33,15 +34,22 @@ class CliResult:
         return [line for line in self.stderr.splitlines() if line.startswith(ERROR_PREFIX)]
 
 
-def run_cli(args, cwd: str | os.PathLike | None = None, *, subprocess: bool = False, debug: bool = False,
-            timeout: float = 600) -> CliResult:
+def run_cli(
+    args, cwd: str | os.PathLike | None = None, *, subprocess: bool = False, debug: bool = False, timeout: float = 600
+) -> CliResult:
     """Run `edgeclust ARGS` in `cwd`; in-process through the entry point, or as `python -m edgeclust`."""
     args = [str(a) for a in args]
     env_debug = "1" if debug else ""
     if subprocess:
         env = {**os.environ, "PYTHONPATH": str(TOOLCHAIN), "EDGECLUST_DEBUG": env_debug, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        done = sp.run([sys.executable, "-m", "edgeclust", *args], cwd=cwd, env=env, capture_output=True,
-                      text=True, timeout=timeout)
+        done = sp.run(
+            [sys.executable, "-m", "edgeclust", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         return CliResult(done.returncode, done.stdout, done.stderr)
     return _run_in_process(args, cwd, env_debug)
 
@@ -109,7 +117,6 @@ def assert_one_line_error_fixture():
 def nothing_written_fixture():
     """`with nothing_written(folder): ...` fails if anything under `folder` changed."""
     return assert_nothing_written
-
 
 
 @pytest.fixture(autouse=True)

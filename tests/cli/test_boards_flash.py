@@ -9,8 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BOARD_IDS = ["arduino_nano33_ble", "esp32s3_devkitc", "qemu_lm3s6965evb", "qemu_microbit", "qemu_mps2_an386",
-             "qemu_mps2_an500", "qemu_mps3_an547", "qemu_netduinoplus2", "rpi_pico", "stm32f746g_disco"]
+BOARD_IDS = [
+    "arduino_nano33_ble",
+    "esp32s3_devkitc",
+    "qemu_lm3s6965evb",
+    "qemu_microbit",
+    "qemu_mps2_an386",
+    "qemu_mps2_an500",
+    "qemu_mps3_an547",
+    "qemu_netduinoplus2",
+    "rpi_pico",
+    "stm32f746g_disco",
+]
 
 
 def _project(out: Path, board_id: str = "qemu_mps2_an386") -> Path:
@@ -23,9 +33,14 @@ def _project(out: Path, board_id: str = "qemu_mps2_an386") -> Path:
     model[4:8] = b"TFL3"
     spec = render.TensorSpec("x", (1, 4), "int8", 0.5, 0)
     files = render.render_files(
-        model_data=bytes(model), op_names=["FULLY_CONNECTED"], board=board.load_board(board_id, resources.boards_dir()),
-        interface=render.ModelInterface(inputs=(spec,), outputs=(spec,)), self_test=[], arena_bytes=512,
-        templates_dir=resources.templates_dir())
+        model_data=bytes(model),
+        op_names=["FULLY_CONNECTED"],
+        board=board.load_board(board_id, resources.boards_dir()),
+        interface=render.ModelInterface(inputs=(spec,), outputs=(spec,)),
+        self_test=[],
+        arena_bytes=512,
+        templates_dir=resources.templates_dir(),
+    )
     project.write_files(out, files)
     return out
 
@@ -33,15 +48,30 @@ def _project(out: Path, board_id: str = "qemu_mps2_an386") -> Path:
 @pytest.fixture
 def tools_without(tmp_path):
     """`tools_without(name)`: a PATH with make, the cross compiler and QEMU linked in, except `name`."""
+
     def path_without(missing: str) -> str:
         folder = tmp_path / f"bin-without-{missing}"
         folder.mkdir()
-        for tool in ("make", "arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-size", "arm-none-eabi-objcopy",
-                     "arm-none-eabi-ar", "qemu-system-arm", "timeout", "find", "sort", "cmp", "mkdir", "rm"):
+        for tool in (
+            "make",
+            "arm-none-eabi-gcc",
+            "arm-none-eabi-g++",
+            "arm-none-eabi-size",
+            "arm-none-eabi-objcopy",
+            "arm-none-eabi-ar",
+            "qemu-system-arm",
+            "timeout",
+            "find",
+            "sort",
+            "cmp",
+            "mkdir",
+            "rm",
+        ):
             found = shutil.which(tool)
             if tool != missing and found:
                 (folder / tool).symlink_to(found)
         return str(folder)
+
     return path_without
 
 
@@ -69,8 +99,9 @@ def test_flash_smoke_runs_under_qemu_and_exits_0(run_cli, tmp_path):
     assert "smoke: PASS" in result.stdout and "exited with status 0" in result.stdout
 
 
-def test_unknown_board_lists_the_known_ones_and_writes_nothing(run_cli, assert_one_line_error, nothing_written,
-                                                                tmp_path):
+def test_unknown_board_lists_the_known_ones_and_writes_nothing(
+    run_cli, assert_one_line_error, nothing_written, tmp_path
+):
     _project(tmp_path / "p")
     with nothing_written(tmp_path):
         result = run_cli(["flash", "p", "--board", "esp8266", "--smoke"], cwd=tmp_path)
@@ -96,13 +127,17 @@ def test_a_broken_board_json_names_the_field(run_cli, assert_one_line_error, not
     assert_one_line_error(result, 2, "board.json", "'flash_bytes' must be an integer")
 
 
-@pytest.mark.parametrize("missing, fragments", [
-    ("arm-none-eabi-gcc", ["arm-none-eabi-gcc is not installed", "apt-get install gcc-arm-none-eabi"]),
-    ("qemu-system-arm", ["qemu-system-arm is not installed", "apt-get install qemu-system-arm"]),
-    ("make", ["make is not installed", "apt-get install make"]),
-])
-def test_a_missing_tool_is_named_with_what_to_install(run_cli, assert_one_line_error, nothing_written, tools_without,
-                                                       monkeypatch, tmp_path, missing, fragments):
+@pytest.mark.parametrize(
+    "missing, fragments",
+    [
+        ("arm-none-eabi-gcc", ["arm-none-eabi-gcc is not installed", "apt-get install gcc-arm-none-eabi"]),
+        ("qemu-system-arm", ["qemu-system-arm is not installed", "apt-get install qemu-system-arm"]),
+        ("make", ["make is not installed", "apt-get install make"]),
+    ],
+)
+def test_a_missing_tool_is_named_with_what_to_install(
+    run_cli, assert_one_line_error, nothing_written, tools_without, monkeypatch, tmp_path, missing, fragments
+):
     _project(tmp_path / "p")
     monkeypatch.setenv("PATH", tools_without(missing))
     with nothing_written(tmp_path / "p"):
@@ -110,8 +145,9 @@ def test_a_missing_tool_is_named_with_what_to_install(run_cli, assert_one_line_e
     assert_one_line_error(result, 1, *fragments)
 
 
-def test_a_tflm_build_without_tflm_root_says_how_to_set_it(run_cli, assert_one_line_error, nothing_written,
-                                                           monkeypatch, tmp_path):
+def test_a_tflm_build_without_tflm_root_says_how_to_set_it(
+    run_cli, assert_one_line_error, nothing_written, monkeypatch, tmp_path
+):
     _project(tmp_path / "p")
     monkeypatch.delenv("TFLM_ROOT", raising=False)
     with nothing_written(tmp_path / "p"):
@@ -132,8 +168,11 @@ def test_a_hanging_firmware_is_stopped_after_the_timeout(run_cli, assert_one_lin
 def test_the_firmware_status_becomes_the_exit_code(run_cli, assert_one_line_error, tmp_path):
     _project(tmp_path / "p")
     cc = tmp_path / "p" / "smoke_test.cc"
-    cc.write_text(cc.read_text().replace("constexpr unsigned int kExpectedSize = 3000u;",
-                                         "constexpr unsigned int kExpectedSize = 3001u;"))
+    cc.write_text(
+        cc.read_text().replace(
+            "constexpr unsigned int kExpectedSize = 3000u;", "constexpr unsigned int kExpectedSize = 3001u;"
+        )
+    )
     result = run_cli(["flash", "p", "--smoke"], cwd=tmp_path)
     line = assert_one_line_error(result, 1, "exited with status 1", "smoke check FAIL")
     assert "smoke: FAIL" in result.stdout, line

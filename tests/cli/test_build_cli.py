@@ -35,8 +35,25 @@ def assert_one_line_error(result, code: int, *fragments: str) -> None:
 
 def test_build_prints_the_summary_and_writes_the_project(edgeclust, digits_inputs, tmp_path):
     model, data = digits_inputs
-    result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", data, "--clusters", "8",
-                       "--epochs", "1", "--lr", "1e-4", "--parity-samples", "30", "--out", "out", cwd=tmp_path)
+    result = edgeclust(
+        "build",
+        model,
+        "--board",
+        "qemu_mps2_an386",
+        "--data",
+        data,
+        "--clusters",
+        "8",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-4",
+        "--parity-samples",
+        "30",
+        "--out",
+        "out",
+        cwd=tmp_path,
+    )
     assert result.exit_code == 0, result.stderr
     assert "[1/" in result.stderr and "Generate firmware project" in result.stderr  # progress per stage
     assert "Accuracy on 30 test examples" in result.stdout
@@ -57,8 +74,9 @@ def test_unknown_board_lists_the_known_ones_and_writes_nothing(edgeclust, digits
 
 def test_missing_model_is_a_usage_error(edgeclust, digits_inputs, tmp_path):
     _, data = digits_inputs
-    result = edgeclust("build", tmp_path / "missing.keras", "--board", "qemu_mps2_an386", "--data", data,
-                       "--out", "out", cwd=tmp_path)
+    result = edgeclust(
+        "build", tmp_path / "missing.keras", "--board", "qemu_mps2_an386", "--data", data, "--out", "out", cwd=tmp_path
+    )
     assert_one_line_error(result, 2, "missing.keras")
     assert list(tmp_path.iterdir()) == []
 
@@ -74,8 +92,9 @@ def test_existing_out_is_refused(edgeclust, digits_inputs, tmp_path):
 
 def test_clusters_below_two_is_refused(edgeclust, digits_inputs, tmp_path):
     model, data = digits_inputs
-    result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", data, "--clusters", "1",
-                       "--out", "out", cwd=tmp_path)
+    result = edgeclust(
+        "build", model, "--board", "qemu_mps2_an386", "--data", data, "--clusters", "1", "--out", "out", cwd=tmp_path
+    )
     assert_one_line_error(result, 2, "clusters")
     assert list(tmp_path.iterdir()) == []
 
@@ -85,8 +104,9 @@ def test_data_for_another_model_is_refused(edgeclust, digits_inputs, tmp_path, m
 
     model, _ = digits_inputs
     edata.save_npz(tmp_path / "mnist.npz", mnist_small.subset(train=20, test=5))
-    result = edgeclust("build", model, "--board", "qemu_mps2_an386", "--data", "mnist.npz", "--out", "out",
-                       cwd=tmp_path)
+    result = edgeclust(
+        "build", model, "--board", "qemu_mps2_an386", "--data", "mnist.npz", "--out", "out", cwd=tmp_path
+    )
     assert_one_line_error(result, 2, "shape")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist.npz"]
 
@@ -94,9 +114,26 @@ def test_data_for_another_model_is_refused(edgeclust, digits_inputs, tmp_path, m
 def test_ctrl_c_in_the_middle_of_a_build_leaves_nothing(digits_inputs, tmp_path):
     model, data = digits_inputs
     process = subprocess.Popen(
-        [sys.executable, "-m", "edgeclust", "build", str(model), "--board", "qemu_mps2_an386", "--data", str(data),
-         "--epochs", "3", "--out", "out"],
-        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "edgeclust",
+            "build",
+            str(model),
+            "--board",
+            "qemu_mps2_an386",
+            "--data",
+            str(data),
+            "--epochs",
+            "3",
+            "--out",
+            "out",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # a job started in the background by a non-interactive shell (as CI runners do) inherits SIGINT
         # ignored; a terminal's Ctrl-C reaches a process with the default handler, so restore it
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),

@@ -23,10 +23,18 @@ def _disco_project(out: Path) -> Path:
     model = bytearray(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     model[4:8] = b"TFL3"
     spec = render.TensorSpec("x", (1, 4), "int8", 0.5, 0)
-    project.write_files(out, render.render_files(
-        model_data=bytes(model), op_names=["FULLY_CONNECTED"],
-        board=board.load_board("stm32f746g_disco", resources.boards_dir()),
-        interface=render.ModelInterface(inputs=(spec,), outputs=(spec,)), self_test=[], arena_bytes=512, templates_dir=resources.templates_dir()))
+    project.write_files(
+        out,
+        render.render_files(
+            model_data=bytes(model),
+            op_names=["FULLY_CONNECTED"],
+            board=board.load_board("stm32f746g_disco", resources.boards_dir()),
+            interface=render.ModelInterface(inputs=(spec,), outputs=(spec,)),
+            self_test=[],
+            arena_bytes=512,
+            templates_dir=resources.templates_dir(),
+        ),
+    )
     path = out / "board.json"
     data = json.loads(path.read_text())
     data["board"].update(flash_tool="touch", flash_command="touch {project}/flashed")
@@ -48,6 +56,7 @@ def console_pty():
                 time.sleep(0.05)
             for line in lines:
                 os.write(master, line.encode() + b"\r\n")
+
         threads.append(threading.Thread(target=write, daemon=True))
         threads[-1].start()
 
@@ -61,8 +70,13 @@ def console_pty():
 def test_flash_shows_the_boards_lines_and_exits_0_on_pass(run_cli, tmp_path, console_pty):
     port, replay = console_pty
     _disco_project(tmp_path / "p")
-    replay(tmp_path / "p", ["smoke: size=3000 identifier=TFL3 address=0x08002a00 aligned16=yes crc32=0x26a4cf00",
-            "smoke: PASS (expected size=3000 crc32=0x26a4cf00)"])
+    replay(
+        tmp_path / "p",
+        [
+            "smoke: size=3000 identifier=TFL3 address=0x08002a00 aligned16=yes crc32=0x26a4cf00",
+            "smoke: PASS (expected size=3000 crc32=0x26a4cf00)",
+        ],
+    )
     result = run_cli(["flash", "p", "--smoke", "--port", port, "--timeout", "20"], cwd=tmp_path)
     assert result.exit_code == 0, result.stderr
     assert "smoke: PASS" in result.stdout and f"reading the board's console ({port}, 115200 baud" in result.stdout
@@ -72,8 +86,13 @@ def test_flash_shows_the_boards_lines_and_exits_0_on_pass(run_cli, tmp_path, con
 def test_flash_exits_1_when_the_board_reports_fail(run_cli, assert_one_line_error, tmp_path, console_pty):
     port, replay = console_pty
     _disco_project(tmp_path / "p")
-    replay(tmp_path / "p", ["smoke: size=3000 identifier=TFL4 address=0x08002a00 aligned16=yes crc32=0x11111111",
-            "smoke: FAIL (expected size=3000 crc32=0x26a4cf00)"])
+    replay(
+        tmp_path / "p",
+        [
+            "smoke: size=3000 identifier=TFL4 address=0x08002a00 aligned16=yes crc32=0x11111111",
+            "smoke: FAIL (expected size=3000 crc32=0x26a4cf00)",
+        ],
+    )
     result = run_cli(["flash", "p", "--smoke", "--port", port, "--timeout", "20"], cwd=tmp_path)
     assert_one_line_error(result, 1, "exited with status 1", "smoke check FAIL")
     assert "smoke: FAIL" in result.stdout
@@ -94,10 +113,18 @@ def test_flash_runs_a_uart_console_board_under_qemu_and_stops_at_its_exit_line(r
     model = bytearray(np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes())
     model[4:8] = b"TFL3"
     spec = render.TensorSpec("x", (1, 4), "int8", 0.5, 0)
-    project.write_files(tmp_path / "p", render.render_files(
-        model_data=bytes(model), op_names=["FULLY_CONNECTED"],
-        board=board.load_board("qemu_netduinoplus2", resources.boards_dir()),
-        interface=render.ModelInterface(inputs=(spec,), outputs=(spec,)), self_test=[], arena_bytes=512, templates_dir=resources.templates_dir()))
+    project.write_files(
+        tmp_path / "p",
+        render.render_files(
+            model_data=bytes(model),
+            op_names=["FULLY_CONNECTED"],
+            board=board.load_board("qemu_netduinoplus2", resources.boards_dir()),
+            interface=render.ModelInterface(inputs=(spec,), outputs=(spec,)),
+            self_test=[],
+            arena_bytes=512,
+            templates_dir=resources.templates_dir(),
+        ),
+    )
     result = run_cli(["flash", "p", "--smoke", "--timeout", "30"], cwd=tmp_path)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 
-
 def tiny_keras_model(seed: int = 0):
     """Conv2D, DepthwiseConv2D, Dense on 8x8x1 inputs: a real model small enough to convert in a second."""
     import keras
@@ -49,6 +48,7 @@ def rebuild_tflite(data: bytes, edit) -> bytes:
     builder = flatbuffers.Builder(len(data) + 1024)
     builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
 
 # ---------------------------------------------------------------------------------------------- inputs
 
@@ -118,16 +118,24 @@ TFLITE_CASES = {
     "hdf5": ("model.tflite", lambda m: b"\x89HDF\r\n\x1a\n" + bytes(100), ["HDF5"]),
     "wrong identifier": ("ident.tflite", lambda m: m[:4] + b"TFL2" + m[8:], ["file identifier is b'TFL2'"]),
     "wrong schema version": ("v2.tflite", lambda m: rebuild_tflite(m, _set_version), ["schema version 2"]),
-    "buffer index out of range": ("b.tflite", lambda m: rebuild_tflite(m, _buffer_out_of_range),
-                                  ["uses buffer 999"]),
-    "tensor index out of range": ("t.tflite", lambda m: rebuild_tflite(m, _tensor_out_of_range),
-                                  ["refers to tensor 999"]),
+    "buffer index out of range": ("b.tflite", lambda m: rebuild_tflite(m, _buffer_out_of_range), ["uses buffer 999"]),
+    "tensor index out of range": (
+        "t.tflite",
+        lambda m: rebuild_tflite(m, _tensor_out_of_range),
+        ["refers to tensor 999"],
+    ),
     "opcode out of range": ("o.tflite", lambda m: rebuild_tflite(m, _opcode_out_of_range), ["opcode 77"]),
     "no subgraph": ("s.tflite", lambda m: rebuild_tflite(m, _no_subgraph), ["no subgraph"]),
-    "buffer offset past the end": ("x.tflite", lambda m: rebuild_tflite(m, _external_buffer_past_end),
-                                   ["past the end of the"]),
-    "buffer smaller than its shape": ("s.tflite", lambda m: rebuild_tflite(m, _shape_larger_than_buffer),
-                                      ["holds 10,240 bytes but shape [10, 9999]"]),
+    "buffer offset past the end": (
+        "x.tflite",
+        lambda m: rebuild_tflite(m, _external_buffer_past_end),
+        ["past the end of the"],
+    ),
+    "buffer smaller than its shape": (
+        "s.tflite",
+        lambda m: rebuild_tflite(m, _shape_larger_than_buffer),
+        ["holds 10,240 bytes but shape [10, 9999]"],
+    ),
     "vector length past the file": ("l.tflite", _buffers_length_past_the_file, ["buffers claims"]),
 }
 
@@ -199,8 +207,9 @@ def test_non_finite_weights_name_the_tensor(
     (tmp_path / "broken.tflite").write_bytes(data)
     with nothing_written(tmp_path):
         result = run_cli(COMMANDS[command][:1] + ["broken.tflite"] + COMMANDS[command][1:], cwd=tmp_path)
-        line = assert_one_line_error(result, 2, "broken.tflite", repr(weight_name), "FULLY_CONNECTED",
-                                     "holds 1 NaN or Inf values of 2,560")
+        line = assert_one_line_error(
+            result, 2, "broken.tflite", repr(weight_name), "FULLY_CONNECTED", "holds 1 NaN or Inf values of 2,560"
+        )
         assert "retrain or repair" in line
 
 
@@ -265,8 +274,12 @@ def keras_files(tmp_path_factory):
 def npz_files(tmp_path_factory, digits):
     """DATA.npz variants: good, and each way one can be wrong."""
     folder = tmp_path_factory.mktemp("npz_files")
-    good = {"x_train": digits.x_train[:40], "y_train": digits.y_train[:40],
-            "x_test": digits.x_test[:20], "y_test": digits.y_test[:20]}
+    good = {
+        "x_train": digits.x_train[:40],
+        "y_train": digits.y_train[:40],
+        "x_test": digits.x_test[:20],
+        "y_test": digits.y_test[:20],
+    }
     variants = {
         "good": {},
         "missing": {"drop": "y_test"},
@@ -398,8 +411,9 @@ def test_convert_refuses_data_that_does_not_fit_the_model(
     tmp_path, keras_files, npz_files, npz, run_cli, assert_one_line_error, nothing_written
 ):
     with nothing_written(tmp_path):
-        result = run_cli(["convert", keras_files / "tiny.keras", "--data", npz_files / npz, "-o", "m.tflite"],
-                         cwd=tmp_path)
+        result = run_cli(
+            ["convert", keras_files / "tiny.keras", "--data", npz_files / npz, "-o", "m.tflite"], cwd=tmp_path
+        )
         assert_one_line_error(result, 2, *DATA_MODEL_CASES[npz])
 
 
@@ -411,9 +425,7 @@ def test_convert_refuses_data_that_does_not_fit_the_model(
         (["--quantize", "float32", "-o", "folder.tflite"], ["folder.tflite", "is a folder"]),
     ],
 )
-def test_convert_usage_errors(
-    tmp_path, keras_files, args, fragments, run_cli, assert_one_line_error, nothing_written
-):
+def test_convert_usage_errors(tmp_path, keras_files, args, fragments, run_cli, assert_one_line_error, nothing_written):
     (tmp_path / "folder.tflite").mkdir()
     with nothing_written(tmp_path):
         if "-o" not in args:
@@ -423,8 +435,9 @@ def test_convert_usage_errors(
 
 
 def test_convert_missing_model_in_a_subprocess(tmp_path, run_cli, assert_one_line_error):
-    result = run_cli(["convert", "nope.keras", "--quantize", "float32", "-o", "m.tflite"], cwd=tmp_path,
-                     subprocess=True)
+    result = run_cli(
+        ["convert", "nope.keras", "--quantize", "float32", "-o", "m.tflite"], cwd=tmp_path, subprocess=True
+    )
     assert_one_line_error(result, 2, "nope.keras", "no such file")
     assert list(tmp_path.iterdir()) == []
 
@@ -432,8 +445,7 @@ def test_convert_missing_model_in_a_subprocess(tmp_path, run_cli, assert_one_lin
 @pytest.mark.parametrize("name", ["tiny.keras", "tiny.h5"])
 def test_convert_accepts_keras_and_keras3_h5(tmp_path, keras_files, npz_files, name, run_cli):
     """A Keras 3 .h5 loads with keras.models.load_model(compile=False), so it converts like a .keras."""
-    result = run_cli(["convert", keras_files / name, "--data", npz_files / "good.npz", "-o", "m.tflite"],
-                     cwd=tmp_path)
+    result = run_cli(["convert", keras_files / name, "--data", npz_files / "good.npz", "-o", "m.tflite"], cwd=tmp_path)
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "m.tflite").read_bytes()[4:8] == b"TFL3"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]  # no temporary left beside it

@@ -74,9 +74,15 @@ def make_project(tiny_model, boards_dir, templates_dir):
     from edgeclust.codegen import board, project
 
     def make(board_id: str, out_dir, force: bool = False, **overrides):
-        kwargs = dict(model_data=tiny_model.tflite, op_names=tiny_model.op_names,
-                      board=board.load_board(board_id, boards_dir), interface=tiny_model.interface,
-                      self_test=tiny_model.cases, arena_bytes=tiny_model.arena, templates_dir=templates_dir)
+        kwargs = dict(
+            model_data=tiny_model.tflite,
+            op_names=tiny_model.op_names,
+            board=board.load_board(board_id, boards_dir),
+            interface=tiny_model.interface,
+            self_test=tiny_model.cases,
+            arena_bytes=tiny_model.arena,
+            templates_dir=templates_dir,
+        )
         kwargs.update(overrides)
         return project.write_files(out_dir, render.render_files(**kwargs), force=force)
 
@@ -96,8 +102,10 @@ def tflm_root() -> Path:
     """A TFLM source tree from $TFLM_ROOT; without it the full-firmware tests are skipped, saying how to run them."""
     root = os.environ.get("TFLM_ROOT", "")
     if not root:
-        pytest.skip("TFLM_ROOT is not set: build a TFLM tree as DEVELOPERS.md says ('TensorFlow Lite Micro "
-                    "tree'), then run `TFLM_ROOT=/path/to/tree pytest -m tflm_tree`")
+        pytest.skip(
+            "TFLM_ROOT is not set: build a TFLM tree as DEVELOPERS.md says ('TensorFlow Lite Micro "
+            "tree'), then run `TFLM_ROOT=/path/to/tree pytest -m tflm_tree`"
+        )
     path = Path(root)
     if not (path / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file():
         pytest.fail(f"TFLM_ROOT={root} is not a TFLM tree (no tensorflow/lite/micro/micro_interpreter.h)")

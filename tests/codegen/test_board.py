@@ -10,16 +10,31 @@ import pytest
 from edgeclust.codegen.board import BUILD_SYSTEMS, CONSOLES, BoardSpec, list_boards, load_board
 from edgeclust.errors import BoardError
 
-REQUIRED_BOARDS = {"qemu_mps2_an386", "qemu_lm3s6965evb", "arduino_nano33_ble", "stm32f746g_disco", "rpi_pico",
-                   "esp32s3_devkitc", "qemu_microbit", "qemu_mps2_an500", "qemu_mps3_an547", "qemu_netduinoplus2"}
+REQUIRED_BOARDS = {
+    "qemu_mps2_an386",
+    "qemu_lm3s6965evb",
+    "arduino_nano33_ble",
+    "stm32f746g_disco",
+    "rpi_pico",
+    "esp32s3_devkitc",
+    "qemu_microbit",
+    "qemu_mps2_an500",
+    "qemu_mps3_an547",
+    "qemu_netduinoplus2",
+}
 
 
 def test_the_shipped_boards_load_with_their_real_parts_and_sizes(boards_dir):
     assert set(list_boards(boards_dir)) >= REQUIRED_BOARDS
     boards = {b: load_board(b, boards_dir) for b in list_boards(boards_dir)}
     lm3s = boards["qemu_lm3s6965evb"]
-    assert (lm3s.mcu, lm3s.cpu, lm3s.fpu, lm3s.flash_bytes, lm3s.ram_bytes) == ("LM3S6965", "cortex-m3", "none",
-                                                                                   256 * 1024, 64 * 1024)
+    assert (lm3s.mcu, lm3s.cpu, lm3s.fpu, lm3s.flash_bytes, lm3s.ram_bytes) == (
+        "LM3S6965",
+        "cortex-m3",
+        "none",
+        256 * 1024,
+        64 * 1024,
+    )
     assert lm3s.qemu_machine == "lm3s6965evb" and lm3s.is_qemu and not lm3s.hard_float
     an386 = boards["qemu_mps2_an386"]
     assert an386.cpu == "cortex-m4" and an386.hard_float and an386.qemu_machine == "mps2-an386"
@@ -40,8 +55,12 @@ def test_the_shipped_boards_load_with_their_real_parts_and_sizes(boards_dir):
 def test_every_cpu_family_has_a_qemu_board_with_the_parts_real_memory(boards_dir):
     boards = {b: load_board(b, boards_dir) for b in list_boards(boards_dir)}
     microbit = boards["qemu_microbit"]
-    assert (microbit.mcu, microbit.cpu, microbit.fpu, microbit.qemu_machine) == ("nRF51822", "cortex-m0", "none",
-                                                                                  "microbit")
+    assert (microbit.mcu, microbit.cpu, microbit.fpu, microbit.qemu_machine) == (
+        "nRF51822",
+        "cortex-m0",
+        "none",
+        "microbit",
+    )
     assert (microbit.flash_bytes, microbit.ram_bytes, microbit.runtime_profile) == (256 * 1024, 16 * 1024, "cortex-m0")
     assert "-mcpu=cortex-m0" in microbit.cflags and not microbit.hard_float
     an500 = boards["qemu_mps2_an500"]
@@ -92,26 +111,48 @@ def _copy_board(tmp_path, boards_dir, edit):
     return folder
 
 
-@pytest.mark.parametrize("edit, fragments", [
-    (lambda s: s.replace('mcu = "LM3S6965"\n', ""), ["missing field 'mcu'"]),
-    (lambda s: s.replace("flash_bytes = 262144", 'flash_bytes = "256K"'), ["'flash_bytes' must be an integer", "'256K'"]),
-    (lambda s: s.replace("ram_bytes = 65536", "ram_bytes = 0"), ["'ram_bytes' must be > 0"]),
-    (lambda s: s.replace('build_system = "make"', 'build_system = "scons"'), ["'build_system' must be one of", "scons"]),
-    (lambda s: s.replace('cflags = ["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"]', 'cflags = "-mcpu=cortex-m3"'),
-     ["'cflags' must be a list of strings"]),
-    (lambda s: s + "ram_size = 1\n", ["unknown field 'ram_size'"]),
-    (lambda s: s.replace("stack_bytes = 4096", "stack_bytes = 70000"), ["leave no RAM"]),
-    (lambda s: s + "name = [\n", ["not valid TOML"]),
-    (lambda s: s.replace('console = "semihosting"', 'console = "uart"'), ["'console' must be one of", "uart-stm32f4"]),
-    (lambda s: s.replace('runtime_profile = "cortex-m3"', 'runtime_profile = "cortex-a53"'),
-     ["'runtime_profile' must be one of", "cortex-m0", "cortex-m55"]),
-    (lambda s: s.replace('console = "semihosting"', 'console = "sdk-stdio"'),
-     ["console 'sdk-stdio' cannot be used with build_system 'make'", "cmake-pico-sdk"]),
-    (lambda s: s.replace('qemu_machine = "lm3s6965evb"\n', ""), ["'semihosting' needs a debugger", "uart-stm32f4"]),
-    (lambda s: s.replace('qemu_machine = "lm3s6965evb"\n', "").replace('"semihosting"', '"uart-stm32f4"'),
-     ["needs field 'serial_port'", "/dev/ttyACM*"]),
-    (lambda s: s + "serial_baud = 0\n", ["'serial_baud' must be > 0"]),
-])
+@pytest.mark.parametrize(
+    "edit, fragments",
+    [
+        (lambda s: s.replace('mcu = "LM3S6965"\n', ""), ["missing field 'mcu'"]),
+        (
+            lambda s: s.replace("flash_bytes = 262144", 'flash_bytes = "256K"'),
+            ["'flash_bytes' must be an integer", "'256K'"],
+        ),
+        (lambda s: s.replace("ram_bytes = 65536", "ram_bytes = 0"), ["'ram_bytes' must be > 0"]),
+        (
+            lambda s: s.replace('build_system = "make"', 'build_system = "scons"'),
+            ["'build_system' must be one of", "scons"],
+        ),
+        (
+            lambda s: s.replace(
+                'cflags = ["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"]', 'cflags = "-mcpu=cortex-m3"'
+            ),
+            ["'cflags' must be a list of strings"],
+        ),
+        (lambda s: s + "ram_size = 1\n", ["unknown field 'ram_size'"]),
+        (lambda s: s.replace("stack_bytes = 4096", "stack_bytes = 70000"), ["leave no RAM"]),
+        (lambda s: s + "name = [\n", ["not valid TOML"]),
+        (
+            lambda s: s.replace('console = "semihosting"', 'console = "uart"'),
+            ["'console' must be one of", "uart-stm32f4"],
+        ),
+        (
+            lambda s: s.replace('runtime_profile = "cortex-m3"', 'runtime_profile = "cortex-a53"'),
+            ["'runtime_profile' must be one of", "cortex-m0", "cortex-m55"],
+        ),
+        (
+            lambda s: s.replace('console = "semihosting"', 'console = "sdk-stdio"'),
+            ["console 'sdk-stdio' cannot be used with build_system 'make'", "cmake-pico-sdk"],
+        ),
+        (lambda s: s.replace('qemu_machine = "lm3s6965evb"\n', ""), ["'semihosting' needs a debugger", "uart-stm32f4"]),
+        (
+            lambda s: s.replace('qemu_machine = "lm3s6965evb"\n', "").replace('"semihosting"', '"uart-stm32f4"'),
+            ["needs field 'serial_port'", "/dev/ttyACM*"],
+        ),
+        (lambda s: s + "serial_baud = 0\n", ["'serial_baud' must be > 0"]),
+    ],
+)
 def test_a_bad_board_file_names_the_file_and_the_field(tmp_path, boards_dir, edit, fragments):
     folder = _copy_board(tmp_path, boards_dir, edit)
     with pytest.raises(BoardError) as info:

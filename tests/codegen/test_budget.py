@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from edgeclust.codegen import board as board_mod
 from edgeclust.backends.tflm import price as budget_mod
 from edgeclust.backends.tflm import resolver
+from edgeclust.codegen import board as board_mod
 from edgeclust.errors import BudgetError, CodegenError
 
 TABLE = """
@@ -38,8 +38,13 @@ def lm3s(boards_dir):
 
 
 def test_the_numbers_add_up(lm3s, table):
-    b = budget_mod.check_budget(lm3s, model_bytes=100_000, op_names=["CONV_2D", "FULLY_CONNECTED", "SOFTMAX"],
-                                arena_bytes=10_000, sizes_file=table)
+    b = budget_mod.check_budget(
+        lm3s,
+        model_bytes=100_000,
+        op_names=["CONV_2D", "FULLY_CONNECTED", "SOFTMAX"],
+        arena_bytes=10_000,
+        sizes_file=table,
+    )
     assert b.runtime_parts == {"core": 50_000, "conv": 7_000, "fully_connected": 3_000, "softmax": 2_000}
     assert b.runtime == 62_000 and b.model == 100_000
     assert b.flash_used == 162_000 and b.flash_total == 262_144 and b.flash_fits
@@ -47,14 +52,22 @@ def test_the_numbers_add_up(lm3s, table):
     assert (b.stack, b.heap, b.runtime_ram, b.decoded) == (4096, 2048, 1000, 0)
     assert b.ram_used == 12_512 + 4096 + 2048 + 1000 and b.ram_total == 65_536 and b.ram_fits and b.fits
     line = budget_mod.budget_line(b)
-    assert line.startswith("qemu_lm3s6965evb: flash 162,000 of 262,144 bytes (62%: model 100,000 + TFLM runtime 62,000)")
+    assert line.startswith(
+        "qemu_lm3s6965evb: flash 162,000 of 262,144 bytes (62%: model 100,000 + TFLM runtime 62,000)"
+    )
     assert "RAM 19,656 of 65,536 bytes" in line and line.endswith(": fits")
     budget_mod.raise_over_budget(b)  # fits: no error
 
 
 def test_lut_models_pay_for_decode_and_the_decoded_weights(lm3s, table):
-    b = budget_mod.check_budget(lm3s, model_bytes=50_000, op_names=["CONV_2D", "TFLM_DECODE"], arena_bytes=4_000,
-                                decoded_bytes=20_000, sizes_file=table)
+    b = budget_mod.check_budget(
+        lm3s,
+        model_bytes=50_000,
+        op_names=["CONV_2D", "TFLM_DECODE"],
+        arena_bytes=4_000,
+        decoded_bytes=20_000,
+        sizes_file=table,
+    )
     assert b.runtime_parts["decode"] == 9_000 and b.decoded == 20_000
     assert b.ram_used == 5_008 + 20_000 + 4096 + 2048 + 1000
     assert "decoded weights 20,000" in budget_mod.budget_line(b)
@@ -66,16 +79,24 @@ def test_a_family_missing_from_the_table_is_priced_at_its_largest_entry(lm3s, ta
 
 
 def test_over_budget_is_one_line_with_the_numbers_and_the_options(lm3s, table):
-    b = budget_mod.check_budget(lm3s, model_bytes=1_200_000, op_names=["CONV_2D"], arena_bytes=70_000,
-                                sizes_file=table)
+    b = budget_mod.check_budget(lm3s, model_bytes=1_200_000, op_names=["CONV_2D"], arena_bytes=70_000, sizes_file=table)
     assert not b.fits and not b.flash_fits and not b.ram_fits
     with pytest.raises(BudgetError) as info:
         budget_mod.raise_over_budget(b)
     message = str(info.value)
     assert "\n" not in message and info.value.exit_code == 1
-    for fragment in ("does not fit qemu_lm3s6965evb", "flash 1,257,000 of 262,144 bytes", "994,856 bytes too many",
-                     "RAM", "65,536", "fewer clusters", "--compress lut", "another board", "edgeclust boards",
-                     "--allow-over-budget"):
+    for fragment in (
+        "does not fit qemu_lm3s6965evb",
+        "flash 1,257,000 of 262,144 bytes",
+        "994,856 bytes too many",
+        "RAM",
+        "65,536",
+        "fewer clusters",
+        "--compress lut",
+        "another board",
+        "edgeclust boards",
+        "--allow-over-budget",
+    ):
         assert fragment in message, fragment
 
 
@@ -104,16 +125,21 @@ def test_the_mnist_cnn_is_refused_on_the_lm3s6965_and_fits_the_mps2(boards_dir):
     from edgeclust.tflite import flatbuffer
     from edgeclust.tflite.convert import to_tflite
 
-    model = to_tflite(examples.mnist_cnn(seed=0), quantize="int8",
-                      representative_data=np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32),
-                      num_calibration=8)
+    model = to_tflite(
+        examples.mnist_cnn(seed=0),
+        quantize="int8",
+        representative_data=np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32),
+        num_calibration=8,
+    )
     ops = flatbuffer.read_model(model).op_names
-    small = budget_mod.check_budget(board_mod.load_board("qemu_lm3s6965evb", boards_dir), model_bytes=len(model),
-                                    op_names=ops, arena_bytes=40_000)
+    small = budget_mod.check_budget(
+        board_mod.load_board("qemu_lm3s6965evb", boards_dir), model_bytes=len(model), op_names=ops, arena_bytes=40_000
+    )
     with pytest.raises(BudgetError, match=r"flash [\d,]+ of 262,144 bytes"):
         budget_mod.raise_over_budget(small)
-    big = budget_mod.check_budget(board_mod.load_board("qemu_mps2_an386", boards_dir), model_bytes=len(model),
-                                  op_names=ops, arena_bytes=40_000)
+    big = budget_mod.check_budget(
+        board_mod.load_board("qemu_mps2_an386", boards_dir), model_bytes=len(model), op_names=ops, arena_bytes=40_000
+    )
     assert big.fits and big.flash_used == len(model) + big.runtime
 
 
@@ -129,8 +155,12 @@ def test_profiles_without_a_measurement_are_priced_from_a_measured_one_and_say_s
     b = budget_mod.check_budget(an500, model_bytes=1000, op_names=["FULLY_CONNECTED"], arena_bytes=1000)
     assert not b.runtime_measured and "TFLM runtime" in budget_mod.budget_line(b)
     assert "estimated for cortex-m7" in budget_mod.budget_line(b)
-    an386 = budget_mod.check_budget(board_mod.load_board("qemu_mps2_an386", boards_dir), model_bytes=1000,
-                                    op_names=["FULLY_CONNECTED"], arena_bytes=1000)
+    an386 = budget_mod.check_budget(
+        board_mod.load_board("qemu_mps2_an386", boards_dir),
+        model_bytes=1000,
+        op_names=["FULLY_CONNECTED"],
+        arena_bytes=1000,
+    )
     assert an386.runtime_measured and "estimated" not in budget_mod.budget_line(an386)
 
 
@@ -147,14 +177,22 @@ def test_on_the_microbit_the_digits_model_fits_and_the_mnist_cnn_is_refused_for_
     from edgeclust.tflite.convert import to_tflite
 
     microbit = board_mod.load_board("qemu_microbit", boards_dir)
-    digits = budget_mod.check_budget(microbit, model_bytes=len(tiny_model.tflite), op_names=tiny_model.op_names,
-                                     arena_bytes=tiny_model.arena)
+    digits = budget_mod.check_budget(
+        microbit, model_bytes=len(tiny_model.tflite), op_names=tiny_model.op_names, arena_bytes=tiny_model.arena
+    )
     assert digits.fits and digits.ram_used <= 16 * 1024
-    mnist = to_tflite(examples.mnist_cnn(seed=0), quantize="int8",
-                      representative_data=np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32),
-                      num_calibration=8)
-    b = budget_mod.check_budget(microbit, model_bytes=len(mnist), op_names=flatbuffer.read_model(mnist).op_names,
-                                arena_bytes=parity.tflm_arena_bytes(mnist))
+    mnist = to_tflite(
+        examples.mnist_cnn(seed=0),
+        quantize="int8",
+        representative_data=np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32),
+        num_calibration=8,
+    )
+    b = budget_mod.check_budget(
+        microbit,
+        model_bytes=len(mnist),
+        op_names=flatbuffer.read_model(mnist).op_names,
+        arena_bytes=parity.tflm_arena_bytes(mnist),
+    )
     assert not b.ram_fits and b.arena > 16 * 1024
     with pytest.raises(BudgetError) as info:
         budget_mod.raise_over_budget(b)

@@ -16,18 +16,21 @@ def test_valid_identifiers_pass(name):
     assert carray.check_identifier(name) == name
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("1model", "not a valid C identifier"),
-    ("model-data", "not a valid C identifier"),
-    ("", "not a valid C identifier"),
-    ("mödel", "not a valid C identifier"),
-    ("int", "keyword"),
-    ("class", "keyword"),
-    ("alignas", "keyword"),
-    ("_Bool", "keyword"),
-    ("__model", "reserved"),
-    ("_Model", "reserved"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("1model", "not a valid C identifier"),
+        ("model-data", "not a valid C identifier"),
+        ("", "not a valid C identifier"),
+        ("mödel", "not a valid C identifier"),
+        ("int", "keyword"),
+        ("class", "keyword"),
+        ("alignas", "keyword"),
+        ("_Bool", "keyword"),
+        ("__model", "reserved"),
+        ("_Model", "reserved"),
+    ],
+)
 def test_invalid_identifiers_are_refused_with_the_reason(name, reason):
     with pytest.raises(CodegenError, match=reason):
         carray.check_identifier(name)
@@ -59,8 +62,23 @@ def test_generated_model_data_compiles_with_arm_none_eabi_gpp(tiny_model, make_p
     make_project("qemu_lm3s6965evb", tmp_path / "p")
     cc = tmp_path / "p" / "model_data.cc"
     obj = tmp_path / "model_data.o"
-    done = subprocess.run(["arm-none-eabi-g++", "-mcpu=cortex-m3", "-mthumb", "-std=c++17", "-Wall", "-Wextra",
-                           "-Werror", "-c", str(cc), "-o", str(obj)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            "arm-none-eabi-g++",
+            "-mcpu=cortex-m3",
+            "-mthumb",
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-c",
+            str(cc),
+            "-o",
+            str(obj),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     symbols = subprocess.run(["arm-none-eabi-nm", "-S", str(obj)], capture_output=True, text=True, check=True).stdout
     model_line = next(line for line in symbols.splitlines() if line.endswith(" g_model"))

@@ -10,19 +10,34 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeclust.codegen import board as board_mod
 from edgeclust.backends.tflm import render, resolver
+from edgeclust.codegen import board as board_mod
 from edgeclust.codegen import carray, project
 from edgeclust.errors import BoardError, CodegenError, InputError
 
 GOLDEN = Path(__file__).parent / "golden"
-COMMON = {"main.cc", "main_functions.h", "model_data.cc", "model_data.h", "model_settings.h", "op_resolver.h",
-          "platform.cc", "platform.h", "self_test_data.cc", "self_test_data.h"}
+COMMON = {
+    "main.cc",
+    "main_functions.h",
+    "model_data.cc",
+    "model_data.h",
+    "model_settings.h",
+    "op_resolver.h",
+    "platform.cc",
+    "platform.h",
+    "self_test_data.cc",
+    "self_test_data.h",
+}
 BUILD_FILES = {
     "make": {"Makefile", "linker.ld", "startup.c", "console.h", "smoke_test.cc"},
     "cmake-pico-sdk": {"CMakeLists.txt"},
-    "cmake-esp-idf": {"CMakeLists.txt", "main/CMakeLists.txt", "main/idf_component.yml", "sdkconfig.defaults",
-                      "partitions.csv"},
+    "cmake-esp-idf": {
+        "CMakeLists.txt",
+        "main/CMakeLists.txt",
+        "main/idf_component.yml",
+        "sdkconfig.defaults",
+        "partitions.csv",
+    },
     "platformio": {"platformio.ini"},
 }
 
@@ -100,13 +115,16 @@ def test_an_unknown_op_is_refused_and_nothing_is_written(make_project, tiny_mode
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"model_data": b"not a model at all"}, "TFL3"),
-    ({"arena_bytes": 0}, "arena_bytes"),
-    ({"model_symbol": "int"}, "keyword"),
-    ({"self_test": "bad dtype"}, "dtype"),
-    ({"self_test": "bad size"}, "values"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"model_data": b"not a model at all"}, "TFL3"),
+        ({"arena_bytes": 0}, "arena_bytes"),
+        ({"model_symbol": "int"}, "keyword"),
+        ({"self_test": "bad dtype"}, "dtype"),
+        ({"self_test": "bad size"}, "values"),
+    ],
+)
 def test_bad_arguments_are_refused_and_nothing_is_written(make_project, tiny_model, tmp_path, overrides, message):
     if overrides.get("self_test") == "bad dtype":
         case = tiny_model.cases[0]
@@ -151,11 +169,19 @@ def _golden_inputs():
         inputs=(render.TensorSpec("serving_default_x:0", (1, 2, 2, 1), "int8", 0.00392156886, -128),),
         outputs=(render.TensorSpec("Identity:0", (1, 3), "int8", 0.00390625, -128),),
     )
-    cases = [render.SelfTestCase(np.array([[-128, -1, 0, 127]], np.int8).reshape(1, 2, 2, 1),
-                                  np.array([[-128, 127, -100]], np.int8)),
-             render.SelfTestCase(np.zeros((1, 2, 2, 1), np.int8), np.array([[127, -128, -128]], np.int8))]
-    return dict(model_data=model, op_names=["FULLY_CONNECTED", "SOFTMAX", "RESHAPE"], interface=interface,
-                self_test=cases, arena_bytes=1000)
+    cases = [
+        render.SelfTestCase(
+            np.array([[-128, -1, 0, 127]], np.int8).reshape(1, 2, 2, 1), np.array([[-128, 127, -100]], np.int8)
+        ),
+        render.SelfTestCase(np.zeros((1, 2, 2, 1), np.int8), np.array([[127, -128, -128]], np.int8)),
+    ]
+    return dict(
+        model_data=model,
+        op_names=["FULLY_CONNECTED", "SOFTMAX", "RESHAPE"],
+        interface=interface,
+        self_test=cases,
+        arena_bytes=1000,
+    )
 
 
 @pytest.mark.parametrize("board_id", ["qemu_lm3s6965evb", "esp32s3_devkitc"])
@@ -176,10 +202,14 @@ def test_golden_files(board_id, boards_dir, templates_dir, tmp_path):
 def test_float_values_are_kept_as_bits(boards_dir, templates_dir):
     inputs = _golden_inputs()
     inputs["interface"] = render.ModelInterface(
-        inputs=(render.TensorSpec("x", (1, 2), "float32"),), outputs=(render.TensorSpec("y", (1, 2), "float32"),))
-    inputs["self_test"] = [render.SelfTestCase(np.array([[1.0, -0.1]], np.float32), np.array([[0.5, 3e-39]], np.float32))]
-    files = render.render_files(board=board_mod.load_board("qemu_mps2_an386", boards_dir), templates_dir=templates_dir,
-                                 **inputs)
+        inputs=(render.TensorSpec("x", (1, 2), "float32"),), outputs=(render.TensorSpec("y", (1, 2), "float32"),)
+    )
+    inputs["self_test"] = [
+        render.SelfTestCase(np.array([[1.0, -0.1]], np.float32), np.array([[0.5, 3e-39]], np.float32))
+    ]
+    files = render.render_files(
+        board=board_mod.load_board("qemu_mps2_an386", boards_dir), templates_dir=templates_dir, **inputs
+    )
     data = files["self_test_data.cc"].decode()
     assert "0x3f800000, 0xbdcccccd," in data and "0x3f000000, 0x0020aac8," in data
     assert "using OutputStorage = uint32_t;" in files["model_settings.h"].decode()

@@ -18,7 +18,10 @@ def test_resolver_calls_hold_exactly_the_models_ops(tiny_model):
 
 
 def test_duplicates_collapse_and_the_order_is_stable():
-    assert resolver.resolver_calls(["SOFTMAX", "CONV_2D", "SOFTMAX"], compressed=False) == ["AddConv2D()", "AddSoftmax()"]
+    assert resolver.resolver_calls(["SOFTMAX", "CONV_2D", "SOFTMAX"], compressed=False) == [
+        "AddConv2D()",
+        "AddSoftmax()",
+    ]
 
 
 def test_a_compressed_model_adds_decode_once():

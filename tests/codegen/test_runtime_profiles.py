@@ -8,8 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-from edgeclust.codegen import board as board_mod
 from edgeclust.backends.tflm import price as budget_mod
+from edgeclust.codegen import board as board_mod
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "measure_sizes.py"
 

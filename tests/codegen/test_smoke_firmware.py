@@ -16,8 +16,9 @@ QEMU_BOARDS = ["qemu_mps2_an386", "qemu_lm3s6965evb"]
 
 
 @pytest.mark.parametrize("board_id", QEMU_BOARDS)
-def test_the_model_array_arrives_whole_and_aligned_on_the_board(board_id, make_project, tiny_model, tmp_path,
-                                                                  cross_tools):
+def test_the_model_array_arrives_whole_and_aligned_on_the_board(
+    board_id, make_project, tiny_model, tmp_path, cross_tools
+):
     out = tmp_path / "p"
     make_project(board_id, out)
     lines = []

@@ -18,8 +18,13 @@ TOOLCHAIN = Path(__file__).resolve().parents[2] / "toolchain"
 
 def _flash_cli(project_dir: Path, tflm_root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(TOOLCHAIN), "TFLM_ROOT": str(tflm_root), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "edgeclust", "flash", str(project_dir), *args], env=env,
-                          capture_output=True, text=True, timeout=3600)
+    return subprocess.run(
+        [sys.executable, "-m", "edgeclust", "flash", str(project_dir), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
 
 
 def _firmware_outputs(stdout: str, dtype) -> np.ndarray:
@@ -30,8 +35,9 @@ def _firmware_outputs(stdout: str, dtype) -> np.ndarray:
 
 
 @pytest.mark.parametrize("board_id", ["qemu_mps2_an386", "qemu_lm3s6965evb"])
-def test_int8_firmware_outputs_are_bit_identical_to_the_host(board_id, make_project, tiny_model, tflm_root, tmp_path,
-                                                              cross_tools):
+def test_int8_firmware_outputs_are_bit_identical_to_the_host(
+    board_id, make_project, tiny_model, tflm_root, tmp_path, cross_tools
+):
     from edgeclust.tflite import parity
 
     out = tmp_path / "firmware"
@@ -48,8 +54,9 @@ def test_int8_firmware_outputs_are_bit_identical_to_the_host(board_id, make_proj
     assert 0 < used <= tiny_model.arena  # the host's 64-bit measurement bounds the board's
 
 
-def test_float_firmware_outputs_match_the_host_within_a_few_ulp_on_the_m4f(digits, tflm_project, tflm_root, tmp_path,
-                                                                          cross_tools):
+def test_float_firmware_outputs_match_the_host_within_a_few_ulp_on_the_m4f(
+    digits, tflm_project, tflm_root, tmp_path, cross_tools
+):
     from edgeclust import examples
     from edgeclust.tflite import parity
     from edgeclust.tflite.convert import to_tflite
@@ -79,8 +86,9 @@ def test_a_model_too_big_for_the_arena_fails_with_status_2(make_project, tiny_mo
     assert len(errors) == 1 and "status 2" in errors[0] and "could not be set up" in errors[0]
 
 
-def test_a_lut_compressed_model_decodes_on_the_board_bit_identically(digits, tflm_project, tflm_root, tmp_path,
-                                                                      cross_tools):
+def test_a_lut_compressed_model_decodes_on_the_board_bit_identically(
+    digits, tflm_project, tflm_root, tmp_path, cross_tools
+):
     import keras
     from keras import layers
 

@@ -42,9 +42,18 @@ def synthetic_project(boards_dir):
         model = bytearray(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
         model[4:8] = b"TFL3"
         spec = tflm_render.TensorSpec("x", (1, 4), "int8", 0.5, 0)
-        project.write_files(out, tflm_render.render_files(
-            model_data=bytes(model), op_names=["FULLY_CONNECTED"], board=board.load_board(board_id, boards_dir),
-            interface=tflm_render.ModelInterface(inputs=(spec,), outputs=(spec,)), self_test=[], arena_bytes=512, templates_dir=resources.templates_dir()))
+        project.write_files(
+            out,
+            tflm_render.render_files(
+                model_data=bytes(model),
+                op_names=["FULLY_CONNECTED"],
+                board=board.load_board(board_id, boards_dir),
+                interface=tflm_render.ModelInterface(inputs=(spec,), outputs=(spec,)),
+                self_test=[],
+                arena_bytes=512,
+                templates_dir=resources.templates_dir(),
+            ),
+        )
         return out, bytes(model)
 
     return render

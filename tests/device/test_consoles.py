@@ -15,8 +15,14 @@ from edgeclust.codegen import project
 from edgeclust.device import build, flash, verdict
 from edgeclust.errors import FirmwareError
 
-QEMU_BOARDS = ["qemu_lm3s6965evb", "qemu_microbit", "qemu_mps2_an386", "qemu_mps2_an500", "qemu_mps3_an547",
-               "qemu_netduinoplus2"]
+QEMU_BOARDS = [
+    "qemu_lm3s6965evb",
+    "qemu_microbit",
+    "qemu_mps2_an386",
+    "qemu_mps2_an500",
+    "qemu_mps3_an547",
+    "qemu_netduinoplus2",
+]
 
 
 def _disassembly(elf) -> str:
@@ -28,8 +34,9 @@ def _symbols(elf) -> str:
 
 
 @pytest.mark.parametrize("board_id", QEMU_BOARDS)
-def test_every_qemu_board_boots_prints_over_its_console_and_exits_with_the_verdict(board_id, synthetic_project,
-                                                                                    tmp_path, cross_tools):
+def test_every_qemu_board_boots_prints_over_its_console_and_exits_with_the_verdict(
+    board_id, synthetic_project, tmp_path, cross_tools
+):
     out, model = synthetic_project(board_id, tmp_path / "p")
     board = project.read_project_board(out)
     lines = []
@@ -58,8 +65,24 @@ def test_netduinoplus2_prints_through_usart1_and_never_through_semihosting(synth
         assert register in console
     # the same image with QEMU's serial port sent nowhere prints nothing: the text came through the UART
     with pytest.raises(subprocess.TimeoutExpired) as stopped:
-        subprocess.run(["qemu-system-arm", "-M", "netduinoplus2", "-nographic", "-monitor", "none", "-serial", "null",
-                        "-kernel", str(elf)], capture_output=True, timeout=3, stdin=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            [
+                "qemu-system-arm",
+                "-M",
+                "netduinoplus2",
+                "-nographic",
+                "-monitor",
+                "none",
+                "-serial",
+                "null",
+                "-kernel",
+                str(elf),
+            ],
+            capture_output=True,
+            timeout=3,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     assert b"smoke:" not in (stopped.value.stdout or b"")
 
 
@@ -77,8 +100,9 @@ def test_a_uart_board_that_fails_or_faults_reports_it_on_its_exit_line(synthetic
     assert any("HardFault" in line for line in lines) and lines[-1] == "edgeclust: exit status 4"
 
 
-def test_a_uart_board_that_never_prints_its_exit_line_is_stopped_at_the_timeout(synthetic_project, tmp_path,
-                                                                                cross_tools):
+def test_a_uart_board_that_never_prints_its_exit_line_is_stopped_at_the_timeout(
+    synthetic_project, tmp_path, cross_tools
+):
     out, _ = synthetic_project("qemu_netduinoplus2", tmp_path / "p")
     (out / "smoke_test.cc").write_text('#include "model_data.h"\nint main() {\n  for (;;) {\n  }\n}\n')
     with pytest.raises(FirmwareError, match="did not finish within 3 s.*hung"):
@@ -113,16 +137,23 @@ def test_only_boards_whose_file_says_semihosting_carry_a_bkpt(synthetic_project,
         assert "rdimon" not in ldflags, board_id  # newlib's _write and _exit come from the console
 
 
-@pytest.mark.parametrize("line, status", [
-    ("edgeclust: exit status 0", 0), ("edgeclust: exit status 3\r", 3),
-    ("self-test: PASS (3/3 outputs bit-identical to the TFLM host interpreter)", 0),
-    ("self-test: SKIPPED (no cases were baked in)", 0),
-    ("self-test: FAIL (2/3 outputs bit-identical to the TFLM host interpreter)", 1),
-    ("smoke: PASS (expected size=3000 crc32=0x26a4cf00)", 0), ("smoke: FAIL (expected size=1)", 1),
-    ("error: AllocateTensors() failed in a 512-byte arena", 2),
-    ("edgeclust firmware: HardFault (the firmware crashed); exit status 4", 4),
-    ("self-test case 0: ok; output: 1 2 3", None), ("arena used: 100 of 512 bytes", None), ("", None),
-])
+@pytest.mark.parametrize(
+    "line, status",
+    [
+        ("edgeclust: exit status 0", 0),
+        ("edgeclust: exit status 3\r", 3),
+        ("self-test: PASS (3/3 outputs bit-identical to the TFLM host interpreter)", 0),
+        ("self-test: SKIPPED (no cases were baked in)", 0),
+        ("self-test: FAIL (2/3 outputs bit-identical to the TFLM host interpreter)", 1),
+        ("smoke: PASS (expected size=3000 crc32=0x26a4cf00)", 0),
+        ("smoke: FAIL (expected size=1)", 1),
+        ("error: AllocateTensors() failed in a 512-byte arena", 2),
+        ("edgeclust firmware: HardFault (the firmware crashed); exit status 4", 4),
+        ("self-test case 0: ok; output: 1 2 3", None),
+        ("arena used: 100 of 512 bytes", None),
+        ("", None),
+    ],
+)
 def test_console_lines_that_carry_a_verdict(line, status):
     assert verdict.verdict(line) == status
     assert verdict.exit_status(line) == (status if line.startswith("edgeclust: exit") else None)

@@ -24,8 +24,10 @@ from edgeclust.device import flash
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "boards_matrix.py"
 # 32-bit Thumb-2 encodings ARMv6-M keeps: calls and the system instructions
 ARMV6M_WIDE = {"bl", "mrs", "msr", "dsb", "dmb", "isb"}
-ARMV7M_ONLY = re.compile(r"^(sdiv|udiv|smla\w*|smul\w*|smlal\w*|umlal|umull|smull|mla|mls|ssat|usat|qadd\w*|qsub\w*|"
-                         r"sxtb16|uxtb16|pkh\w+|sel|clz|rbit|ldrex\w*|strex\w*|it\w*|cbz|cbnz|ubfx|sbfx|bfi|bfc)$")
+ARMV7M_ONLY = re.compile(
+    r"^(sdiv|udiv|smla\w*|smul\w*|smlal\w*|umlal|umull|smull|mla|mls|ssat|usat|qadd\w*|qsub\w*|"
+    r"sxtb16|uxtb16|pkh\w+|sel|clz|rbit|ldrex\w*|strex\w*|it\w*|cbz|cbnz|ubfx|sbfx|bfi|bfc)$"
+)
 
 
 def _load_script():
@@ -69,20 +71,19 @@ def native_rows(matrix, digits8, boards_dir, tmp_path_factory):
 
 def _wide_mnemonics(elf) -> list[str]:
     """The mnemonics of every 32-bit Thumb instruction in the ELF (objdump shows them as two halfwords)."""
-    text = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
     return re.findall(r"^\s+[0-9a-f]+:\s+[0-9a-f]{4} [0-9a-f]{4}\s+(\S+)", text, re.M)
 
 
 def _mnemonics(elf) -> set[str]:
-    text = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
     return {m.split(".")[0] for m in re.findall(r"^\s+[0-9a-f]+:\s+[0-9a-f]{4}(?: [0-9a-f]{4})?\s+(\S+)", text, re.M)}
 
 
 @pytest.mark.parametrize("board_id", MATRIX.QEMU_BOARDS)
-def test_the_native_firmware_passes_its_self_test_on_every_qemu_board(board_id, native_rows, digits8, boards_dir,
-                                                                     cross_tools):
+def test_the_native_firmware_passes_its_self_test_on_every_qemu_board(
+    board_id, native_rows, digits8, boards_dir, cross_tools
+):
     board = board_mod.load_board(board_id, boards_dir)
     row = native_rows(board_id)
     cases = len(digits8.inputs)
@@ -113,7 +114,8 @@ def test_qemu_faults_on_an_instruction_the_cortex_m0_lacks(synthetic_project, tm
     out, _ = synthetic_project("qemu_microbit", tmp_path / "p")
     (out / "smoke_test.cc").write_text(
         '#include "model_data.h"\nint main() {\n'
-        '  __asm__ volatile(".inst.w 0xfb90f0f1" ::: "r0");  // sdiv r0, r0, r1: ARMv7-M only\n  return 0;\n}\n')
+        '  __asm__ volatile(".inst.w 0xfb90f0f1" ::: "r0");  // sdiv r0, r0, r1: ARMv7-M only\n  return 0;\n}\n'
+    )
     lines = []
     status = flash.flash(out, project.read_project_board(out), smoke=True, timeout_s=20, on_output=lines.append)
     assert status == 4 and any("HardFault" in line for line in lines)
@@ -135,16 +137,20 @@ def test_the_mnist_cnn_at_4_values_runs_on_the_microbits_16_kib(matrix, boards_d
     assert row.flash <= 256 * 1024 and row.ram <= 16 * 1024
 
 
-def test_the_unclustered_mnist_cnn_is_refused_by_the_microbits_flash_and_neither_built_nor_run(matrix, boards_dir,
-                                                                                               tmp_path, cross_tools):
+def test_the_unclustered_mnist_cnn_is_refused_by_the_microbits_flash_and_neither_built_nor_run(
+    matrix, boards_dir, tmp_path, cross_tools
+):
     import numpy as np
 
     from edgeclust import examples
     from edgeclust.tflite.convert import to_tflite
 
-    tflite = to_tflite(examples.mnist_cnn(seed=0), quantize="int8",
-                       representative_data=np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32),
-                       num_calibration=8)
+    tflite = to_tflite(
+        examples.mnist_cnn(seed=0),
+        quantize="int8",
+        representative_data=np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32),
+        num_calibration=8,
+    )
     model = matrix.DigitsModel(tflite=tflite, inputs=[], expected=[], name="MNIST CNN, int8")
     row = matrix.native_row(board_mod.load_board("qemu_microbit", boards_dir), model, tmp_path)
     assert row.result.startswith("does not fit: flash ") and "of 262,144" in row.result and "RAM" not in row.result
@@ -156,14 +162,17 @@ def test_the_unclustered_mnist_cnn_is_refused_by_the_microbits_flash_and_neither
 def tflm_root():
     root = os.environ.get("TFLM_ROOT", "")
     if not root:
-        pytest.skip("TFLM_ROOT is not set: build a TFLM tree as DEVELOPERS.md says, then run "
-                    "`TFLM_ROOT=/path/to/tree pytest tests/device/test_qemu_matrix.py`")
+        pytest.skip(
+            "TFLM_ROOT is not set: build a TFLM tree as DEVELOPERS.md says, then run "
+            "`TFLM_ROOT=/path/to/tree pytest tests/device/test_qemu_matrix.py`"
+        )
     return root
 
 
 @pytest.mark.parametrize("board_id", MATRIX.QEMU_BOARDS)
-def test_the_tflm_firmware_passes_its_self_test_on_every_qemu_board(board_id, matrix, digits8, tflm_root, boards_dir,
-                                                                   tmp_path, cross_tools):
+def test_the_tflm_firmware_passes_its_self_test_on_every_qemu_board(
+    board_id, matrix, digits8, tflm_root, boards_dir, tmp_path, cross_tools
+):
     board = board_mod.load_board(board_id, boards_dir)
     row = matrix.tflm_row(board, digits8, tmp_path, tflm_root)
     assert row.status == 0 and row.result.startswith("PASS"), row.lines

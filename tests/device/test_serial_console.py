@@ -40,6 +40,7 @@ def board_port():
             for line in lines:
                 os.write(master, line.encode() + b"\r\n")
                 time.sleep(0.01)
+
         thread = threading.Thread(target=write, daemon=True)
         thread.start()
         threads.append(thread)
@@ -59,8 +60,9 @@ def _flash_and_read(port, replay_lines, replay, timeout_s=10.0):
             replay(replay_lines)
         return 0
 
-    status = serial_console.flash_and_read(flash_tool, port=port, baud=115200, timeout_s=timeout_s,
-                                           on_output=shown.append)
+    status = serial_console.flash_and_read(
+        flash_tool, port=port, baud=115200, timeout_s=timeout_s, on_output=shown.append
+    )
     return status, shown
 
 
@@ -105,8 +107,9 @@ def test_the_port_is_found_from_the_board_files_pattern(board_port, tmp_path):
 def test_no_matching_port_times_out_saying_to_connect_the_board(tmp_path):
     expected = r"no serial port matched .*ttyACM\* within 0.5 s.*connect the board.*--port"
     with pytest.raises(FirmwareError, match=expected):
-        serial_console.flash_and_read(lambda: 0, port=str(tmp_path / "ttyACM*"), baud=115200, timeout_s=0.5,
-                                      on_output=lambda line: None)
+        serial_console.flash_and_read(
+            lambda: 0, port=str(tmp_path / "ttyACM*"), baud=115200, timeout_s=0.5, on_output=lambda line: None
+        )
 
 
 def test_several_matching_ports_are_refused_before_flashing(tmp_path, board_port):
@@ -115,13 +118,19 @@ def test_several_matching_ports_are_refused_before_flashing(tmp_path, board_port
         (tmp_path / name).symlink_to(port)
     flashed = []
     with pytest.raises(InputError, match=r"several serial ports match .*ttyACM0.*ttyACM1.*--port"):
-        serial_console.flash_and_read(lambda: flashed.append(1) or 0, port=str(tmp_path / "ttyACM*"), baud=115200,
-                                      timeout_s=1, on_output=lambda line: None)
+        serial_console.flash_and_read(
+            lambda: flashed.append(1) or 0,
+            port=str(tmp_path / "ttyACM*"),
+            baud=115200,
+            timeout_s=1,
+            on_output=lambda line: None,
+        )
     assert flashed == []
 
 
 def test_a_failing_flash_tool_is_reported_and_the_console_not_waited_for(board_port):
     port, _ = board_port
     with pytest.raises(FirmwareError, match="openocd exited with status 1; the board was not flashed"):
-        serial_console.flash_and_read(lambda: 1, port=port, baud=115200, timeout_s=30, on_output=lambda line: None,
-                                      tool_name="openocd")
+        serial_console.flash_and_read(
+            lambda: 1, port=port, baud=115200, timeout_s=30, on_output=lambda line: None, tool_name="openocd"
+        )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeclust.errors import CodegenError
 from edgeclust.lower.memory import (
     BufferUse,
@@ -15,8 +18,6 @@ from edgeclust.lower.memory import (
     lower_bound,
     plan,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 @st.composite
@@ -38,9 +39,7 @@ def graphs(
         if aliases and buffers and draw(st.integers(0, 3)) == 0:
             alias = buffers[draw(st.integers(0, len(buffers) - 1))].name
             target = next(b for b in buffers if b.name == alias)
-            first = draw(
-                st.integers(target.first, max(target.last, target.first))
-            )  # an in-place op's output
+            first = draw(st.integers(target.first, max(target.last, target.first)))  # an in-place op's output
             last = draw(st.integers(first, max_steps))
         buffers.append(BufferUse(f"t{i}", size, first, last, alias))
     return buffers
@@ -110,10 +109,7 @@ def brute_force_arena(buffers: list[BufferUse], alignment: int) -> int:
         arena = max((o + s for o, s in zip(offsets, sizes)), default=0)
         if arena >= best:
             continue
-        if all(
-            offsets[i] + sizes[i] <= offsets[j] or offsets[j] + sizes[j] <= offsets[i]
-            for i, j in pairs
-        ):
+        if all(offsets[i] + sizes[i] <= offsets[j] or offsets[j] + sizes[j] <= offsets[i] for i, j in pairs):
             best = arena
     return best
 
@@ -136,10 +132,7 @@ def test_beats_tflm_greedy_where_largest_first_fragments():
     ]
     ours, tflm = plan(buffers), greedy_tflm(buffers)
     check_plan(ours, buffers)
-    assert (
-        dict(tflm.offsets) == {"A": 80, "B": 48, "C": 0, "D": 0}
-        and tflm.arena_bytes == 112
-    )
+    assert dict(tflm.offsets) == {"A": 80, "B": 48, "C": 0, "D": 0} and tflm.arena_bytes == 112
     assert ours.arena_bytes == ours.lower_bound == lower_bound(buffers) == 96
 
 
@@ -174,12 +167,8 @@ def test_a_cnn_chain_reaches_its_lower_bound():
         ("dense", 10),
         ("softmax", 10),
     ]
-    buffers = [
-        BufferUse(name, size, max(i - 1, 0), i) for i, (name, size) in enumerate(sizes)
-    ]
-    buffers[5] = BufferUse(
-        "flat", 1600, 4, 5, alias_of="pool2"
-    )  # the reshape is in place
+    buffers = [BufferUse(name, size, max(i - 1, 0), i) for i, (name, size) in enumerate(sizes)]
+    buffers[5] = BufferUse("flat", 1600, 4, 5, alias_of="pool2")  # the reshape is in place
     ours = plan(buffers)
     check_plan(ours, buffers)
     # Op 1 (the first pool) holds its input and output: the peak; every size here is a multiple of 16.
@@ -225,9 +214,7 @@ def test_check_plan_names_the_two_overlapping_buffers():
 def test_check_plan_rejects_bad_offsets(offsets, arena, message):
     buffers = [BufferUse("x", 32, 0, 2), BufferUse("y", 32, 2, 3)]
     with pytest.raises(CodegenError, match=message):
-        check_plan(
-            MemoryPlan(offsets=offsets, arena_bytes=arena, lower_bound=64), buffers
-        )
+        check_plan(MemoryPlan(offsets=offsets, arena_bytes=arena, lower_bound=64), buffers)
 
 
 def test_check_plan_rejects_an_alias_at_another_offset():

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+
 from edgeclust.backends.native import NativeBackend, default_layouts
 from edgeclust.lower.memory import BufferUse, greedy_tflm, lower_bound
 from edgeclust.tflite import convert, parity
 
-ELEMENTWISE_IN_PLACE = (
-    "ec_add",
-)  # kernels that may write their output over an input that dies at that step
+ELEMENTWISE_IN_PLACE = ("ec_add",)  # kernels that may write their output over an input that dies at that step
 
 
 @dataclass(frozen=True)
@@ -43,16 +42,10 @@ def lifetimes(program) -> list[Placed]:
             first.setdefault(name, s)
             last[name] = max(last.get(name, s), s)
         for name in step.inputs:
-            assert name in first, (
-                f"step {s} ({step.what}) reads {name} before any step writes it"
-            )
+            assert name in first, f"step {s} ({step.what}) reads {name} before any step writes it"
             last[name] = max(last[name], s)
     last[program.output.name] = max(len(program.steps) - 1, 0)
-    return [
-        Placed(b.name, b.size, b.offset, first[b.name], last[b.name])
-        for b in program.buffers
-        if b.name in first
-    ]
+    return [Placed(b.name, b.size, b.offset, first[b.name], last[b.name]) for b in program.buffers if b.name in first]
 
 
 def in_place_pairs(program, placed: dict[str, Placed]) -> set[frozenset[str]]:
@@ -76,9 +69,7 @@ def check_native_plan(tflite: bytes):
     arena = lowered.arena_bytes
     items = sorted(placed.values(), key=lambda p: p.first)
     for i, a in enumerate(items):
-        assert 0 <= a.offset and a.offset + a.size <= arena, (
-            f"{a.name} runs past the arena of {arena} B"
-        )
+        assert 0 <= a.offset and a.offset + a.size <= arena, f"{a.name} runs past the arena of {arena} B"
         for b in items[i + 1 :]:
             if b.first > a.last or a.size == 0 or b.size == 0:
                 continue
@@ -87,28 +78,19 @@ def check_native_plan(tflite: bytes):
                     a.offset,
                     a.size,
                 ) == (b.offset, b.size)
-                assert shared_in_place, (
-                    f"{a.name} and {b.name} are alive together and overlap"
-                )
+                assert shared_in_place, f"{a.name} and {b.name} are alive together and overlap"
     # The lower bound over the program's own lifetimes, in-place pairs counted once.
     alias = {}
     for pair in allowed:
         x, y = sorted(pair, key=lambda n: placed[n].first)
         alias[y] = x
-    uses = [
-        BufferUse(p.name, p.size, p.first, p.last, alias.get(p.name))
-        for p in placed.values()
-    ]
+    uses = [BufferUse(p.name, p.size, p.first, p.last, alias.get(p.name)) for p in placed.values()]
     uses = _alias_targets_first(uses)
     bound = lower_bound(uses)
     tflm = parity.tflm_arena_bytes(tflite)
     assert lowered.arena_lower_bound <= arena
-    assert bound <= arena, (
-        f"arena {arena} B is below the lower bound {bound} B of its own lifetimes"
-    )
-    assert arena <= greedy_tflm(uses).arena_bytes, (
-        "TFLM's greedy rule packs the same buffers tighter"
-    )
+    assert bound <= arena, f"arena {arena} B is below the lower bound {bound} B of its own lifetimes"
+    assert arena <= greedy_tflm(uses).arena_bytes, "TFLM's greedy rule packs the same buffers tighter"
     assert arena <= tflm, f"native arena {arena} B is above TFLM's measured {tflm} B"
     return arena, bound, tflm
 
@@ -120,18 +102,11 @@ def _alias_targets_first(uses: list[BufferUse]) -> list[BufferUse]:
         if u.alias_of is not None:
             lo, hi = spans[u.alias_of]
             spans[u.alias_of] = (min(lo, u.first), max(hi, u.last))
-    return [
-        BufferUse(u.name, u.size, *spans[u.name], u.alias_of)
-        if u.alias_of is None
-        else u
-        for u in uses
-    ]
+    return [BufferUse(u.name, u.size, *spans[u.name], u.alias_of) if u.alias_of is None else u for u in uses]
 
 
 def _converted(model, shape: tuple[int, ...], *, per_channel: bool = True) -> bytes:
-    calibration = (
-        np.random.default_rng(0).uniform(0, 1, (32, *shape)).astype(np.float32)
-    )
+    calibration = np.random.default_rng(0).uniform(0, 1, (32, *shape)).astype(np.float32)
     return convert.to_tflite(
         model,
         quantize="int8",

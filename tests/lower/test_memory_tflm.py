@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from edgeclust.lower.memory import BufferUse, align_up, greedy_tflm, plan
 
 pytestmark = pytest.mark.tflm_tree
@@ -53,14 +54,7 @@ def tflm_planner(tmp_path_factory) -> Path:
             "TFLM_ROOT is not set: build a TFLM tree as DEVELOPERS.md says, then run "
             "`TFLM_ROOT=/path/to/tree pytest -m tflm_tree tests/lower`"
         )
-    source = (
-        Path(root)
-        / "tensorflow"
-        / "lite"
-        / "micro"
-        / "memory_planner"
-        / "greedy_memory_planner.cc"
-    )
+    source = Path(root) / "tensorflow" / "lite" / "micro" / "memory_planner" / "greedy_memory_planner.cc"
     if not source.is_file():
         pytest.fail(f"TFLM_ROOT={root} has no {source.relative_to(root)}")
     if not shutil.which("g++"):
@@ -101,9 +95,7 @@ def random_graphs(count: int, seed: int) -> list[list[BufferUse]]:
     return graphs
 
 
-def run_tflm(
-    exe: Path, graphs: list[list[BufferUse]], alignment: int
-) -> list[tuple[int, list[int]]]:
+def run_tflm(exe: Path, graphs: list[list[BufferUse]], alignment: int) -> list[tuple[int, list[int]]]:
     """TFLM's arena and offsets per graph; sizes aligned up first, as MicroAllocator does before AddBuffer."""
     lines = [str(len(graphs))]
     for buffers in graphs:
@@ -128,9 +120,7 @@ def run_tflm(
 @pytest.mark.parametrize("alignment", [16, 1])
 def test_greedy_tflm_matches_tflms_planner_offset_for_offset(tflm_planner, alignment):
     graphs = random_graphs(400, seed=alignment)
-    for buffers, (arena, offsets) in zip(
-        graphs, run_tflm(tflm_planner, graphs, alignment)
-    ):
+    for buffers, (arena, offsets) in zip(graphs, run_tflm(tflm_planner, graphs, alignment)):
         ours = greedy_tflm(buffers, alignment=alignment)
         assert [ours.offsets[b.name] for b in buffers] == offsets, buffers
         assert ours.arena_bytes == arena
@@ -143,6 +133,4 @@ def test_plan_is_never_above_tflms_planner(tflm_planner):
         ours = plan(buffers)
         assert ours.arena_bytes <= arena
         beaten += ours.arena_bytes < arena
-    assert (
-        beaten > 0
-    )  # the random graphs include ones where TFLM's greedy order fragments the arena
+    assert beaten > 0  # the random graphs include ones where TFLM's greedy order fragments the arena

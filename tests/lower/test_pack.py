@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgeclust.errors import ConfigError, EdgeclustError
-from edgeclust.lower.pack import PackedRows, pack_rows, row_stride_for, unpack_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from edgeclust.errors import ConfigError, EdgeclustError
+from edgeclust.lower.pack import PackedRows, pack_rows, row_stride_for, unpack_rows
 
 
 def reference_pack(indices: np.ndarray, bits: int, row_align: int) -> bytes:
@@ -47,9 +48,7 @@ def test_known_bytes_for_3_bit_indices_crossing_bytes():
 
 
 def test_known_bytes_for_1_bit_and_8_bit():
-    assert pack_rows(
-        np.array([[1, 0, 1, 1, 0, 0, 0, 0, 1]], dtype=np.uint8), 1
-    ).data == bytes([0b0000_1101, 1])
+    assert pack_rows(np.array([[1, 0, 1, 1, 0, 0, 0, 0, 1]], dtype=np.uint8), 1).data == bytes([0b0000_1101, 1])
     row = np.array([[0, 255, 17]], dtype=np.uint8)
     assert pack_rows(row, 8).data == bytes([0, 255, 17])
 
@@ -102,10 +101,7 @@ def test_round_trip_and_matches_bitwise_spec(bits, rows, n, align, rnd):
     np.testing.assert_array_equal(back, indices)
     for r in range(rows):
         for j in range(n):
-            assert (
-                reference_read(packed.data, packed.row_stride, bits, r, j)
-                == indices[r, j]
-            )
+            assert reference_read(packed.data, packed.row_stride, bits, r, j) == indices[r, j]
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)

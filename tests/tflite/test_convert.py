@@ -27,7 +27,9 @@ def test_float32_keeps_the_keras_weights_in_tflite_layouts(plain):
     layers = {layer.name: layer.get_weights()[0] for layer in plain.model.layers if layer.get_weights()}
     np.testing.assert_array_equal(weights["dense1_1"], layers["dense1"].T)  # (in, out) -> (out, in)
     np.testing.assert_array_equal(weights["conv1_1"], layers["conv1"].transpose(3, 0, 1, 2))  # HWIO -> OHWI
-    np.testing.assert_array_equal(weights["dwconv_1"], layers["dwconv"].transpose(3, 0, 1, 2))  # (kh,kw,in,1) -> (1,kh,kw,in)
+    np.testing.assert_array_equal(
+        weights["dwconv_1"], layers["dwconv"].transpose(3, 0, 1, 2)
+    )  # (kh,kw,in,1) -> (1,kh,kw,in)
 
 
 def test_int8_has_int8_input_output_and_weights(plain):
@@ -69,7 +71,11 @@ def test_calibration_draws_at_most_num_calibration_examples(plain, digits):
     [
         ({"quantize": "int4"}, ConfigError, r"`quantize` must be one of int8, float32\. Received: quantize='int4'"),
         ({"quantize": "int8"}, ConfigError, "needs `representative_data`"),
-        ({"quantize": "int8", "representative_data": np.zeros((4, 4, 4, 1))}, DataError, r"shape \(examples, 8, 8, 1\)"),
+        (
+            {"quantize": "int8", "representative_data": np.zeros((4, 4, 4, 1))},
+            DataError,
+            r"shape \(examples, 8, 8, 1\)",
+        ),
         ({"quantize": "int8", "representative_data": np.full((4, 8, 8, 1), np.nan)}, DataError, "NaN or Inf"),
         ({"quantize": "float32", "num_calibration": 0}, ConfigError, "`num_calibration` must be an integer >= 1"),
     ],

@@ -9,10 +9,10 @@ import struct
 import flatbuffers
 import numpy as np
 import pytest
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
 from edgeclust.errors import InputError, ModelFormatError
 from edgeclust.tflite import flatbuffer
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
 
 def rebuild(data: bytes, edit) -> bytes:
@@ -53,8 +53,14 @@ def test_reads_tensors_operators_and_quantization(plain):
     model = flatbuffer.read_model(plain.int8)
     assert model.version == 3 and model.size_bytes == len(plain.int8)
     assert [op.name for op in model.operators] == [
-        "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED",
-        "FULLY_CONNECTED", "SOFTMAX",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "CONV_2D",
+        "MAX_POOL_2D",
+        "RESHAPE",
+        "FULLY_CONNECTED",
+        "FULLY_CONNECTED",
+        "SOFTMAX",
     ]
     conv = model.operators[0]
     kernel = model.tensors[conv.inputs[1]]
@@ -69,7 +75,9 @@ def test_reads_tensors_operators_and_quantization(plain):
 
 
 def test_accepts_bytearray_and_memoryview(plain):
-    assert flatbuffer.read_model(bytearray(plain.int8)).op_names == flatbuffer.read_model(memoryview(plain.int8)).op_names
+    assert (
+        flatbuffer.read_model(bytearray(plain.int8)).op_names == flatbuffer.read_model(memoryview(plain.int8)).op_names
+    )
 
 
 def test_rebuilt_model_reads_the_same(plain):
@@ -102,7 +110,9 @@ def test_wrong_schema_version(plain):
     def edit(obj):
         obj.version = 2
 
-    assert_one_line_format_error(rebuild(plain.int8, edit), "unsupported .tflite schema version 2; edgeclust reads version 3")
+    assert_one_line_format_error(
+        rebuild(plain.int8, edit), "unsupported .tflite schema version 2; edgeclust reads version 3"
+    )
 
 
 def test_no_subgraph(plain):
@@ -145,7 +155,9 @@ def test_buffer_smaller_than_its_shape(plain):
         tensor = obj.subgraphs[0].tensors[weight_index(obj)]
         obj.buffers[tensor.buffer].data = obj.buffers[tensor.buffer].data[:-1]
 
-    assert_one_line_format_error(rebuild(plain.int8, edit), r"holds 8,191 bytes but shape \[32, 256\] of INT8 needs 8,192")
+    assert_one_line_format_error(
+        rebuild(plain.int8, edit), r"holds 8,191 bytes but shape \[32, 256\] of INT8 needs 8,192"
+    )
 
 
 def test_external_buffer_past_the_end(plain):

@@ -84,8 +84,9 @@ mutation = st.one_of(
     st.tuples(st.just("u32"), st.booleans(), fraction, st.sampled_from(INTERESTING_U32) | st.integers(0, 2**32 - 1)),
     st.tuples(st.just("u32_run"), st.booleans(), fraction, st.integers(2, 6), st.sampled_from(INTERESTING_U32)),
     st.tuples(st.just("truncate"), fraction),
-    st.tuples(st.just("splice"), fraction, st.sampled_from(["float32", "int8", "int8-lut"]), fraction, fraction,
-              fraction),
+    st.tuples(
+        st.just("splice"), fraction, st.sampled_from(["float32", "int8", "int8-lut"]), fraction, fraction, fraction
+    ),
     st.tuples(st.just("repeat"), fraction, st.integers(1, 256)),
 )
 
@@ -132,10 +133,17 @@ def mutate(seeds, name: str, steps) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(name=st.sampled_from(["float32", "int8", "int8-per-tensor", "int8-lut"]),
-       steps=st.lists(mutation, min_size=1, max_size=3))
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    name=st.sampled_from(["float32", "int8", "int8-per-tensor", "int8-lut"]),
+    steps=st.lists(mutation, min_size=1, max_size=3),
+)
 def test_mutated_models_end_in_a_defined_outcome(seeds, work, name, steps):
     path = work / "case.tflite"
     path.write_bytes(mutate(seeds, name, steps))
@@ -189,6 +197,11 @@ def test_mutated_models_in_a_subprocess(seeds, work, case):
     path.write_bytes(mutate(seeds, name, steps))
     env = {**os.environ, "PYTHONPATH": str(TOOLCHAIN), "EDGECLUST_DEBUG": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
     for command in (COMMANDS[0], COMMANDS[2]):
-        done = subprocess.run([sys.executable, "-m", "edgeclust", command[0], str(path), *command[1:]],
-                              capture_output=True, text=True, env=env, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "edgeclust", command[0], str(path), *command[1:]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert problem(done.returncode, done.stderr) is None, done.stderr

@@ -21,7 +21,13 @@ def stats_by_layer(data):
 def test_lists_each_weight_tensor_once_in_operator_order(plain):
     stats = inspect.inspect_weights(plain.int8)
     assert [s.name.split("/")[1] for s in stats] == ["conv1_1", "dwconv_1", "pwconv_1", "dense1_1", "dense2_1"]
-    assert [s.consumer for s in stats] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED", "FULLY_CONNECTED"]
+    assert [s.consumer for s in stats] == [
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "CONV_2D",
+        "FULLY_CONNECTED",
+        "FULLY_CONNECTED",
+    ]
     assert [s.channel_axis for s in stats] == [0, 3, 0, 0, 0]
     assert all(s.stored_as == "raw" and s.dtype == "INT8" for s in stats)
 
@@ -97,8 +103,8 @@ def test_float_weights_count_without_quantization(make_fc_model):
 
 
 def test_a_model_without_weights_does_not_pass(make_fc_model):
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
     import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
     data = make_fc_model(np.ones((2, 3), np.int8))
     obj = fb.ModelT.InitFromObj(fb.Model.GetRootAs(bytearray(data), 0))

@@ -36,7 +36,7 @@ class Dataset:
     def num_classes(self) -> int:
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
-    def subset(self, train: int | None = None, test: int | None = None) -> "Dataset":
+    def subset(self, train: int | None = None, test: int | None = None) -> Dataset:
         """The first `train` training and `test` test examples (all when None)."""
         return Dataset(self.x_train[:train], self.y_train[:train], self.x_test[:test], self.y_test[:test])
 
@@ -47,9 +47,7 @@ def _validated(arrays: dict[str, np.ndarray], source: str) -> Dataset:
         if x.dtype == object or x.dtype.kind == "c" or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
             raise DataError(f"{source}: x_{split} must be a real numeric array (e.g. float32), got dtype {x.dtype}")
         if x.ndim < 2:
-            raise DataError(
-                f"{source}: x_{split} must have shape (examples, *input_shape), got {x.shape}"
-            )
+            raise DataError(f"{source}: x_{split} must have shape (examples, *input_shape), got {x.shape}")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DataError(
                 f"{source}: y_{split} must be a 1-D array of integer class labels, got "
@@ -145,9 +143,7 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError:
-        raise DataError(
-            "the built-in digits data comes with scikit-learn: pip install 'edgeclust[demo]'"
-        ) from None
+        raise DataError("the built-in digits data comes with scikit-learn: pip install 'edgeclust[demo]'") from None
     bunch = sklearn_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[..., None]
     y = bunch.target.astype(np.int64)
@@ -155,4 +151,3 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     n_test = int(round(len(x) * test_fraction))
     test, train = order[:n_test], order[n_test:]
     return Dataset(x[train], y[train], x[test], y[test])
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgeclust.backends.native import NativeBackend, default_layouts
 from edgeclust.tflite.parity import run_tflm, tflm_arena_bytes
 
@@ -52,6 +53,7 @@ def convert_float_edges(model, data) -> bytes:
     """int8 kernels with float32 input and output (QUANTIZE / DEQUANTIZE at the edges), as TF's converter
     writes when no inference type is set; a model without a fixed batch size gets Flatten's SHAPE ops."""
     import tensorflow as tf
+
     from edgeclust.tflite._fds import captured_output
 
     def representative():

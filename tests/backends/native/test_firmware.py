@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+
 from edgeclust.backends.base import SelfTestCase
 from edgeclust.backends.native import NativeBackend, default_layouts, firmware
 from edgeclust.codegen.board import load_board

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgeclust.backends.native import NativeBackend, default_layouts
 from edgeclust.errors import EdgeclustError
 from edgeclust.tflite import parity
@@ -101,9 +102,7 @@ def tflm_outputs(data: bytes, x: np.ndarray) -> TflmRun:
                 _tolerate_python_model_scan()
                 result = TflmRun("ran", parity.run_tflm(data, x))
             except Exception as exc:  # noqa: BLE001 - any error is TFLM refusing the model
-                result = TflmRun(
-                    "refused", detail=f"{type(exc).__name__}: {str(exc)[:200]}"
-                )
+                result = TflmRun("refused", detail=f"{type(exc).__name__}: {str(exc)[:200]}")
             payload = pickle.dumps(result)
         except BaseException:  # noqa: BLE001 - the parent reads an empty answer as a crash
             payload = b""
@@ -134,46 +133,30 @@ def run_case(data: bytes) -> Outcome:
         try:
             reason = backend.unsupported(data)
             if reason is not None:
-                assert "\n" not in reason and reason.strip(), (
-                    f"unsupported() gave {reason!r}"
-                )
+                assert "\n" not in reason and reason.strip(), f"unsupported() gave {reason!r}"
                 return Outcome("refused", reason)
             lowered = backend.lower(data, default_layouts(data))
         except EdgeclustError as exc:
             message = str(exc)
-            assert "\n" not in message and message.strip(), (
-                f"{type(exc).__name__} is not one line: {message!r}"
-            )
+            assert "\n" not in message and message.strip(), f"{type(exc).__name__} is not one line: {message!r}"
             return Outcome("refused", message)
         spec = lowered.interface.inputs[0]
-        x = np.random.default_rng(0).integers(
-            -128, 128, size=(3, *spec.shape[1:]), dtype=np.int8
-        )
+        x = np.random.default_rng(0).integers(-128, 128, size=(3, *spec.shape[1:]), dtype=np.int8)
         x[0] = -128
         expected = tflm_outputs(data, x)
         try:
             got = backend.run_host(lowered, x)
-        except (
-            EdgeclustError
-        ) as exc:  # C that does not compile, or a sanitizer report: both forbidden
-            raise AssertionError(
-                f"native accepted the model but its C failed: {exc}"
-            ) from None
-        if (
-            expected.kind == "crashed"
-        ):  # TFLM's own bug; native's C ran clean under the sanitizers
+        except EdgeclustError as exc:  # C that does not compile, or a sanitizer report: both forbidden
+            raise AssertionError(f"native accepted the model but its C failed: {exc}") from None
+        if expected.kind == "crashed":  # TFLM's own bug; native's C ran clean under the sanitizers
             return Outcome("unverified", f"TFLM crashed ({expected.detail})")
-        assert expected.kind == "ran", (
-            f"native ran a model that TFLM refuses ({expected.detail})"
-        )
+        assert expected.kind == "ran", f"native ran a model that TFLM refuses ({expected.detail})"
         want = expected.outputs
         assert got.dtype == want.dtype and got.shape == want.shape, (
             got.shape,
             want.shape,
         )
-        assert np.array_equal(got, want), (
-            f"{int(np.count_nonzero(got != want))} of {got.size} outputs differ from TFLM"
-        )
+        assert np.array_equal(got, want), f"{int(np.count_nonzero(got != want))} of {got.size} outputs differ from TFLM"
         return Outcome("matched")
     except Hang:
         raise AssertionError(f"the case ran past {CASE_TIMEOUT_S} s: a hang") from None
@@ -198,9 +181,7 @@ def test_unsupported_seeds_are_refused_in_one_line(seeds):
 @pytest.mark.parametrize("case", range(RANDOM_CASES))
 def test_fuzzer_mutations_end_in_a_clear_error_or_matching_c(seeds, case):
     """One seeded case of scripts/fuzz_tflite.py's Mutator (one to three mutations of an int8 seed)."""
-    mutator = fuzz_script.Mutator(
-        {k: v for k, v in seeds.items() if k.startswith("int8")}, random.Random(case)
-    )
+    mutator = fuzz_script.Mutator({k: v for k, v in seeds.items() if k.startswith("int8")}, random.Random(case))
     _, data, steps = mutator.case()
     try:
         run_case(data)
@@ -232,9 +213,7 @@ def test_weight_and_bias_data_mutations_end_in_a_clear_error_or_matching_c(seeds
     data = bytearray(seeds[name])
     start, end = rng.choice(data_ranges(seeds[name]))
     for _ in range(rng.randint(1, 20)):
-        data[rng.randrange(start, end)] = rng.choice(
-            [0x80, 0x7F, 0xFF, 0x00, rng.randrange(256)]
-        )
+        data[rng.randrange(start, end)] = rng.choice([0x80, 0x7F, 0xFF, 0x00, rng.randrange(256)])
     run_case(bytes(data))
 
 
@@ -334,9 +313,7 @@ def _set_input(name: str, position: int, to):
 
     def change(obj, sg, fb):
         op = _op(obj, sg, name)
-        op.inputs = [
-            (to(obj, sg) if i == position else int(v)) for i, v in enumerate(op.inputs)
-        ]
+        op.inputs = [(to(obj, sg) if i == position else int(v)) for i, v in enumerate(op.inputs)]
 
     return change
 
@@ -402,22 +379,14 @@ TARGETED = {
         "opcodeIndex",
         _op(obj, sg, "RESHAPE").opcodeIndex,
     ),
-    "reshape with custom options": lambda obj, sg, fb: setattr(
-        _op(obj, sg, "RESHAPE"), "customOptions", [1, 2, 3]
-    ),
+    "reshape with custom options": lambda obj, sg, fb: setattr(_op(obj, sg, "RESHAPE"), "customOptions", [1, 2, 3]),
     "conv bias missing": _set_input("CONV_2D", 2, lambda obj, sg: -1),
     "dense bias of 8 for 32 outputs": _set_input(
         "FULLY_CONNECTED", 2, lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[2]
     ),
-    "conv bias is the weights": _set_input(
-        "CONV_2D", 2, lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[1]
-    ),
-    "conv input is its output": _set_input(
-        "CONV_2D", 0, lambda obj, sg: _op(obj, sg, "CONV_2D").outputs[0]
-    ),
-    "dense input is a constant": _set_input(
-        "FULLY_CONNECTED", 0, lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[1]
-    ),
+    "conv bias is the weights": _set_input("CONV_2D", 2, lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[1]),
+    "conv input is its output": _set_input("CONV_2D", 0, lambda obj, sg: _op(obj, sg, "CONV_2D").outputs[0]),
+    "dense input is a constant": _set_input("FULLY_CONNECTED", 0, lambda obj, sg: _op(obj, sg, "CONV_2D").inputs[1]),
     "dense weight shape rows": _set_tensor(dense_w, shape=[33, 512]),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgeclust.backends.native import NativeBackend
 from edgeclust.errors import CodegenError
 
@@ -54,8 +55,9 @@ def test_depthwise_matches_tflm(nx, keras, dw):
 
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
 def test_fully_connected_softmax_matches_tflm(nx, keras, per_channel):
-    model = sequential(keras, (20,), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(7),
-                       keras.layers.Softmax())
+    model = sequential(
+        keras, (20,), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(7), keras.layers.Softmax()
+    )
     lowered = nx.check_bit_exact(nx.convert(model, data_for((20,))), n=32)
     assert {"FULLY_CONNECTED", "SOFTMAX"} <= set(lowered.op_names)
 
@@ -64,15 +66,26 @@ def test_fully_connected_softmax_matches_tflm(nx, keras, per_channel):
 @pytest.mark.parametrize("padding,strides", [("valid", 2), ("same", 2), ("same", 1)])
 def test_pools_match_tflm(nx, keras, pool, padding, strides):
     layer = keras.layers.MaxPooling2D if pool == "max" else keras.layers.AveragePooling2D
-    model = sequential(keras, (7, 7, 3), keras.layers.Conv2D(3, 1), keras.layers.ReLU(),
-                       layer(pool_size=3 if strides == 1 else 2, strides=strides, padding=padding))
+    model = sequential(
+        keras,
+        (7, 7, 3),
+        keras.layers.Conv2D(3, 1),
+        keras.layers.ReLU(),
+        layer(pool_size=3 if strides == 1 else 2, strides=strides, padding=padding),
+    )
     lowered = nx.check_bit_exact(nx.convert(model, data_for((7, 7, 3))))
     assert ("MAX_POOL_2D" if pool == "max" else "AVERAGE_POOL_2D") in lowered.op_names
 
 
 def test_conv_maxpool_fusion_never_holds_the_conv_output(nx, keras):
-    model = sequential(keras, (12, 12, 1), keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPooling2D(2),
-                       keras.layers.Flatten(), keras.layers.Dense(4))
+    model = sequential(
+        keras,
+        (12, 12, 1),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(4),
+    )
     lowered = nx.check_bit_exact(nx.convert(model, data_for((12, 12, 1))))
     program = lowered.details.program
     assert program.steps[0].kernel == "ec_conv" and "fused" in program.steps[0].what
@@ -83,8 +96,12 @@ def test_conv_maxpool_fusion_never_holds_the_conv_output(nx, keras):
 
 def test_global_average_pooling_mean_matches_tflm(nx, keras):
     for keepdims in (False, True):
-        model = sequential(keras, (6, 6, 5), keras.layers.Conv2D(5, 3, padding="same"),
-                           keras.layers.GlobalAveragePooling2D(keepdims=keepdims))
+        model = sequential(
+            keras,
+            (6, 6, 5),
+            keras.layers.Conv2D(5, 3, padding="same"),
+            keras.layers.GlobalAveragePooling2D(keepdims=keepdims),
+        )
         lowered = nx.check_bit_exact(nx.convert(model, data_for((6, 6, 5))))
         assert "MEAN" in lowered.op_names
 
@@ -108,9 +125,15 @@ def test_depthwise_avgpool_residual_add_model_matches_tflm(nx, keras):
 
 
 def test_batchnorm_folded_model_matches_tflm(nx, keras):
-    model = sequential(keras, (8, 8, 2), keras.layers.Conv2D(6, 3, padding="same", use_bias=False),
-                       keras.layers.BatchNormalization(), keras.layers.ReLU(), keras.layers.Flatten(),
-                       keras.layers.Dense(4))
+    model = sequential(
+        keras,
+        (8, 8, 2),
+        keras.layers.Conv2D(6, 3, padding="same", use_bias=False),
+        keras.layers.BatchNormalization(),
+        keras.layers.ReLU(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(4),
+    )
     bn = model.layers[1]
     bn.set_weights([np.linspace(0.5, 2, 6), np.linspace(-1, 1, 6), np.linspace(-0.2, 0.3, 6), np.linspace(0.5, 3, 6)])
     nx.check_bit_exact(nx.convert(model, data_for((8, 8, 2))))
@@ -119,9 +142,15 @@ def test_batchnorm_folded_model_matches_tflm(nx, keras):
 @pytest.mark.parametrize("bits", range(1, 9))
 def test_every_index_width_packs_and_matches_tflm(nx, keras, bits):
     values = 2**bits if bits < 8 else 200
-    model = sequential(keras, (6, 6, 3), keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-                       keras.layers.DepthwiseConv2D(3, padding="same"), keras.layers.Flatten(),
-                       keras.layers.Dense(24, activation="relu"), keras.layers.Dense(5))
+    model = sequential(
+        keras,
+        (6, 6, 3),
+        keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+        keras.layers.DepthwiseConv2D(3, padding="same"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(24, activation="relu"),
+        keras.layers.Dense(5),
+    )
     nx.weights_with_values(model, values, seed=bits)
     tflite = nx.convert(model, data_for((6, 6, 3)), per_channel=False)
     lowered = nx.check_bit_exact(tflite)
@@ -137,8 +166,9 @@ def test_per_channel_tables_match_tflm(nx, keras):
     from edgeclust.lower.weights import layout_for
     from edgeclust.tflite.flatbuffer import read_model
 
-    model = sequential(keras, (6, 6, 2), keras.layers.Conv2D(6, 3, padding="same"), keras.layers.Flatten(),
-                       keras.layers.Dense(8))
+    model = sequential(
+        keras, (6, 6, 2), keras.layers.Conv2D(6, 3, padding="same"), keras.layers.Flatten(), keras.layers.Dense(8)
+    )
     nx.weights_with_values(model, 8)
     tflite = nx.convert(model, data_for((6, 6, 2)), per_channel=True)
     filters = [read_model(tflite).tensors[op.inputs[1]] for op in read_model(tflite).operators]
@@ -150,8 +180,14 @@ def test_per_channel_tables_match_tflm(nx, keras):
 
 def test_float_edges_and_dynamic_batch_shape_ops_fold(nx, keras):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(4, 3, activation="relu"),
-                              keras.layers.Flatten(), keras.layers.Dense(5)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5),
+        ]
+    )
     tflite = nx.convert_float_edges(model, data_for((6, 6, 2)))
     lowered = nx.check_bit_exact(tflite)
     assert {"QUANTIZE", "DEQUANTIZE", "SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE"} <= set(lowered.op_names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgeclust.backends.native import NativeBackend, default_layouts, firmware
 from edgeclust.backends.native.from_tflite import graph_from_tflite
 from edgeclust.codegen.board import load_board

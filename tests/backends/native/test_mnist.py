@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgeclust.backends.base import SelfTestCase
 from edgeclust.backends.native import NativeBackend, default_layouts, firmware
 from edgeclust.codegen.board import load_board
@@ -29,8 +30,14 @@ def lowered16(mnist16):
 
 
 def test_mnist16_host_build_matches_tflm(mnist16, lowered16, mnist_small):
-    x = (np.round(mnist_small.x_test[:100] / lowered16.interface.inputs[0].scale)
-         + lowered16.interface.inputs[0].zero_point).clip(-128, 127).astype(np.int8)
+    x = (
+        (
+            np.round(mnist_small.x_test[:100] / lowered16.interface.inputs[0].scale)
+            + lowered16.interface.inputs[0].zero_point
+        )
+        .clip(-128, 127)
+        .astype(np.int8)
+    )
     ours = NativeBackend().run_host(lowered16, x)
     np.testing.assert_array_equal(ours, run_tflm(mnist16, x))
     program = lowered16.details.program

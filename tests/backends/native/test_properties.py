@@ -14,15 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from edgeclust.backends.native import NativeBackend, default_layouts
-from edgeclust.tflite import convert, parity
-from edgeclust.tflite.flatbuffer import read_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-EXAMPLES = int(
-    os.environ.get("EDGECLUST_PROPERTY_EXAMPLES", "18")
-)  # raise it for a longer local hunt
+from edgeclust.backends.native import NativeBackend, default_layouts
+from edgeclust.tflite import convert, parity
+from edgeclust.tflite.flatbuffer import read_model
+
+EXAMPLES = int(os.environ.get("EDGECLUST_PROPERTY_EXAMPLES", "18"))  # raise it for a longer local hunt
 PROPERTY_SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -40,9 +39,7 @@ class Quantization:
     input_high: float
     weight_scale: float
     bias_scale: float
-    levels: (
-        int | None
-    )  # weights snapped to this many values (None: left as trained, i.e. random)
+    levels: int | None  # weights snapped to this many values (None: left as trained, i.e. random)
     per_channel: bool
     seed: int
 
@@ -86,19 +83,13 @@ def prepared(model, q: Quantization):
         weights = layer.get_weights()
         if not weights:
             continue
-        kernel = (
-            rng.standard_normal(weights[0].shape).astype(np.float32) * q.weight_scale
-        )
+        kernel = rng.standard_normal(weights[0].shape).astype(np.float32) * q.weight_scale
         if q.levels is not None:
-            centroids = np.linspace(
-                kernel.min(), kernel.max(), q.levels, dtype=np.float32
-            )
+            centroids = np.linspace(kernel.min(), kernel.max(), q.levels, dtype=np.float32)
             kernel = centroids[np.abs(kernel[..., None] - centroids).argmin(axis=-1)]
         weights[0] = kernel
         if len(weights) > 1:
-            weights[1] = (rng.standard_normal(weights[1].shape) * q.bias_scale).astype(
-                np.float32
-            )
+            weights[1] = (rng.standard_normal(weights[1].shape) * q.bias_scale).astype(np.float32)
         layer.set_weights(weights)
     return model
 
@@ -169,9 +160,7 @@ def test_conv2d_matches_tflm(window, channels, filters, activation, use_bias, q)
         activation=activation,
         use_bias=use_bias,
     )
-    assert_native_matches_tflm(
-        int8_model(layer, (*size, channels), q), "CONV_2D", q.seed
-    )
+    assert_native_matches_tflm(int8_model(layer, (*size, channels), q), "CONV_2D", q.seed)
 
 
 @PROPERTY_SETTINGS
@@ -183,9 +172,7 @@ def test_conv2d_matches_tflm(window, channels, filters, activation, use_bias, q)
     use_bias=st.booleans(),
     q=quantizations,
 )
-def test_depthwise_conv2d_matches_tflm(
-    window, channels, multiplier, activation, use_bias, q
-):
+def test_depthwise_conv2d_matches_tflm(window, channels, multiplier, activation, use_bias, q):
     """DEPTHWISE_CONV_2D over random windows, channels, depth multipliers 1..3 and quantization."""
     from keras import layers
 
@@ -199,9 +186,7 @@ def test_depthwise_conv2d_matches_tflm(
         activation=activation,
         use_bias=use_bias,
     )
-    assert_native_matches_tflm(
-        int8_model(layer, (*size, channels), q), "DEPTHWISE_CONV_2D", q.seed
-    )
+    assert_native_matches_tflm(int8_model(layer, (*size, channels), q), "DEPTHWISE_CONV_2D", q.seed)
 
 
 @PROPERTY_SETTINGS
@@ -217,9 +202,7 @@ def test_fully_connected_matches_tflm(features, units, activation, use_bias, q):
     from keras import layers
 
     layer = layers.Dense(units, activation=activation, use_bias=use_bias)
-    assert_native_matches_tflm(
-        int8_model(layer, (features,), q), "FULLY_CONNECTED", q.seed
-    )
+    assert_native_matches_tflm(int8_model(layer, (features,), q), "FULLY_CONNECTED", q.seed)
 
 
 @pytest.mark.parametrize("levels", [2, 3, 5, 9, 17, 33, 65, 129])
@@ -239,9 +222,7 @@ def test_every_index_width_is_packed_and_matches(levels):
     values = np.linspace(-0.5, 0.5, levels, dtype=np.float32)
     per_channel = kernel.size // kernel.shape[-1]
     picks = rng.integers(0, levels, size=(kernel.shape[-1], per_channel))
-    picks[:, :levels] = np.stack(
-        [rng.permutation(levels) for _ in range(kernel.shape[-1])]
-    )
+    picks[:, :levels] = np.stack([rng.permutation(levels) for _ in range(kernel.shape[-1])])
     kernel = values[picks].T.reshape(kernel.shape)
     conv.set_weights([kernel, rng.standard_normal(bias.shape).astype(np.float32) * 0.1])
     calibration = rng.uniform(-1, 1, (24, 5, 5, 16)).astype(np.float32)
@@ -254,9 +235,7 @@ def test_every_index_width_is_packed_and_matches(levels):
     )
     bits = max(1, (levels - 1).bit_length())
     layouts = default_layouts(tflite)
-    assert [(layout.bits, layout.unique_values) for layout in layouts] == [
-        (bits, levels)
-    ]
+    assert [(layout.bits, layout.unique_values) for layout in layouts] == [(bits, levels)]
     lowered = NativeBackend().lower(tflite, layouts)
     if bits <= 6:
         assert [layout.bits for layout in lowered.packed] == [bits]

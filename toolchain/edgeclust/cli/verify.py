@@ -111,10 +111,17 @@ def _verify_per_layer(model, by_layer: dict, default, per_channel: bool, as_json
 
     result = check_limits(inspect_file(model).weights, by_layer, default, per_channel=per_channel)
     if as_json:
-        click.echo(json.dumps({
-            "file": str(model), "passed": result.passed, "per_channel": per_channel,
-            "tensors": [{**asdict(c), "passed": c.passed} for c in result.checks],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "file": str(model),
+                    "passed": result.passed,
+                    "per_channel": per_channel,
+                    "tensors": [{**asdict(c), "passed": c.passed} for c in result.checks],
+                },
+                indent=2,
+            )
+        )
     else:
         click.echo(f"{'PASS' if result.passed else 'FAIL'}: {model}: {result.summary()}")
         for c in result.checks:

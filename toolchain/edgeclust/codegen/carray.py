@@ -7,7 +7,8 @@ import re
 from edgeclust.errors import CodegenError
 
 # C11 and C++17 keywords and alternative tokens: none may name an array or a constant.
-KEYWORDS = frozenset("""
+KEYWORDS = frozenset(
+    """
     alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
     compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype
     default delete do double dynamic_cast else enum explicit export extern false float for friend goto if
@@ -16,7 +17,8 @@ KEYWORDS = frozenset("""
     static_cast struct switch template this thread_local throw true try typedef typeid typename union unsigned
     using virtual void volatile wchar_t while xor xor_eq
     _Alignas _Alignof _Atomic _Bool _Complex _Generic _Imaginary _Noreturn _Static_assert _Thread_local
-""".split())
+""".split()
+)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEX = [f"0x{b:02x}" for b in range(256)]
 BYTES_PER_LINE = 12
@@ -31,7 +33,9 @@ def check_identifier(name: str) -> str:
     if name in KEYWORDS:
         raise CodegenError(f"{name!r} is a C/C++ keyword and cannot name an array; choose another name")
     if name.startswith("__") or re.match(r"^_[A-Z]", name):
-        raise CodegenError(f"{name!r} is reserved for the compiler (leading '__' or '_' + capital); choose another name")
+        raise CodegenError(
+            f"{name!r} is reserved for the compiler (leading '__' or '_' + capital); choose another name"
+        )
     return name
 
 

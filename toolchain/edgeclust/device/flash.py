@@ -9,8 +9,8 @@ The firmware's output is streamed line by line to `on_output`; the return value 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.device import serial_console
@@ -20,9 +20,17 @@ from edgeclust.device.qemu import run_qemu
 from edgeclust.errors import FirmwareError, InputError
 
 
-def flash(project_dir, board: BoardSpec, *, timeout_s: float = 60, on_output: Callable[[str], None] = print,
-          smoke: bool = False, tflm_root: str | os.PathLike | None = None, jobs: int | None = None,
-          port: str | None = None) -> int:
+def flash(
+    project_dir,
+    board: BoardSpec,
+    *,
+    timeout_s: float = 60,
+    on_output: Callable[[str], None] = print,
+    smoke: bool = False,
+    tflm_root: str | os.PathLike | None = None,
+    jobs: int | None = None,
+    port: str | None = None,
+) -> int:
     """Build the project in `project_dir` and run it on `board`; return the firmware's exit status.
 
     QEMU boards: builds build/fw.elf (or build/smoke.elf with `smoke`, which needs no TFLM) and runs it in
@@ -41,8 +49,9 @@ def flash(project_dir, board: BoardSpec, *, timeout_s: float = 60, on_output: Ca
     if board.is_qemu:
         return run_qemu(elf, board, timeout_s=timeout_s, on_output=on_output)
     command = fill_command(board.flash_command, project_dir, elf)
-    return _run_flash_tool_and_read_console(command, project_dir, board, timeout_s=timeout_s,
-                                            tool_timeout_s=timeout_s, on_output=on_output, port=port)
+    return _run_flash_tool_and_read_console(
+        command, project_dir, board, timeout_s=timeout_s, tool_timeout_s=timeout_s, on_output=on_output, port=port
+    )
 
 
 def _flash_with_board_tools(project_dir: Path, board: BoardSpec, *, timeout_s, on_output, port=None) -> int:
@@ -55,20 +64,43 @@ def _flash_with_board_tools(project_dir: Path, board: BoardSpec, *, timeout_s, o
             if status != 0:
                 raise FirmwareError(f"the firmware build failed ({' '.join(step)} exited with {status})")
     command = fill_command(board.flash_command, project_dir, project_dir / "build" / "fw.elf")
-    return _run_flash_tool_and_read_console(command, project_dir, board, timeout_s=timeout_s,
-                                            tool_timeout_s=max(timeout_s, 600), on_output=on_output, port=port)
+    return _run_flash_tool_and_read_console(
+        command,
+        project_dir,
+        board,
+        timeout_s=timeout_s,
+        tool_timeout_s=max(timeout_s, 600),
+        on_output=on_output,
+        port=port,
+    )
 
 
-def _run_flash_tool_and_read_console(command: list[str], project_dir: Path, board: BoardSpec, *, timeout_s: float,
-                                     tool_timeout_s: float, on_output, port: str | None) -> int:
+def _run_flash_tool_and_read_console(
+    command: list[str],
+    project_dir: Path,
+    board: BoardSpec,
+    *,
+    timeout_s: float,
+    tool_timeout_s: float,
+    on_output,
+    port: str | None,
+) -> int:
     """Run the board's flash command; then its verdict from the serial console (a board without a port:
     the flash tool's status, as for a monitor command that shows the console itself)."""
+
     def flash_tool() -> int:
-        return run_streaming(command, cwd=project_dir, timeout_s=tool_timeout_s, on_output=on_output,
-                             what=board.flash_tool)
+        return run_streaming(
+            command, cwd=project_dir, timeout_s=tool_timeout_s, on_output=on_output, what=board.flash_tool
+        )
 
     serial_port = port or board.serial_port
     if serial_port is None:
         return flash_tool()
-    return serial_console.flash_and_read(flash_tool, port=serial_port, baud=board.serial_baud, timeout_s=timeout_s,
-                                         on_output=on_output, tool_name=board.flash_tool)
+    return serial_console.flash_and_read(
+        flash_tool,
+        port=serial_port,
+        baud=board.serial_baud,
+        timeout_s=timeout_s,
+        on_output=on_output,
+        tool_name=board.flash_tool,
+    )

@@ -73,17 +73,35 @@ def calibrate(board: BoardSpec, templates_dir: str) -> Calibration:
         (folder / "console.h").write_bytes((root / "board" / "make" / "console.h").read_bytes())
         (folder / "calibration_main.c").write_bytes((root / "board" / "icount" / "calibration_main.c").read_bytes())
         elf = folder / "calibration.elf"
-        command = ["arm-none-eabi-gcc", *board.cflags, "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", tmp,
-                   str(folder / "calibration_main.c"), str(folder / "startup.c"), "-T", str(folder / "linker.ld"),
-                   "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-o", str(elf)]
+        command = [
+            "arm-none-eabi-gcc",
+            *board.cflags,
+            "-O2",
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-I",
+            tmp,
+            str(folder / "calibration_main.c"),
+            str(folder / "startup.c"),
+            "-T",
+            str(folder / "linker.ld"),
+            "-nostartfiles",
+            "--specs=nano.specs",
+            "--specs=nosys.specs",
+            "-o",
+            str(elf),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise FirmwareError(f"the calibration firmware for {board.id} did not build: {done.stderr.strip()[:300]}")
         status, lines = run_icount(elf, board, timeout_s=60)
     match = _CALIBRATION.search("\n".join(lines))
     if status != 0 or match is None:
-        raise FirmwareError(f"the calibration firmware on {board.id} ended with status {status}: "
-                            f"{lines[-1] if lines else 'no output'}")
+        raise FirmwareError(
+            f"the calibration firmware on {board.id} ended with status {status}: {lines[-1] if lines else 'no output'}"
+        )
     return Calibration(machine=str(board.qemu_machine), ticks=int(match.group(1)), instructions=int(match.group(2)))
 
 

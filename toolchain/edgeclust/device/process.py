@@ -30,8 +30,15 @@ def fill_command(template: str, project_dir: Path, elf: Path) -> list[str]:
     return [part.format(**values) if "{" in part else part for part in parts]
 
 
-def run_streaming(command: list[str], *, cwd, timeout_s: float, on_output: Callable[[str], None], what: str,
-                  until: Callable[[str], int | None] | None = None) -> int:
+def run_streaming(
+    command: list[str],
+    *,
+    cwd,
+    timeout_s: float,
+    on_output: Callable[[str], None],
+    what: str,
+    until: Callable[[str], int | None] | None = None,
+) -> int:
     """Run `command`, pass each output line to `on_output`, return its exit status.
 
     `until(line)` returning a status stops the run there (a firmware that cannot end QEMU itself) and returns

@@ -6,8 +6,8 @@ Semihosting boards end QEMU with the firmware's status; on a UART console board 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.device import verdict
@@ -24,8 +24,14 @@ STATUS_MEANING = {
 }
 
 
-def run_qemu(elf, board: BoardSpec, *, timeout_s: float = 60, on_output: Callable[[str], None] = print,
-             qemu_args: tuple[str, ...] = ()) -> int:
+def run_qemu(
+    elf,
+    board: BoardSpec,
+    *,
+    timeout_s: float = 60,
+    on_output: Callable[[str], None] = print,
+    qemu_args: tuple[str, ...] = (),
+) -> int:
     """Run an ELF in qemu-system-arm; stream its console; return its exit status.
 
     `qemu_args` go after the board's command (e.g. -icount shift=0). A run longer than `timeout_s` is killed
@@ -44,8 +50,14 @@ def run_qemu(elf, board: BoardSpec, *, timeout_s: float = 60, on_output: Callabl
         on_output(line)
 
     until = None if board.uses_semihosting else verdict.exit_status
-    status = run_streaming(command, cwd=elf.parent, timeout_s=timeout_s, on_output=output,
-                           what=f"the firmware under QEMU ({board.qemu_machine})", until=until)
+    status = run_streaming(
+        command,
+        cwd=elf.parent,
+        timeout_s=timeout_s,
+        on_output=output,
+        what=f"the firmware under QEMU ({board.qemu_machine})",
+        until=until,
+    )
     if status != 0 and qemu_errors:
         raise FirmwareError(f"QEMU could not run the firmware: {qemu_errors[0]}")
     return status

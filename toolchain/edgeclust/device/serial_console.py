@@ -90,11 +90,15 @@ class SerialConsole:
     def _silence_message(self, timeout_s: float, count: int) -> str:
         if not self._opened:
             why = f"; last error: {self._errors[-1]}" if self._errors else ""
-            return (f"no serial port matched {self.pattern} within {timeout_s:g} s{why}: connect the board "
-                    "(or give its port with --port)")
+            return (
+                f"no serial port matched {self.pattern} within {timeout_s:g} s{why}: connect the board "
+                "(or give its port with --port)"
+            )
         heard = f"{count} lines, none with a verdict" if count else "nothing"
-        return (f"no self-test verdict from the board on {self._opened[-1]} within {timeout_s:g} s (heard {heard}): "
-                f"check the baud rate ({self.baud}) and the cable, press the board's reset button, or raise --timeout")
+        return (
+            f"no self-test verdict from the board on {self._opened[-1]} within {timeout_s:g} s (heard {heard}): "
+            f"check the baud rate ({self.baud}) and the cable, press the board's reset button, or raise --timeout"
+        )
 
     def _read_forever(self) -> None:
         import serial  # pyserial, only where a real board is read
@@ -129,8 +133,15 @@ class SerialConsole:
                 self._lines.put(raw.decode("utf-8", errors="replace").rstrip("\r"))
 
 
-def flash_and_read(flash_tool: Callable[[], int], *, port: str, baud: int, timeout_s: float,
-                   on_output: Callable[[str], None] = print, tool_name: str = "the flash tool") -> int:
+def flash_and_read(
+    flash_tool: Callable[[], int],
+    *,
+    port: str,
+    baud: int,
+    timeout_s: float,
+    on_output: Callable[[str], None] = print,
+    tool_name: str = "the flash tool",
+) -> int:
     """Open the console on `port`, run `flash_tool()` (its exit status), then read until the verdict; return it."""
     with SerialConsole(port, baud, on_output=on_output) as console:
         status = flash_tool()

@@ -15,9 +15,7 @@ from types import MappingProxyType
 from edgeclust.errors import CodegenError
 
 DEFAULT_ALIGNMENT = 16  # bytes; TFLM's MicroArenaBufferAlignment()
-EXACT_SEARCH_MAX_UNITS = (
-    8  # graphs with at most this many placement units get the exact search
-)
+EXACT_SEARCH_MAX_UNITS = 8  # graphs with at most this many placement units get the exact search
 EXACT_SEARCH_MAX_NODES = 20_000  # a bound on the exact search, so planning time stays small and deterministic
 
 
@@ -62,16 +60,12 @@ def align_up(size: int, alignment: int) -> int:
     return -(-size // alignment) * alignment
 
 
-def lower_bound(
-    buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT
-) -> int:
+def lower_bound(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) -> int:
     """The largest sum of aligned sizes alive at one op step, each alias group counted once: no arena is smaller."""
     return _units_lower_bound(_units(list(buffers), alignment))
 
 
-def greedy_tflm(
-    buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT
-) -> MemoryPlan:
+def greedy_tflm(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) -> MemoryPlan:
     """TFLM's GreedyMemoryPlanner on the same buffers: sizes aligned up, placed largest first at the first gap
     among buffers alive at the same time (alias groups as one). TFLM fills its sort array from the tail and
     bubble-sorts it stably, so equal sizes go last-added first."""
@@ -81,9 +75,7 @@ def greedy_tflm(
     return _make_plan(buffers, units, offsets, alignment, "tflm-greedy")
 
 
-def plan(
-    buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT
-) -> MemoryPlan:
+def plan(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) -> MemoryPlan:
     """The smallest arena found over several placement orders, first-fit and best-fit, and an exact search for
     small graphs. TFLM's greedy order is one of the candidates, so the arena is never above greedy_tflm's."""
     buffers = list(buffers)
@@ -93,11 +85,7 @@ def plan(
     best_arena = -1
     best_name = ""
     for name, key in _ORDERS:
-        order = (
-            _tflm_order(units)
-            if key is None
-            else _stable_order(units, lambda u, key=key: key(u, units))
-        )
+        order = _tflm_order(units) if key is None else _stable_order(units, lambda u, key=key: key(u, units))
         for best_fit in (False, True):
             offsets = _place(units, order, best_fit=best_fit)
             arena = _arena(units, offsets)
@@ -121,9 +109,7 @@ def check_plan(memory_plan: MemoryPlan, buffers: Iterable[BufferUse]) -> None:
     offsets = memory_plan.offsets
     for b in buffers:
         if b.name not in offsets:
-            raise CodegenError(
-                f"The memory plan has no offset for buffer {b.name!r}; re-run the planner."
-            )
+            raise CodegenError(f"The memory plan has no offset for buffer {b.name!r}; re-run the planner.")
         offset = offsets[b.name]
         if offset < 0 or offset % memory_plan.alignment:
             raise CodegenError(
@@ -186,9 +172,7 @@ def _stable_order(units: Sequence[_Unit], key: Callable[[_Unit], object]) -> lis
     return sorted(range(len(units)), key=lambda i: key(units[i]))
 
 
-def _place(
-    units: Sequence[_Unit], order: Sequence[int], *, best_fit: bool
-) -> list[int]:
+def _place(units: Sequence[_Unit], order: Sequence[int], *, best_fit: bool) -> list[int]:
     """Place units in `order`, each at the first (or the smallest fitting) gap among placed units alive at the
     same time; placed units are kept sorted by offset, ties in placement order, as TFLM's list is."""
     offsets = [0] * len(units)
@@ -236,9 +220,7 @@ def _exact(units: Sequence[_Unit], incumbent: int, bound: int) -> list[int] | No
     nodes = 0
     offsets = [0] * len(units)
 
-    def search(
-        placed: list[tuple[int, int, int]], remaining: list[int], arena: int
-    ) -> bool:
+    def search(placed: list[tuple[int, int, int]], remaining: list[int], arena: int) -> bool:
         nonlocal best_arena, best, nodes
         if not remaining:
             best_arena, best = arena, list(offsets)
@@ -288,9 +270,7 @@ def _make_plan(
     alignment: int,
     strategy: str,
 ) -> MemoryPlan:
-    by_name = {
-        name: offset for unit, offset in zip(units, unit_offsets) for name in unit.names
-    }
+    by_name = {name: offset for unit, offset in zip(units, unit_offsets) for name in unit.names}
     offsets = MappingProxyType({b.name: by_name[b.name] for b in buffers})
     return MemoryPlan(
         offsets=offsets,
@@ -304,9 +284,7 @@ def _make_plan(
 def _units(buffers: Sequence[BufferUse], alignment: int) -> list[_Unit]:
     """Alias groups as placement units, in order of each group's first buffer in `buffers`."""
     if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment < 1:
-        raise CodegenError(
-            f"Memory plan alignment must be a positive integer. Received: {alignment!r}"
-        )
+        raise CodegenError(f"Memory plan alignment must be a positive integer. Received: {alignment!r}")
     _validate(buffers)
     root = _roots(buffers)
     groups: dict[str, list[BufferUse]] = {}
@@ -346,16 +324,12 @@ def _validate(buffers: Sequence[BufferUse]) -> None:
                 "This is a bug in the lowering; please report it."
             )
         if b.name in names:
-            raise CodegenError(
-                f"Buffer {b.name!r} appears twice in the memory plan; give each buffer one name."
-            )
+            raise CodegenError(f"Buffer {b.name!r} appears twice in the memory plan; give each buffer one name.")
         names.add(b.name)
         for field in ("size", "first", "last"):
             value = getattr(b, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise CodegenError(
-                    f"Buffer {b.name!r} has {field}={value!r}; it must be a non-negative integer."
-                )
+                raise CodegenError(f"Buffer {b.name!r} has {field}={value!r}; it must be a non-negative integer.")
         if b.first > b.last:
             raise CodegenError(
                 f"Buffer {b.name!r} is first used at step {b.first}, after its last use at step "

@@ -39,9 +39,7 @@ def row_stride_for(n: int, bits: int, row_align: int = 1) -> int:
     _check_bits(bits)
     _check_row_align(row_align)
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-        raise ConfigError(
-            f"The row length must be a non-negative integer. Received: n={n!r}"
-        )
+        raise ConfigError(f"The row length must be a non-negative integer. Received: n={n!r}")
     raw = (n * bits + 7) // 8
     return -(-raw // row_align) * row_align
 
@@ -51,16 +49,8 @@ def pack_rows(indices: np.ndarray, bits: int, *, row_align: int = 1) -> PackedRo
     _check_bits(bits)
     _check_row_align(row_align)
     bits, row_align = int(bits), int(row_align)
-    if (
-        not isinstance(indices, np.ndarray)
-        or indices.dtype != np.uint8
-        or indices.ndim != 2
-    ):
-        got = (
-            f"{indices.dtype} array of shape {indices.shape}"
-            if isinstance(indices, np.ndarray)
-            else type(indices)
-        )
+    if not isinstance(indices, np.ndarray) or indices.dtype != np.uint8 or indices.ndim != 2:
+        got = f"{indices.dtype} array of shape {indices.shape}" if isinstance(indices, np.ndarray) else type(indices)
         raise ConfigError(
             f"Indices to pack must be a 2-D uint8 numpy array (rows, n); got {got}. "
             "Reshape the tensor to (channels, -1) and cast its indices to uint8."
@@ -87,10 +77,7 @@ def unpack_rows(packed: PackedRows) -> np.ndarray:
     """The (rows, n) uint8 indices back from `packed` (the inverse of pack_rows, as the C decode reads them)."""
     _check_bits(packed.bits)
     minimum = (packed.n * packed.bits + 7) // 8
-    if (
-        packed.row_stride < minimum
-        or len(packed.data) != packed.rows * packed.row_stride
-    ):
+    if packed.row_stride < minimum or len(packed.data) != packed.rows * packed.row_stride:
         raise ConfigError(
             f"Packed rows are inconsistent: {packed.rows} rows of stride {packed.row_stride} "
             f"(at least {minimum} for {packed.n} indices of {packed.bits} bits) but "
@@ -98,35 +85,17 @@ def unpack_rows(packed: PackedRows) -> np.ndarray:
         )
     if packed.rows == 0 or packed.n == 0:
         return np.zeros((packed.rows, packed.n), dtype=np.uint8)
-    raw = np.frombuffer(packed.data, dtype=np.uint8).reshape(
-        packed.rows, packed.row_stride
-    )
-    bit_stream = np.unpackbits(raw, axis=1, bitorder="little")[
-        :, : packed.n * packed.bits
-    ]
-    bit_values = bit_stream.reshape(packed.rows, packed.n, packed.bits) << np.arange(
-        packed.bits, dtype=np.uint8
-    )
+    raw = np.frombuffer(packed.data, dtype=np.uint8).reshape(packed.rows, packed.row_stride)
+    bit_stream = np.unpackbits(raw, axis=1, bitorder="little")[:, : packed.n * packed.bits]
+    bit_values = bit_stream.reshape(packed.rows, packed.n, packed.bits) << np.arange(packed.bits, dtype=np.uint8)
     return bit_values.sum(axis=2, dtype=np.uint8)
 
 
 def _check_bits(bits: int) -> None:
-    if (
-        not isinstance(bits, (int, np.integer))
-        or isinstance(bits, bool)
-        or not MIN_BITS <= bits <= MAX_BITS
-    ):
-        raise ConfigError(
-            f"Index bits must be an integer in {MIN_BITS}..{MAX_BITS}. Received: bits={bits!r}"
-        )
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
+        raise ConfigError(f"Index bits must be an integer in {MIN_BITS}..{MAX_BITS}. Received: bits={bits!r}")
 
 
 def _check_row_align(row_align: int) -> None:
-    if (
-        not isinstance(row_align, (int, np.integer))
-        or isinstance(row_align, bool)
-        or row_align < 1
-    ):
-        raise ConfigError(
-            f"`row_align` must be a positive integer (bytes). Received: row_align={row_align!r}"
-        )
+    if not isinstance(row_align, (int, np.integer)) or isinstance(row_align, bool) or row_align < 1:
+        raise ConfigError(f"`row_align` must be a positive integer (bytes). Received: row_align={row_align!r}")

@@ -72,8 +72,16 @@ def index_bits(unique_values: int) -> int:
     return max(1, (max(int(unique_values), 1) - 1).bit_length())
 
 
-def layout_for(values: np.ndarray, *, axis: int | None, subgraph: int = 0, tensor: int = 0, name: str = "",
-               consumer: str = "", max_bits: int = MAX_INDEX_BITS) -> WeightLayout | None:
+def layout_for(
+    values: np.ndarray,
+    *,
+    axis: int | None,
+    subgraph: int = 0,
+    tensor: int = 0,
+    name: str = "",
+    consumer: str = "",
+    max_bits: int = MAX_INDEX_BITS,
+) -> WeightLayout | None:
     """The layout of `values` with one table per index along `axis` (None: one table), or None when a table
     would need more than `max_bits`-bit indices."""
     if not isinstance(max_bits, int) or isinstance(max_bits, bool) or not 1 <= max_bits <= MAX_INDEX_BITS:
@@ -100,8 +108,16 @@ def layout_for(values: np.ndarray, *, axis: int | None, subgraph: int = 0, tenso
         moved_shape = (values.shape[axis],) + tuple(s for i, s in enumerate(values.shape) if i != axis)
         indices = np.moveaxis(index_rows.reshape(moved_shape), 0, axis)
     return WeightLayout(
-        subgraph=subgraph, tensor=tensor, name=name, consumer=consumer, shape=tuple(values.shape),
-        dtype=values.dtype.name, axis=axis, bits=bits, tables=tables, indices=np.ascontiguousarray(indices),
+        subgraph=subgraph,
+        tensor=tensor,
+        name=name,
+        consumer=consumer,
+        shape=tuple(values.shape),
+        dtype=values.dtype.name,
+        axis=axis,
+        bits=bits,
+        tables=tables,
+        indices=np.ascontiguousarray(indices),
         unique_values=most,
     )
 

@@ -127,8 +127,10 @@ def verify(ctx: BuildContext, converted: ConvertedModels) -> Verification:
         limits = check_limits(stats, dict(ctx.options.cluster.layers), clusters, per_channel=per_channel)
         if not limits.passed:
             names = ", ".join(f"{f.name} ({f.count} > {f.limit})" for f in limits.failures[:5])
-            raise VerificationError(f"{len(limits.failures)} weight tensor(s) hold more unique values than their "
-                                    f"layer's N after conversion: {names}; keep --fold-bn on, or cluster --per-channel")
+            raise VerificationError(
+                f"{len(limits.failures)} weight tensor(s) hold more unique values than their "
+                f"layer's N after conversion: {names}; keep --fold-bn on, or cluster --per-channel"
+            )
         ctx.stages.info(limits.summary())
         return Verification(stats, None)
     result = inspect.verify(converted.deployed, clusters, per_channel=per_channel)

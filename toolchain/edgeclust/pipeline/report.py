@@ -133,8 +133,14 @@ def _clustering_section(cluster_report, folded_batch_norm: bool, recovery=None) 
         ],
         # weights that already held at most N values: left as they are, still checked against their N
         "unchanged": [
-            {"layer": u.layer_name, "weight": u.weight_name, "shape": list(u.shape), "clusters": u.number_of_clusters,
-             "per_channel": u.per_channel, "reason": u.reason}
+            {
+                "layer": u.layer_name,
+                "weight": u.weight_name,
+                "shape": list(u.shape),
+                "clusters": u.number_of_clusters,
+                "per_channel": u.per_channel,
+                "reason": u.reason,
+            }
             for u in getattr(cluster_report, "unchanged", [])
         ],
         # --max-drop: the validation accuracy per epoch, the epoch kept, and whether the target was met
@@ -189,8 +195,9 @@ def build_report(
             },
             "model_had_clustering_wrappers": inputs.was_wrapped,
             "outputs_are_probabilities": inputs.probabilities,
-            "clustering": _clustering_section(clustered.report, clustered.folded_batch_norm,
-                                              getattr(clustered, "recovery", None)),
+            "clustering": _clustering_section(
+                clustered.report, clustered.folded_batch_norm, getattr(clustered, "recovery", None)
+            ),
             "conversion": {"per_channel": converted.per_channel, "calibration_samples": converted.calibration_samples},
             "weights": list(verification.weight_stats),
             "verify": _verify_section(verification.result, verification.weight_stats),

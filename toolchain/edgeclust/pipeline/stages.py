@@ -111,14 +111,23 @@ def cluster_model(
             stages.info(f"left {unchanged.layer_name}/{unchanged.weight_name} as it is: {unchanged.reason}")
     if data is not None and options.max_drop is not None:
         recovery = finetune_to_target(
-            wrapped, model, data.x_train, data.y_train, max_drop_points=options.max_drop,
-            max_epochs=options.max_epochs, learning_rate=options.learning_rate, batch_size=options.batch_size,
-            seed=options.seed, stages=stages,
+            wrapped,
+            model,
+            data.x_train,
+            data.y_train,
+            max_drop_points=options.max_drop,
+            max_epochs=options.max_epochs,
+            learning_rate=options.learning_rate,
+            batch_size=options.batch_size,
+            seed=options.seed,
+            stages=stages,
         )
         if stages:
             verdict = "met" if recovery.target_met else "NOT met"
-            stages.info(f"target {options.max_drop:g} points {verdict}: kept epoch {recovery.best_epoch}, "
-                        f"{recovery.best.drop_points:+.2f} points below the unclustered model")
+            stages.info(
+                f"target {options.max_drop:g} points {verdict}: kept epoch {recovery.best_epoch}, "
+                f"{recovery.best.drop_points:+.2f} points below the unclustered model"
+            )
         return ClusterResult(cluster.strip_clustering(wrapped) if strip else wrapped, report, folded, recovery)
     if data is not None and options.epochs > 0:
         finetune(

@@ -74,9 +74,7 @@ def _input_specs(model) -> list[tuple[str, tuple[int, ...], str]]:
     except (AttributeError, ValueError):
         inputs = None
     if not inputs:
-        raise ConversionError(
-            "the model has no defined inputs; build it with keras.Input(shape=...) before converting"
-        )
+        raise ConversionError("the model has no defined inputs; build it with keras.Input(shape=...) before converting")
     specs = []
     for tensor in inputs:
         shape = tuple(tensor.shape)
@@ -93,9 +91,7 @@ def _input_specs(model) -> list[tuple[str, tuple[int, ...], str]]:
 def _calibration_arrays(representative_data, specs, num_calibration: int) -> list[np.ndarray]:
     arrays = representative_data if isinstance(representative_data, (list, tuple)) else [representative_data]
     if len(arrays) != len(specs):
-        raise DataError(
-            f"the model has {len(specs)} input(s) but `representative_data` gives {len(arrays)} array(s)"
-        )
+        raise DataError(f"the model has {len(specs)} input(s) but `representative_data` gives {len(arrays)} array(s)")
     checked = []
     for array, (name, shape, _) in zip(arrays, specs):
         array = np.asarray(array)

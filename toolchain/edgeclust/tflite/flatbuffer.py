@@ -22,9 +22,20 @@ SCHEMA_VERSION = 3
 
 # TFLite TensorType name -> little-endian numpy dtype of one stored element (None: not a plain array)
 _NUMPY_DTYPES = {
-    "FLOAT32": "<f4", "FLOAT16": "<f2", "FLOAT64": "<f8", "INT8": "i1", "UINT8": "u1", "INT16": "<i2",
-    "UINT16": "<u2", "INT32": "<i4", "UINT32": "<u4", "INT64": "<i8", "UINT64": "<u8", "BOOL": "?",
-    "COMPLEX64": "<c8", "COMPLEX128": "<c16",
+    "FLOAT32": "<f4",
+    "FLOAT16": "<f2",
+    "FLOAT64": "<f8",
+    "INT8": "i1",
+    "UINT8": "u1",
+    "INT16": "<i2",
+    "UINT16": "<u2",
+    "INT32": "<i4",
+    "UINT32": "<u4",
+    "INT64": "<i8",
+    "UINT64": "<u8",
+    "BOOL": "?",
+    "COMPLEX64": "<c8",
+    "COMPLEX128": "<c16",
 }
 # 4-bit types store two elements per byte, low nibble first
 _NIBBLE_TYPES = {"INT4": True, "UINT4": False}
@@ -357,8 +368,17 @@ class _Reader:
         data = None
         if raw is not None and len(raw) and t.Sparsity() is None:
             data = self._array(label, raw, shape, dtype)
-        return Tensor(index, name, shape, dtype, quantization, buffer_index, data,
-                      0 if raw is None else len(raw), bool(t.IsVariable()))
+        return Tensor(
+            index,
+            name,
+            shape,
+            dtype,
+            quantization,
+            buffer_index,
+            data,
+            0 if raw is None else len(raw),
+            bool(t.IsVariable()),
+        )
 
     def _array(self, label: str, raw: np.ndarray, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
         if any(d < 0 for d in shape):

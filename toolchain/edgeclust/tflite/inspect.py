@@ -163,8 +163,10 @@ def count_non_finite(values: np.ndarray) -> int:
     if values.dtype.kind not in "fc":
         return 0
     flat = values.reshape(-1)
-    return sum(int(flat[i : i + _COUNT_CHUNK].size - np.count_nonzero(np.isfinite(flat[i : i + _COUNT_CHUNK])))
-               for i in range(0, flat.size, _COUNT_CHUNK))
+    return sum(
+        int(flat[i : i + _COUNT_CHUNK].size - np.count_nonzero(np.isfinite(flat[i : i + _COUNT_CHUNK])))
+        for i in range(0, flat.size, _COUNT_CHUNK)
+    )
 
 
 def weight_stats(weight: WeightTensor) -> WeightStats:
@@ -207,8 +209,10 @@ def count_unique(values: np.ndarray) -> int:
         nans = sum(int(np.count_nonzero(np.isnan(chunk))) for chunk in _chunks(ordered))
     finite = ordered[: ordered.size - nans]
     pairs = max(finite.size - 1, 0)  # neighbours compared a chunk at a time
-    changes = sum(int(np.count_nonzero(finite[s + 1 : e + 1] != finite[s:e]))
-                  for s, e in ((s, min(s + _COUNT_CHUNK, pairs)) for s in range(0, pairs, _COUNT_CHUNK)))
+    changes = sum(
+        int(np.count_nonzero(finite[s + 1 : e + 1] != finite[s:e]))
+        for s, e in ((s, min(s + _COUNT_CHUNK, pairs)) for s in range(0, pairs, _COUNT_CHUNK))
+    )
     return (changes + 1 if finite.size else 0) + (1 if nans else 0)
 
 
@@ -295,8 +299,7 @@ def _resolve(sg: Subgraph, index: int, consumer: str) -> WeightTensor | None:
         encoded = sg.tensors[producer.inputs[2 * k]]
         ancillary = sg.tensors[producer.inputs[2 * k + 1]]
         values = decode_lut(encoded, ancillary, tensor)
-        weight = _weight(sg, tensor, values, tensor.quantization, consumer,
-                         encoded.nbytes + ancillary.nbytes, "lut")
+        weight = _weight(sg, tensor, values, tensor.quantization, consumer, encoded.nbytes + ancillary.nbytes, "lut")
         return replace(weight, tensor=encoded.index, name=encoded.name or tensor.name)
     return None
 
@@ -351,7 +354,8 @@ def decode_lut(encoded: Tensor, ancillary: Tensor, decoded: Tensor) -> np.ndarra
         )
     if encoded.data.size * 8 < count * bits:
         raise ModelFormatError(
-            f"corrupted .tflite file: {what} holds {encoded.data.size} bytes of indices, needs {(count * bits + 7) // 8}"
+            f"corrupted .tflite file: {what} holds {encoded.data.size} bytes of indices, "
+            f"needs {(count * bits + 7) // 8}"
         )
     values_table = table_bytes[: tables * stride * itemsize].view(np_dtype).reshape(tables, stride)
     indices = _unpack_indices(encoded.data.reshape(-1).view(np.uint8), count, bits)
@@ -366,8 +370,16 @@ def decode_lut(encoded: Tensor, ancillary: Tensor, decoded: Tensor) -> np.ndarra
 
 
 def decoded_numpy_dtype(dtype: str):
-    return {"INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FLOAT32": "<f4", "UINT8": "u1",
-            "FLOAT16": "<f2", "BOOL": "?"}.get(dtype)
+    return {
+        "INT8": "i1",
+        "INT16": "<i2",
+        "INT32": "<i4",
+        "INT64": "<i8",
+        "FLOAT32": "<f4",
+        "UINT8": "u1",
+        "FLOAT16": "<f2",
+        "BOOL": "?",
+    }.get(dtype)
 
 
 def _unpack_indices(packed: np.ndarray, count: int, bits: int) -> np.ndarray:

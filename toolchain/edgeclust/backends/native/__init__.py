@@ -53,31 +53,45 @@ class NativeBackend:
             program = lower_graph(graph, layouts)
         except (ValueError, OverflowError) as exc:  # numbers from a hostile file that numpy refuses
             raise CodegenError(f"the model cannot be lowered: {exc}; convert it again") from None
-        files = {"ec_model.c": emit_c.model_source(program).encode(),
-                 "ec_model.h": emit_c.model_header(program).encode()}
-        interface = ModelInterface(tuple(_spec(graph.tensors[i]) for i in graph.inputs),
-                                   tuple(_spec(graph.tensors[i]) for i in graph.outputs))
+        files = {
+            "ec_model.c": emit_c.model_source(program).encode(),
+            "ec_model.h": emit_c.model_header(program).encode(),
+        }
+        interface = ModelInterface(
+            tuple(_spec(graph.tensors[i]) for i in graph.inputs), tuple(_spec(graph.tensors[i]) for i in graph.outputs)
+        )
         flash = tuple(FlashItem(kind, size) for kind, size in sorted(program.flash_parts().items()))
         notes = tuple(
             f"{p.name or p.tensor}: {p.bits}-bit indices, {'per channel' if p.per_channel else 'per tensor'}"
-            for p in program.packed if p.table_bytes
+            for p in program.packed
+            if p.table_bytes
         )
         used = {p.tensor for p in program.packed if p.table_bytes}
         extra = {"summary": _summary(program)} if "summary" in _field_names(Lowered) else {}
-        return Lowered(backend=self.name, model=bytes(tflite), interface=interface, op_names=program.op_names,
-                       arena_bytes=program.arena_bytes, flash=flash,
-                       packed=tuple(layout for layout in layouts if layout.tensor in used),
-                       arena_lower_bound=program.arena_lower_bound, notes=notes,
-                       details=NativeDetails(program, files), **extra)
+        return Lowered(
+            backend=self.name,
+            model=bytes(tflite),
+            interface=interface,
+            op_names=program.op_names,
+            arena_bytes=program.arena_bytes,
+            flash=flash,
+            packed=tuple(layout for layout in layouts if layout.tensor in used),
+            arena_lower_bound=program.arena_lower_bound,
+            notes=notes,
+            details=NativeDetails(program, files),
+            **extra,
+        )
 
     def run_host(self, lowered: Lowered, x: np.ndarray) -> np.ndarray:
         details: NativeDetails = lowered.details
         spec_in, spec_out = lowered.interface.inputs[0], lowered.interface.outputs[0]
         x = np.asarray(x)
         if x.dtype != np.dtype(spec_in.dtype) or x.shape[1:] != tuple(spec_in.shape[1:]):
-            raise DataError(f"the native host build takes {spec_in.dtype} examples of shape "
-                            f"{tuple(spec_in.shape[1:])}; "
-                            f"got {x.dtype} {x.shape}")
+            raise DataError(
+                f"the native host build takes {spec_in.dtype} examples of shape "
+                f"{tuple(spec_in.shape[1:])}; "
+                f"got {x.dtype} {x.shape}"
+            )
         binary = host.build_host(details.files, sanitize=self.sanitize)
         return host.run_host_binary(binary, x, tuple(spec_out.shape[1:]), spec_out.dtype)
 
@@ -111,8 +125,17 @@ def _summary(program: Program) -> dict:
         "arena_lower_bound": program.arena_lower_bound,
         "kernel_calls": len(program.steps),
         "flash_parts": program.flash_parts(),
-        "weights": [{"tensor": p.name, "op": p.op, "bits": p.bits, "per_channel": p.per_channel,
-                     "index_bytes": p.index_bytes, "table_bytes": p.table_bytes} for p in program.packed],
+        "weights": [
+            {
+                "tensor": p.name,
+                "op": p.op,
+                "bits": p.bits,
+                "per_channel": p.per_channel,
+                "index_bytes": p.index_bytes,
+                "table_bytes": p.table_bytes,
+            }
+            for p in program.packed
+        ],
     }
 
 

@@ -43,8 +43,14 @@ def build(folder: Path, *, timeout_s: float = 600, make_args: tuple[str, ...] = 
     make_args: extra variables, e.g. ("OPT=-O2 -DEC_BUCKET_SUMS=1",) to measure a kernel variant."""
     if not cross_compiler_present():
         raise ToolMissingError(f"arm-none-eabi-gcc or make is not installed; install them with: {INSTALL}")
-    done = subprocess.run(["make", "--no-print-directory", *make_args, "build/fw.elf"], cwd=folder, capture_output=True,
-                          text=True, timeout=timeout_s, check=False)
+    done = subprocess.run(
+        ["make", "--no-print-directory", *make_args, "build/fw.elf"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
     if done.returncode != 0:
         lines = (done.stderr + done.stdout).splitlines()
         first = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no output")
@@ -61,10 +67,25 @@ def link_sizes(elf: Path) -> LinkSizes:
 def run_qemu(elf: Path, machine: str, *, timeout_s: float = 120) -> tuple[int, str]:
     """Run under qemu-system-arm with semihosting and -icount shift=0; (exit status, console text)."""
     if shutil.which("qemu-system-arm") is None:
-        raise ToolMissingError("qemu-system-arm is not installed; install it with: "
-                               "sudo apt-get install qemu-system-arm")
-    command = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "null",
-               "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
+        raise ToolMissingError(
+            "qemu-system-arm is not installed; install it with: sudo apt-get install qemu-system-arm"
+        )
+    command = [
+        "qemu-system-arm",
+        "-M",
+        machine,
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "null",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-icount",
+        "shift=0",
+        "-kernel",
+        str(elf),
+    ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:

@@ -42,6 +42,7 @@ def f32(x) -> float:
 
 def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
     """TFLM CalculateActivationRangeQuantized for int8: RELU / RELU6 / RELU_N1_TO_1 / NONE."""
+
     def quantize(value: float) -> int:  # TFLM Quantize(): TfLiteRound(f / scale) in float
         return zero_point + int(tflite_round(f32(np.float32(value) / np.float32(scale))))
 
@@ -72,8 +73,11 @@ def add_params(scale1: float, scale2: float, output_scale: float) -> dict:
     left_shift = 20
     twice_max = 2 * float(max(np.float32(scale1), np.float32(scale2)))
     values = {"left_shift": left_shift}
-    for name, real in (("input1", float(scale1) / twice_max), ("input2", float(scale2) / twice_max),
-                       ("output", twice_max / ((1 << left_shift) * float(output_scale)))):
+    for name, real in (
+        ("input1", float(scale1) / twice_max),
+        ("input2", float(scale2) / twice_max),
+        ("output", twice_max / ((1 << left_shift) * float(output_scale))),
+    ):
         multiplier, shift = quantize_multiplier(real)
         if not 0 < real < 1 or shift > 0:
             raise CodegenError(f"ADD {name} scale ratio {real:g} is outside TFLM's range; use --backend tflm")

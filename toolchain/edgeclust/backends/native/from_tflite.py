@@ -19,8 +19,12 @@ def graph_from_tflite(tflite: bytes | TfliteModel) -> Graph:
         quant = None
         if t.quantization is not None and len(t.quantization.scales):
             q = t.quantization
-            quant = Quant(tuple(float(s) for s in q.scales), tuple(int(z) for z in q.zero_points),
-                          int(q.quantized_dimension), bool(q.zero_points_stored))
+            quant = Quant(
+                tuple(float(s) for s in q.scales),
+                tuple(int(z) for z in q.zero_points),
+                int(q.quantized_dimension),
+                bool(q.zero_points_stored),
+            )
         data = None if t.data is None else np.asarray(t.data)
         shape = tuple(max(int(d), 1) if i == 0 else int(d) for i, d in enumerate(t.shape))  # batch 1
         tensors.append(GraphTensor(t.index, t.name, shape, dtype, quant, data))

@@ -28,7 +28,8 @@ def runtime_dir() -> Path:
 
 def cache_dir() -> Path:
     root = os.environ.get("EDGECLUST_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgeclust")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgeclust"
+    )
     return Path(root) / "native-host"
 
 
@@ -64,14 +65,17 @@ def build_host(model_files: dict[str, bytes], *, sanitize: bool = False, cc: str
     return target
 
 
-def run_host_binary(binary: Path, x: np.ndarray, output_shape: tuple[int, ...], output_dtype: str,
-                    *, timeout_s: float = 600) -> np.ndarray:
+def run_host_binary(
+    binary: Path, x: np.ndarray, output_shape: tuple[int, ...], output_dtype: str, *, timeout_s: float = 600
+) -> np.ndarray:
     """Examples `x` (batch first, the model's input dtype) through the host build; outputs batch first."""
     x = np.ascontiguousarray(x)
     done = subprocess.run([str(binary)], input=x.tobytes(), capture_output=True, timeout=timeout_s, check=False)
     if done.returncode != 0:
         detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise CodegenError(f"the native host build failed on its inputs (exit {done.returncode}): "
-                           f"{detail[0] if detail else 'no message'}")
+        raise CodegenError(
+            f"the native host build failed on its inputs (exit {done.returncode}): "
+            f"{detail[0] if detail else 'no message'}"
+        )
     out = np.frombuffer(done.stdout, dtype=np.dtype(output_dtype))
     return out.reshape((len(x), *output_shape)).copy()

@@ -20,16 +20,46 @@ from edgeclust.lower.graph import Graph, GraphOp, GraphTensor
 from edgeclust.lower.pack import pack_rows
 from edgeclust.lower.weights import WeightLayout
 
-SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN",
-                 "ADD", "RESHAPE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE", "SHAPE", "STRIDED_SLICE", "PACK")
+SUPPORTED_OPS = (
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "MAX_POOL_2D",
+    "AVERAGE_POOL_2D",
+    "MEAN",
+    "ADD",
+    "RESHAPE",
+    "SOFTMAX",
+    "QUANTIZE",
+    "DEQUANTIZE",
+    "SHAPE",
+    "STRIDED_SLICE",
+    "PACK",
+)
 SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 HINT = "use --backend tflm"
-_MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MEAN": 2, "SHAPE": 1,
-               "STRIDED_SLICE": 4, "PACK": 1}
+_MIN_INPUTS = {
+    "CONV_2D": 2,
+    "DEPTHWISE_CONV_2D": 2,
+    "FULLY_CONNECTED": 2,
+    "ADD": 2,
+    "MEAN": 2,
+    "SHAPE": 1,
+    "STRIDED_SLICE": 4,
+    "PACK": 1,
+}
 # as many inputs as TFLM's kernels accept (PACK: any number of values)
-_MAX_INPUTS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 3, "ADD": 2, "MEAN": 2, "RESHAPE": 2,
-               "STRIDED_SLICE": 5, "PACK": 1 << 16}
+_MAX_INPUTS = {
+    "CONV_2D": 3,
+    "DEPTHWISE_CONV_2D": 3,
+    "FULLY_CONNECTED": 3,
+    "ADD": 2,
+    "MEAN": 2,
+    "RESHAPE": 2,
+    "STRIDED_SLICE": 5,
+    "PACK": 1 << 16,
+}
 ALIGNMENT = 16
 
 
@@ -94,8 +124,10 @@ def lower_graph(graph: Graph, layouts: Sequence[WeightLayout] = ()) -> Program:
 def unsupported_reason(graph: Graph) -> str | None:
     """One line naming the first op or option the native backend cannot run, or None."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        return (f"models with {len(graph.inputs)} inputs and {len(graph.outputs)} outputs (one of each is "
-                f"supported); {HINT}")
+        return (
+            f"models with {len(graph.inputs)} inputs and {len(graph.outputs)} outputs (one of each is "
+            f"supported); {HINT}"
+        )
     for t in (graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]):
         if t.dtype not in ("int8", "float32"):
             return f"a {t.dtype} model input or output ({t.name!r}); {HINT}"
@@ -110,18 +142,22 @@ def unsupported_reason(graph: Graph) -> str | None:
         if op.name not in SUPPORTED_OPS:
             return f"the native backend does not support op {op.name}; {HINT}"
         if op.custom_options:
-            return (f"op {op.index} ({op.name}) is a builtin operator with custom options, which TFLM refuses "
-                    "too; the model is damaged: convert it again")
+            return (
+                f"op {op.index} ({op.name}) is a builtin operator with custom options, which TFLM refuses "
+                "too; the model is damaged: convert it again"
+            )
         needed, allowed = _MIN_INPUTS.get(op.name, 1), _MAX_INPUTS.get(op.name, 1)
-        if (len(op.outputs) != 1 or not needed <= len(op.inputs) <= allowed
-                or any(i < 0 for i in op.inputs[:needed])):
-            return (f"op {op.index} ({op.name}) has {len(op.inputs)} inputs and {len(op.outputs)} outputs; the model "
-                    "is damaged: convert it again")
+        if len(op.outputs) != 1 or not needed <= len(op.inputs) <= allowed or any(i < 0 for i in op.inputs[:needed]):
+            return (
+                f"op {op.index} ({op.name}) has {len(op.inputs)} inputs and {len(op.outputs)} outputs; the model "
+                "is damaged: convert it again"
+            )
         if op.name in SHAPE_OPS:
             for t in op.outputs:
                 for reader in graph.consumers(t):
-                    feeds_shape = reader.name in SHAPE_OPS or (reader.name == "RESHAPE" and reader.inputs[1:2] == (t,)
-                                                               and t not in reader.inputs[:1])
+                    feeds_shape = reader.name in SHAPE_OPS or (
+                        reader.name == "RESHAPE" and reader.inputs[1:2] == (t,) and t not in reader.inputs[:1]
+                    )
                     if not feeds_shape:
                         return f"{op.name} outside the shape arithmetic of a RESHAPE (op {op.index}); {HINT}"
             continue
@@ -139,8 +175,10 @@ def unsupported_reason(graph: Graph) -> str | None:
         activations = [graph.tensors[i] for i in op.inputs[:1] + op.outputs if i >= 0]
         expected = {"QUANTIZE": ("float32", "int8"), "DEQUANTIZE": ("int8", "float32")}.get(op.name, ("int8", "int8"))
         if activations and (activations[0].dtype, activations[-1].dtype) != expected:
-            return (f"{op.name} from {activations[0].dtype} to {activations[-1].dtype} (op {op.index}); only int8 "
-                    f"kernels (and float edges) are native; {HINT}")
+            return (
+                f"{op.name} from {activations[0].dtype} to {activations[-1].dtype} (op {op.index}); only int8 "
+                f"kernels (and float edges) are native; {HINT}"
+            )
     return None
 
 
@@ -183,6 +221,7 @@ def _fusable_pool(graph: Graph, op: GraphOp) -> GraphOp | None:
 
 # ---- helpers ----
 
+
 def _quant(t: GraphTensor, what: str):
     if t.quant is None:
         raise _refuse(f"an unquantized {what} tensor ({t.name!r})")
@@ -202,31 +241,42 @@ def _window(op: GraphOp, in_hwc, out_hwc, k_h: int, k_w: int, *, dilation: bool)
     dil_h = int(o.get("dilation_h_factor", 1)) if dilation else 1
     dil_w = int(o.get("dilation_w_factor", 1)) if dilation else 1
     padding = o.get("padding", "VALID")
-    for name, value in (("stride", stride_h), ("stride", stride_w), ("dilation", dil_h), ("dilation", dil_w),
-                        ("filter size", k_h), ("filter size", k_w)):
+    for name, value in (
+        ("stride", stride_h),
+        ("stride", stride_w),
+        ("dilation", dil_h),
+        ("dilation", dil_w),
+        ("filter size", k_h),
+        ("filter size", k_w),
+    ):
         if not 1 <= value <= 255:
             raise _refuse(f"{op.name} with {name} {value} (1..255 is supported)")
     if padding not in ("SAME", "VALID"):
         raise _refuse(f"{op.name} padding {padding}")
     pads = []
-    for size, k, stride, dil, out in ((in_hwc[0], k_h, stride_h, dil_h, out_hwc[0]),
-                                      (in_hwc[1], k_w, stride_w, dil_w, out_hwc[1])):
+    for size, k, stride, dil, out in (
+        (in_hwc[0], k_h, stride_h, dil_h, out_hwc[0]),
+        (in_hwc[1], k_w, stride_w, dil_w, out_hwc[1]),
+    ):
         effective = (k - 1) * dil + 1
         expected = (size + stride - 1) // stride if padding == "SAME" else (size + stride - effective) // stride
         if expected != out or out <= 0:
-            raise CodegenError(f"{op.name} (op {op.index}) output size {out} does not match its input {size}, filter "
-                               f"{k}, stride {stride}, {padding}: the model is inconsistent; convert it again")
+            raise CodegenError(
+                f"{op.name} (op {op.index}) output size {out} does not match its input {size}, filter "
+                f"{k}, stride {stride}, {padding}: the model is inconsistent; convert it again"
+            )
         pads.append(max(0, ((out - 1) * stride + effective - size)) // 2)
     for value in (*in_hwc, *out_hwc):
         if not 1 <= value <= 65535:
             raise _refuse(f"{op.name} with a dimension of {value} (1..65535 is supported)")
-    return (f"{{.in_h = {in_hwc[0]}, .in_w = {in_hwc[1]}, .in_c = {in_hwc[2]}, .out_h = {out_hwc[0]}, "
-            f".out_w = {out_hwc[1]}, .out_c = {out_hwc[2]}, .k_h = {k_h}, .k_w = {k_w}, .stride_h = {stride_h}, "
-            f".stride_w = {stride_w}, .dil_h = {dil_h}, .dil_w = {dil_w}, .pad_h = {pads[0]}, .pad_w = {pads[1]}}}")
+    return (
+        f"{{.in_h = {in_hwc[0]}, .in_w = {in_hwc[1]}, .in_c = {in_hwc[2]}, .out_h = {out_hwc[0]}, "
+        f".out_w = {out_hwc[1]}, .out_c = {out_hwc[2]}, .k_h = {k_h}, .k_w = {k_w}, .stride_h = {stride_h}, "
+        f".stride_w = {stride_w}, .dil_h = {dil_h}, .dil_w = {dil_w}, .pad_h = {pads[0]}, .pad_w = {pads[1]}}}"
+    )
 
 
-def _weights(b: _Builder, step: str, op: GraphOp, t: GraphTensor, rows: np.ndarray, channel_axis: int,
-             to_rows) -> str:
+def _weights(b: _Builder, step: str, op: GraphOp, t: GraphTensor, rows: np.ndarray, channel_axis: int, to_rows) -> str:
     """Pack `rows` (out_channels, n) int8 from the tensor's layout when that pays; the ec_weights initializer."""
     layout = b.layouts.get(t.index)
     out_c, n = rows.shape
@@ -241,26 +291,41 @@ def _weights(b: _Builder, step: str, op: GraphOp, t: GraphTensor, rows: np.ndarr
     if use is None:
         name = b.const(step, "weights", "int8_t", rows.astype(np.int8).reshape(-1), "weights")
         b.packed.append(PackedTensor(t.index, t.name, op.name, 8, False, rows.size, rows.size, 0))
-        return (f"{{.data = (const uint8_t *){name}, .table = NULL, .row_stride = {n}, .table_stride = 0, "
-                f".bits = 8}}")
+        return f"{{.data = (const uint8_t *){name}, .table = NULL, .row_stride = {n}, .table_stride = 0, .bits = 8}}"
     packed, tables = use
     data = b.const(step, "weights", "uint8_t", np.frombuffer(packed.data, np.uint8), "weights")
     table = b.const(step, "table", "int8_t", tables.reshape(-1), "tables")
     per_channel = layout.axis is not None
-    b.packed.append(PackedTensor(t.index, t.name, op.name, layout.bits, per_channel, rows.size, packed.nbytes,
-                                 int(tables.size)))
-    return (f"{{.data = {data}, .table = {table}, .row_stride = {packed.row_stride}, "
-            f".table_stride = {tables.shape[1] if per_channel else 0}, .bits = {layout.bits}}}")
+    b.packed.append(
+        PackedTensor(t.index, t.name, op.name, layout.bits, per_channel, rows.size, packed.nbytes, int(tables.size))
+    )
+    return (
+        f"{{.data = {data}, .table = {table}, .row_stride = {packed.row_stride}, "
+        f".table_stride = {tables.shape[1] if per_channel else 0}, .bits = {layout.bits}}}"
+    )
 
 
-def _requant(b: _Builder, step: str, op: GraphOp, rows: np.ndarray, bias_index: int, x: GraphTensor,
-             w: GraphTensor, y: GraphTensor, *, channel_axis: int = 0, float_product: bool = False) -> str:
+def _requant(
+    b: _Builder,
+    step: str,
+    op: GraphOp,
+    rows: np.ndarray,
+    bias_index: int,
+    x: GraphTensor,
+    w: GraphTensor,
+    y: GraphTensor,
+    *,
+    channel_axis: int = 0,
+    float_product: bool = False,
+) -> str:
     """Folded biases, per-channel multipliers/shifts and the activation range: the ec_requant initializer."""
     xq, wq, yq = _quant(x, "input"), _quant(w, "filter"), _quant(y, "output")
     out_c = rows.shape[0]
     if len(wq.scales) not in (1, out_c) or (wq.per_channel and wq.axis != channel_axis):
-        raise CodegenError(f"{op.name} (op {op.index}) has {len(wq.scales)} filter scales along axis {wq.axis} for "
-                           f"{out_c} output channels on axis {channel_axis}; convert the model again")
+        raise CodegenError(
+            f"{op.name} (op {op.index}) has {len(wq.scales)} filter scales along axis {wq.axis} for "
+            f"{out_c} output channels on axis {channel_axis}; convert the model again"
+        )
     if any(z != 0 for z in wq.zero_points):
         raise _refuse(f"{op.name} with asymmetric int8 weights")
     bias = np.zeros(out_c, np.int64)
@@ -282,24 +347,27 @@ def _requant(b: _Builder, step: str, op: GraphOp, rows: np.ndarray, bias_index: 
         m, s = fp.quantize_multiplier(real)
         multipliers.append(m)
         shifts.append(s)
-    act_min, act_max = fp.activation_range(op.options.get("fused_activation_function", "NONE"), yq.scale,
-                                           yq.zero_point)
+    act_min, act_max = fp.activation_range(op.options.get("fused_activation_function", "NONE"), yq.scale, yq.zero_point)
     bias_name = b.const(step, "bias", "int32_t", folded.astype(np.int32), "biases")
     mult_name = b.const(step, "multiplier", "int32_t", np.array(multipliers, np.int32), "requant")
     shift_name = b.const(step, "shift", "int8_t", np.array(shifts, np.int8), "requant")
-    return (f"{{.bias = {bias_name}, .multiplier = {mult_name}, .shift = {shift_name}, "
-            f".output_zero_point = {yq.zero_point}, .act_min = {act_min}, .act_max = {act_max}}}")
+    return (
+        f"{{.bias = {bias_name}, .multiplier = {mult_name}, .shift = {shift_name}, "
+        f".output_zero_point = {yq.zero_point}, .act_min = {act_min}, .act_max = {act_max}}}"
+    )
 
 
 def _constant_filter(b: _Builder, op: GraphOp, index: int) -> GraphTensor:
     w = b.tensor(index)
     if w.data is None or w.dtype != "int8":
-        raise _refuse(f"{op.name} with a {w.dtype} {'constant' if w.data is not None else 'run-time'} filter "
-                      f"({w.name!r})")
+        raise _refuse(
+            f"{op.name} with a {w.dtype} {'constant' if w.data is not None else 'run-time'} filter ({w.name!r})"
+        )
     return w
 
 
 # ---- one function per op ----
+
 
 def _conv(b: _Builder, op: GraphOp, step: str, pool: GraphOp | None) -> None:
     x, w = b.tensor(op.inputs[0]), _constant_filter(b, op, op.inputs[1])
@@ -321,18 +389,26 @@ def _conv(b: _Builder, op: GraphOp, step: str, pool: GraphOp | None) -> None:
         fh, fw = int(pool.options.get("filter_height", 1)), int(pool.options.get("filter_width", 1))
         pwin = _window(pool, out_hwc, (p_hwc[0], p_hwc[1], out_hwc[2]), fh, fw, dilation=False)
         pq = _quant(p_out, "output")
-        act_min, act_max = fp.activation_range(pool.options.get("fused_activation_function", "NONE"), pq.scale,
-                                               pq.zero_point)
+        act_min, act_max = fp.activation_range(
+            pool.options.get("fused_activation_function", "NONE"), pq.scale, pq.zero_point
+        )
         pads = dict(part.split(" = ") for part in pwin.strip("{}").split(", "))
-        extra = (("ec_pool_fusion", f"{step}_pool",
-                  f"{{.k_h = {fh}, .k_w = {fw}, .stride_h = {pads['.stride_h']}, .stride_w = {pads['.stride_w']}, "
-                  f".pad_h = {pads['.pad_h']}, .pad_w = {pads['.pad_w']}, .out_h = {p_hwc[0]}, .out_w = {p_hwc[1]}, "
-                  f".act_min = {act_min}, .act_max = {act_max}}}"),)
+        extra = (
+            (
+                "ec_pool_fusion",
+                f"{step}_pool",
+                f"{{.k_h = {fh}, .k_w = {fw}, .stride_h = {pads['.stride_h']}, .stride_w = {pads['.stride_w']}, "
+                f".pad_h = {pads['.pad_h']}, .pad_w = {pads['.pad_w']}, .out_h = {p_hwc[0]}, .out_w = {p_hwc[1]}, "
+                f".act_min = {act_min}, .act_max = {act_max}}}",
+            ),
+        )
         pool_ref = f"&{step}_pool"
         out_index = pool.outputs[0]
         what += f" + MAX_POOL_2D (op {pool.index}), fused: the conv's output never exists whole"
-    init = (f"{{.w = {weights}, .q = {requant}, .win = {win}, .input_zero_point = {_quant(x, 'input').zero_point}, "
-            f".pool = {pool_ref}}}")
+    init = (
+        f"{{.w = {weights}, .q = {requant}, .win = {win}, .input_zero_point = {_quant(x, 'input').zero_point}, "
+        f".pool = {pool_ref}}}"
+    )
     b.add_step(Step(step, "ec_conv", "ec_conv_params", init, (), (), what, extra), [op.inputs[0]], [out_index])
 
 
@@ -342,8 +418,9 @@ def _depthwise(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     in_hwc, out_hwc = _dims4(x, "DEPTHWISE_CONV_2D input"), _dims4(y, "DEPTHWISE_CONV_2D output")
     multiplier = int(op.options.get("depth_multiplier", 1)) or 1
     if len(w.shape) != 4 or w.shape[0] != 1 or w.shape[3] != out_hwc[2] or out_hwc[2] != in_hwc[2] * multiplier:
-        raise _refuse(f"DEPTHWISE_CONV_2D filter {list(w.shape)} for input {list(x.shape)}, depth multiplier "
-                      f"{multiplier}")
+        raise _refuse(
+            f"DEPTHWISE_CONV_2D filter {list(w.shape)} for input {list(x.shape)}, depth multiplier {multiplier}"
+        )
     if not 1 <= multiplier <= 65535:
         raise _refuse(f"DEPTHWISE_CONV_2D depth multiplier {multiplier}")
     to_rows = lambda a: a.reshape(-1, a.shape[3]).T  # (1, kh, kw, oc) -> (oc, kh*kw)
@@ -351,11 +428,15 @@ def _depthwise(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     win = _window(op, in_hwc, out_hwc, w.shape[1], w.shape[2], dilation=True)
     weights = _weights(b, step, op, w, rows, 3, lambda idx: np.ascontiguousarray(to_rows(idx)))
     requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y, channel_axis=3)
-    init = (f"{{.w = {weights}, .q = {requant}, .win = {win}, .input_zero_point = {_quant(x, 'input').zero_point}, "
-            f".depth_multiplier = {multiplier}}}")
-    b.add_step(Step(step, "ec_depthwise_conv", "ec_depthwise_params", init, (), (),
-                    f"DEPTHWISE_CONV_2D (op {op.index})"),
-               [op.inputs[0]], [op.outputs[0]])
+    init = (
+        f"{{.w = {weights}, .q = {requant}, .win = {win}, .input_zero_point = {_quant(x, 'input').zero_point}, "
+        f".depth_multiplier = {multiplier}}}"
+    )
+    b.add_step(
+        Step(step, "ec_depthwise_conv", "ec_depthwise_params", init, (), (), f"DEPTHWISE_CONV_2D (op {op.index})"),
+        [op.inputs[0]],
+        [op.outputs[0]],
+    )
 
 
 def _fully_connected(b: _Builder, op: GraphOp, step: str, _pool) -> None:
@@ -367,16 +448,20 @@ def _fully_connected(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     if op.options.get("weights_format", 0) not in (0, "DEFAULT"):
         raise _refuse("FULLY_CONNECTED with shuffled weights")
     if x.size % in_n or y.size != (x.size // in_n) * out_n:
-        raise CodegenError(f"FULLY_CONNECTED (op {op.index}): input {list(x.shape)} and output {list(y.shape)} do not "
-                           f"match a {out_n}x{in_n} filter; convert the model again")
+        raise CodegenError(
+            f"FULLY_CONNECTED (op {op.index}): input {list(x.shape)} and output {list(y.shape)} do not "
+            f"match a {out_n}x{in_n} filter; convert the model again"
+        )
     rows = w.data.reshape(out_n, in_n)
     weights = _weights(b, step, op, w, rows, 0, lambda idx: idx.reshape(out_n, in_n))
     per_tensor = len(_quant(w, "filter").scales) == 1
-    requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y,
-                       float_product=per_tensor)
+    requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y, float_product=per_tensor)
     init = f"{{.w = {weights}, .q = {requant}, .batches = {x.size // in_n}, .in_n = {in_n}, .out_n = {out_n}}}"
-    b.add_step(Step(step, "ec_fully_connected", "ec_fc_params", init, (), (), f"FULLY_CONNECTED (op {op.index})"),
-               [op.inputs[0]], [op.outputs[0]])
+    b.add_step(
+        Step(step, "ec_fully_connected", "ec_fc_params", init, (), (), f"FULLY_CONNECTED (op {op.index})"),
+        [op.inputs[0]],
+        [op.outputs[0]],
+    )
 
 
 def _pool_op(b: _Builder, op: GraphOp, step: str, _pool) -> None:
@@ -389,12 +474,14 @@ def _pool_op(b: _Builder, op: GraphOp, step: str, _pool) -> None:
         raise _refuse(f"{op.name} with different input and output quantization")
     fh, fw = int(op.options.get("filter_height", 1)), int(op.options.get("filter_width", 1))
     win = _window(op, in_hwc, out_hwc, fh, fw, dilation=False)
-    act_min, act_max = fp.activation_range(op.options.get("fused_activation_function", "NONE"), yq.scale,
-                                           yq.zero_point)
+    act_min, act_max = fp.activation_range(op.options.get("fused_activation_function", "NONE"), yq.scale, yq.zero_point)
     kernel = "ec_max_pool" if op.name == "MAX_POOL_2D" else "ec_average_pool"
     init = f"{{.win = {win}, .act_min = {act_min}, .act_max = {act_max}}}"
-    b.add_step(Step(step, kernel, "ec_pool_params", init, (), (), f"{op.name} (op {op.index})"),
-               [op.inputs[0]], [op.outputs[0]])
+    b.add_step(
+        Step(step, kernel, "ec_pool_params", init, (), (), f"{op.name} (op {op.index})"),
+        [op.inputs[0]],
+        [op.outputs[0]],
+    )
 
 
 def _mean(b: _Builder, op: GraphOp, step: str, _pool) -> None:
@@ -402,17 +489,23 @@ def _mean(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     axis_t = b.tensor(op.inputs[1])
     axes = sorted(int(a) % 4 for a in np.asarray(axis_t.data).reshape(-1)) if axis_t.data is not None else None
     if len(x.shape) != 4 or axes != [1, 2]:
-        raise _refuse(f"MEAN over axes {axes} of a {len(x.shape)}-D tensor (global average pooling over H, W is "
-                      "supported)")
+        raise _refuse(
+            f"MEAN over axes {axes} of a {len(x.shape)}-D tensor (global average pooling over H, W is supported)"
+        )
     h, w, c = _dims4(x, "MEAN input")
     if y.size != c:
         raise CodegenError(f"MEAN (op {op.index}) output {list(y.shape)} for input {list(x.shape)}; convert again")
     xq, yq = _quant(x, "input"), _quant(y, "output")
     multiplier, shift = fp.mean_params(xq.scale, yq.scale, h * w)
-    init = (f"{{.spatial = {h * w}, .channels = {c}, .input_zero_point = {xq.zero_point}, "
-            f".output_zero_point = {yq.zero_point}, .multiplier = {multiplier}, .shift = {shift}}}")
-    b.add_step(Step(step, "ec_mean_hw", "ec_mean_params", init, (), (), f"MEAN (op {op.index})"),
-               [op.inputs[0]], [op.outputs[0]])
+    init = (
+        f"{{.spatial = {h * w}, .channels = {c}, .input_zero_point = {xq.zero_point}, "
+        f".output_zero_point = {yq.zero_point}, .multiplier = {multiplier}, .shift = {shift}}}"
+    )
+    b.add_step(
+        Step(step, "ec_mean_hw", "ec_mean_params", init, (), (), f"MEAN (op {op.index})"),
+        [op.inputs[0]],
+        [op.outputs[0]],
+    )
 
 
 def _add(b: _Builder, op: GraphOp, step: str, _pool) -> None:
@@ -421,16 +514,20 @@ def _add(b: _Builder, op: GraphOp, step: str, _pool) -> None:
         raise _refuse(f"ADD with broadcasting or a constant operand ({list(x1.shape)} + {list(x2.shape)})")
     q1, q2, qy = _quant(x1, "input"), _quant(x2, "input"), _quant(y, "output")
     params = fp.add_params(q1.scale, q2.scale, qy.scale)
-    act_min, act_max = fp.activation_range(op.options.get("fused_activation_function", "NONE"), qy.scale,
-                                           qy.zero_point)
-    init = (f"{{.size = {y.size}, .input1_offset = {-q1.zero_point}, .input2_offset = {-q2.zero_point}, "
-            f".output_offset = {qy.zero_point}, .input1_multiplier = {params['input1_multiplier']}, "
-            f".input2_multiplier = {params['input2_multiplier']}, .output_multiplier = {params['output_multiplier']}, "
-            f".input1_shift = {params['input1_shift']}, .input2_shift = {params['input2_shift']}, "
-            f".output_shift = {params['output_shift']}, .left_shift = {params['left_shift']}, "
-            f".act_min = {act_min}, .act_max = {act_max}}}")
-    b.add_step(Step(step, "ec_add", "ec_add_params", init, (), (), f"ADD (op {op.index})"),
-               [op.inputs[0], op.inputs[1]], [op.outputs[0]])
+    act_min, act_max = fp.activation_range(op.options.get("fused_activation_function", "NONE"), qy.scale, qy.zero_point)
+    init = (
+        f"{{.size = {y.size}, .input1_offset = {-q1.zero_point}, .input2_offset = {-q2.zero_point}, "
+        f".output_offset = {qy.zero_point}, .input1_multiplier = {params['input1_multiplier']}, "
+        f".input2_multiplier = {params['input2_multiplier']}, .output_multiplier = {params['output_multiplier']}, "
+        f".input1_shift = {params['input1_shift']}, .input2_shift = {params['input2_shift']}, "
+        f".output_shift = {params['output_shift']}, .left_shift = {params['left_shift']}, "
+        f".act_min = {act_min}, .act_max = {act_max}}}"
+    )
+    b.add_step(
+        Step(step, "ec_add", "ec_add_params", init, (), (), f"ADD (op {op.index})"),
+        [op.inputs[0], op.inputs[1]],
+        [op.outputs[0]],
+    )
 
 
 def _softmax(b: _Builder, op: GraphOp, step: str, _pool) -> None:
@@ -442,33 +539,45 @@ def _softmax(b: _Builder, op: GraphOp, step: str, _pool) -> None:
         raise CodegenError(f"SOFTMAX (op {op.index}) input and output differ in size; convert the model again")
     depth = x.shape[-1]
     multiplier, shift, diff_min = fp.softmax_params(fp.f32(op.options.get("beta", 1.0)), xq.scale)
-    init = (f"{{.outer = {x.size // depth}, .depth = {depth}, .input_multiplier = {multiplier}, "
-            f".input_left_shift = {shift}, .diff_min = {diff_min}}}")
-    b.add_step(Step(step, "ec_softmax", "ec_softmax_params", init, (), (), f"SOFTMAX (op {op.index})"),
-               [op.inputs[0]], [op.outputs[0]])
+    init = (
+        f"{{.outer = {x.size // depth}, .depth = {depth}, .input_multiplier = {multiplier}, "
+        f".input_left_shift = {shift}, .diff_min = {diff_min}}}"
+    )
+    b.add_step(
+        Step(step, "ec_softmax", "ec_softmax_params", init, (), (), f"SOFTMAX (op {op.index})"),
+        [op.inputs[0]],
+        [op.outputs[0]],
+    )
 
 
 def _quantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     y = b.tensor(op.outputs[0])
     yq = _quant(y, "output")
     init = f"{{.size = {y.size}, .scale = {_c_float(yq.scale)}, .zero_point = {yq.zero_point}}}"
-    b.add_step(Step(step, "ec_quantize", "ec_quantize_params", init, (), (), f"QUANTIZE (op {op.index})"),
-               [op.inputs[0]], [op.outputs[0]])
+    b.add_step(
+        Step(step, "ec_quantize", "ec_quantize_params", init, (), (), f"QUANTIZE (op {op.index})"),
+        [op.inputs[0]],
+        [op.outputs[0]],
+    )
 
 
 def _dequantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     x = b.tensor(op.inputs[0])
     xq = _quant(x, "input")
     init = f"{{.size = {x.size}, .scale = {_c_float(xq.scale)}, .zero_point = {xq.zero_point}}}"
-    b.add_step(Step(step, "ec_dequantize", "ec_dequantize_params", init, (), (), f"DEQUANTIZE (op {op.index})"),
-               [op.inputs[0]], [op.outputs[0]])
+    b.add_step(
+        Step(step, "ec_dequantize", "ec_dequantize_params", init, (), (), f"DEQUANTIZE (op {op.index})"),
+        [op.inputs[0]],
+        [op.outputs[0]],
+    )
 
 
 def _reshape(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
     if x.size != y.size:
-        raise CodegenError(f"RESHAPE (op {op.index}) from {list(x.shape)} to {list(y.shape)} changes the size; "
-                           "convert the model again")
+        raise CodegenError(
+            f"RESHAPE (op {op.index}) from {list(x.shape)} to {list(y.shape)} changes the size; convert the model again"
+        )
     b.alias[op.outputs[0]] = b.root(op.inputs[0])
 
 
@@ -478,13 +587,22 @@ def _c_float(value: float) -> str:
 
 
 _LOWER = {
-    "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _depthwise, "FULLY_CONNECTED": _fully_connected,
-    "MAX_POOL_2D": _pool_op, "AVERAGE_POOL_2D": _pool_op, "MEAN": _mean, "ADD": _add, "SOFTMAX": _softmax,
-    "QUANTIZE": _quantize, "DEQUANTIZE": _dequantize, "RESHAPE": _reshape,
+    "CONV_2D": _conv,
+    "DEPTHWISE_CONV_2D": _depthwise,
+    "FULLY_CONNECTED": _fully_connected,
+    "MAX_POOL_2D": _pool_op,
+    "AVERAGE_POOL_2D": _pool_op,
+    "MEAN": _mean,
+    "ADD": _add,
+    "SOFTMAX": _softmax,
+    "QUANTIZE": _quantize,
+    "DEQUANTIZE": _dequantize,
+    "RESHAPE": _reshape,
 }
 
 
 # ---- buffers, lifetimes and the plan ----
+
 
 def _finish(b: _Builder) -> Program:
     graph = b.graph
@@ -513,20 +631,42 @@ def _finish(b: _Builder) -> Program:
                     in_place[out] = t
                     break
 
-    uses = [memory_plan.BufferUse(f"t{t}", _nbytes(graph.tensors[t]), first[t], last[t],
-                                  f"t{in_place[t]}" if t in in_place else None) for t in sorted(first)]
+    uses = [
+        memory_plan.BufferUse(
+            f"t{t}", _nbytes(graph.tensors[t]), first[t], last[t], f"t{in_place[t]}" if t in in_place else None
+        )
+        for t in sorted(first)
+    ]
     plan = memory_plan.plan(uses, alignment=ALIGNMENT)
     memory_plan.check_plan(plan, uses)
-    buffers = {t: Buffer(f"t{t}", _nbytes(graph.tensors[t]), graph.tensors[t].dtype, plan.offsets[f"t{t}"])
-               for t in first}
+    buffers = {
+        t: Buffer(f"t{t}", _nbytes(graph.tensors[t]), graph.tensors[t].dtype, plan.offsets[f"t{t}"]) for t in first
+    }
     steps = tuple(
-        Step(s.name, s.kernel, s.params_type, s.initializer, tuple(f"t{t}" for t in b.reads[i]),
-             tuple(f"t{t}" for t in b.writes[i]), s.what, s.extra)
+        Step(
+            s.name,
+            s.kernel,
+            s.params_type,
+            s.initializer,
+            tuple(f"t{t}" for t in b.reads[i]),
+            tuple(f"t{t}" for t in b.writes[i]),
+            s.what,
+            s.extra,
+        )
         for i, s in enumerate(b.steps)
     )
     op_names = tuple(sorted({op.name for op in graph.ops}))
-    return Program(tuple(b.consts), steps, tuple(buffers[t] for t in sorted(buffers)), buffers[model_in],
-                   buffers[model_out], max(plan.arena_bytes, ALIGNMENT), plan.lower_bound, tuple(b.packed), op_names)
+    return Program(
+        tuple(b.consts),
+        steps,
+        tuple(buffers[t] for t in sorted(buffers)),
+        buffers[model_in],
+        buffers[model_out],
+        max(plan.arena_bytes, ALIGNMENT),
+        plan.lower_bound,
+        tuple(b.packed),
+        op_names,
+    )
 
 
 def _nbytes(t: GraphTensor) -> int:

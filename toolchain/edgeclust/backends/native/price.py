@@ -38,8 +38,12 @@ def price(lowered: Lowered, board) -> Cost:
         code = flash_used - sum(consts.values()) - program.input.size - program.output.size
         flash_parts = {**consts, "code": code, "self_test": program.input.size + program.output.size}
         heap = board.heap_bytes  # reserved by the linker script (.heap counts as bss); the runtime never mallocs
-        ram_parts = {"arena": program.arena_bytes, "heap": heap,
-                     "statics": sizes.data + sizes.bss - program.arena_bytes - heap, "stack": board.stack_bytes}
+        ram_parts = {
+            "arena": program.arena_bytes,
+            "heap": heap,
+            "statics": sizes.data + sizes.bss - program.arena_bytes - heap,
+            "stack": board.stack_bytes,
+        }
         measured = True
     else:
         code = table_code_bytes(program, board)
@@ -49,12 +53,25 @@ def price(lowered: Lowered, board) -> Cost:
         ram_used = sum(ram_parts.values())
         measured = False
     names = {f.name for f in dataclasses.fields(Cost)}
-    extra = {key: value for key, value in (
-        ("advice", "--clusters with fewer clusters (fewer index bits), or a board with more memory"),
-        ("board_name", getattr(board, "name", "")),
-    ) if key in names}
-    return Cost(board.id, flash_used, board.flash_bytes, ram_used, board.ram_bytes, flash_parts, ram_parts,
-                measured=measured, **extra)
+    extra = {
+        key: value
+        for key, value in (
+            ("advice", "--clusters with fewer clusters (fewer index bits), or a board with more memory"),
+            ("board_name", getattr(board, "name", "")),
+        )
+        if key in names
+    }
+    return Cost(
+        board.id,
+        flash_used,
+        board.flash_bytes,
+        ram_used,
+        board.ram_bytes,
+        flash_parts,
+        ram_parts,
+        measured=measured,
+        **extra,
+    )
 
 
 def measured_sizes(lowered: Lowered, board) -> firmware.LinkSizes:
@@ -62,8 +79,11 @@ def measured_sizes(lowered: Lowered, board) -> firmware.LinkSizes:
     spec_in, spec_out = lowered.interface.inputs[0], lowered.interface.outputs[0]
     case = SelfTestCase(np.zeros(spec_in.shape[1:], spec_in.dtype), np.zeros(spec_out.shape[1:], spec_out.dtype))
     # a board built another way is linked as a make board with the semihosting console (same kernels and model)
-    make_board = board if board.build_system == "make" else dataclasses.replace(board, build_system="make",
-                                                                                console="semihosting")
+    make_board = (
+        board
+        if board.build_system == "make"
+        else dataclasses.replace(board, build_system="make", console="semihosting")
+    )
     files = render_project(lowered, make_board, [case])
     with tempfile.TemporaryDirectory(prefix="edgeclust-native-size-") as tmp:
         folder = firmware.write_project(files, Path(tmp))
