@@ -148,3 +148,20 @@ def test_options_for_a_keras_model_are_refused_for_a_tflite(kwargs, fragment, ed
         build(edgeclust_tflite, data_path, BuildOptions(board=BOARD, out_dir=out, **kwargs))
     assert fragment in str(info.value) and "\n" not in str(info.value)
     assert not out.exists()
+
+
+def test_a_float32_tflite_builds_with_tflm_when_auto(small_data, tmp_path):
+    """native refuses float ops, so auto picks tflm; the float model is reported as such."""
+    from edgeclust.pipeline.stages import convert_model
+
+    data, data_path = small_data
+    model_path = tmp_path / "float.tflite"
+    model_path.write_bytes(convert_model(_small_model(), quantize="float32", representative=None, per_channel=True))
+    options = BuildOptions(board=BOARD, out_dir=tmp_path / "out", cluster=ClusterOptions(clusters=0),
+                           parity_samples=20)
+    result = build(model_path, data_path, options)
+    report = result.report
+    assert report["backend"]["name"] == "tflm" and "native" in report["backend"]["chosen"]
+    assert set(report["parity"]["accuracy"]) == {"litert_float32", "tflm_float32", "firmware"}
+    assert (result.out_dir / "model_float32.tflite").read_bytes() == model_path.read_bytes()
+    assert not (result.out_dir / "model_int8.tflite").exists()
