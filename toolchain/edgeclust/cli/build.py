@@ -151,5 +151,7 @@ def _clusters_for_tflite(ctx: click.Context, clusters: int) -> int:
                 ctx=ctx,
             )
     if "per_channel" in given and "clusters" not in given:
-        raise click.UsageError("--per-channel needs --clusters N for a .tflite model (it only scopes the check)", ctx=ctx)
+        raise click.UsageError(
+            "--per-channel needs --clusters N for a .tflite model (it only scopes the check)", ctx=ctx
+        )
     return clusters if "clusters" in given else 0

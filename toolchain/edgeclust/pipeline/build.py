@@ -15,7 +15,14 @@ from edgeclust.codegen.board import BoardSpec
 from edgeclust.errors import ConfigError
 from edgeclust.pipeline import build_steps as steps
 from edgeclust.pipeline.boards import board_spec
-from edgeclust.pipeline.build_plan import BACKEND_CHOICES, COMPRESS_CHOICES, QUANTIZE_CHOICES, TITLES, build_titles, skipped_titles
+from edgeclust.pipeline.build_plan import (
+    BACKEND_CHOICES,
+    COMPRESS_CHOICES,
+    QUANTIZE_CHOICES,
+    TITLES,
+    build_titles,
+    skipped_titles,
+)
 from edgeclust.pipeline.build_results import BuildResult
 from edgeclust.pipeline.loading import is_tflite_file
 from edgeclust.pipeline.progress import ProgressCallback, Stages

@@ -12,7 +12,15 @@ from edgeclust.backends import BACKEND_CHOICES
 
 QUANTIZE_CHOICES = ("int8", "float32")
 COMPRESS_CHOICES = ("none", "lut")
-__all__ = ["BACKEND_CHOICES", "BUILD_STAGES", "COMPRESS_CHOICES", "QUANTIZE_CHOICES", "TITLES", "build_titles", "skipped_titles"]
+__all__ = [
+    "BACKEND_CHOICES",
+    "BUILD_STAGES",
+    "COMPRESS_CHOICES",
+    "QUANTIZE_CHOICES",
+    "TITLES",
+    "build_titles",
+    "skipped_titles",
+]
 
 
 @dataclass(frozen=True)

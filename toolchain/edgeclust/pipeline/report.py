@@ -65,7 +65,8 @@ def parity_lines(section: dict) -> list[str]:
         f"{stage_name(k, section)}: top-1 accuracy {v:.4f} on {n:,} examples" for k, v in section["accuracy"].items()
     ]
     if "float32_top1_equals_keras" in section:
-        lines.append(f"float32 .tflite top-1 equals stripped Keras on {section['float32_top1_equals_keras']:,} of {n:,}")
+        same = section["float32_top1_equals_keras"]
+        lines.append(f"float32 .tflite top-1 equals stripped Keras on {same:,} of {n:,}")
     if "int8_litert_vs_tflm_max_lsb" in section:
         lines.append(
             f"int8: LiteRT and TFLM differ by at most {section['int8_litert_vs_tflm_max_lsb']} LSB "
