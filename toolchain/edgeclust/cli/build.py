@@ -12,7 +12,7 @@ from edgeclust.pipeline.build_plan import BACKEND_CHOICES, COMPRESS_CHOICES, QUA
 
 
 @click.command("build")
-@click.argument("model", metavar="MODEL.keras", type=click.Path(path_type=Path))
+@click.argument("model", metavar="MODEL.keras|MODEL.tflite", type=click.Path(path_type=Path))
 @click.option("--board", "-b", type=BOARD, required=True, help="Board id (see `edgeclust boards`).")
 @click.option(
     "--data",
@@ -94,7 +94,10 @@ def command(
     from edgeclust.cli.progress import ProgressPrinter
     from edgeclust.cli.summary import summary_lines
     from edgeclust.pipeline.build import BuildOptions, build
+    from edgeclust.pipeline.loading import is_tflite_file
 
+    if is_tflite_file(model):
+        kwargs["clusters"] = _clusters_for_tflite(click.get_current_context(), kwargs["clusters"])
     options = BuildOptions(
         board=board,
         out_dir=out_dir,
@@ -116,3 +119,39 @@ def command(
     click.echo("")
     click.echo(f"wrote {result.out_dir}/ (report.json, .tflite files, firmware/)")
     click.echo(f"next: edgeclust flash {result.out_dir}")
+
+
+# Options that only mean something when edgeclust clusters or converts the model itself.
+_KERAS_ONLY = {
+    "quantize": "--quantize",
+    "layers": "--layer",
+    "max_drop": "--max-drop",
+    "max_epochs": "--max-epochs",
+    "epochs": "--epochs (fine-tuning)",
+    "learning_rate": "--lr (fine-tuning)",
+    "batch_size": "--batch-size (fine-tuning)",
+    "init": "--init",
+    "preserve_sparsity": "--preserve-sparsity",
+    "fold_bn": "--fold-bn/--no-fold-bn",
+    "seed": "--seed",
+    "calibration_samples": "--calibration-samples",
+}
+
+
+def _clusters_for_tflite(ctx: click.Context, clusters: int) -> int:
+    """A .tflite input: refuse the options given for clustering or converting; --clusters only verifies (else 0)."""
+    from click.core import ParameterSource
+
+    given = {name for name in ctx.params if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+    for name, flag in _KERAS_ONLY.items():
+        if name in given:
+            raise click.UsageError(
+                f"{flag} makes no sense for a .tflite model (it is already clustered and converted); "
+                "leave it out, or pass the .keras model",
+                ctx=ctx,
+            )
+    if "per_channel" in given and "clusters" not in given:
+        raise click.UsageError(
+            "--per-channel needs --clusters N for a .tflite model (it only scopes the check)", ctx=ctx
+        )
+    return clusters if "clusters" in given else 0

@@ -6,7 +6,7 @@ stages and so the progress counters. Everything is written once, atomically, at 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from edgeclust import __version__
@@ -15,8 +15,16 @@ from edgeclust.codegen.board import BoardSpec
 from edgeclust.errors import ConfigError
 from edgeclust.pipeline import build_steps as steps
 from edgeclust.pipeline.boards import board_spec
-from edgeclust.pipeline.build_plan import BACKEND_CHOICES, COMPRESS_CHOICES, QUANTIZE_CHOICES, TITLES, build_titles
+from edgeclust.pipeline.build_plan import (
+    BACKEND_CHOICES,
+    COMPRESS_CHOICES,
+    QUANTIZE_CHOICES,
+    TITLES,
+    build_titles,
+    skipped_titles,
+)
 from edgeclust.pipeline.build_results import BuildResult
+from edgeclust.pipeline.loading import is_tflite_file
 from edgeclust.pipeline.progress import ProgressCallback, Stages
 from edgeclust.pipeline.stages import DEFAULT_CALIBRATION_SAMPLES, ClusterOptions
 
@@ -39,8 +47,13 @@ class BuildOptions:
     self_test_cases: int = 4
     parity_samples: int | None = None
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    model_format: str = "keras"  # "tflite": a model converted elsewhere (set by build() from the file)
 
     def __post_init__(self):
+        if self.model_format == "tflite":
+            from edgeclust.pipeline.tflite_source import check_tflite_options
+
+            check_tflite_options(self)
         for name, value, choices in (
             ("quantize", self.quantize, QUANTIZE_CHOICES),
             ("compress", self.compress, COMPRESS_CHOICES),
@@ -57,12 +70,15 @@ class BuildOptions:
 
     def as_report(self, board: BoardSpec) -> dict:
         """The options as report.json records them (the board by id; where the output went is not a choice)."""
-        values = {k: v for k, v in asdict(self).items() if k not in ("out_dir", "force", "board")}
+        values = {k: v for k, v in asdict(self).items() if k not in ("out_dir", "force", "board", "model_format")}
         return {"board": board.id, **values}
 
 
 def build(model_path, data_path, options: BuildOptions, on_progress: ProgressCallback | None = None) -> BuildResult:
-    """Run the whole pipeline and write `options.out_dir` atomically; returns the report."""
+    """Run the whole pipeline and write `options.out_dir` atomically; returns the report.
+
+    MODEL may be a .tflite converted elsewhere: clustering and conversion are then skipped."""
+    options = replace(options, model_format="tflite" if is_tflite_file(model_path) else options.model_format)
     return run_build(model_path, data_path, options, Stages(build_titles(options), on_progress))
 
 
@@ -74,8 +90,7 @@ def run_build(model_path, data_path, options: BuildOptions, stages: Stages) -> B
     _start(ctx, "load")
     inputs = steps.load_inputs(ctx, Path(model_path), Path(data_path))
     clustered = steps.prepare_model(ctx, inputs) if _start(ctx, "cluster", "fold") else steps.keep_model(inputs)
-    _start(ctx, "convert")
-    converted = steps.convert(ctx, inputs, clustered)
+    converted = steps.convert(ctx, inputs, clustered) if _start(ctx, "convert") else steps.as_converted(inputs)
     _start(ctx, "verify")
     verification = steps.verify(ctx, converted)
     _start(ctx, "layouts")
@@ -93,6 +108,7 @@ def run_build(model_path, data_path, options: BuildOptions, stages: Stages) -> B
     report = steps.report_mod.build_report(
         version=__version__,
         options=options.as_report(board),
+        skipped=skipped_titles(options),
         inputs=inputs,
         clustered=clustered,
         converted=converted,

@@ -12,7 +12,15 @@ from edgeclust.backends import BACKEND_CHOICES
 
 QUANTIZE_CHOICES = ("int8", "float32")
 COMPRESS_CHOICES = ("none", "lut")
-__all__ = ["BACKEND_CHOICES", "BUILD_STAGES", "COMPRESS_CHOICES", "QUANTIZE_CHOICES", "TITLES", "build_titles"]
+__all__ = [
+    "BACKEND_CHOICES",
+    "BUILD_STAGES",
+    "COMPRESS_CHOICES",
+    "QUANTIZE_CHOICES",
+    "TITLES",
+    "build_titles",
+    "skipped_titles",
+]
 
 
 @dataclass(frozen=True)
@@ -26,9 +34,9 @@ class Stage:
 
 BUILD_STAGES = (
     Stage("load", "Load model and data"),
-    Stage("cluster", "Cluster and fine-tune", lambda o: o.cluster.clusters > 0),
-    Stage("fold", "Fold BatchNorm", lambda o: o.cluster.clusters == 0 and o.cluster.fold_bn),
-    Stage("convert", "Convert to .tflite"),
+    Stage("cluster", "Cluster and fine-tune", lambda o: _keras(o) and o.cluster.clusters > 0),
+    Stage("fold", "Fold BatchNorm", lambda o: _keras(o) and o.cluster.clusters == 0 and o.cluster.fold_bn),
+    Stage("convert", "Convert to .tflite", lambda o: _keras(o)),
     Stage("verify", "Inspect and verify unique values"),
     Stage("layouts", "Decide weight layouts"),
     Stage("lower", "Lower the model for its backend"),
@@ -38,9 +46,21 @@ BUILD_STAGES = (
     Stage("plots", "Plot", lambda o: o.plots),
     Stage("report", "Write report"),
 )
+
+
+def _keras(options) -> bool:
+    """Whether the build starts from a Keras model (a .tflite input skips clustering and conversion)."""
+    return getattr(options, "model_format", "keras") == "keras"
+
+
 TITLES = {stage.key: stage.title for stage in BUILD_STAGES}
 
 
 def build_titles(options) -> list[str]:
     """The titles of the stages these BuildOptions run, in order."""
     return [stage.title for stage in BUILD_STAGES if stage.runs(options)]
+
+
+def skipped_titles(options) -> list[str]:
+    """The titles of the stages these BuildOptions skip, in order (report.json names them)."""
+    return [stage.title for stage in BUILD_STAGES if not stage.runs(options)]

@@ -27,8 +27,10 @@ class LoadedInputs:
     probabilities: bool  # the model ends in a softmax
     x_eval: np.ndarray  # the parity examples
     y_eval: np.ndarray
-    keras_outputs: np.ndarray  # the original model's outputs on x_eval
-    keras_bytes: bytes  # the original model as a reproducible .keras archive
+    keras_outputs: np.ndarray | None  # the original model's outputs on x_eval (None for a .tflite input)
+    keras_bytes: bytes  # the original model as a reproducible .keras archive (empty for a .tflite input)
+    model_format: str = "keras"  # or "tflite": a model converted elsewhere, clustering and conversion skipped
+    tflite: bytes | None = None  # the .tflite input itself
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,9 +47,9 @@ class ClusteredModel:
 
 @dataclass(frozen=True)
 class ConvertedModels:
-    """The .tflite files: float32 always, int8 when asked (calibrated on `calibration_samples` examples)."""
+    """The .tflite files: float32 always (unless the input was an int8 .tflite), int8 when asked."""
 
-    float32: bytes
+    float32: bytes | None
     int8: bytes | None
     per_channel: bool
     calibration_samples: int  # 0 for a float32 build

@@ -30,7 +30,10 @@ from edgeclust.pipeline.files import keras_archive_bytes
 from edgeclust.pipeline.loading import load_data_for, load_keras_model
 from edgeclust.pipeline.progress import Stages
 from edgeclust.pipeline.stages import calibration_count, cluster_model, convert_model, strip_if_clustered
+from edgeclust.pipeline.tflite_source import as_converted, load_tflite_inputs
 from edgeclust.pipeline.training import outputs_are_probabilities, predict
+
+__all__ = ["as_converted"]  # a .tflite input's "conversion" (pipeline/tflite_source.py), composed by build.py
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,9 @@ class BuildContext:
 
 
 def load_inputs(ctx: BuildContext, model_path: Path, data_path: Path) -> LoadedInputs:
-    """Load the model (stripping clustering wrappers) and the data checked against it."""
+    """Load the model (stripping clustering wrappers) and the data checked against it; or a .tflite input."""
+    if ctx.options.model_format == "tflite":
+        return load_tflite_inputs(ctx.stages, ctx.options, model_path, data_path)
     model = load_keras_model(model_path)
     model, was_wrapped = strip_if_clustered(model, ctx.stages)
     data = load_data_for(data_path, model)
@@ -120,6 +125,7 @@ def verify(ctx: BuildContext, converted: ConvertedModels) -> Verification:
     stats = inspect.inspect_weights(converted.deployed)
     clusters, per_channel = ctx.options.cluster.clusters, ctx.options.cluster.per_channel
     if not clusters:
+        ctx.stages.info(_holdings_line(stats))
         return Verification(stats, None)
     if ctx.options.cluster.layers:  # per-layer counts: each tensor against its own layer's N
         from edgeclust.pipeline.expected_counts import check_limits
@@ -143,6 +149,18 @@ def verify(ctx: BuildContext, converted: ConvertedModels) -> Verification:
         )
     ctx.stages.info(f"all {result.checked} weight tensors hold <= {clusters} unique values {scope}")
     return Verification(stats, result)
+
+
+def _holdings_line(stats) -> str:
+    """What the weight tensors hold, when no --clusters N is checked: unique values per tensor and per channel."""
+    if not stats:
+        return "no weight tensors"
+    per_tensor = sorted({s.unique_values for s in stats})
+    per_channel = max(s.max_unique_per_channel for s in stats)
+    return (
+        f"{len(stats)} weight tensors hold {per_tensor[0]}..{per_tensor[-1]} unique values per tensor "
+        f"(at most {per_channel} per channel); no --clusters N to check against"
+    )
 
 
 def decide_layouts(ctx: BuildContext, converted: ConvertedModels, verification: Verification):
@@ -184,7 +202,7 @@ def check_parity(
         labels=inputs.y_eval,
         keras_original=inputs.keras_outputs,
         keras_clustered=clustered.outputs,
-        litert_float=parity.run_litert(converted.float32, x),
+        litert_float=parity.run_litert(converted.float32, x) if converted.float32 is not None else None,
         litert_int8=parity.run_litert(converted.int8, x) if converted.int8 is not None else None,
         tflm=parity.run_tflm(converted.deployed, x),
         tflm_key="tflm_int8" if converted.int8 else "tflm_float32",
@@ -222,6 +240,7 @@ def render(
     cases = self_test_cases(lowered, inputs.data.x_test[: ctx.options.self_test_cases])
     project = lowered.backend.render(lowered.lowered, ctx.board, cases)
     files = {"model_float32.tflite": converted.float32, "model_clustered.keras": clustered.keras_bytes}
+    files = {name: content for name, content in files.items() if content}  # a .tflite input has neither
     if converted.int8 is not None:
         files["model_int8.tflite"] = converted.int8
     if lowered.lowered.model != converted.deployed:
@@ -269,12 +288,13 @@ def _sizes(
     """Bytes per form of the model, as users measure them (zipped) and as the board stores them."""
     from edgeclust.tflite.size import zipped_size
 
-    sizes = {
-        "keras_zipped": zipped_size(inputs.keras_bytes, "model.keras"),
-        "keras_clustered_zipped": zipped_size(clustered.keras_bytes, "model.keras"),
-        "tflite_float32": len(converted.float32),
-        "tflite_float32_zipped": zipped_size(converted.float32, "model.tflite"),
-    }
+    sizes = {}
+    if inputs.keras_bytes:
+        sizes["keras_zipped"] = zipped_size(inputs.keras_bytes, "model.keras")
+        sizes["keras_clustered_zipped"] = zipped_size(clustered.keras_bytes, "model.keras")
+    if converted.float32 is not None:
+        sizes["tflite_float32"] = len(converted.float32)
+        sizes["tflite_float32_zipped"] = zipped_size(converted.float32, "model.tflite")
     if converted.int8 is not None:
         sizes["tflite_int8"] = len(converted.int8)
         sizes["tflite_int8_zipped"] = zipped_size(converted.int8, "model.tflite")

@@ -121,9 +121,25 @@ def _named_for_keras(path: Path):
         yield link
 
 
+def is_tflite_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a file holding a .tflite flatbuffer (identifier TFL3), whatever its name."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return path.is_file() and f.read(8)[4:8] == b"TFL3"
+    except OSError:
+        return False
+
+
 def check_data_fits(data: Dataset, model, source: str) -> Dataset:
     """Check that the data's example shape and labels match the model's input and output."""
     input_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
+    outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    return check_data_fits_shapes(data, input_shape, outputs, source)
+
+
+def check_data_fits_shapes(data: Dataset, input_shape: tuple | None, outputs: int | None, source: str) -> Dataset:
+    """Check the data against an input shape (batch left out) and a number of outputs (None: unknown)."""
     if input_shape is not None and None not in input_shape and data.input_shape != input_shape:
         if int(np.prod(data.input_shape)) == int(np.prod(input_shape)):
             data = Dataset(
@@ -134,7 +150,6 @@ def check_data_fits(data: Dataset, model, source: str) -> Dataset:
             )
         else:
             raise DataError(f"{source}: examples have shape {data.input_shape} but the model expects {input_shape}")
-    outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
     if outputs is not None and data.num_classes > outputs:
         raise DataError(
             f"{source}: labels go up to {data.num_classes - 1} but the model has {outputs} outputs; "
@@ -151,3 +166,8 @@ def check_data_path(path: str | os.PathLike) -> Dataset:
 def load_data_for(path: str | os.PathLike, model) -> Dataset:
     """DATA.npz checked on its own and against the model."""
     return check_data_fits(load_npz(path), model, str(path))
+
+
+def load_data_for_shapes(path: str | os.PathLike, input_shape: tuple, outputs: int) -> Dataset:
+    """DATA.npz checked on its own and against a model known only by its shapes (a .tflite input)."""
+    return check_data_fits_shapes(load_npz(path), input_shape, outputs, str(path))

@@ -43,12 +43,13 @@ def parity_section(
         "examples": int(len(labels)),
         "backend": backend,
         "accuracy": {k: round(accuracy(v, labels), 6) for k, v in present.items()},
-        "float32_top1_equals_keras": int(np.sum(_top1(litert_float) == _top1(keras_clustered))),
-        "float32_max_abs_diff_vs_keras": float(
-            np.max(np.abs(litert_float.astype(np.float64) - keras_clustered.astype(np.float64)))
-        ),
         "firmware_equals_tflm_bit_for_bit": bool(np.array_equal(np.asarray(firmware), np.asarray(tflm))),
     }
+    if litert_float is not None and keras_clustered is not None:  # no Keras model for a .tflite input
+        section["float32_top1_equals_keras"] = int(np.sum(_top1(litert_float) == _top1(keras_clustered)))
+        section["float32_max_abs_diff_vs_keras"] = float(
+            np.max(np.abs(litert_float.astype(np.float64) - keras_clustered.astype(np.float64)))
+        )
     if litert_int8 is not None:
         diff = np.abs(litert_int8.astype(np.int32) - tflm.astype(np.int32))
         section["int8_litert_vs_tflm_max_lsb"] = int(diff.max())
@@ -63,7 +64,9 @@ def parity_lines(section: dict) -> list[str]:
     lines = [
         f"{stage_name(k, section)}: top-1 accuracy {v:.4f} on {n:,} examples" for k, v in section["accuracy"].items()
     ]
-    lines.append(f"float32 .tflite top-1 equals stripped Keras on {section['float32_top1_equals_keras']:,} of {n:,}")
+    if "float32_top1_equals_keras" in section:
+        same = section["float32_top1_equals_keras"]
+        lines.append(f"float32 .tflite top-1 equals stripped Keras on {same:,} of {n:,}")
     if "int8_litert_vs_tflm_max_lsb" in section:
         lines.append(
             f"int8: LiteRT and TFLM differ by at most {section['int8_litert_vs_tflm_max_lsb']} LSB "
@@ -167,6 +170,7 @@ def build_report(
     version,
     options: dict,
     inputs,
+    skipped: list[str] = (),
     clustered,
     converted,
     verification,
@@ -182,10 +186,15 @@ def build_report(
         {
             "edgeclust_version": version,
             "inputs": {
-                "model": {"path": str(inputs.model_path), "sha256": inputs.model_sha256},
+                "model": {
+                    "path": str(inputs.model_path),
+                    "sha256": inputs.model_sha256,
+                    "format": getattr(inputs, "model_format", "keras"),
+                },
                 "data": {"path": str(inputs.data_path), "sha256": inputs.data_sha256},
             },
             "options": options,
+            "skipped_stages": list(skipped),
             "board": {
                 "id": board.id,
                 "name": board.name,
@@ -198,7 +207,9 @@ def build_report(
             "clustering": _clustering_section(
                 clustered.report, clustered.folded_batch_norm, getattr(clustered, "recovery", None)
             ),
-            "conversion": {"per_channel": converted.per_channel, "calibration_samples": converted.calibration_samples},
+            "conversion": None
+            if getattr(inputs, "model_format", "keras") == "tflite"
+            else {"per_channel": converted.per_channel, "calibration_samples": converted.calibration_samples},
             "weights": list(verification.weight_stats),
             "verify": _verify_section(verification.result, verification.weight_stats),
             "layouts": [_layout_entry(layout) for layout in lowered.layouts],
