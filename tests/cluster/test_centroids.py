@@ -77,5 +77,5 @@ def test_config_validates_with_keras_style_messages():
     assert (
         ClusteringConfig(4, cluster_gradient_aggregation="avg").cluster_gradient_aggregation is GradientAggregation.AVG
     )
-    with pytest.raises(ConfigError, match="index_update_interval"):
-        ClusteringConfig(4, index_update_interval=0)
+    with pytest.raises(ConfigError, match="seed"):
+        ClusteringConfig(4, seed=-1)
