@@ -57,6 +57,21 @@ bool RunCase(int c) {
   return interpreter->Invoke() == kTfLiteOk;
 }
 
+// SysTick on the processor clock (24 bits, counting down). Under `qemu-system-arm -icount shift=0` its ticks
+// count instructions, so the first self-test case reports what one inference costs.
+volatile uint32_t* const kSysTickCsr = reinterpret_cast<volatile uint32_t*>(0xE000E010u);
+volatile uint32_t* const kSysTickRvr = reinterpret_cast<volatile uint32_t*>(0xE000E014u);
+volatile uint32_t* const kSysTickCvr = reinterpret_cast<volatile uint32_t*>(0xE000E018u);
+
+uint32_t TicksStart() {
+  *kSysTickRvr = 0x00FFFFFFu;
+  *kSysTickCvr = 0u;
+  *kSysTickCsr = 5u;  // enable, processor clock, no interrupt
+  return *kSysTickCvr;
+}
+
+uint32_t TicksSince(uint32_t start) { return (start - *kSysTickCvr) & 0x00FFFFFFu; }
+
 // Distance in units in the last place between two float32 bit patterns.
 uint32_t UlpDistance(uint32_t a, uint32_t b) {
   const int64_t ia = (a & 0x80000000u) ? -static_cast<int64_t>(a & 0x7FFFFFFFu) : static_cast<int64_t>(a);
@@ -85,10 +100,12 @@ int RunSelfTest() {
   int identical = 0;
   int passed = 0;
   for (int c = 0; c < kSelfTestCases; ++c) {
+    const uint32_t start = TicksStart();
     if (!RunCase(c)) {
       platform_printf("self-test case %d: Invoke() failed\n", c);
       return kStatusInvokeFailed;
     }
+    if (c == 0) platform_printf("inference: %lu ticks\n", static_cast<unsigned long>(TicksSince(start)));
     const OutputStorage* got = reinterpret_cast<const OutputStorage*>(interpreter->output(0)->data.raw);
     const uint32_t worst = WorstUlp(got, kSelfTestExpected[c]);
     const bool ok = kOutputIsFloat ? worst <= kFloatUlpTolerance : worst == 0;
