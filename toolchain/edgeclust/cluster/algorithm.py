@@ -102,6 +102,27 @@ def refresh_positions(w, positions, centroids, *, per_channel: bool):
     )
 
 
+def channel_stride(shape: tuple[int, ...], channel_axes: tuple[int, ...] | None) -> int | None:
+    """Weights per run of one channel in w's flat order (1 when the channel axes are last), or None when the
+    channel axes are not contiguous (then flat index i is not in channel (i // stride) % C)."""
+    if channel_axes is None:
+        return 1
+    axes = sorted(a % len(shape) for a in channel_axes)
+    if axes != list(range(axes[0], axes[-1] + 1)):
+        return None
+    return int(np.prod(shape[axes[-1] + 1 :], dtype=np.int64))
+
+
+def nearest_from_positions(w, centroids, positions, *, channel_axes: tuple[int, ...] | None):
+    """(clustered weight shaped like w, flat positions) in one pass of the C op, searched locally from
+    `positions`, or None where the C op is not available (then refresh_positions and lookup do it)."""
+    stride = channel_stride(tuple(w.shape), channel_axes)
+    if stride is None:
+        return None
+    _, sorted_c, _ = sorted_tables(centroids)
+    return kernels.nearest_from(w, sorted_c, positions, stride)
+
+
 def lookup(table, positions, shape):
     """The clustered weight: each weight replaced by table[position] (shape `shape`)."""
     return ops.reshape(kernels.take(ops.reshape(table, (-1,)), positions), shape)
@@ -136,6 +157,7 @@ def clustered_weight(
     centroids,
     positions=None,
     *,
+    values=None,
     channel_axes: tuple[int, ...] | None = None,
     average: bool = False,
     preserve_sparsity: bool = False,
@@ -144,7 +166,8 @@ def clustered_weight(
     centroids (summed, or averaged by cluster size). centroids: (C, k) (C channels over `channel_axes`).
 
     positions: flat sorted positions of each weight's nearest centroid (from refresh_positions), or None to
-    find them by comparison with every midpoint (uses_comparison(k)). With preserve_sparsity, centroid 0 is
+    find them by comparison with every midpoint (uses_comparison(k)); values: the clustered weight itself when
+    nearest_from_positions has computed it with the positions (else a lookup). With preserve_sparsity, centroid 0 is
     pinned at zero and weights that are exactly zero receive no gradient (so they stay zero)."""
     shape = tuple(w.shape)
     centroid_shape = tuple(centroids.shape)
@@ -161,7 +184,7 @@ def clustered_weight(
                 found = ops.reshape(local + channel * k, (-1,))
         else:
             found = positions
-            out = lookup(sorted_c, positions, shape)
+            out = lookup(sorted_c, positions, shape) if values is None else values
 
         def grad(*args, upstream=None):
             if upstream is None:

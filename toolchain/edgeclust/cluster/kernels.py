@@ -1,8 +1,11 @@
 """The per-weight passes of every clustered training step: position refresh, centroid lookup, per-cluster sums.
 
-On the TensorFlow backend both run as small XLA-compiled functions, whether or not the model itself is
+On the TensorFlow backend they run as small XLA-compiled functions, whether or not the model itself is
 compiled with XLA: TensorFlow's own CPU gather costs ~4 ns per weight, ten times XLA's, and the clustered
-forward pass is one gather per weight (measured: scripts/bench_clustering.py, DEVELOPERS.md). This module
+forward pass is one gather per weight (measured: scripts/bench_clustering.py, DEVELOPERS.md). Outside an
+XLA-compiled model, the local search with its lookup and the per-cluster sums run as our own C ops instead
+(cpu_kernels.c, compiled once by cpu_build.py), a third of XLA's time: XLA's CPU scatter runs on one
+thread, and a local search in XLA is four gathers. Without a C compiler the XLA versions serve. This module
 is the one place in edgeclust.cluster that touches TensorFlow; other Keras backends get keras.ops.
 """
 
@@ -10,16 +13,48 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 
 import keras
 from keras import ops
 
+from edgeclust.cluster import cpu_build
+
 #: Set to False to run the keras.ops versions on the TensorFlow backend too (tests compare the two).
 USE_XLA = True
+#: Set to False to leave the C ops out (tests compare them with the XLA versions).
+USE_CPU_OPS = True
 
 
 def _xla() -> bool:
     return USE_XLA and keras.backend.backend() == "tensorflow"
+
+
+@functools.cache
+def _cpu_ops():
+    """The loaded C ops, or None (with one warning) where they cannot be compiled here."""
+    import tensorflow as tf
+
+    try:
+        path = cpu_build.built_library(tf.sysconfig.get_include(), tf.sysconfig.get_lib(), tf.__version__)
+        return tf.load_op_library(str(path))
+    except (cpu_build.KernelBuildError, OSError, tf.errors.OpError) as error:
+        warnings.warn(
+            f"edgeclust: clustered training uses the slower XLA kernels: {error}", RuntimeWarning, stacklevel=3
+        )
+        return None
+
+
+def cpu_ops():
+    """The C ops when this call may use them (TensorFlow, not inside an XLA-compiled function), else None."""
+    if not (USE_CPU_OPS and _xla()):
+        return None
+    from tensorflow.python.framework import ops as tf_ops
+    from tensorflow.python.ops import control_flow_util
+
+    if control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()):
+        return None  # inside a jit_compile=True model: only XLA ops compile there
+    return _cpu_ops()
 
 
 @functools.cache
@@ -58,6 +93,14 @@ def take(table, indices):
 
 def segment_sums(values, indices, bins: int):
     """(bins,) sums of 1-D `values` grouped by the matching int32 `indices` (all in 0..bins-1)."""
+    native = cpu_ops()
+    if native is not None:
+        import tensorflow as tf
+
+        sums = native.edgeclust_cluster_sums(
+            tf.convert_to_tensor(values), tf.convert_to_tensor(indices), bins=int(bins)
+        )
+        return tf.ensure_shape(sums, (int(bins),))
     if _xla():
         return _tf_kernels()[1](values, indices, bins)
     return ops.segment_sum(values, indices, num_segments=bins)
@@ -104,6 +147,22 @@ def refresh_positions(w, positions, bounds, k: int, per_channel: bool):
     )
 
 
+def nearest_from(w, sorted_c, positions, inner: int):
+    """(value, flat position) of each weight's nearest centroid by the C op, searched locally from the valid
+    flat `positions` (None: binary search), or None where the C ops are not available. sorted_c: (C, k);
+    the weight at flat index i belongs to channel (i // inner) % C."""
+    native = cpu_ops()
+    if native is None:
+        return None
+    import tensorflow as tf
+
+    start = tf.zeros((0,), "int32") if positions is None else tf.convert_to_tensor(positions)
+    value, position = native.edgeclust_nearest(
+        tf.convert_to_tensor(w), tf.convert_to_tensor(sorted_c), start, inner=int(inner)
+    )
+    return value, tf.reshape(position, (-1,))
+
+
 def eager_scope():
     """A block that runs eagerly even while TensorFlow traces a function (tf.init_scope, as Keras itself
     uses to create variables): where a wrapper built inside `fit` creates and initialises its state."""
@@ -115,9 +174,10 @@ def eager_scope():
 
 
 #: Up to this many clusters the nearest centroid is found by comparing each weight with every midpoint: one
-#: fused, branch-free pass with no gather. Measured per million weights (XLA, 2 shared cores): 8 ms at
-#: k = 16 (as much as one lookup), 22 at 64, 28 at 128, 61 at 256; local search plus lookup: about 31.
-MAX_CLUSTERS_COMPARED = 128
+#: fused, branch-free XLA pass with no gather and no stored state. Beyond, positions are stored and searched
+#: locally. Step time clustered/plain, MLP 4 x Dense(1024), batch 64, outside XLA: comparison 1.21x at
+#: k = 16, 1.37x at 32, 1.58x at 64, 1.82x at 128; local search by the C op about 1.26x whatever k.
+MAX_CLUSTERS_COMPARED = 16
 
 
 def _nearest_by_comparison_ops(w, sorted_c, column_shape: tuple):

@@ -300,21 +300,24 @@ class ClusterWeights(keras.layers.Wrapper):
         for i, spec in enumerate(self._specs):
             w = ops.convert_to_tensor(spec.variable(self.layer))
             c = ops.convert_to_tensor(self._centroid_vars[i])
-            positions = None
+            axes = spec.channel_axes if cfg.cluster_per_channel else None
+            positions = values = None
             if not algorithm.uses_comparison(cfg.number_of_clusters):
-                positions = algorithm.refresh_positions(
-                    w,
-                    ops.convert_to_tensor(self._index_vars[i]),
-                    algorithm.pinned(c, cfg.preserve_sparsity),
-                    per_channel=cfg.cluster_per_channel,
-                )
+                stored = ops.convert_to_tensor(self._index_vars[i])
+                used = algorithm.pinned(c, cfg.preserve_sparsity)
+                nearest = algorithm.nearest_from_positions(w, used, stored, channel_axes=axes)
+                if nearest is None:
+                    positions = algorithm.refresh_positions(w, stored, used, per_channel=cfg.cluster_per_channel)
+                else:
+                    values, positions = nearest
                 if training is True:
                     self._index_vars[i].assign(positions)
             clustered = algorithm.clustered_weight(
                 w,
                 c,
                 positions,
-                channel_axes=spec.channel_axes if cfg.cluster_per_channel else None,
+                values=values,
+                channel_axes=axes,
                 average=cfg.cluster_gradient_aggregation == GradientAggregation.AVG,
                 preserve_sparsity=cfg.preserve_sparsity,
             )
