@@ -125,6 +125,10 @@ def test_build_verifies_each_tensor_against_its_layer_and_reports_the_curve(run_
     clustering = report["clustering"]
     assert {(e["layer"], e["clusters"]) for e in clustering["clustered"]} >= {("dense1", 8), ("dense2", 16)}
     assert clustering["fine_tuning"]["target_met"] is True and clustering["fine_tuning"]["curve"]
+    verify = report["verify"]  # each tensor against its own layer's N
+    assert verify["passed"] is True and verify["max_unique"] is None and verify["failures"] == []
+    limits = {name.split("/")[1]: entry["limit"] for name, entry in verify["limits"].items()}
+    assert limits["dense1_1"] == 8 and limits["dense2_1"] == 16 and limits["conv1_1"] == 16, limits
     tflite = tmp_path / "out" / "model_float32.tflite"
     verified = run_cli(["verify", tflite, "--report", tmp_path / "out" / "report.json"], tmp_path)
     assert verified.exit_code == 0, verified.stdout + verified.stderr

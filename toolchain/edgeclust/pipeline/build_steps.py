@@ -138,7 +138,7 @@ def verify(ctx: BuildContext, converted: ConvertedModels) -> Verification:
                 f"layer's N after conversion: {names}; keep --fold-bn on, or cluster --per-channel"
             )
         ctx.stages.info(limits.summary())
-        return Verification(stats, None)
+        return Verification(stats, limits)
     result = inspect.verify(converted.deployed, clusters, per_channel=per_channel)
     scope = "per channel" if per_channel else "per tensor"
     if not result.passed:

@@ -154,6 +154,17 @@ def _clustering_section(cluster_report, folded_batch_norm: bool, recovery=None) 
 def _verify_section(verification, weight_stats) -> dict | None:
     if verification is None:
         return None
+    if hasattr(verification, "checks"):  # per-layer counts (expected_counts.LimitsResult): each tensor's own N
+        checked = [c for c in verification.checks if c.limit is not None]
+        return {
+            "passed": verification.passed,
+            "max_unique": None,
+            "per_channel": verification.per_channel,
+            "checked": len(checked),
+            "limits": {c.name: {"layer": c.layer, "limit": c.limit, "unique": c.count} for c in checked},
+            "max_unique_found": max((c.count for c in verification.checks), default=0),
+            "failures": [c.name for c in verification.failures],
+        }
     found = [verification.count(s) for s in weight_stats]
     return {
         "passed": verification.passed,
