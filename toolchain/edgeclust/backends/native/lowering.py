@@ -432,11 +432,7 @@ def _depthwise(b: _Builder, op: GraphOp, step: str, _pool) -> None:
         f"{{.w = {weights}, .q = {requant}, .win = {win}, .input_zero_point = {_quant(x, 'input').zero_point}, "
         f".depth_multiplier = {multiplier}}}"
     )
-    b.add_step(
-        Step(step, "ec_depthwise_conv", "ec_depthwise_params", init, (), (), f"DEPTHWISE_CONV_2D (op {op.index})"),
-        [op.inputs[0]],
-        [op.outputs[0]],
-    )
+    _add_plain_step(b, op, step, "ec_depthwise_conv", "ec_depthwise_params", init)
 
 
 def _fully_connected(b: _Builder, op: GraphOp, step: str, _pool) -> None:
@@ -457,11 +453,7 @@ def _fully_connected(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     per_tensor = len(_quant(w, "filter").scales) == 1
     requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y, float_product=per_tensor)
     init = f"{{.w = {weights}, .q = {requant}, .batches = {x.size // in_n}, .in_n = {in_n}, .out_n = {out_n}}}"
-    b.add_step(
-        Step(step, "ec_fully_connected", "ec_fc_params", init, (), (), f"FULLY_CONNECTED (op {op.index})"),
-        [op.inputs[0]],
-        [op.outputs[0]],
-    )
+    _add_plain_step(b, op, step, "ec_fully_connected", "ec_fc_params", init)
 
 
 def _pool_op(b: _Builder, op: GraphOp, step: str, _pool) -> None:
@@ -477,11 +469,7 @@ def _pool_op(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     act_min, act_max = fp.activation_range(op.options.get("fused_activation_function", "NONE"), yq.scale, yq.zero_point)
     kernel = "ec_max_pool" if op.name == "MAX_POOL_2D" else "ec_average_pool"
     init = f"{{.win = {win}, .act_min = {act_min}, .act_max = {act_max}}}"
-    b.add_step(
-        Step(step, kernel, "ec_pool_params", init, (), (), f"{op.name} (op {op.index})"),
-        [op.inputs[0]],
-        [op.outputs[0]],
-    )
+    _add_plain_step(b, op, step, kernel, "ec_pool_params", init)
 
 
 def _mean(b: _Builder, op: GraphOp, step: str, _pool) -> None:
@@ -501,11 +489,7 @@ def _mean(b: _Builder, op: GraphOp, step: str, _pool) -> None:
         f"{{.spatial = {h * w}, .channels = {c}, .input_zero_point = {xq.zero_point}, "
         f".output_zero_point = {yq.zero_point}, .multiplier = {multiplier}, .shift = {shift}}}"
     )
-    b.add_step(
-        Step(step, "ec_mean_hw", "ec_mean_params", init, (), (), f"MEAN (op {op.index})"),
-        [op.inputs[0]],
-        [op.outputs[0]],
-    )
+    _add_plain_step(b, op, step, "ec_mean_hw", "ec_mean_params", init)
 
 
 def _add(b: _Builder, op: GraphOp, step: str, _pool) -> None:
@@ -523,11 +507,7 @@ def _add(b: _Builder, op: GraphOp, step: str, _pool) -> None:
         f".output_shift = {params['output_shift']}, .left_shift = {params['left_shift']}, "
         f".act_min = {act_min}, .act_max = {act_max}}}"
     )
-    b.add_step(
-        Step(step, "ec_add", "ec_add_params", init, (), (), f"ADD (op {op.index})"),
-        [op.inputs[0], op.inputs[1]],
-        [op.outputs[0]],
-    )
+    _add_plain_step(b, op, step, "ec_add", "ec_add_params", init, inputs=op.inputs[:2])
 
 
 def _softmax(b: _Builder, op: GraphOp, step: str, _pool) -> None:
@@ -543,33 +523,22 @@ def _softmax(b: _Builder, op: GraphOp, step: str, _pool) -> None:
         f"{{.outer = {x.size // depth}, .depth = {depth}, .input_multiplier = {multiplier}, "
         f".input_left_shift = {shift}, .diff_min = {diff_min}}}"
     )
-    b.add_step(
-        Step(step, "ec_softmax", "ec_softmax_params", init, (), (), f"SOFTMAX (op {op.index})"),
-        [op.inputs[0]],
-        [op.outputs[0]],
-    )
+    _add_plain_step(b, op, step, "ec_softmax", "ec_softmax_params", init)
 
 
 def _quantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
-    y = b.tensor(op.outputs[0])
-    yq = _quant(y, "output")
-    init = f"{{.size = {y.size}, .scale = {_c_float(yq.scale)}, .zero_point = {yq.zero_point}}}"
-    b.add_step(
-        Step(step, "ec_quantize", "ec_quantize_params", init, (), (), f"QUANTIZE (op {op.index})"),
-        [op.inputs[0]],
-        [op.outputs[0]],
-    )
+    _add_plain_step(b, op, step, "ec_quantize", "ec_quantize_params", _int8_side(b, op.outputs[0], "output"))
 
 
 def _dequantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
-    x = b.tensor(op.inputs[0])
-    xq = _quant(x, "input")
-    init = f"{{.size = {x.size}, .scale = {_c_float(xq.scale)}, .zero_point = {xq.zero_point}}}"
-    b.add_step(
-        Step(step, "ec_dequantize", "ec_dequantize_params", init, (), (), f"DEQUANTIZE (op {op.index})"),
-        [op.inputs[0]],
-        [op.outputs[0]],
-    )
+    _add_plain_step(b, op, step, "ec_dequantize", "ec_dequantize_params", _int8_side(b, op.inputs[0], "input"))
+
+
+def _int8_side(b: _Builder, index: int, role: str) -> str:
+    """The params of a float/int8 conversion: size, scale and zero point of its int8 tensor."""
+    tensor = b.tensor(index)
+    q = _quant(tensor, role)
+    return f"{{.size = {tensor.size}, .scale = {_c_float(q.scale)}, .zero_point = {q.zero_point}}}"
 
 
 def _reshape(b: _Builder, op: GraphOp, step: str, _pool) -> None:
@@ -579,6 +548,12 @@ def _reshape(b: _Builder, op: GraphOp, step: str, _pool) -> None:
             f"RESHAPE (op {op.index}) from {list(x.shape)} to {list(y.shape)} changes the size; convert the model again"
         )
     b.alias[op.outputs[0]] = b.root(op.inputs[0])
+
+
+def _add_plain_step(b: _Builder, op: GraphOp, step: str, kernel: str, params: str, init: str, inputs=None) -> None:
+    """A step with no tables of its own, from op's inputs (the first by default) to its output."""
+    label = f"{op.name} (op {op.index})"
+    b.add_step(Step(step, kernel, params, init, (), (), label), list(inputs or op.inputs[:1]), [op.outputs[0]])
 
 
 def _c_float(value: float) -> str:
