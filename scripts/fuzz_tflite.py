@@ -100,8 +100,9 @@ def seed_models() -> dict[str, bytes]:
     }
 
 
-def data_ranges(blob: bytes) -> list[tuple[int, int]]:
-    """(start, end) of every buffer's data in `blob`: the bytes that are weights, not flatbuffer structure."""
+def data_ranges(blob: bytes, min_size: int = 65) -> list[tuple[int, int]]:
+    """(start, end) of the data of every buffer of at least `min_size` bytes in `blob`: the bytes that are
+    weights, not flatbuffer structure."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
     model = fb.Model.GetRootAs(blob, 0)
@@ -109,7 +110,7 @@ def data_ranges(blob: bytes) -> list[tuple[int, int]]:
     for i in range(model.BuffersLength()):
         buf = model.Buffers(i)
         slot = buf._tab.Offset(4)
-        if slot and buf.DataLength() > 64:
+        if slot and buf.DataLength() >= min_size:
             start = buf._tab.Vector(slot)
             ranges.append((start, start + buf.DataLength()))
     return ranges

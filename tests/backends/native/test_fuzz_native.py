@@ -189,21 +189,6 @@ def test_fuzzer_mutations_end_in_a_clear_error_or_matching_c(seeds, case):
         raise AssertionError(f"after {'; '.join(steps)}: {exc}") from None
 
 
-def data_ranges(blob: bytes) -> list[tuple[int, int]]:
-    """(start, end) of every non-empty buffer's data: weights, biases, shapes."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
-
-    model = fb.Model.GetRootAs(blob, 0)
-    ranges = []
-    for i in range(model.BuffersLength()):
-        buf = model.Buffers(i)
-        slot = buf._tab.Offset(4)
-        if slot and buf.DataLength() > 0:
-            start = buf._tab.Vector(slot)
-            ranges.append((start, start + buf.DataLength()))
-    return ranges
-
-
 @pytest.mark.parametrize("case", range(DATA_CASES))
 def test_weight_and_bias_data_mutations_end_in_a_clear_error_or_matching_c(seeds, case):
     """Bytes overwritten inside one buffer (weights at -128/127, extreme biases): the file stays well formed,
@@ -211,7 +196,7 @@ def test_weight_and_bias_data_mutations_end_in_a_clear_error_or_matching_c(seeds
     rng = random.Random(case)
     name = rng.choice(["int8", "int8-per-tensor"])
     data = bytearray(seeds[name])
-    start, end = rng.choice(data_ranges(seeds[name]))
+    start, end = rng.choice(fuzz_script.data_ranges(seeds[name], min_size=1))
     for _ in range(rng.randint(1, 20)):
         data[rng.randrange(start, end)] = rng.choice([0x80, 0x7F, 0xFF, 0x00, rng.randrange(256)])
     run_case(bytes(data))
