@@ -6,8 +6,9 @@ N = 8, 16, 32, 64, 256 (k-means++ init), Adam, batch 64.
 Time: one process builds the plain model and every clustered one, then runs one training step of each in
 turn, `--steps` times, on the same batches: each ratio is the median of per-turn ratios clustered / plain,
 so what the shared machine does to one model it does to the other within milliseconds (timing models in
-separate processes a minute apart gave ratios that moved by 0.2x between runs). The mean includes the
-steps that recompute the pulling indices (every 100 steps by default). "cpu" is process CPU time per step.
+separate processes a minute apart gave ratios that moved by 0.2x between runs). Every clustered step finds
+each weight's nearest centroid (by comparison up to 16 clusters, by the local search beyond: see
+edgeclust/cluster/kernels.py). "cpu" is process CPU time per step.
 Memory: every configuration fits in its own fresh process: its peak RSS (VmHWM), and the increment of RSS
 during fit() over the RSS just before it (weights, optimizer slots, gradients, activations, clustering
 state, XLA's compiler).
