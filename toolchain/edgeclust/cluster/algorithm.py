@@ -119,8 +119,7 @@ def nearest_from_positions(w, centroids, positions, *, channel_axes: tuple[int, 
     stride = channel_stride(tuple(w.shape), channel_axes)
     if stride is None:
         return None
-    _, sorted_c, _ = sorted_tables(centroids)
-    return kernels.nearest_from(w, sorted_c, positions, stride)
+    return kernels.nearest_from(w, ops.sort(ops.convert_to_tensor(centroids), axis=-1), positions, stride)
 
 
 def lookup(table, positions, shape):
