@@ -52,7 +52,6 @@ def command(cc: str, include_dir: str, lib_dir: str, output: str) -> list[str]:
         f"-L{lib_dir}",
         "-l:libtensorflow_framework.so.2",
         f"-Wl,-rpath,{lib_dir}",
-        "-lpthread",
         "-lm",
     ]
 
