@@ -7,6 +7,7 @@ its layers (same names, same weights), so the original model stays usable.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -143,14 +144,7 @@ def cluster_weights(
         cluster_gradient_aggregation,
         seed,
     )
-    arguments = dict(
-        number_of_clusters=config.number_of_clusters,
-        cluster_centroids_init=config.cluster_centroids_init,
-        cluster_per_channel=config.cluster_per_channel,
-        preserve_sparsity=config.preserve_sparsity,
-        cluster_gradient_aggregation=config.cluster_gradient_aggregation,
-        seed=config.seed,
-    )
+    arguments = dataclasses.asdict(config)  # the validated values, named as ClusterWeights takes them
     if layer_clusters and not isinstance(to_cluster, keras.Model):
         raise UnsupportedLayerError("`layer_clusters` applies to a model; for a layer, pass its own number_of_clusters")
     if isinstance(to_cluster, (list, tuple)):
