@@ -97,10 +97,9 @@ def segment_sums(values, indices, bins: int):
     if native is not None:
         import tensorflow as tf
 
-        sums = native.edgeclust_cluster_sums(
+        return native.edgeclust_cluster_sums(
             tf.convert_to_tensor(values), tf.convert_to_tensor(indices), bins=int(bins)
         )
-        return tf.ensure_shape(sums, (int(bins),))
     if _xla():
         return _tf_kernels()[1](values, indices, bins)
     return ops.segment_sum(values, indices, num_segments=bins)
