@@ -19,16 +19,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeclust.pipeline.boards import all_boards
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-QEMU_BOARDS = (
-    "qemu_lm3s6965evb",
-    "qemu_microbit",
-    "qemu_mps2_an386",
-    "qemu_mps2_an500",
-    "qemu_mps3_an547",
-    "qemu_netduinoplus2",
-)
+QEMU_BOARDS = tuple(board.id for board in all_boards() if board.is_qemu)  # every board file naming a machine
 
 REAL_MAKE_BOARDS = ("stm32f746g_disco",)
 

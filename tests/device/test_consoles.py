@@ -14,15 +14,9 @@ from edgeclust.codegen import board as board_mod
 from edgeclust.codegen import project
 from edgeclust.device import build, flash, verdict
 from edgeclust.errors import FirmwareError
+from edgeclust.pipeline.boards import all_boards
 
-QEMU_BOARDS = [
-    "qemu_lm3s6965evb",
-    "qemu_microbit",
-    "qemu_mps2_an386",
-    "qemu_mps2_an500",
-    "qemu_mps3_an547",
-    "qemu_netduinoplus2",
-]
+QEMU_BOARDS = [board.id for board in all_boards() if board.is_qemu]
 
 
 def _disassembly(elf) -> str:
