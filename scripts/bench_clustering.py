@@ -4,17 +4,19 @@ Models: (a) the MNIST CNN (edgeclust.examples.mnist_cnn), (b) an MLP of 4 Dense 
 N = 8, 16, 32, 64, 256 (k-means++ init), Adam, batch 64.
 
 Time: one process builds the plain model and every clustered one, then runs one training step of each in
-turn, `--steps` times, on the same batches: each ratio is the median of per-turn ratios clustered / plain,
+turn, `--steps` times, on the same batches: its ratio is the median of per-turn ratios clustered / plain,
 so what the shared machine does to one model it does to the other within milliseconds (timing models in
-separate processes a minute apart gave ratios that moved by 0.2x between runs). Every clustered step finds
+separate processes a minute apart gave ratios that moved by 0.2x between runs). Such a process is run
+`--processes` times: the table gives the median of their ratios and the range (the same code gave an MLP
+ratio of 1.17x in one process and 1.29x in the next on this 2-core machine). Every clustered step finds
 each weight's nearest centroid (by comparison up to 16 clusters, by the local search beyond: see
 edgeclust/cluster/kernels.py). "cpu" is process CPU time per step.
 Memory: every configuration fits in its own fresh process: its peak RSS (VmHWM), and the increment of RSS
 during fit() over the RSS just before it (weights, optimizer slots, gradients, activations, clustering
 state, XLA's compiler).
 
-    .venv/bin/python scripts/bench_clustering.py            # full table (~15 min on 2 cores)
-    .venv/bin/python scripts/bench_clustering.py --jit off  # Keras' default compile only (~6 min)
+    .venv/bin/python scripts/bench_clustering.py            # full table (~30 min on 2 cores)
+    .venv/bin/python scripts/bench_clustering.py --jit off  # Keras' default compile only (~10 min)
     .venv/bin/python scripts/bench_clustering.py --quick --backend jax   # the same under KERAS_BACKEND=jax
 
 Under JAX every model is jit-compiled (Keras' default there), whatever --jit says.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -158,6 +161,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=60, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=8, help="steps not timed (tracing, first runs)")
+    parser.add_argument("--processes", type=int, default=3, help="timing processes; the table gives their median")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="N = 16 and 256 only, 30 steps")
     parser.add_argument("--models", default="cnn,mlp")
@@ -184,25 +188,31 @@ def main(argv=None) -> int:
         jits = [True]
     print(
         f"backend {args.backend}; batch {args.batch_size}; Adam; k-means++. Time: plain and every N stepped in "
-        f"turn in one process, {args.steps} turns after {args.warmup}, x plain = median of per-turn ratios. "
+        f"turn in one process, {args.steps} turns after {args.warmup}; x plain = median of per-turn ratios, "
+        f"median (and range) of {args.processes} such processes. "
         "Memory: each configuration fitted in its own process"
     )
     print(
-        f"{'model':5} {'XLA':4} {'N':>5} {'median ms':>10} {'x plain':>8} {'mean ms':>8} {'x plain':>8} "
-        f"{'cpu ms':>7} {'x plain':>8} {'peak RSS MiB':>12} {'x plain':>8} {'fit +MiB':>9} {'x plain':>8}"
+        f"{'model':5} {'XLA':4} {'N':>5} {'median ms':>10} {'x plain':>8} {'x range':>11} {'cpu ms':>7} "
+        f"{'x plain':>8} {'peak RSS MiB':>12} {'x plain':>8} {'fit +MiB':>9} {'x plain':>8}"
     )
     for model in args.models.split(","):
         for jit in jits:
-            times = _subprocess(model, ",".join(map(str, clusters)), jit, args, mode="--interleaved")
+            runs = [
+                _subprocess(model, ",".join(map(str, clusters)), jit, args, mode="--interleaved")
+                for _ in range(args.processes)
+            ]
             memory = {n: _subprocess(model, n, jit, args) for n in [0, *clusters]}
             base = memory[0]
             for n in [0, *clusters]:
-                t, m = times[str(n)], memory[n]
+                m = memory[n]
+                ratios = [run[str(n)]["median_x"] for run in runs]
+                t = {key: statistics.median(run[str(n)][key] for run in runs) for key in runs[0][str(n)]}
                 print(
                     f"{model:5} {'on' if jit else 'off':4} {n if n else 'plain':>5} {t['median_ms']:10.1f} "
-                    f"{t['median_x']:8.2f} {t['mean_ms']:8.1f} {t['mean_x']:8.2f} {t['cpu_ms']:7.1f} "
-                    f"{t['cpu_x']:8.2f} {m['peak_rss_mib']:12.0f} {m['peak_rss_mib'] / base['peak_rss_mib']:8.2f} "
-                    f"{m['fit_increment_mib']:9.0f} "
+                    f"{statistics.median(ratios):8.2f} {f'{min(ratios):.2f}-{max(ratios):.2f}':>11} "
+                    f"{t['cpu_ms']:7.1f} {t['cpu_x']:8.2f} {m['peak_rss_mib']:12.0f} "
+                    f"{m['peak_rss_mib'] / base['peak_rss_mib']:8.2f} {m['fit_increment_mib']:9.0f} "
                     f"{m['fit_increment_mib'] / max(base['fit_increment_mib'], 1e-9):8.2f}",
                     flush=True,
                 )
