@@ -33,20 +33,10 @@ typedef struct TF_ShapeInferenceContext TF_ShapeInferenceContext;
 #include "tensorflow/c/tf_status.h"
 #include "tensorflow/c/tf_tensor.h"
 
-enum { CHUNK = 1 << 16 };
-
-/* ---- chunks ------------------------------------------------------------------------------------------ */
-
-typedef void (*chunk_fn)(void *job, int64_t chunk);
-
-/* One thread: TensorFlow already runs independent ops side by side on every core, and in a training step on
- * 2 cores two threads of ours made the clustered MLP step 0.02-0.05x slower than one. */
-static void for_each_chunk(chunk_fn fn, void *job, int64_t n_chunks)
-{
-    for (int64_t c = 0; c < n_chunks; ++c) {
-        fn(job, c);
-    }
-}
+/* Both ops run on the calling thread: TensorFlow already runs independent ops side by side on every core,
+ * and in a training step on 2 cores two threads of ours made the clustered MLP step no faster (0.02-0.05x
+ * slower in one measurement). */
+enum { CHUNK = 1 << 16 }; /* values per partial sum of EdgeclustClusterSums */
 
 /* ---- EdgeclustNearest --------------------------------------------------------------------------------- */
 
@@ -110,9 +100,8 @@ static inline int32_t rank_from(const float *restrict row, int32_t k, int32_t sp
     return rank_near(row, span, r, x);
 }
 
-static void nearest_chunk(void *arg, int64_t chunk)
+static void nearest_all(const nearest_job_t *job)
 {
-    const nearest_job_t *job = (const nearest_job_t *)arg;
     const float *restrict w = job->w;
     const float *restrict sorted = job->sorted;
     const float *restrict all_bounds = job->bounds;
@@ -121,10 +110,9 @@ static void nearest_chunk(void *arg, int64_t chunk)
     int32_t *restrict position = job->position;
     const int32_t k = job->k, span = job->span, channels = job->channels;
     const int64_t inner = job->inner;
-    const int64_t first = chunk * CHUNK;
-    const int64_t last = first + CHUNK < job->n ? first + CHUNK : job->n;
+    const int64_t n = job->n;
     if (channels == 1) { /* one table for the whole tensor */
-        for (int64_t i = first; i < last; ++i) {
+        for (int64_t i = 0; i < n; ++i) {
             const int32_t r = start != NULL ? rank_from(all_bounds, k, span, start[i], w[i])
                                             : rank_by_search(all_bounds + 2, span - 1, w[i]);
             value[i] = sorted[r];
@@ -132,9 +120,9 @@ static void nearest_chunk(void *arg, int64_t chunk)
         }
         return;
     }
-    int32_t channel = (int32_t)((first / inner) % channels);
-    int64_t within = first % inner; /* position inside the run of `inner` weights of one channel */
-    for (int64_t i = first; i < last; ++i) {
+    int32_t channel = 0;
+    int64_t within = 0; /* position inside the run of `inner` weights of one channel */
+    for (int64_t i = 0; i < n; ++i) {
         const float *restrict bounds = all_bounds + (int64_t)channel * span;
         const int32_t base = channel * k;
         const int32_t r = start != NULL ? rank_from(bounds, k, span, start[i] - base, w[i])
@@ -163,9 +151,8 @@ typedef struct {
     int32_t bins;
 } sums_job_t;
 
-static void sums_chunk(void *arg, int64_t chunk)
+static void sums_chunk(const sums_job_t *job, int64_t chunk)
 {
-    const sums_job_t *job = (const sums_job_t *)arg;
     const float *restrict values = job->values;
     const int32_t *restrict positions = job->positions;
     const int32_t bins = job->bins;
@@ -312,7 +299,7 @@ static void compute_nearest(void *kernel, TF_OpKernelContext *ctx)
         .k = k,
         .span = span,
     };
-    for_each_chunk(nearest_chunk, &job, (n + CHUNK - 1) / CHUNK);
+    nearest_all(&job);
 done:
     free(bounds);
     TF_DeleteTensor(w);
@@ -369,7 +356,9 @@ static void compute_sums(void *kernel, TF_OpKernelContext *ctx)
         .chunk_len = chunk_len,
         .bins = bins,
     };
-    for_each_chunk(sums_chunk, &job, n_chunks);
+    for (int64_t c = 0; c < n_chunks; ++c) {
+        sums_chunk(&job, c);
+    }
     for (int64_t c = 0; c < n_chunks * LANES; ++c) { /* in order: the same sums on every run */
         for (int32_t b = 0; b < bins; ++b) {
             out[b] += partial[c * bins + b];
