@@ -33,7 +33,9 @@ CASES = [  # shape, channel axes
 ]
 
 
-@pytest.mark.parametrize("k", [2, 3, 16, 17, 255, 256])
+# per tensor, k <= 256 takes the AVX-512 path where the CPU has it (tables of 1, 2, 4 or 8 chunks of 32
+# centroids: k = 17, 40, 100, 256); 257 and per channel the scalar loop
+@pytest.mark.parametrize("k", [2, 3, 16, 17, 40, 100, 255, 256, 257])
 @pytest.mark.parametrize("shape,channel_axes", CASES)
 def test_nearest_from_any_start_equals_the_full_search(cpu_ops, k, shape, channel_axes):
     r = np.random.default_rng(k)
@@ -53,6 +55,36 @@ def test_nearest_from_any_start_equals_the_full_search(cpu_ops, k, shape, channe
         np.testing.assert_array_equal(position, want)
         np.testing.assert_array_equal(value.reshape(-1), table[want])
         assert value.shape == shape
+
+
+_PATH_CHECK = """
+import numpy as np
+from edgeclust.cluster import algorithm
+r = np.random.default_rng(7)
+for k in (3, 17, 40, 64, 100, 256):
+    w = r.normal(size=(50_003,)).astype(np.float32)
+    w[:3] = [np.nan, np.inf, -np.inf]
+    c = r.normal(size=(1, k)).astype(np.float32)
+    want = algorithm.nearest_positions(w, c, channel_axes=None)
+    moved = w + r.normal(scale=0.02, size=w.shape).astype(np.float32)  # some weights cross a midpoint
+    exact = algorithm.nearest_positions(moved, c, channel_axes=None)
+    for start in (want, np.where(r.random(w.size) < 0.01, k + 3, want)):
+        value, position = algorithm.nearest_from_positions(moved, c, start.astype(np.int32), channel_axes=None)
+        assert np.array_equal(np.asarray(position), exact), k
+        assert np.array_equal(np.asarray(value), np.sort(c[0])[exact], equal_nan=True), k
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("path", ["scalar", "avx2", "best"])
+def test_each_vector_path_finds_the_nearest_centroids(path):
+    """EDGECLUST_CPU_KERNELS caps the path the library takes when it loads (scalar, AVX2, or the best the CPU
+    has: AVX-512 here where it exists): in a fresh process each finds every weight's nearest centroid from
+    stored positions, some of them stale or out of range, per tensor at every table size a path handles."""
+    env = {**os.environ, "EDGECLUST_CPU_KERNELS": path, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", _PATH_CHECK], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"
 
 
 def test_non_contiguous_channel_axes_leave_it_to_the_xla_kernels(cpu_ops):
