@@ -61,17 +61,18 @@ _PATH_CHECK = """
 import numpy as np
 from edgeclust.cluster import algorithm
 r = np.random.default_rng(7)
-for k in (3, 17, 40, 64, 100, 256):
+for k in (1, 3, 16, 17, 32, 33, 40, 64, 100, 256):
     w = r.normal(size=(50_003,)).astype(np.float32)
-    w[:3] = [np.nan, np.inf, -np.inf]
+    w[:2] = [np.inf, -np.inf]  # (NaN: numpy's searchsorted puts it last, the kernels where they started)
     c = r.normal(size=(1, k)).astype(np.float32)
     want = algorithm.nearest_positions(w, c, channel_axes=None)
     moved = w + r.normal(scale=0.02, size=w.shape).astype(np.float32)  # some weights cross a midpoint
     exact = algorithm.nearest_positions(moved, c, channel_axes=None)
-    for start in (want, np.where(r.random(w.size) < 0.01, k + 3, want)):
-        value, position = algorithm.nearest_from_positions(moved, c, start.astype(np.int32), channel_axes=None)
+    for start in (want, np.where(r.random(w.size) < 0.01, k + 3, want), None):  # None: searched from scratch
+        start = None if start is None else start.astype(np.int32)
+        value, position = algorithm.nearest_from_positions(moved, c, start, channel_axes=None)
         assert np.array_equal(np.asarray(position), exact), k
-        assert np.array_equal(np.asarray(value), np.sort(c[0])[exact], equal_nan=True), k
+        assert np.array_equal(np.asarray(value), np.sort(c[0])[exact]), k
 print("ok")
 """
 
@@ -79,8 +80,8 @@ print("ok")
 @pytest.mark.parametrize("path", ["scalar", "avx2", "best"])
 def test_each_vector_path_finds_the_nearest_centroids(path):
     """EDGECLUST_CPU_KERNELS caps the path the library takes when it loads (scalar, AVX2, or the best the CPU
-    has: AVX-512 here where it exists): in a fresh process each finds every weight's nearest centroid from
-    stored positions, some of them stale or out of range, per tensor at every table size a path handles."""
+    has: AVX-512 where it exists): in a fresh process each finds every weight's nearest centroid, from stored
+    positions (some stale or out of range) and from none, per tensor at every table size a path handles."""
     env = {**os.environ, "EDGECLUST_CPU_KERNELS": path, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", _PATH_CHECK], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

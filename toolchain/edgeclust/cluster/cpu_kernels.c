@@ -121,7 +121,7 @@ typedef enum { PATH_SCALAR, PATH_AVX2, PATH_AVX512 } vector_path_t;
  * and benchmarks compare the paths on one machine). */
 static vector_path_t vector_path = PATH_SCALAR;
 
-enum { MAX_AVX512_K = 256, MAX_AVX2_K = 64 };
+enum { MAX_AVX512_K = 256, MAX_AVX2_K = 64, MAX_AVX512_SEARCH_K = 32, MAX_AVX2_SEARCH_K = 16 };
 
 #define AVX512 __attribute__((target("avx512f")))
 #define AVX2 __attribute__((target("avx2")))
@@ -247,11 +247,110 @@ AVX2 static void nearest_avx2(VECTOR_PARAMS, int pieces)
     }
 }
 
+/* Without stored positions (up to kernels.MAX_CLUSTERS_COMPARED clusters): a branch-free binary search
+ * over the k - 1 midpoints, padded with +inf to a power of two, each probe a permute of a table in
+ * registers: what rank_by_search gives. table: the midpoints (32 floats), then the centroids (32). */
+AVX512 INLINE void search_avx512_n(const float *restrict w, float *restrict value, int32_t *restrict position,
+                                   int64_t n, const float *restrict table, int levels)
+{
+    const __m512 mids_lo = _mm512_loadu_ps(table), mids_hi = _mm512_loadu_ps(table + 16);
+    const __m512 cents_lo = _mm512_loadu_ps(table + 32), cents_hi = _mm512_loadu_ps(table + 48);
+    for (int64_t i = 0; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(w + i);
+        __m512i r = _mm512_setzero_si512();
+        for (int32_t h = 1 << (levels - 1); h >= 1; h /= 2) {
+            const __m512i probed = _mm512_add_epi32(r, _mm512_set1_epi32(h - 1));
+            const __m512 probe = _mm512_permutex2var_ps(mids_lo, probed, mids_hi);
+            r = _mm512_mask_add_epi32(r, _mm512_cmp_ps_mask(probe, x, _CMP_LT_OQ), r, _mm512_set1_epi32(h));
+        }
+        _mm512_storeu_ps(value + i, _mm512_permutex2var_ps(cents_lo, r, cents_hi));
+        _mm512_storeu_si512((void *)(position + i), r);
+    }
+}
+
+AVX512 static void search_avx512(const float *restrict w, float *restrict value, int32_t *restrict position,
+                                 int64_t n, const float *restrict table, int levels)
+{
+    switch (levels) {
+    case 1: search_avx512_n(w, value, position, n, table, 1); break;
+    case 2: search_avx512_n(w, value, position, n, table, 2); break;
+    case 3: search_avx512_n(w, value, position, n, table, 3); break;
+    case 4: search_avx512_n(w, value, position, n, table, 4); break;
+    default: search_avx512_n(w, value, position, n, table, 5); break;
+    }
+}
+
+/* table[r] for 8 ranks below 16 (two one-register permutes, a blend on bit 3). */
+AVX2 INLINE __m256 lookup8_of_16(__m256 lo, __m256 hi, __m256i r)
+{
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, r), _mm256_permutevar8x32_ps(hi, r),
+                            _mm256_castsi256_ps(_mm256_slli_epi32(r, 28)));
+}
+
+/* search_avx512_n for AVX2, k <= 16. table: the midpoints (16 floats), then the centroids (16). */
+AVX2 INLINE void search_avx2_n(const float *restrict w, float *restrict value, int32_t *restrict position,
+                               int64_t n, const float *restrict table, int levels)
+{
+    const __m256 mids_lo = _mm256_loadu_ps(table), mids_hi = _mm256_loadu_ps(table + 8);
+    const __m256 cents_lo = _mm256_loadu_ps(table + 16), cents_hi = _mm256_loadu_ps(table + 24);
+    for (int64_t i = 0; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(w + i);
+        __m256i r = _mm256_setzero_si256();
+        for (int32_t h = 1 << (levels - 1); h >= 1; h /= 2) {
+            const __m256 probe = lookup8_of_16(mids_lo, mids_hi, _mm256_add_epi32(r, _mm256_set1_epi32(h - 1)));
+            const __m256i below = _mm256_castps_si256(_mm256_cmp_ps(probe, x, _CMP_LT_OQ));
+            r = _mm256_add_epi32(r, _mm256_and_si256(below, _mm256_set1_epi32(h)));
+        }
+        _mm256_storeu_ps(value + i, lookup8_of_16(cents_lo, cents_hi, r));
+        _mm256_storeu_si256((__m256i *)(position + i), r);
+    }
+}
+
+AVX2 static void search_avx2(const float *restrict w, float *restrict value, int32_t *restrict position, int64_t n,
+                             const float *restrict table, int levels)
+{
+    switch (levels) {
+    case 1: search_avx2_n(w, value, position, n, table, 1); break;
+    case 2: search_avx2_n(w, value, position, n, table, 2); break;
+    case 3: search_avx2_n(w, value, position, n, table, 3); break;
+    default: search_avx2_n(w, value, position, n, table, 4); break;
+    }
+}
+
+/* The leading weights a search path has done without stored positions (0 where none applies). */
+static int64_t search_leading_vector(const nearest_job_t *job)
+{
+    const int avx512 = vector_path == PATH_AVX512 && job->k <= MAX_AVX512_SEARCH_K;
+    const int avx2 = !avx512 && vector_path >= PATH_AVX2 && job->k <= MAX_AVX2_SEARCH_K;
+    if (!avx512 && !avx2) {
+        return 0;
+    }
+    const int32_t width = avx512 ? MAX_AVX512_SEARCH_K : MAX_AVX2_SEARCH_K;
+    int levels = 1; /* log2 of the padded number of midpoints: a power of two >= k */
+    while ((1 << levels) < job->k) {
+        ++levels;
+    }
+    float table[2 * MAX_AVX512_SEARCH_K] __attribute__((aligned(64)));
+    for (int32_t j = 0; j < width; ++j) {
+        table[j] = j + 1 < job->k ? job->bounds[j + 2] : INFINITY; /* row[2..k] hold the midpoints */
+        table[width + j] = j < job->k ? job->sorted[j] : 0.0f;
+    }
+    if (avx512) {
+        search_avx512(job->w, job->value, job->position, job->n, table, levels);
+        return job->n - job->n % 16;
+    }
+    search_avx2(job->w, job->value, job->position, job->n, table, levels);
+    return job->n - job->n % 8;
+}
+
 /* The leading weights a vector path has done (a multiple of its width; 0 where none applies). */
 static int64_t nearest_leading_vector(const nearest_job_t *job)
 {
-    if (job->channels != 1 || job->start == NULL) {
+    if (job->channels != 1) {
         return 0;
+    }
+    if (job->start == NULL) {
+        return search_leading_vector(job);
     }
     const int avx512 = vector_path == PATH_AVX512 && job->k <= MAX_AVX512_K;
     const int avx2 = !avx512 && vector_path >= PATH_AVX2 && job->k <= MAX_AVX2_K;
@@ -277,6 +376,13 @@ static int64_t nearest_leading_vector(const nearest_job_t *job)
     return job->n - job->n % 8;
 }
 
+/* The most clusters the vector search handles without stored positions on this CPU (0: none), for
+ * kernels.py, which otherwise compares in XLA: the scalar binary search is ~10 ns a weight. */
+__attribute__((visibility("default"))) int edgeclust_search_max_k(void)
+{
+    return vector_path == PATH_AVX512 ? MAX_AVX512_SEARCH_K : vector_path == PATH_AVX2 ? MAX_AVX2_SEARCH_K : 0;
+}
+
 static void choose_vector_path(void)
 {
     __builtin_cpu_init();
@@ -296,6 +402,8 @@ static int64_t nearest_leading_vector(const nearest_job_t *job)
     (void)job;
     return 0;
 }
+
+__attribute__((visibility("default"))) int edgeclust_search_max_k(void) { return 0; }
 
 static void choose_vector_path(void) {}
 #endif
