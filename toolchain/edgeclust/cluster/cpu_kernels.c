@@ -6,6 +6,8 @@
  *       smaller centroid: exactly kernels._nearest_by_comparison_ops and kernels._refresh_positions_ops.
  *       With `start` (one valid position per weight) a local search from there: O(1) per weight, since a
  *       training step moves a weight very little; with an empty `start`, a binary search over the midpoints.
+ *       One table (channels == 1) goes 8 or 16 weights at a time where the CPU has AVX2 or AVX-512F (the
+ *       vector paths below); per channel, and beyond their table sizes, one weight at a time.
  *   EdgeclustClusterSums(values, positions) -> sums (bins)
  *       sum of the values of each position: what tf.math.unsorted_segment_sum computes.
  *
@@ -137,6 +139,18 @@ enum { MAX_AVX512_K = 256, MAX_AVX2_K = 64, MAX_AVX512_SEARCH_K = 32, MAX_AVX2_S
     (job)->w, (job)->start, (job)->value, (job)->position, (job)->n, lanes, (job)->bounds, (job)->sorted, (job)->k, \
         (job)->span
 
+/* A group in which some weight moved (or had an invalid start): rank_from weight by weight. */
+INLINE void group_one_by_one(const float *restrict w, const int32_t *restrict start, float *restrict value,
+                             int32_t *restrict position, const float *restrict bounds, const float *restrict sorted,
+                             int32_t k, int32_t span, int64_t first, int64_t count)
+{
+    for (int64_t j = first; j < first + count; ++j) {
+        const int32_t rank = rank_from(bounds, k, span, start[j], w[j]);
+        value[j] = sorted[rank];
+        position[j] = rank;
+    }
+}
+
 /* table[r] for 16 ranks below 32 * chunks: a two-register permute per 32 entries, then blends on bits 5, 6
  * and 7 of r (masks computed once per group: bit5, bit6, bit7). */
 AVX512 INLINE __m512 lookup16(const float *restrict table, __m512i r, int chunks, __mmask16 bit5, __mmask16 bit6,
@@ -169,12 +183,8 @@ AVX512 INLINE void nearest_avx512_n(VECTOR_PARAMS, int chunks)
         const __m512 lo = lookup16(lo_of, r, chunks, bit5, bit6, bit7);
         const __m512 hi = lookup16(hi_of, r, chunks, bit5, bit6, bit7);
         const __mmask16 moved = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ) | _mm512_cmp_ps_mask(x, lo, _CMP_LE_OQ);
-        if (__builtin_expect(moved != 0, 0)) { /* some weight of the group moved: one by one */
-            for (int64_t j = i; j < i + 16; ++j) {
-                const int32_t rank = rank_from(bounds, k, span, start[j], w[j]);
-                value[j] = sorted[rank];
-                position[j] = rank;
-            }
+        if (__builtin_expect(moved != 0, 0)) {
+            group_one_by_one(w, start, value, position, bounds, sorted, k, span, i, 16);
             continue;
         }
         _mm512_storeu_ps(value + i, lookup16(value_of, r, chunks, bit5, bit6, bit7));
@@ -225,11 +235,7 @@ AVX2 INLINE void nearest_avx2_n(VECTOR_PARAMS, int pieces)
         const __m256 hi = lookup8(hi_of, r, pieces, bit3, bit4, bit5);
         const __m256 moved = _mm256_or_ps(_mm256_cmp_ps(x, hi, _CMP_GT_OQ), _mm256_cmp_ps(x, lo, _CMP_LE_OQ));
         if (__builtin_expect(_mm256_movemask_ps(moved) != 0, 0)) {
-            for (int64_t j = i; j < i + 8; ++j) {
-                const int32_t rank = rank_from(bounds, k, span, start[j], w[j]);
-                value[j] = sorted[rank];
-                position[j] = rank;
-            }
+            group_one_by_one(w, start, value, position, bounds, sorted, k, span, i, 8);
             continue;
         }
         _mm256_storeu_ps(value + i, lookup8(value_of, r, pieces, bit3, bit4, bit5));

@@ -5,7 +5,8 @@ compiled with XLA: TensorFlow's own CPU gather costs ~4 ns per weight, ten times
 forward pass is one gather per weight (measured: scripts/bench_clustering.py, DEVELOPERS.md). Outside an
 XLA-compiled model, the local search with its lookup and the per-cluster sums run as our own C ops instead
 (cpu_kernels.c, compiled once by cpu_build.py), a third of XLA's time: XLA's CPU scatter runs on one
-thread, and a local search in XLA is four gathers. Without a C compiler the XLA versions serve. This module
+thread, and a local search in XLA is four gathers. With AVX2 or AVX-512 the C op also replaces XLA's
+comparison pass for one table of up to 16 clusters. Without a C compiler the XLA versions serve. This module
 is the one place in edgeclust.cluster that touches TensorFlow; other Keras backends get keras.ops.
 """
 
@@ -180,10 +181,12 @@ def eager_scope():
     return contextlib.nullcontext()
 
 
-#: Up to this many clusters the nearest centroid is found by comparing each weight with every midpoint: one
-#: fused, branch-free XLA pass with no gather and no stored state. Beyond, positions are stored and searched
-#: locally. Step time clustered/plain, MLP 4 x Dense(1024), batch 64, outside XLA: comparison 1.21x at
-#: k = 16, 1.37x at 32, 1.58x at 64, 1.82x at 128; local search by the C op about 1.26x whatever k.
+#: Up to this many clusters the nearest centroid is found with no stored state: by comparing each weight with
+#: every midpoint (one fused, branch-free XLA pass), or per tensor by the C op's binary search in registers.
+#: Beyond, positions are stored and searched locally. Step time clustered/plain, MLP 4 x Dense(1024), batch
+#: 64, outside XLA, round 2's first C op (Zen 3): comparison 1.21x at k = 16, 1.37x at 32, 1.58x at 64,
+#: 1.82x at 128; local search by the C op about 1.26x whatever k. The state a model holds must not depend on
+#: the CPU it was built on, so this stays 16 where the C op could search 32 without state.
 MAX_CLUSTERS_COMPARED = 16
 
 
