@@ -132,6 +132,22 @@ def test_fine_tuning_with_the_c_ops_follows_the_xla_kernels(monkeypatch, k):
     assert len(np.unique(stripped)) <= k
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "float64"])
+@pytest.mark.parametrize("k", [8, 64])
+def test_float16_and_float64_models_fine_tune_with_the_xla_kernels(policy, k):
+    """The C kernels are float32: a model under keras.config.set_dtype_policy("mixed_float16") or "float64"
+    hands its weights and gradients to the XLA kernels instead (it raised a TypeError in the C op before),
+    and still holds k values."""
+    try:
+        keras.config.set_dtype_policy(policy)
+        clustered = _fit(_clustered(k))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert all(np.isfinite(w).all() for w in clustered.get_weights())
+    stripped = cluster.strip_clustering(clustered).get_layer("d0").kernel.numpy()
+    assert len(np.unique(stripped)) <= k
+
+
 def test_inside_an_xla_compiled_model_the_xla_kernels_serve(cpu_ops):
     seen = []
 

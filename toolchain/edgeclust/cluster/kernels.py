@@ -54,9 +54,13 @@ def _cpu_ops():
     return None if library is None else library[0]
 
 
-def cpu_ops():
-    """The C ops when this call may use them (TensorFlow, not inside an XLA-compiled function), else None."""
+def cpu_ops(*floats):
+    """The C ops when this call may use them (TensorFlow, not inside an XLA-compiled function, and every tensor
+    of `floats` float32: the C kernels are float32, and a mixed_float16 or float64 model hands them float16 or
+    float64 weights and gradients), else None."""
     if not (USE_CPU_OPS and _xla()):
+        return None
+    if any(keras.backend.standardize_dtype(t.dtype) != "float32" for t in floats):
         return None
     from tensorflow.python.framework import ops as tf_ops
     from tensorflow.python.ops import control_flow_util
@@ -102,7 +106,7 @@ def take(table, indices):
 
 def segment_sums(values, indices, bins: int):
     """(bins,) sums of 1-D `values` grouped by the matching int32 `indices` (all in 0..bins-1)."""
-    native = cpu_ops()
+    native = cpu_ops(values)
     if native is not None:
         import tensorflow as tf
 
@@ -159,7 +163,7 @@ def nearest_from(w, sorted_c, positions, inner: int):
     """(value, flat position) of each weight's nearest centroid by the C op, searched locally from the valid
     flat `positions` (None: binary search), or None where the C ops are not available. sorted_c: (C, k);
     the weight at flat index i belongs to channel (i // inner) % C."""
-    native = cpu_ops()
+    native = cpu_ops(w)
     if native is None:
         return None
     import tensorflow as tf
@@ -211,7 +215,7 @@ def nearest_by_comparison(w, sorted_c, column_shape: tuple):
     """See _nearest_by_comparison_ops (XLA-compiled on TensorFlow). One table (sorted_c of one row) where the C
     op's vector search handles k on this CPU: that instead, the same values and positions (binary search over
     the midpoints in registers; MLP 4 x Dense(1024), N=16: step 1.18x plain with XLA's pass, see DEVELOPERS.md)."""
-    native = cpu_ops()
+    native = cpu_ops(w)
     if native is not None and int(sorted_c.shape[0]) == 1 and int(sorted_c.shape[-1]) <= _cpu_library()[1]:
         import tensorflow as tf
 
