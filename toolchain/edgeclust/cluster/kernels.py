@@ -49,9 +49,10 @@ def _cpu_library():
         return None
 
 
-def _cpu_ops():
+def _search_max_k() -> int:
+    """The most clusters the C op's vector search handles without stored positions on this CPU (0: none)."""
     library = _cpu_library()
-    return None if library is None else library[0]
+    return 0 if library is None else library[1]
 
 
 def cpu_ops(*floats):
@@ -67,7 +68,8 @@ def cpu_ops(*floats):
 
     if control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()):
         return None  # inside a jit_compile=True model: only XLA ops compile there
-    return _cpu_ops()
+    library = _cpu_library()
+    return None if library is None else library[0]
 
 
 @functools.cache
@@ -215,14 +217,10 @@ def nearest_by_comparison(w, sorted_c, column_shape: tuple):
     """See _nearest_by_comparison_ops (XLA-compiled on TensorFlow). One table (sorted_c of one row) where the C
     op's vector search handles k on this CPU: that instead, the same values and positions (binary search over
     the midpoints in registers; MLP 4 x Dense(1024), N=16: step 1.18x plain with XLA's pass, see DEVELOPERS.md)."""
-    native = cpu_ops(w)
-    if native is not None and int(sorted_c.shape[0]) == 1 and int(sorted_c.shape[-1]) <= _cpu_library()[1]:
-        import tensorflow as tf
-
-        value, position = native.edgeclust_nearest(
-            tf.convert_to_tensor(w), tf.convert_to_tensor(sorted_c), tf.zeros((0,), "int32")
-        )
-        return value, position
+    # cpu_ops first: on other backends it answers None without loading TensorFlow
+    if int(sorted_c.shape[0]) == 1 and cpu_ops(w) is not None and int(sorted_c.shape[-1]) <= _search_max_k():
+        value, position = nearest_from(w, sorted_c, None, 1)
+        return value, ops.reshape(position, tuple(value.shape))
     if _xla():
         return _tf_kernels()[3](w, sorted_c, column_shape)
     return _nearest_by_comparison_ops(ops.convert_to_tensor(w), ops.convert_to_tensor(sorted_c), tuple(column_shape))
