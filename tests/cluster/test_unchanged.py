@@ -58,25 +58,30 @@ def test_per_channel_small_convs_pass_through_with_one_warning_each_and_a_reason
     assert max(unique_counts(stripped.get_layer("dense").kernel, (-1,))) <= 16
 
 
-def test_per_tensor_kernel_with_fewer_weights_than_clusters_and_one_with_few_distinct_values():
+def test_a_kernel_with_fewer_weights_than_clusters_is_left_and_one_with_few_distinct_values_keeps_them():
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
             keras.Input((3,)),
             keras.layers.Dense(4, name="small"),  # 12 weights
-            keras.layers.Dense(64, name="few"),
+            keras.layers.Dense(64, name="few"),  # clustered before: 3 distinct values
             keras.layers.Dense(32, name="big"),
         ]
     )
     few = model.get_layer("few")
-    few.kernel.assign(np.random.default_rng(0).choice([-0.5, 0.1, 0.25], few.kernel.shape).astype(np.float32))
+    values = np.random.default_rng(0).choice([-0.5, 0.1, 0.25], few.kernel.shape).astype(np.float32)
+    few.kernel.assign(values)
     wrapped, messages = _clustered_with_warnings(model, 16)
-    assert sum("does not have enough weights" in m for m in messages) == 2
+    assert sum("does not have enough weights" in m for m in messages) == 1
     report = cluster.clustering_report(wrapped)
-    reasons = {u.layer_name: u.reason for u in report.unchanged}
-    assert "12 <= 16" in reasons["small"] and "at most 16 distinct values (3)" in reasons["few"]
-    assert [w.layer_name for w in report.clustered] == ["big"]
+    assert [(u.layer_name, "12 <= 16" in u.reason) for u in report.unchanged] == [("small", True)]
     assert not isinstance(wrapped.get_layer("small"), cluster.ClusterWeights)
+    # still wrapped, on exactly its values, so that fine-tuning cannot spread them past 16
+    assert [w.layer_name for w in report.clustered] == ["few", "big"]
+    regression_fit(wrapped, np.random.default_rng(1).normal(size=(16, 3)).astype(np.float32))
+    stripped = cluster.strip_clustering(wrapped)
+    assert len(np.unique(stripped.get_layer("few").kernel.numpy())) <= 16
+    assert len(np.unique(stripped.get_layer("big").kernel.numpy())) <= 16
 
 
 @pytest.mark.tensorflow_only  # the TFLite converter

@@ -133,7 +133,7 @@ def cluster_weights(
     A layer gives back a ClusterWeights wrapping it; a list, a list; a model, a new model whose clusterable
     layers are wrapped copies (the original model is left as it was). Fine-tune the result, then strip it.
     `layer_clusters` ({layer name or glob: N}, models only) gives layers their own N; N=0 leaves a layer
-    unclustered. Weights that already hold at most N values are left as they are, with one UserWarning per
+    unclustered. Weights of at most N elements are left as they are, with one UserWarning per
     layer ("Layer NAME does not have enough weights ...").
     """
     config = ClusteringConfig(
@@ -183,8 +183,8 @@ def cluster_weights(
 
 
 def _wrap_or_leave(layer, arguments: dict, notes: list[str]):
-    """A ClusterWeights around a built layer, told which weights already hold at most N values; the layer
-    itself (marked for the report) when all of them do; a note (for one UserWarning) when any does. Unbuilt
+    """A ClusterWeights around a built layer, told which weights have at most N elements (left as they are);
+    the layer itself (marked for the report) when all of them do; a note (for one UserWarning) when any does. Unbuilt
     layers are wrapped as they are (the wrapper decides, and warns, when it is built)."""
     if not layer.built:
         return ClusterWeights(layer, **arguments)
@@ -197,7 +197,7 @@ def _wrap_or_leave(layer, arguments: dict, notes: list[str]):
             unchanged.append(UnchangedWeight(spec.name, values.shape, reason))
     if unchanged:
         notes.append(
-            f"Layer {layer.name} does not have enough weights (or distinct values) to cluster "
+            f"Layer {layer.name} does not have enough weights to cluster "
             f"{', '.join(u.name for u in unchanged)} to {k} values: "
             f"{'left as it is' if len(unchanged) == len(weight_specs(layer)) else 'those are left as they are'}"
         )

@@ -36,8 +36,8 @@ class SkippedLayer:
 
 @dataclass(frozen=True)
 class UnchangedTensor:
-    """A clusterable weight left as it is because it already holds at most N values (N or fewer weights,
-    per channel with cluster_per_channel, or N or fewer distinct values)."""
+    """A clusterable weight left as it is because it cannot hold more than N values (N or fewer weights,
+    per channel with cluster_per_channel)."""
 
     layer_name: str
     weight_name: str

@@ -3,9 +3,9 @@
 State per clustered weight: its centroids (trainable) and, beyond kernels.MAX_CLUSTERS_COMPARED clusters,
 one int32 position per weight (not trainable, see algorithm.py). The wrapped layer keeps its own variables,
 which go on learning through the straight-through gradient; every call finds each weight's nearest centroid
-from them (tfmot's semantics), and a training call stores the positions. Weights that already hold at most N
-values (N or fewer weights, or N or fewer distinct values) are left as they are. Registered for `.keras`
-saving as "edgeclust>ClusterWeights".
+from them (tfmot's semantics), and a training call stores the positions. Weights of N or fewer elements are
+left as they are; weights that already hold N or fewer distinct values are clustered onto exactly those
+values (so fine-tuning keeps them at N). Registered for `.keras` saving as "edgeclust>ClusterWeights".
 """
 
 from __future__ import annotations
@@ -37,18 +37,16 @@ class UnchangedWeight:
 def unchanged_reason(values_or_shape, k: int, channel_axes: tuple[int, ...] | None) -> str:
     """Why a weight (an array, or only its shape) needs no clustering to hold at most k values; "" if it does.
 
-    Per channel (channel_axes given) every channel must qualify."""
+    Only a weight with at most k elements (per channel, with channel_axes, in every channel) qualifies: however
+    fine-tuning changes it, it cannot hold more than k values. A larger weight that already holds at most k
+    distinct values (a model clustered before) is still clustered: its centroids are its values, so that
+    fine-tuning keeps it at k."""
     shape = tuple(np.shape(values_or_shape)) if isinstance(values_or_shape, np.ndarray) else tuple(values_or_shape)
     n = int(np.prod(shape))
     per = "per channel " if channel_axes is not None else ""
     channels = algorithm.channel_layout(shape, channel_axes)[1] if channel_axes is not None else 1
     if n // max(channels, 1) <= k:
         return f"does not have enough weights to cluster: {n // max(channels, 1)} {per}<= {k} clusters"
-    if isinstance(values_or_shape, np.ndarray):
-        columns = algorithm.per_channel_columns(values_or_shape, channel_axes)
-        most = max(len(np.unique(columns[:, j])) for j in range(columns.shape[1]))
-        if most <= k:
-            return f"already holds at most {k} distinct values {per}({most})"
     return ""
 
 
@@ -147,7 +145,7 @@ class ClusterWeights(keras.layers.Wrapper):
         clustered, unchanged = self._split(specs)
         if unchanged and decided_here and not self._restoring:
             warnings.warn(
-                f"Layer {self.layer.name} does not have enough weights (or distinct values) to cluster "
+                f"Layer {self.layer.name} does not have enough weights to cluster "
                 f"{', '.join(u.name for u in unchanged)} to {self.clustering.number_of_clusters} values: "
                 "left as they are",
                 UserWarning,

@@ -109,6 +109,10 @@ def cluster_model(
             stages.info(f"skipped {skipped.layer_name}: {skipped.reason}")
         for unchanged in report.unchanged:
             stages.info(f"left {unchanged.layer_name}/{unchanged.weight_name} as it is: {unchanged.reason}")
+    if data is not None and not report.clustered:
+        if stages:
+            stages.info("no weight tensor to cluster (each holds at most its N values already): fine-tuning skipped")
+        return ClusterResult(cluster.strip_clustering(wrapped) if strip else wrapped, report, folded)
     if data is not None and options.max_drop is not None:
         recovery = finetune_to_target(
             wrapped,
