@@ -47,16 +47,18 @@ def command(model, max_unique, report_path, per_channel, as_json):
             f"--max-unique must be the number of clusters, an integer >= {MIN_CLUSTERS}. Received: --max-unique {shown}"
         )
     default, by_layer = parse_pairs(max_unique)
+    layers = {}
     if report_path is not None:
-        from edgeclust.pipeline.expected_counts import counts_from_report
+        from edgeclust.pipeline.expected_counts import counts_from_report, layers_from_report
 
         from_report, report_per_channel = counts_from_report(report_path)
+        layers = layers_from_report(report_path)
         by_layer = {**from_report, **by_layer}
         per_channel = per_channel or report_per_channel
     if default is None and not by_layer:
         raise ConfigError("give the expected counts: --max-unique N, --max-unique NAME=N, or --report report.json")
     if by_layer:
-        _verify_per_layer(model, by_layer, default, per_channel, as_json)
+        _verify_per_layer(model, by_layer, default, per_channel, as_json, layers)
         return
     max_unique = default
     result = verify_file(model, max_unique, per_channel=per_channel).result
@@ -104,12 +106,13 @@ def _hint(result) -> str | None:
     return f"cluster with --clusters {n} (and --fold-bn), then convert again"
 
 
-def _verify_per_layer(model, by_layer: dict, default, per_channel: bool, as_json: bool) -> None:
-    """Each tensor against its own layer's N (or the default N; unchecked without one)."""
+def _verify_per_layer(model, by_layer: dict, default, per_channel: bool, as_json: bool, layers: dict) -> None:
+    """Each tensor against its own layer's N (or the default N; unchecked without one); `layers`: the build's
+    {tensor: layer} map, found by content (tensors it does not name are tied to layers by their names)."""
     from edgeclust.pipeline.expected_counts import check_limits
     from edgeclust.pipeline.tflite_files import inspect_file
 
-    result = check_limits(inspect_file(model).weights, by_layer, default, per_channel=per_channel)
+    result = check_limits(inspect_file(model).weights, by_layer, default, per_channel=per_channel, layers=layers)
     if as_json:
         click.echo(
             json.dumps(

@@ -48,6 +48,7 @@ class BuildOptions:
     parity_samples: int | None = None
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     model_format: str = "keras"  # "tflite": a model converted elsewhere (set by build() from the file)
+    fit: object | None = None  # fit.FitPlan: the counts --fit chose (set by fit.fit_to_board)
 
     def __post_init__(self):
         if self.model_format == "tflite":
@@ -70,8 +71,9 @@ class BuildOptions:
 
     def as_report(self, board: BoardSpec) -> dict:
         """The options as report.json records them (the board by id; where the output went is not a choice)."""
-        values = {k: v for k, v in asdict(self).items() if k not in ("out_dir", "force", "board", "model_format")}
-        return {"board": board.id, **values}
+        skip = ("out_dir", "force", "board", "model_format", "fit")
+        values = {k: v for k, v in asdict(replace(self, fit=None)).items() if k not in skip}
+        return {"board": board.id, **values} | ({"fit": self.fit.as_report()} if self.fit is not None else {})
 
 
 def build(model_path, data_path, options: BuildOptions, on_progress: ProgressCallback | None = None) -> BuildResult:
@@ -90,9 +92,13 @@ def run_build(model_path, data_path, options: BuildOptions, stages: Stages) -> B
     _start(ctx, "load")
     inputs = steps.load_inputs(ctx, Path(model_path), Path(data_path))
     clustered = steps.prepare_model(ctx, inputs) if _start(ctx, "cluster", "fold") else steps.keep_model(inputs)
+    if options.fit is not None:
+        from edgeclust.pipeline.fit import check_fit_target
+
+        check_fit_target(options, clustered)
     converted = steps.convert(ctx, inputs, clustered) if _start(ctx, "convert") else steps.as_converted(inputs)
     _start(ctx, "verify")
-    verification = steps.verify(ctx, converted)
+    verification = steps.verify(ctx, converted, clustered)
     _start(ctx, "layouts")
     layouts = steps.decide_layouts(ctx, converted, verification)
     _start(ctx, "lower")

@@ -66,6 +66,7 @@ class Verification:
 
     weight_stats: list
     result: object | None  # tflite.inspect.VerifyResult
+    layers: dict = field(default_factory=dict)  # {weight tensor name: Keras layer}, found by content
 
 
 @dataclass(frozen=True, eq=False)

@@ -118,19 +118,22 @@ def convert(ctx: BuildContext, inputs: LoadedInputs, clustered: ClusteredModel) 
     return ConvertedModels(float32, int8, per_channel=per_channel, calibration_samples=used)
 
 
-def verify(ctx: BuildContext, converted: ConvertedModels) -> Verification:
-    """Count unique values per weight tensor; with --clusters, refuse a .tflite that holds more."""
+def verify(ctx: BuildContext, converted: ConvertedModels, clustered: ClusteredModel | None = None) -> Verification:
+    """Count unique values per weight tensor; with --clusters, refuse a .tflite that holds more. Each weight
+    tensor is tied to the Keras layer it came from by content (report.json's "weight_layers")."""
+    from edgeclust.pipeline.tensor_layers import tensor_layers
     from edgeclust.tflite import inspect
 
     stats = inspect.inspect_weights(converted.deployed)
+    layers = tensor_layers(converted.deployed, clustered.model if clustered is not None else None)
     clusters, per_channel = ctx.options.cluster.clusters, ctx.options.cluster.per_channel
     if not clusters:
         ctx.stages.info(_holdings_line(stats))
-        return Verification(stats, None)
+        return Verification(stats, None, layers)
     if ctx.options.cluster.layers:  # per-layer counts: each tensor against its own layer's N
         from edgeclust.pipeline.expected_counts import check_limits
 
-        limits = check_limits(stats, dict(ctx.options.cluster.layers), clusters, per_channel=per_channel)
+        limits = check_limits(stats, dict(ctx.options.cluster.layers), clusters, per_channel=per_channel, layers=layers)
         if not limits.passed:
             names = ", ".join(f"{f.name} ({f.count} > {f.limit})" for f in limits.failures[:5])
             raise VerificationError(
@@ -138,7 +141,7 @@ def verify(ctx: BuildContext, converted: ConvertedModels) -> Verification:
                 f"layer's N after conversion: {names}; keep --fold-bn on, or cluster --per-channel"
             )
         ctx.stages.info(limits.summary())
-        return Verification(stats, limits)
+        return Verification(stats, limits, layers)
     result = inspect.verify(converted.deployed, clusters, per_channel=per_channel)
     scope = "per channel" if per_channel else "per tensor"
     if not result.passed:
@@ -148,7 +151,7 @@ def verify(ctx: BuildContext, converted: ConvertedModels) -> Verification:
             f"conversion ({names}); keep --fold-bn on, or cluster --per-channel"
         )
     ctx.stages.info(f"all {result.checked} weight tensors hold <= {clusters} unique values {scope}")
-    return Verification(stats, result)
+    return Verification(stats, result, layers)
 
 
 def _holdings_line(stats) -> str:

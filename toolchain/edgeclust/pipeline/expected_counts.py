@@ -1,9 +1,11 @@
 """Each weight tensor's own most unique values (per-layer numbers of clusters), checked in a .tflite file.
 
-A .tflite tensor is named after the Keras layers it came from ("mnist_cnn_1/dense1_1/MatMul"): a tensor
-belongs to the deepest path component that names a layer (the converter may add "_1"). Layers get their
-N from a build's report.json or from NAME=N pairs (name or glob); tensors of other layers get the default
-N, or are left unchecked when there is none (layers left unclustered).
+A tensor's layer comes, first, from a map {tensor name: layer} found by content when the model was built
+(pipeline/tensor_layers.py; report.json's "weight_layers"); without one, from the tensor's name, which the
+converter makes from the Keras scopes ("mnist_cnn_1/dense1_1/MatMul"): the deepest path component that names
+a layer (the converter may add "_1"; with Keras' default names that guess can be wrong). Layers get their N
+from a build's report.json or from NAME=N pairs (name or glob); tensors of other layers get the default N,
+or are left unchecked when there is none (layers left unclustered).
 """
 
 from __future__ import annotations
@@ -76,13 +78,29 @@ def parse_pairs(values) -> tuple[int | None, dict[str, int]]:
 
 def counts_from_report(path: Path) -> tuple[dict[str, int], bool]:
     """({layer: N}, per_channel) of every clustered or unchanged weight in a build's report.json."""
+    report = _read_report(path)
     try:
-        report = json.loads(Path(path).read_text())
         section = report["clustering"] or {}
         entries = [*section.get("clustered", []), *section.get("unchanged", [])]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {e["layer"]: int(e["clusters"]) for e in entries}, any(e.get("per_channel") for e in entries)
+    except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: not a build's report.json with a clustering section ({exc})") from None
-    return {e["layer"]: int(e["clusters"]) for e in entries}, any(e.get("per_channel") for e in entries)
+
+
+def layers_from_report(path: Path) -> dict[str, str]:
+    """{weight tensor name: Keras layer} that a build found by content (empty for older reports)."""
+    layers = _read_report(path).get("weight_layers") or {}
+    return {str(k): str(v) for k, v in layers.items()} if isinstance(layers, dict) else {}
+
+
+def _read_report(path: Path) -> dict:
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a build's report.json with a clustering section ({exc})") from None
+    if not isinstance(report, dict):
+        raise InputError(f"{path}: not a build's report.json with a clustering section")
+    return report
 
 
 def layer_of(tensor_name: str, patterns) -> str | None:
@@ -97,12 +115,22 @@ def layer_of(tensor_name: str, patterns) -> str | None:
     return None
 
 
-def check_limits(weight_stats, by_layer: dict[str, int], default: int | None, *, per_channel: bool) -> LimitsResult:
-    """Each tensor against the N of its layer (0: unchecked), or `default` (None: unchecked)."""
+def check_limits(
+    weight_stats, by_layer: dict[str, int], default: int | None, *, per_channel: bool, layers: dict | None = None
+) -> LimitsResult:
+    """Each tensor against the N of its layer (0: unchecked), or `default` (None: unchecked). `layers` maps
+    tensor names to their Keras layers (found by content); other tensors' layers are read from their names."""
     checks = []
     for stats in weight_stats:
-        pattern = layer_of(stats.name, list(by_layer))
+        layer = (layers or {}).get(stats.name)
+        pattern = _pattern_of(layer, list(by_layer)) if layer is not None else layer_of(stats.name, list(by_layer))
         limit = by_layer[pattern] if pattern is not None else default
         count = stats.max_unique_per_channel if per_channel else stats.unique_values
-        checks.append(TensorCheck(stats.name, pattern, limit or None, count))
+        checks.append(TensorCheck(stats.name, pattern or layer, limit or None, count))
     return LimitsResult(tuple(checks), per_channel)
+
+
+def _pattern_of(layer: str, patterns) -> str | None:
+    """The last pattern (layer name or glob) that names `layer`."""
+    matched = [p for p in patterns if layer == p or fnmatch.fnmatchcase(layer, p)]
+    return matched[-1] if matched else None

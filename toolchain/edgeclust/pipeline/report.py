@@ -222,6 +222,8 @@ def build_report(
             if getattr(inputs, "model_format", "keras") == "tflite"
             else {"per_channel": converted.per_channel, "calibration_samples": converted.calibration_samples},
             "weights": list(verification.weight_stats),
+            # each weight tensor's Keras layer, found by content: `edgeclust verify --report` reads it
+            "weight_layers": dict(sorted(getattr(verification, "layers", {}).items())),
             "verify": _verify_section(verification.result, verification.weight_stats),
             "layouts": [_layout_entry(layout) for layout in lowered.layouts],
             "backend": {"name": low.backend, "chosen": lowered.why or "asked for", **low.summary},
