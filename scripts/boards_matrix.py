@@ -105,12 +105,15 @@ def native_row(board, model: DigitsModel, work: Path) -> Row:
     """Render the native project for `board`, build it, run it under QEMU with -icount shift=0."""
     from edgeclust import resources
     from edgeclust.backends.base import SelfTestCase
-    from edgeclust.backends.native import NativeBackend, default_layouts, firmware
+    from edgeclust.backends.native import NativeBackend, default_layouts
     from edgeclust.device import icount
+    from edgeclust.device.build import build_make_project, elf_size, write_project
 
     backend = NativeBackend()
     lowered = backend.lower(model.tflite, default_layouts(model.tflite))
-    cost = backend.price(lowered, board)
+    cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
+    files = backend.render(lowered, board, cases)
+    cost = backend.price(lowered, board, files)
     if not cost.fits:  # the budget check: the board cannot hold it, so it is neither built nor run
         over = [
             f"{what} {used:,} of {total:,}"
@@ -131,13 +134,11 @@ def native_row(board, model: DigitsModel, work: Path) -> Row:
             0,
             model=model.name,
         )
-    cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
-    folder = work / f"native-{board.id}-{_slug(model.name)}"
-    firmware.write_project(backend.render(lowered, board, cases), folder)
-    elf = firmware.build(folder)
-    size = icount.elf_size(elf, board)
+    folder = write_project(files, work / f"native-{board.id}-{_slug(model.name)}")
+    elf = build_make_project(folder, board)
+    size = elf_size(elf, board)
     status, lines = icount.run_icount(elf, board, timeout_s=300)
-    ticks = firmware.ticks("\n".join(lines))
+    ticks = icount.inference_ticks(lines)
     calibration = icount.calibrate(board, str(resources.templates_dir()))
     instructions = calibration.instructions_for(ticks) if ticks is not None else None
     return Row(
@@ -158,14 +159,15 @@ def native_row(board, model: DigitsModel, work: Path) -> Row:
 def built_row(board, model: DigitsModel, work: Path) -> Row:
     """A real Makefile board: the native project built (its flash and RAM from the link), not run."""
     from edgeclust.backends.base import SelfTestCase
-    from edgeclust.backends.native import NativeBackend, default_layouts, firmware
-    from edgeclust.device import icount
+    from edgeclust.backends.native import NativeBackend, default_layouts
+    from edgeclust.device.build import build_make_project, elf_size, write_project
 
     backend = NativeBackend()
     lowered = backend.lower(model.tflite, default_layouts(model.tflite))
     cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
-    elf = firmware.build(firmware.write_project(backend.render(lowered, board, cases), work / f"native-{board.id}"))
-    size = icount.elf_size(elf, board)
+    folder = write_project(backend.render(lowered, board, cases), work / f"native-{board.id}")
+    elf = build_make_project(folder, board)
+    size = elf_size(elf, board)
     return Row(
         board.id,
         board.cpu,
@@ -183,12 +185,12 @@ def built_row(board, model: DigitsModel, work: Path) -> Row:
 def tflm_row(board, model: DigitsModel, work: Path, tflm_root: str) -> Row:
     """The TFLM project for `board` (the generated Makefile with the TFLM tree), built and run under QEMU."""
     from edgeclust.device import icount
-    from edgeclust.device.build import build_make_project
+    from edgeclust.device.build import build_make_project, elf_size
 
     folder = work / f"tflm-{board.id}"
     _write_tflm_project(board, model, folder)
     elf = build_make_project(folder, board, tflm_root=tflm_root)
-    size = icount.elf_size(elf, board)
+    size = elf_size(elf, board)
     status, lines = icount.run_icount(elf, board, timeout_s=300)
     return Row(
         board.id,

@@ -93,7 +93,7 @@ def measure_profile(
         templates_dir=templates_dir,
     )
     project.write_files(proj, files, force=True)
-    lib_dir = device_build.tflm_build_dir(board, proj, tflm_root)
+    lib_dir = device_build.tflm_build_dir(board, tflm_root)
     subprocess.run(
         [
             "make",

@@ -73,26 +73,25 @@ def physical_limit(lowered) -> int:
 
 def qemu_ticks(backend, lowered, x, board, make_args=()) -> tuple[int, str]:
     from edgeclust.backends.base import SelfTestCase
-    from edgeclust.backends.native import firmware
+    from edgeclust.device.build import build_make_project, write_project
+    from edgeclust.device.icount import inference_ticks, run_icount
 
     y = backend.run_host(lowered, x[:2])
     files = backend.render(lowered, board, [SelfTestCase(x[i], y[i]) for i in range(2)])
     with tempfile.TemporaryDirectory(prefix="edgeclust-figures-") as tmp:
-        elf = firmware.build(firmware.write_project(files, Path(tmp)), make_args=make_args)
-        status, console = firmware.run_qemu(elf, board.qemu_machine, timeout_s=600)
-        verdict = "PASS" if status == 0 and "self-test: PASS" in console else f"FAIL ({status})"
-        return firmware.ticks(console) or 0, verdict
+        elf = build_make_project(write_project(files, Path(tmp)), board, make_args=make_args)
+        status, lines = run_icount(elf, board, timeout_s=600)
+        verdict = "PASS" if status == 0 and any("self-test: PASS" in line for line in lines) else f"FAIL ({status})"
+        return inference_ticks(lines) or 0, verdict
 
 
 def host_times(backend, lowered, tflite, x) -> tuple[float, float]:
     """Seconds per image: native host build (one process for all images) and the tflite_micro interpreter."""
-    from edgeclust.backends.native import host
     from edgeclust.tflite.parity import run_tflm
 
-    binary = host.build_host(lowered.details.files)
-    spec = lowered.interface.outputs[0]
+    backend.run_host(lowered, x[:1])  # compiles the host build once (cached): not timed
     started = time.perf_counter()
-    ours = host.run_host_binary(binary, x, tuple(spec.shape[1:]), spec.dtype)
+    ours = backend.run_host(lowered, x)
     native = (time.perf_counter() - started) / len(x)
     started = time.perf_counter()
     reference = run_tflm(tflite, x)

@@ -39,7 +39,6 @@ def models():
     import numpy as np
     import tensorflow as tf
 
-    from edgeclust.tflite._fds import captured_output
     from edgeclust.tflite.convert import to_tflite
 
     keras.utils.set_random_seed(0)
@@ -55,12 +54,11 @@ def models():
     data = np.random.default_rng(0).normal(size=(32, 8, 8, 2)).astype(np.float32)
     int8 = to_tflite(keras.Model(inputs, outputs), quantize="int8", representative_data=data, num_calibration=32)
     small = keras.Sequential([keras.Input((8, 8, 2)), layers.Flatten(), layers.Dense(4)])
-    with captured_output():
-        converter = tf.lite.TFLiteConverter.from_keras_model(small)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([row[None]] for row in data)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        floats = converter.convert()
+    converter = tf.lite.TFLiteConverter.from_keras_model(small)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([row[None]] for row in data)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    floats = converter.convert()
     return int8, floats
 
 
@@ -68,15 +66,16 @@ def measure(tflite: bytes, board):
     import numpy as np
 
     from edgeclust.backends.base import SelfTestCase
-    from edgeclust.backends.native import NativeBackend, default_layouts, firmware
+    from edgeclust.backends.native import NativeBackend, default_layouts
+    from edgeclust.device.build import build_make_project, elf_size, write_project
 
     backend = NativeBackend()
     lowered = backend.lower(tflite, default_layouts(tflite))
     spec_in, spec_out = lowered.interface.inputs[0], lowered.interface.outputs[0]
     case = SelfTestCase(np.zeros(spec_in.shape[1:], spec_in.dtype), np.zeros(spec_out.shape[1:], spec_out.dtype))
     with tempfile.TemporaryDirectory() as tmp:
-        elf = firmware.build(firmware.write_project(backend.render(lowered, board, [case]), Path(tmp)))
-        sizes = firmware.link_sizes(elf)
+        elf = build_make_project(write_project(backend.render(lowered, board, [case]), Path(tmp)), board)
+        sizes = elf_size(elf, board)
         nm = subprocess.run(
             ["arm-none-eabi-nm", "-S", "--size-sort", str(elf)], capture_output=True, text=True, check=True
         ).stdout

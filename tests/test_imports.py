@@ -1,5 +1,6 @@
-"""Dependencies point one way (cli -> pipeline -> {backends, device} -> {lower, tflite, cluster, codegen} ->
-errors), the heavy libraries stay where DESIGN.md puts them, and the light entry points stay light."""
+"""Dependencies point one way (cli -> pipeline -> backends -> device -> {lower, tflite, cluster, codegen} ->
+errors; the pipeline uses device/ directly too), the heavy libraries stay where DESIGN.md puts them, and the
+light entry points stay light; tools run only in device/."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ LEAVES = {"edgeclust", "errors", "align", "atomic", "resources", "data", "exampl
 ALLOWED = {
     "cli": {"pipeline"},
     "pipeline": {"backends", "device", "lower", "tflite", "cluster", "codegen"},
-    "backends": {"lower", "tflite", "codegen"},
+    "backends": {"device", "lower", "tflite", "codegen"},  # backends run tools through device/
     "device": {"codegen"},
     "lower": set(),
     "tflite": set(),
@@ -112,6 +113,25 @@ def test_the_pipeline_reaches_backends_only_through_the_registry():
         if area == "pipeline"
         for module in _imports(path)
         if module.startswith("edgeclust.backends.") and module != "edgeclust.backends.base"
+    ]
+    assert wrong == []
+
+
+# modules outside device/ that may start processes, and why
+SUBPROCESS_ELSEWHERE = {
+    "cluster/cpu_build.py": "the training C ops' compile step, at the first clustered training step",
+    "tflite/isolated.py": "a Python worker that keeps a crash in TensorFlow's C++ out of edgeclust's process",
+}
+
+
+def test_only_device_runs_tools():
+    """Compilers, linkers, QEMU and flash tools start in device/ alone."""
+    wrong = [
+        relative
+        for area, path in _modules()
+        if area != "device"
+        and (relative := path.relative_to(PACKAGE).as_posix()) not in SUBPROCESS_ELSEWHERE
+        and "subprocess" in _imports(path)
     ]
     assert wrong == []
 

@@ -186,6 +186,7 @@ def test_without_a_compiler_one_warning_and_the_xla_kernels(tmp_path):
 
 
 def test_the_library_is_built_once_and_named_after_its_inputs(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGECLUST_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = cpu_build.built_library(tf.sysconfig.get_include(), tf.sysconfig.get_lib(), tf.__version__)
     stamp = first.stat().st_mtime_ns

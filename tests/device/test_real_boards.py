@@ -44,14 +44,13 @@ def small_native(boards_dir):
 
 
 def test_the_stm32f746g_disco_native_project_links_and_fits(small_native, boards_dir, tmp_path, cross_tools):
-    from edgeclust.backends.native import firmware
-    from edgeclust.device import icount
+    from edgeclust.device.build import build_make_project, elf_size, write_project
 
     backend, lowered, cases = small_native
     board = board_mod.load_board("stm32f746g_disco", boards_dir)
-    folder = firmware.write_project(backend.render(lowered, board, cases), tmp_path / "disco")
-    elf = firmware.build(folder)
-    size = icount.elf_size(elf, board)
+    folder = write_project(backend.render(lowered, board, cases), tmp_path / "disco")
+    elf = build_make_project(folder, board)
+    size = elf_size(elf, board)
     print(
         f"stm32f746g_disco native: text {size.text:,} data {size.data:,} bss {size.bss:,} bytes; "
         f"flash {size.flash:,} of {board.flash_bytes:,}, RAM {size.ram:,} of {board.ram_bytes:,}"

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from edgeclust.backends.base import SelfTestCase
-from edgeclust.backends.native import NativeBackend, default_layouts, firmware
+from edgeclust.backends.native import NativeBackend, default_layouts
 from edgeclust.codegen.board import load_board
+from edgeclust.device.build import build_make_project, elf_size, write_project
+from edgeclust.device.icount import inference_ticks, run_icount
 from edgeclust.resources import boards_dir
 
 
@@ -41,11 +43,12 @@ def test_small_model_self_test_passes_on_qemu(nx, small_model, board_id, tmp_pat
     expected = backend.run_host(lowered, x)
     files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])
     assert {"Makefile", "startup.c", "linker.ld", "ec_model.c", "ec_kernels.c", "main.c", "board.json"} <= set(files)
-    elf = firmware.build(firmware.write_project(files, tmp_path))
-    status, console = firmware.run_qemu(elf, board.qemu_machine)
+    elf = build_make_project(write_project(files, tmp_path), board)
+    status, lines = run_icount(elf, board)
+    console = "\n".join(lines)
     assert status == 0, console
     assert "self-test: PASS (4/4 outputs bit-identical" in console
-    assert firmware.ticks(console) > 0
+    assert inference_ticks(lines) > 0
 
     # every weight, table and bias array is const and lands in flash
     symbols = _symbols(elf)
@@ -55,11 +58,15 @@ def test_small_model_self_test_passes_on_qemu(nx, small_model, board_id, tmp_pat
     mapped = (tmp_path / "build" / "fw.map").read_text()
     assert all(re.search(rf"\.rodata\.{name}\b", mapped) for name in consts)
 
-    cost = backend.price(lowered, board)
-    sizes = firmware.link_sizes(elf)
+    # the price is the linked size of these very files (against a roomy memory map: the same code and data)
+    cost = backend.price(lowered, board, files)
+    sizes = elf_size(elf, board)
     assert cost.measured and cost.fits
     assert cost.ram_parts["arena"] == lowered.arena_bytes
-    assert abs(cost.flash_used - (sizes.text + sizes.data)) < 4 * (lowered.details.program.input.size + 16)
+    assert cost.flash_used == sizes.flash and cost.ram_used == sizes.ram
+    assert cost.flash_parts["self_test"] == 4 * (
+        lowered.details.program.input.size + lowered.details.program.output.size
+    )
 
 
 def _symbols(elf) -> dict[str, int]:

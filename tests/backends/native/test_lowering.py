@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeclust.backends.native import NativeBackend, default_layouts, firmware
+from edgeclust.backends.native import NativeBackend, default_layouts
 from edgeclust.backends.native.from_tflite import graph_from_tflite
 from edgeclust.codegen.board import load_board
+from edgeclust.device import build as device_build
 from edgeclust.errors import CodegenError
 from edgeclust.resources import boards_dir
 from edgeclust.tflite.flatbuffer import read_model
@@ -61,7 +62,7 @@ def test_price_without_cross_compiler_uses_the_measured_table(residual_model, mo
     backend = NativeBackend()
     lowered = backend.lower(residual_model, default_layouts(residual_model))
     linked = backend.price(lowered, board)
-    monkeypatch.setattr(firmware, "cross_compiler_present", lambda: False)
+    monkeypatch.setattr(device_build, "cross_compiler_present", lambda: False)
     table = backend.price(lowered, board)
     assert linked.measured and not table.measured
     assert table.flash_parts["weights"] == linked.flash_parts["weights"]

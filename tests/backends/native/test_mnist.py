@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from edgeclust.backends.base import SelfTestCase
-from edgeclust.backends.native import NativeBackend, default_layouts, firmware
+from edgeclust.backends.native import NativeBackend, default_layouts
 from edgeclust.codegen.board import load_board
+from edgeclust.device.build import build_make_project, elf_size, write_project
+from edgeclust.device.icount import run_icount
 from edgeclust.resources import boards_dir
 from edgeclust.tflite.parity import run_tflm
 
@@ -54,11 +56,12 @@ def test_mnist16_self_test_passes_on_qemu(mnist16, lowered16, mnist_small, board
     x = (np.round(mnist_small.x_test[:3] / spec.scale) + spec.zero_point).clip(-128, 127).astype(np.int8)
     y = backend.run_host(lowered16, x)
     files = backend.render(lowered16, board, [SelfTestCase(x[i], y[i]) for i in range(len(x))])
-    elf = firmware.build(firmware.write_project(files, tmp_path))
-    sizes = firmware.link_sizes(elf)
-    assert sizes.text + sizes.data <= board.flash_bytes
-    assert sizes.data + sizes.bss + board.stack_bytes <= board.ram_bytes
-    status, console = firmware.run_qemu(elf, board.qemu_machine, timeout_s=300)
+    elf = build_make_project(write_project(files, tmp_path), board)
+    sizes = elf_size(elf, board)
+    assert sizes.flash <= board.flash_bytes
+    assert sizes.ram <= board.ram_bytes
+    status, lines = run_icount(elf, board, timeout_s=300)
+    console = "\n".join(lines)
     print(console)
     assert status == 0, console
     assert "self-test: PASS (3/3 outputs bit-identical" in console

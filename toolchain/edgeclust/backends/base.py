@@ -2,7 +2,8 @@
 
 lower: .tflite bytes + weight layouts -> Lowered (frozen: interface, ops, memory, what lands on flash);
 run_host: the backend's host oracle (parity and the self-test's expected outputs);
-price: what the board pays (flash, RAM); render: the project's files as {relative path: bytes}.
+render: the project's files as {relative path: bytes}; price: what the board pays (flash, RAM) for those very
+files (rendered once; a backend that can link them reads the linked size).
 The pipeline writes the files (once, atomically); backends never touch the disk outside a temp folder.
 TensorSpec and ModelInterface are defined once, in tflite/parity.py (the interpreters read them too).
 """
@@ -145,6 +146,9 @@ class Backend(Protocol):
         """Outputs for inputs `x` already in the model's input dtype (batch first), as the board computes them."""
         ...
 
-    def price(self, lowered: Lowered, board) -> Cost: ...
-
     def render(self, lowered: Lowered, board, cases: Sequence[SelfTestCase]) -> dict[str, bytes]: ...
+
+    def price(self, lowered: Lowered, board, files: Mapping[str, bytes] | None = None) -> Cost:
+        """What the board pays for `files`, the project render() gave for `board` (None: the backend prices the
+        model without a rendered project, e.g. with one blank self-test case)."""
+        ...

@@ -1,6 +1,6 @@
 """Compile cpu_kernels.c (TensorFlow CPU ops for the clustered training step) once per source and TensorFlow.
 
-The shared library goes to the user's cache (~/.cache/edgeclust/kernels, or $XDG_CACHE_HOME), named after a
+The shared library goes to resources.cache_dir("kernels") (~/.cache/edgeclust/kernels by default), named after a
 hash of the source, the compiler command and TensorFlow's version, written under a temporary name and renamed
 into place, so that concurrent processes never load half a file. Needs a C compiler (gcc, or $CC).
 """
@@ -14,16 +14,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from edgeclust import resources
+
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
 
 
 class KernelBuildError(RuntimeError):
     """The C kernels could not be compiled here (no compiler, or it failed): the caller falls back."""
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(root) / "edgeclust" / "kernels"
 
 
 def _compiler() -> str:
@@ -63,7 +60,7 @@ def built_library(include_dir: str, lib_dir: str, tf_version: str) -> Path:
     key.update(SOURCE.read_bytes())
     key.update(" ".join(command(cc, include_dir, lib_dir, "out")).encode())
     key.update(tf_version.encode())
-    target = cache_dir() / f"cpu_kernels-{key.hexdigest()[:16]}.so"
+    target = resources.cache_dir("kernels") / f"cpu_kernels-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,24 @@
-"""Build a generated Makefile project with arm-none-eabi-gcc, finding the TFLM tree and sharing its compiled library.
+"""Build a generated Makefile project with arm-none-eabi-gcc (finding the TFLM tree and sharing its compiled
+library), and size the firmware: arm-none-eabi-size of the ELF, or of a project linked against a roomy memory
+map so that a model over the board's budget still gets a number.
 
-Standard library only; the build log goes to the project's build/build.log.
+The build log goes to the project's build/build.log.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from edgeclust import resources
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.codegen.project import read_project_backend
 from edgeclust.device.process import require_tool
@@ -28,6 +35,36 @@ TFLM_HINT = (
     "or run `edgeclust flash DIR --smoke` to check the model array without TFLM"
 )
 BUILD_TIMEOUT_S = 3600
+# a memory map no model outgrows: the project is linked against it to read its size whatever the board's
+ROOMY_BYTES = 1 << 26
+
+
+@dataclass(frozen=True)
+class FirmwareSize:
+    """arm-none-eabi-size of a linked ELF: text (code + const data), data, bss (arena, heap reserve, statics);
+    flash = text + data, RAM = data + bss + the board's stack."""
+
+    text: int
+    data: int
+    bss: int
+    flash: int
+    ram: int
+
+
+def cross_compiler_present() -> bool:
+    """Whether make and arm-none-eabi-gcc are on PATH (what a C-only project needs to build)."""
+    return all(shutil.which(tool) is not None for tool in ("make", "arm-none-eabi-gcc"))
+
+
+def write_project(files: Mapping[str, bytes], folder) -> Path:
+    """Write a rendered project ({relative path: bytes}) into `folder` (a scratch folder: tests, scripts,
+    sizing; the build itself writes its output atomically through the pipeline)."""
+    folder = Path(folder)
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder
 
 
 def build_make_project(
@@ -38,17 +75,21 @@ def build_make_project(
     tflm_root=None,
     jobs: int | None = None,
     on_output: Callable[[str], None] | None = None,
+    make_args: tuple[str, ...] = (),
 ) -> Path:
     """Run the project's Makefile with arm-none-eabi-gcc; return the ELF. The build log goes to build/build.log.
-    A TFLM project (board.json's backend) gets TFLM_ROOT and the shared TFLM library folder."""
+    A TFLM project (board.json's backend) gets TFLM_ROOT and the shared TFLM library folder; a C-only project
+    (the native backend) needs no C++ compiler. `make_args`: extra variables, e.g. "OPT=-O3"."""
     project_dir = Path(project_dir)
-    for tool in ("make", "arm-none-eabi-gcc", "arm-none-eabi-g++"):
+    backend = read_project_backend(project_dir)
+    tools = ("make", "arm-none-eabi-gcc") if backend == "native" and not smoke else tuple(CROSS_TOOLS)
+    for tool in tools:
         require_tool(tool, CROSS_TOOLS[tool])
     target = "build/smoke.elf" if smoke else "build/fw.elf"
-    args = ["make", "--no-print-directory", f"-j{jobs or os.cpu_count() or 1}", target]
-    if not smoke and read_project_backend(project_dir) == "tflm":  # other runtimes build without TFLM
+    args = ["make", "--no-print-directory", f"-j{jobs or os.cpu_count() or 1}", *make_args, target]
+    if not smoke and backend == "tflm":  # other runtimes build without TFLM
         root = resolve_tflm_root(tflm_root)
-        args += [f"TFLM_ROOT={root}", f"TFLM_BUILD={tflm_build_dir(board, project_dir, root)}"]
+        args += [f"TFLM_ROOT={root}", f"TFLM_BUILD={tflm_build_dir(board, root)}"]
     log_path = project_dir / "build" / "build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if on_output is not None:
@@ -84,17 +125,42 @@ def resolve_tflm_root(tflm_root=None) -> Path:
     return root
 
 
-def tflm_build_dir(board: BoardSpec, project_dir, tflm_root: Path) -> Path:
-    """Where the compiled TFLM library for these flags lives: shared between projects (cache) unless
-    EDGECLUST_CACHE_DIR is set to an empty string, then inside the project."""
-    cache = os.environ.get("EDGECLUST_CACHE_DIR")
-    if cache == "":
-        return Path(project_dir).resolve() / "build" / "tflm"
-    if cache is None:
-        cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgeclust")
+def tflm_build_dir(board: BoardSpec, tflm_root: Path) -> Path:
+    """Where the compiled TFLM library for these flags lives, shared between projects:
+    resources.cache_dir("tflm")/<profile>-<hash of the TFLM tree and the flags>."""
     key = json.dumps([str(tflm_root), list(board.cflags)], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return Path(cache) / "tflm" / f"{board.runtime_profile}-{digest}"
+    return resources.cache_dir("tflm") / f"{board.runtime_profile}-{digest}"
+
+
+def elf_size(elf, board: BoardSpec) -> FirmwareSize:
+    """arm-none-eabi-size's text, data and bss of `elf`; RAM adds the board's stack."""
+    require_tool("arm-none-eabi-size", CROSS_TOOLS["arm-none-eabi-gcc"])
+    done = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise FirmwareError(f"arm-none-eabi-size cannot read {elf}: {done.stderr.strip()[:300]}")
+    text, data, bss = (int(v) for v in done.stdout.splitlines()[1].split()[:3])
+    return FirmwareSize(text=text, data=data, bss=bss, flash=text + data, ram=data + bss + board.stack_bytes)
+
+
+def linked_size(files: Mapping[str, bytes], board: BoardSpec, templates_dir=None) -> FirmwareSize:
+    """The size of a rendered Makefile project ({relative path: bytes}, a C-only runtime) once linked: the very
+    files, built in a scratch folder with the board's startup code and a linker script whose flash and RAM
+    are ROOMY_BYTES, so that a model over the board's budget still links and gets a number (the budget check
+    compares it with the board's sizes). A project rendered for a board built another way (no Makefile) is
+    not sized here: the caller adds its Makefile."""
+    from edgeclust.codegen.templates import render_template  # jinja2: only when sizing
+
+    if "Makefile" not in files:
+        raise FirmwareError("the project has no Makefile to size it with")
+    root = Path(templates_dir) if templates_dir is not None else resources.templates_dir()
+    roomy = dataclasses.replace(board, flash_bytes=ROOMY_BYTES, ram_bytes=ROOMY_BYTES)
+    board_files = {"linker.ld": render_template(root, "board/make/linker.ld.j2", {"board": roomy})}
+    if "startup.c" not in files:
+        board_files["startup.c"] = render_template(root, "board/make/startup.c.j2", {"board": board})
+    with tempfile.TemporaryDirectory(prefix="edgeclust-size-") as tmp:
+        folder = write_project({**files, **board_files}, tmp)
+        return elf_size(build_make_project(folder, board), board)
 
 
 def _first_error(log_path: Path) -> str:

@@ -24,6 +24,7 @@ from edgeclust.errors import FirmwareError
 
 ICOUNT_ARGS = ("-icount", "shift=0")
 _CALIBRATION = re.compile(r"^calibration: (\d+) ticks for (\d+) instructions$", re.M)
+_TICKS = re.compile(r"inference: (\d+) ticks")
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,6 @@ class Calibration:
 
     def instructions_for(self, ticks: int) -> int:
         return round(ticks * self.instructions / self.ticks)
-
-
-@dataclass(frozen=True)
-class FirmwareSize:
-    """Flash (text + data) and RAM (data + bss, which holds the heap reserve, + the stack) of a linked ELF."""
-
-    text: int
-    data: int
-    bss: int
-    flash: int
-    ram: int
 
 
 def run_icount(elf, board: BoardSpec, *, timeout_s: float = 120) -> tuple[int, list[str]]:
@@ -105,8 +95,8 @@ def calibrate(board: BoardSpec, templates_dir: str) -> Calibration:
     return Calibration(machine=str(board.qemu_machine), ticks=int(match.group(1)), instructions=int(match.group(2)))
 
 
-def elf_size(elf, board: BoardSpec) -> FirmwareSize:
-    """arm-none-eabi-size's text, data and bss of `elf`; RAM adds the board's stack."""
-    out = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True, check=True).stdout
-    text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
-    return FirmwareSize(text=text, data=data, bss=bss, flash=text + data, ram=data + bss + board.stack_bytes)
+def inference_ticks(lines) -> int | None:
+    """The "inference: N ticks" figure a native firmware prints (console lines, or its text), or None."""
+    text = lines if isinstance(lines, str) else "\n".join(lines)
+    match = _TICKS.search(text)
+    return int(match.group(1)) if match else None

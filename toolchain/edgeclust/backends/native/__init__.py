@@ -95,10 +95,10 @@ class NativeBackend:
         binary = host.build_host(details.files, sanitize=self.sanitize)
         return host.run_host_binary(binary, x, tuple(spec_out.shape[1:]), spec_out.dtype)
 
-    def price(self, lowered: Lowered, board):
+    def price(self, lowered: Lowered, board, files=None):
         from edgeclust.backends.native.price import price
 
-        return price(lowered, board)
+        return price(lowered, board, files)
 
     def render(self, lowered: Lowered, board, cases) -> dict[str, bytes]:
         from edgeclust.backends.native.project import render_project

@@ -1,42 +1,52 @@
-"""What the native firmware costs a board: from the real link when arm-none-eabi-gcc is here, else a table.
+"""What the native firmware costs a board: the linked size of the very project render() wrote, when
+arm-none-eabi-gcc is here; else a table.
 
 Flash = text + data of the linked ELF (code, const weights, tables, biases, self-test cases); RAM = data + bss
-(the arena, the runtime's statics and the heap the linker script reserves) + the board's stack. Without the
-cross compiler: the model's constants plus the code sizes measured per kernel (runtime_sizes.toml, written by
-scripts/native_sizes.py).
+(the arena, the runtime's statics and the heap the linker script reserves) + the board's stack. device/ links
+the files against a roomy memory map, so that a model over the board's budget still gets a number and the
+budget check, not the linker, says by how much. Without the cross compiler: the model's constants plus the
+code sizes measured per kernel (runtime_sizes.toml, written by scripts/native_sizes.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
+import json
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from edgeclust.backends.base import Cost, Lowered, SelfTestCase
-from edgeclust.backends.native import firmware
 from edgeclust.backends.native.project import render_project
+from edgeclust.codegen.templates import render_template
+from edgeclust.device import build as device_build
 from edgeclust.errors import FirmwareError
+from edgeclust.resources import templates_dir
 
 SIZES_FILE = Path(__file__).with_name("runtime_sizes.toml")
+ADVICE = "--clusters with fewer clusters (fewer index bits), or a board with more memory"
 
 
-def price(lowered: Lowered, board) -> Cost:
+def price(lowered: Lowered, board, files: Mapping[str, bytes] | None = None) -> Cost:
+    """The cost of `files`, the project render() gave for `board` (None: the project with one blank
+    self-test case, for callers that price without rendering)."""
     program = lowered.details.program
+    if files is None:
+        files = render_project(lowered, board, [blank_case(lowered)])
     consts = program.flash_parts()
+    self_test = self_test_cases(files) * (program.input.size + program.output.size)
     sizes = None
-    if firmware.cross_compiler_present() and str(board.cpu).startswith("cortex-m"):
+    if device_build.cross_compiler_present() and str(board.cpu).startswith("cortex-m"):
         try:
-            sizes = measured_sizes(lowered, board)
+            sizes = device_build.linked_size(*make_project(files, board))
         except FirmwareError:  # a board whose flags this toolchain cannot link: price from the table
             sizes = None
     if sizes is not None:
-        flash_used = sizes.text + sizes.data
-        ram_used = sizes.data + sizes.bss + board.stack_bytes
-        code = flash_used - sum(consts.values()) - program.input.size - program.output.size
-        flash_parts = {**consts, "code": code, "self_test": program.input.size + program.output.size}
+        code = sizes.flash - sum(consts.values()) - self_test
+        flash_parts = {**consts, "code": code, "self_test": self_test}
+        flash_used = sizes.flash
         heap = board.heap_bytes  # reserved by the linker script (.heap counts as bss); the runtime never mallocs
         ram_parts = {
             "arena": program.arena_bytes,
@@ -44,54 +54,44 @@ def price(lowered: Lowered, board) -> Cost:
             "statics": sizes.data + sizes.bss - program.arena_bytes - heap,
             "stack": board.stack_bytes,
         }
-        measured = True
     else:
-        code = table_code_bytes(program, board)
-        flash_parts = {**consts, "code": code}
+        flash_parts = {**consts, "code": table_code_bytes(program, board), "self_test": self_test}
         flash_used = sum(flash_parts.values())
         ram_parts = {"arena": program.arena_bytes, "heap": board.heap_bytes, "statics": 64, "stack": board.stack_bytes}
-        ram_used = sum(ram_parts.values())
-        measured = False
-    names = {f.name for f in dataclasses.fields(Cost)}
-    extra = {
-        key: value
-        for key, value in (
-            ("advice", "--clusters with fewer clusters (fewer index bits), or a board with more memory"),
-            ("board_name", getattr(board, "name", "")),
-        )
-        if key in names
-    }
     return Cost(
         board.id,
         flash_used,
         board.flash_bytes,
-        ram_used,
+        sum(ram_parts.values()),
         board.ram_bytes,
         flash_parts,
         ram_parts,
-        measured=measured,
-        **extra,
+        measured=sizes is not None,
+        advice=ADVICE,
+        board_name=board.name,
     )
 
 
-def measured_sizes(lowered: Lowered, board) -> firmware.LinkSizes:
-    """Link the firmware (one self-test case) in a temporary folder and read arm-none-eabi-size."""
+def make_project(files: Mapping[str, bytes], board):
+    """(files, board) that device/ can link with make: the project as rendered for a make board; for a board
+    built another way, its sources with the native Makefile of the same board built with make and the
+    semihosting console (same kernels, model and self-test)."""
+    if board.build_system == "make":
+        return files, board
+    make_board = dataclasses.replace(board, build_system="make", console="semihosting")
+    makefile = render_template(templates_dir(), "runtime/native/Makefile.j2", {"board": make_board})
+    return {**files, "Makefile": makefile}, make_board
+
+
+def self_test_cases(files: Mapping[str, bytes]) -> int:
+    """How many self-test cases the rendered project holds (its board.json says)."""
+    return int(json.loads(files["board.json"])["self_test_cases"])
+
+
+def blank_case(lowered: Lowered) -> SelfTestCase:
+    """One self-test case of zeros, the model's input and output dtypes and shapes."""
     spec_in, spec_out = lowered.interface.inputs[0], lowered.interface.outputs[0]
-    case = SelfTestCase(np.zeros(spec_in.shape[1:], spec_in.dtype), np.zeros(spec_out.shape[1:], spec_out.dtype))
-    # a board built another way is linked as a make board with the semihosting console (same kernels and model)
-    make_board = (
-        board
-        if board.build_system == "make"
-        else dataclasses.replace(board, build_system="make", console="semihosting")
-    )
-    files = render_project(lowered, make_board, [case])
-    with tempfile.TemporaryDirectory(prefix="edgeclust-native-size-") as tmp:
-        folder = firmware.write_project(files, Path(tmp))
-        # a model that overflows the board still gets a price: link against a large memory map
-        roomy = dataclasses.replace(make_board, flash_bytes=1 << 26, ram_bytes=1 << 26)
-        files_roomy = render_project(lowered, roomy, [case])
-        (folder / "linker.ld").write_bytes(files_roomy["linker.ld"])
-        return firmware.link_sizes(firmware.build(folder))
+    return SelfTestCase(np.zeros(spec_in.shape[1:], spec_in.dtype), np.zeros(spec_out.shape[1:], spec_out.dtype))
 
 
 def table_code_bytes(program, board) -> int:

@@ -81,8 +81,9 @@ class TflmBackend:
 
         return parity.run_tflm(lowered.model, x)
 
-    def price(self, lowered: Lowered, board: BoardSpec) -> Cost:
-        """Flash and RAM from the measured runtime size table (price.py)."""
+    def price(self, lowered: Lowered, board: BoardSpec, files=None) -> Cost:
+        """Flash and RAM from the measured runtime size table (price.py); the project's files are not linked
+        (that needs a TFLM tree), so `files` is not read."""
         from edgeclust.backends.tflm.price import check_budget, to_cost
 
         arena = lowered.details.arena
