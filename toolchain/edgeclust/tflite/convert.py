@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 
 from edgeclust.errors import ConfigError, ConversionError, DataError
+from edgeclust.tflite import isolated
 from edgeclust.tflite._fds import captured_output
 
 QUANTIZE_MODES = ("int8", "float32")
@@ -29,6 +30,7 @@ def to_tflite(
     representative_data=None,
     per_channel: bool = True,
     num_calibration: int = DEFAULT_CALIBRATION,
+    unroll: bool = True,
 ) -> bytes:
     """Convert a plain keras.Model to .tflite bytes with a fixed batch size of 1.
 
@@ -37,6 +39,10 @@ def to_tflite(
     input without the batch axis first, or one array per input); weights are quantized per channel unless
     `per_channel=False`, which keeps one scale per tensor (and so the clustered values per tensor).
     quantize="float32": no quantization. Same model and data give the same bytes.
+
+    Recurrent layers (SimpleRNN, LSTM, GRU, RNN, also inside Bidirectional) are unrolled first (`unroll_recurrent`):
+    TensorFlow 2.21's int8 calibrator crashes on their loop. `unroll=False` converts them as they are.
+    The converter runs in a separate process (`isolated`): if it crashes, a ConversionError says so.
     """
     if quantize not in QUANTIZE_MODES:
         raise ConfigError(f"`quantize` must be one of {', '.join(QUANTIZE_MODES)}. Received: quantize={quantize!r}")
@@ -44,6 +50,8 @@ def to_tflite(
         raise ConfigError(f"`num_calibration` must be an integer >= 1. Received: num_calibration={num_calibration!r}")
     _refuse_wrappers(model)
     specs = _input_specs(model)
+    if unroll:
+        model = unroll_recurrent(model)
     calibration = None
     if quantize == "int8":
         if representative_data is None:
@@ -60,6 +68,46 @@ def _refuse_wrappers(model) -> None:
             f"the model still carries clustering wrappers ({', '.join(wrapped[:3])}); "
             "strip them with edgeclust.cluster.strip_clustering before converting"
         )
+
+
+RECURRENT_LAYERS = ("SimpleRNN", "LSTM", "GRU", "RNN")
+
+
+def rolled_recurrent_layers(model) -> list[str]:
+    """Names of the recurrent layers that loop over time (not unrolled), Bidirectional ones included."""
+    found = []
+    for layer in _layers(model):
+        for inner in (layer, getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None)):
+            if inner is not None and type(inner).__name__ in RECURRENT_LAYERS and not getattr(inner, "unroll", True):
+                found.append(layer.name)
+                break
+    return found
+
+
+def unroll_recurrent(model):
+    """The model rebuilt from its config with unroll=True on every recurrent layer and its weights copied; the
+    model itself when it has none to unroll, or when it cannot be rebuilt from its config (custom classes)."""
+    if not rolled_recurrent_layers(model):
+        return model
+    config = model.get_config()
+    _set_unroll(config)
+    try:
+        rebuilt = type(model).from_config(config)
+        rebuilt.set_weights(model.get_weights())
+    except Exception:  # a model Keras cannot rebuild converts as it is (the isolated converter catches a crash)
+        return model
+    return rebuilt
+
+
+def _set_unroll(config) -> None:
+    if isinstance(config, dict):
+        if config.get("class_name") in RECURRENT_LAYERS and isinstance(config.get("config"), dict):
+            config["config"]["unroll"] = True
+        for value in config.values():
+            _set_unroll(value)
+    elif isinstance(config, list):
+        for value in config:
+            _set_unroll(value)
 
 
 def _layers(model):
@@ -124,14 +172,37 @@ def _refuse_non_finite_weights(model) -> None:
 
 
 def _convert(model, specs, quantize: str, calibration, per_channel: bool) -> bytes:
+    """Export here (TensorFlow is loaded already); convert and calibrate in the isolated worker, where a
+    crash of TensorFlow's C++ ends the worker, not edgeclust."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with tempfile.TemporaryDirectory(prefix="edgeclust-convert-") as tmp, captured_output() as log:
+    with tempfile.TemporaryDirectory(prefix="edgeclust-convert-") as tmp:
+        saved = os.path.join(tmp, "saved_model")
+        with captured_output() as log:
+            try:
+                import tensorflow as tf
+
+                signature = [tf.TensorSpec(shape, dtype=dtype) for name, shape, dtype in specs]
+                model.export(saved, verbose=False, input_signature=signature)
+            except Exception as exc:  # Keras and TensorFlow raise many types; each becomes one line
+                detail = _error_line(str(exc)) or _error_line(log.text()) or type(exc).__name__
+                raise ConversionError(f"the model cannot be exported for the TFLite converter: {detail}") from None
+        try:
+            result = isolated.call(
+                "edgeclust.tflite.convert", "convert_saved_model", saved, quantize, calibration, per_channel
+            )
+        except isolated.Crashed as crash:
+            raise ConversionError(_crash_line(model, quantize, crash)) from None
+    return bytes(result)
+
+
+def convert_saved_model(saved: str, quantize: str, calibration, per_channel: bool) -> bytes:
+    """TFLiteConverter.from_saved_model(saved).convert(), int8 calibrated on `calibration` (in this process:
+    `to_tflite` calls it in the isolated worker)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with captured_output() as log:
         try:
             import tensorflow as tf
 
-            signature = [tf.TensorSpec(shape, dtype=dtype) for name, shape, dtype in specs]
-            saved = os.path.join(tmp, "saved_model")
-            model.export(saved, verbose=False, input_signature=signature)
             converter = tf.lite.TFLiteConverter.from_saved_model(saved)
             if quantize == "int8":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -148,6 +219,25 @@ def _convert(model, specs, quantize: str, calibration, per_channel: bool) -> byt
             detail = _error_line(str(exc)) or _error_line(log.text()) or type(exc).__name__
             raise ConversionError(f"the TFLite converter failed: {detail}") from None
     return bytes(result)
+
+
+def _crash_line(model, quantize: str, crash: isolated.Crashed) -> str:
+    """One line for a converter that killed its process: what died, how, and what to try."""
+    what = "int8 converter" if quantize == "int8" else "float32 converter"
+    rolled = rolled_recurrent_layers(model)
+    if rolled:
+        hint = (
+            f"its recurrent layers ({', '.join(rolled[:3])}) loop over time (a WHILE graph); rebuild them with "
+            "unroll=True and a fixed sequence length"
+        )
+    elif quantize == "int8":
+        hint = (
+            "check that the model converts with --quantize float32, then simplify the layers it adds to a plain "
+            "CNN or MLP; EDGECLUST_DEBUG=1 shows TensorFlow's log"
+        )
+    else:
+        hint = "simplify the model's custom or unusual layers; EDGECLUST_DEBUG=1 shows TensorFlow's log"
+    return f"the {what} crashed on this model ({crash.how}, in TensorFlow); {hint}"
 
 
 def _error_line(text: str) -> str:

@@ -4,6 +4,9 @@ LiteRT (`ai-edge-litert`, the maintained successor of tflite-runtime) is the des
 Micro interpreter (`tflite_micro.runtime`) runs the same kernels as the board and is its oracle. Outputs
 are returned raw (an int8 model's outputs stay int8); an int8 model's inputs are quantized with its input
 scale and zero point. `tflm_arena_bytes` finds the arena the model really needs.
+
+Both interpreters run in the isolated worker process (`isolated`): a crash in their C++ becomes a
+VerificationError line, and a softmax TFLM would abort on is refused before the call (`check_tflm_can_run`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeclust.align import TENSOR_ALIGNMENT
-from edgeclust.errors import ConfigError, DataError, ModelFormatError, first_line
+from edgeclust.errors import ConfigError, ConversionError, DataError, ModelFormatError, VerificationError, first_line
+from edgeclust.tflite import isolated
 from edgeclust.tflite._fds import captured_output
 from edgeclust.tflite.flatbuffer import Tensor, TfliteModel, numpy_dtype, read_model
 from edgeclust.tflite.inspect import DECODE_OP
@@ -109,7 +113,7 @@ def run_litert(data: bytes, x, *, xnnpack: bool = False) -> np.ndarray:
 
     LiteRT's own builtin kernels by default; `xnnpack=True` adds its default XNNPACK delegate, whose int8
     rounding differs more from TFLM's (measured: up to 7 LSB on a softmax output, against 0-1 LSB) and may
-    depend on the CPU's instruction set.
+    depend on the CPU's instruction set. It runs in the isolated worker: a crash raises VerificationError.
     """
     model = read_model(data)
     if DECODE_OP in model.op_names:
@@ -117,10 +121,14 @@ def run_litert(data: bytes, x, *, xnnpack: bool = False) -> np.ndarray:
             f"LiteRT cannot run a LUT-compressed model (custom op {DECODE_OP}); use run_tflm, or the model before "
             "compression"
         )
+    inputs = _examples(x, model_interface(model))
+    return _isolated("LiteRT interpreter", "_run_litert_here", bytes(data), inputs, xnnpack)
+
+
+def _run_litert_here(data: bytes, inputs: list[np.ndarray], xnnpack: bool):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interface = model_interface(model)
-    inputs = _examples(x, interface)
+    interface = model_interface(data)
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
         with captured_output():  # LiteRT announces its XNNPACK delegate on stderr
@@ -141,10 +149,17 @@ def run_litert(data: bytes, x, *, xnnpack: bool = False) -> np.ndarray:
 
 
 def run_tflm(data: bytes, x, *, arena_size: int | None = None) -> np.ndarray:
-    """Outputs of the TFLite Micro interpreter (the board's kernels), one example at a time."""
+    """Outputs of the TFLite Micro interpreter (the board's kernels), one example at a time, in the isolated
+    worker; a model TFLM would abort on is refused first (`check_tflm_can_run`)."""
+    model = read_model(data)
+    check_tflm_can_run(model)
+    inputs = _examples(x, model_interface(model))
+    return _isolated("TFLite Micro interpreter", "_run_tflm_here", bytes(data), inputs, arena_size)
+
+
+def _run_tflm_here(data: bytes, inputs: list[np.ndarray], arena_size: int | None):
     model = read_model(data)
     interface = model_interface(model)
-    inputs = _examples(x, interface)
     interpreter = _tflm(data, arena_size or _generous_arena(model))
     outputs = [[] for _ in interface.outputs]
     for i in range(len(inputs[0])):
@@ -156,6 +171,42 @@ def run_tflm(data: bytes, x, *, arena_size: int | None = None) -> np.ndarray:
     return _stack(outputs, interface)
 
 
+def check_tflm_can_run(data: bytes | TfliteModel) -> None:
+    """Refuse (ConversionError) a model on which TFLM's Prepare would abort the process.
+
+    An int8 SOFTMAX needs beta * input_scale * 2^26 > 1: TFLM's CalculateSoftmaxParams calls
+    QuantizeMultiplierGreaterThanOne, whose TFLITE_CHECK_GT(multiplier, 1.) aborts otherwise. An untrained
+    model's equal logits give such a scale (7.84e-9 on an untrained MobileNet).
+    """
+    model = data if isinstance(data, TfliteModel) else read_model(data)
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            if op.name != "SOFTMAX" or not op.inputs or op.inputs[0] < 0:
+                continue
+            tensor = sg.tensors[op.inputs[0]]
+            q = tensor.quantization
+            if tensor.dtype != "INT8" or q is None or not len(q.scales):
+                continue
+            beta = float(np.float32(op.options.get("beta", 1.0)))
+            multiplier = softmax_input_multiplier(beta, float(q.scales[0]))
+            if not multiplier > 1.0:
+                raise ConversionError(softmax_refusal(float(q.scales[0]), multiplier))
+
+
+def softmax_input_multiplier(beta: float, input_scale: float) -> float:
+    """TFLM PreprocessSoftmaxScaling's real multiplier for int8 (5 integer bits): beta * scale * 2^26."""
+    return min(float(beta) * float(input_scale) * (1 << 26), (1 << 31) - 1.0)
+
+
+def softmax_refusal(input_scale: float, multiplier: float) -> str:
+    """The one line for a softmax TFLM (and so the native backend) cannot run."""
+    return (
+        f"this softmax cannot run on TFLM or native: its int8 input scale {input_scale:.3g} gives the multiplier "
+        f"beta * scale * 2^26 = {multiplier:.3g}, and TFLM needs more than 1 (QuantizeMultiplierGreaterThanOne); "
+        "the logits reaching it are (nearly) constant: train the model, or calibrate on data that spreads them"
+    )
+
+
 def tflm_arena_bytes(data: bytes, *, alt_decompression_bytes: int = 0) -> int:
     """The smallest tensor arena (16-byte steps) in which TFLM allocates the model and runs it once.
 
@@ -165,6 +216,12 @@ def tflm_arena_bytes(data: bytes, *, alt_decompression_bytes: int = 0) -> int:
     """
     if not isinstance(alt_decompression_bytes, int) or alt_decompression_bytes < 0:
         raise ConfigError(f"`alt_decompression_bytes` must be an integer >= 0. Received: {alt_decompression_bytes!r}")
+    model = read_model(data)
+    check_tflm_can_run(model)
+    return _isolated("TFLite Micro interpreter", "_tflm_arena_bytes_here", bytes(data), alt_decompression_bytes)
+
+
+def _tflm_arena_bytes_here(data: bytes, alt_decompression_bytes: int) -> int:
     model = read_model(data)
     interface = model_interface(model)
     zeros = [np.zeros((1, *spec.shape[1:]), dtype=np.dtype(spec.dtype)) for spec in interface.inputs]
@@ -184,6 +241,18 @@ def tflm_arena_bytes(data: bytes, *, alt_decompression_bytes: int = 0) -> int:
         else:
             low = middle
     return int(high)
+
+
+def _isolated(what: str, function: str, *args):
+    """`function(*args)` of this module in the isolated worker; a crash becomes one VerificationError line."""
+    try:
+        return isolated.call("edgeclust.tflite.parity", function, *args)
+    except isolated.Crashed as crash:
+        library = "tflite_micro" if "Micro" in what else "ai_edge_litert"
+        raise VerificationError(
+            f"the {what} crashed on this model ({crash.how}, in {library}); list its ops with edgeclust inspect "
+            "and simplify the layer that brings the unusual one; EDGECLUST_DEBUG=1 shows the library's log"
+        ) from None
 
 
 def compare(

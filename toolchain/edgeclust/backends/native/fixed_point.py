@@ -58,12 +58,21 @@ def activation_range(activation: str, scale: float, zero_point: int) -> tuple[in
 
 
 def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
-    """TFLM CalculateSoftmaxParams for int8: (input_multiplier, input_left_shift, diff_min)."""
+    """TFLM CalculateSoftmaxParams for int8: (input_multiplier, input_left_shift, diff_min).
+
+    PreprocessSoftmaxScaling calls QuantizeMultiplierGreaterThanOne, whose TFLITE_CHECK_GT(multiplier, 1.)
+    aborts TFLM on a real multiplier <= 1: refused here under exactly that condition.
+    """
     integer_bits = 5
     real = min(float(beta) * float(input_scale) * (1 << (31 - integer_bits)), (1 << 31) - 1.0)
+    if not real > 1.0:
+        raise CodegenError(
+            f"this softmax cannot run on TFLM or native: its int8 input scale {float(input_scale):.3g} gives the "
+            f"multiplier beta * scale * 2^26 = {real:.3g}, and TFLM needs more than 1 "
+            "(QuantizeMultiplierGreaterThanOne); the logits reaching it are (nearly) constant: train the model, "
+            "or calibrate on data that spreads them"
+        )
     multiplier, shift = quantize_multiplier(real)
-    if shift < 0:
-        raise CodegenError("softmax input scale too small for TFLM's int8 softmax; use --backend tflm")
     radius = math.floor(1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << shift))
     return multiplier, shift, int(-1.0 * radius)
 
