@@ -176,3 +176,21 @@ def test_the_firmware_status_becomes_the_exit_code(run_cli, assert_one_line_erro
     result = run_cli(["flash", "p", "--smoke"], cwd=tmp_path)
     line = assert_one_line_error(result, 1, "exited with status 1", "smoke check FAIL")
     assert "smoke: FAIL" in result.stdout, line
+
+
+@pytest.mark.parametrize(
+    "ending, status, meaning",
+    [
+        ("  return 2;\n}", 2, "could not be set up"),  # a status that must not read as a usage error
+        ("  __builtin_trap();\n}", 4, "HardFault"),  # a fault: the startup code ends the run with 4
+    ],
+)
+def test_a_failing_or_faulting_firmware_exits_1_with_its_status_and_meaning(
+    run_cli, assert_one_line_error, tmp_path, ending, status, meaning
+):
+    _project(tmp_path / "p")
+    cc = tmp_path / "p" / "smoke_test.cc"
+    source = cc.read_text()
+    cc.write_text(source[: source.rindex("  return ok ? 0 : 1;\n}")] + ending + "\n")
+    result = run_cli(["flash", "p", "--smoke"], cwd=tmp_path)
+    assert_one_line_error(result, 1, f"exited with status {status}", meaning)

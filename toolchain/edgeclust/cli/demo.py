@@ -36,7 +36,7 @@ def command(out_dir, board, backend, no_run, force, quiet):
     TFLM tree only with --backend tflm). Prints the summary table and what each backend costs the board."""
     from edgeclust.cli.progress import ProgressPrinter
     from edgeclust.cli.summary import summary_lines
-    from edgeclust.errors import FirmwareError, InputError
+    from edgeclust.errors import InputError
     from edgeclust.pipeline.comparison import comparison_lines
     from edgeclust.pipeline.demo import run_demo
     from edgeclust.pipeline.flashing import flash_project, missing_for_qemu
@@ -64,8 +64,5 @@ def command(out_dir, board, backend, no_run, force, quiet):
         return
     click.echo(f"building the firmware and running it in QEMU ({board.id}) ...")
     outcome = flash_project(out_dir / "firmware", board, on_output=lambda line: click.echo(f"  | {line}"))
-    if outcome.status != 0:
-        raise FirmwareError(
-            f"the firmware's self-test failed in QEMU (exit status {outcome.status}: {outcome.meaning})"
-        )
+    outcome.check()
     click.echo("firmware self-test passed in QEMU")

@@ -48,19 +48,15 @@ from edgeclust.cli.board_param import BOARD
 def command(project_dir, board, timeout_s, smoke, tflm_root, port):
     """Build the firmware project in DIR and flash it: for the QEMU boards, arm-none-eabi-gcc then
     qemu-system-arm; for a real board its flash tool, then its serial console is read. Streams the firmware's
-    output and exits with its status (self-test PASS = 0).
+    output and prints its status with what it means; exits 0 when the self-test passes, 1 when the firmware
+    fails, hangs or faults.
 
     DIR is the firmware/ folder that `edgeclust build` wrote (or the build's --out folder).
     """
-    from edgeclust.errors import FirmwareError
     from edgeclust.pipeline.flashing import flash_project
 
     outcome = flash_project(
         project_dir, board, timeout_s=timeout_s, smoke=smoke, tflm_root=tflm_root, port=port, on_output=click.echo
     )
-    what = "smoke firmware" if smoke else "firmware"
-    if outcome.status != 0:
-        error = FirmwareError(f"the {what} exited with status {outcome.status} ({outcome.meaning})")
-        error.exit_code = outcome.status
-        raise error
-    click.echo(f"{what} exited with status 0 ({outcome.meaning})")
+    outcome.check()  # FirmwareError: one line with the status and its meaning, exit code 1
+    click.echo(outcome.line())

@@ -14,12 +14,13 @@ from edgeclust.device import verdict
 from edgeclust.device.process import fill_command, require_tool, run_streaming
 from edgeclust.errors import FirmwareError, InputError
 
-# what the firmware's exit status means (main_functions.h, startup.c)
+# what the firmware's exit status means: the TFLM runtime's main_functions.h, the native runtime's main.c, and
+# the board's startup code (a fault ends with 4)
 STATUS_MEANING = {
     0: "self-test PASS",
-    1: "self-test FAIL: outputs differ from the TFLM host interpreter",
-    2: "the model could not be set up (schema version, ops or tensor arena)",
-    3: "an inference failed",
+    1: "self-test FAIL: outputs differ from the host oracle's (the backend's host build or interpreter)",
+    2: "the model could not be set up (TFLM: schema version, ops or tensor arena)",
+    3: "an inference failed (TFLM)",
     4: "HardFault: the firmware crashed",
 }
 

@@ -1,5 +1,6 @@
 """Run a generated project on its board for the CLI (`edgeclust flash`, `edgeclust demo`): device/ does the
-work; this says what a status means and what running it in QEMU still needs."""
+work; this says what a status means, refuses a firmware that did not pass, and says what running it in QEMU
+still needs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeclust.codegen.board import BoardSpec
-from edgeclust.errors import InputError
+from edgeclust.errors import FirmwareError, InputError
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,20 @@ class FlashOutcome:
 
     status: int
     meaning: str
+    what: str = "firmware"  # or "smoke firmware"
+
+    @property
+    def passed(self) -> bool:
+        return self.status == 0
+
+    def line(self) -> str:
+        """ "firmware exited with status 0 (self-test PASS)"."""
+        return f"{self.what} exited with status {self.status} ({self.meaning})"
+
+    def check(self) -> None:
+        """Raise FirmwareError (exit code 1, whatever the firmware's status) unless the firmware passed."""
+        if not self.passed:
+            raise FirmwareError(f"the {self.line()}")
 
 
 def project_folder(path: Path) -> Path:
@@ -55,7 +70,7 @@ def flash_project(
     )
     if smoke:
         meaning = {0: "smoke check PASS", 1: "smoke check FAIL: the model array on the board differs from the host's"}
-        return FlashOutcome(status, meaning.get(status) or qemu.status_meaning(status))
+        return FlashOutcome(status, meaning.get(status) or qemu.status_meaning(status), "smoke firmware")
     return FlashOutcome(status, qemu.status_meaning(status))
 
 
