@@ -57,6 +57,11 @@ def command(model, quantize, per_tensor, data, calibration_samples, output):
     result = convert_file(
         model, data, output, quantize=quantize, per_channel=not per_tensor, calibration_samples=calibration_samples
     )
+    if result.unrolled:
+        click.echo(
+            f"note: unrolled the recurrent layers {', '.join(result.unrolled)} over their time steps before "
+            "converting (TensorFlow's int8 calibrator crashes on their loop)"
+        )
     if result.stripped_wrappers:
         click.echo("note: the model still carried clustering wrappers; they were stripped before converting")
     scheme = "" if quantize == "float32" else (" (per-tensor weights)" if per_tensor else " (per-channel weights)")

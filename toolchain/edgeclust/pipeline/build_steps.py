@@ -97,6 +97,13 @@ def prepare_model(ctx: BuildContext, inputs: LoadedInputs) -> ClusteredModel:
 def convert(ctx: BuildContext, inputs: LoadedInputs, clustered: ClusteredModel) -> ConvertedModels:
     """float32 always; int8 when asked, per channel unless clustered per tensor (so the values survive)."""
     options = ctx.options
+    from edgeclust.tflite.convert import rolled_recurrent_layers
+
+    if rolled := rolled_recurrent_layers(clustered.model):
+        ctx.stages.info(
+            f"unrolled the recurrent layers {', '.join(rolled)} over their time steps before converting "
+            "(TensorFlow's int8 calibrator crashes on their loop)"
+        )
     float32 = convert_model(clustered.model, quantize="float32", representative=None, per_channel=True)
     ctx.stages.info(f"float32: {len(float32):,} bytes")
     if options.quantize != "int8":

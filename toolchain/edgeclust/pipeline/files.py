@@ -134,6 +134,7 @@ class ConvertFileResult:
     op_names: tuple[str, ...]
     weight_stats: list
     calibration_samples: int  # examples the int8 converter calibrated on (0 for float32)
+    unrolled: tuple[str, ...] = ()  # recurrent layers unrolled before converting
 
 
 def convert_file(
@@ -151,6 +152,9 @@ def convert_file(
     model = load_keras_model(model_path)
     model, stripped = strip_if_clustered(model)
     representative = load_data_for(data_path, model).x_train if data_path is not None else None
+    from edgeclust.tflite.convert import rolled_recurrent_layers
+
+    unrolled = tuple(rolled_recurrent_layers(model))
     blob = convert_model(
         model,
         quantize=quantize,
@@ -167,4 +171,5 @@ def convert_file(
         tuple(flatbuffer.read_model(blob).op_names),
         inspect.inspect_weights(blob),
         used,
+        unrolled,
     )
