@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 /* 1: 4-bit rows accumulate per-index input sums, then multiply once per table entry (see ec_stream_dot). */
 #ifndef EC_BUCKET_SUMS
@@ -161,6 +162,318 @@ static inline int32_t ec_stream_sum(ec_stream *s, uint32_t n) {
   return acc;
 }
 
+/* ---- fast paths: rows decoded once, register-blocked dot products (DSP: dual 16-bit MACs) ---- */
+
+/* Cores with the DSP extension (Cortex-M4, M7, M33, M55) multiply two int16 pairs and accumulate in one
+ * instruction (SMLAD) on operands widened by SXTB16; the plain C below computes the same sums elsewhere. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#define EC_DSP 1
+#else
+#define EC_DSP 0
+#endif
+
+/* Bytes of decoded weights the fast paths may hold (two rows); a longer packed row takes the streaming path.
+ * A generator that knows the model's longest packed row can set it exactly (-DEC_ROW_SCRATCH=...). */
+#ifndef EC_ROW_SCRATCH
+#define EC_ROW_SCRATCH 1152
+#endif
+static int8_t ec_rows[2][EC_ROW_SCRATCH];
+
+/* The weights of `row`, n of them, as int8: the flash row itself when it is plain int8, else decoded into dst. */
+static const int8_t *ec_row(const ec_weights *w, uint32_t row, int8_t *dst, uint32_t n) {
+  const uint8_t *p = w->data + (size_t)row * w->row_stride;
+  if (w->table == NULL) return (const int8_t *)p;
+  const int8_t *table = w->table + (size_t)row * w->table_stride;
+  uint32_t i = 0;
+  if (w->bits == 4) {
+    for (; i + 2 <= n; i += 2) {
+      const uint32_t b = *p++;
+      dst[i] = table[b & 15u];
+      dst[i + 1] = table[b >> 4];
+    }
+  } else if (w->bits == 2) {
+    for (; i + 4 <= n; i += 4) {
+      const uint32_t b = *p++;
+      dst[i] = table[b & 3u];
+      dst[i + 1] = table[(b >> 2) & 3u];
+      dst[i + 2] = table[(b >> 4) & 3u];
+      dst[i + 3] = table[b >> 6];
+    }
+  } else if (w->bits == 8) {
+    for (; i < n; ++i) dst[i] = table[p[i]];
+    return dst;
+  }
+  /* the rest (other widths, and the tail of a row): a bitstream from bit i * bits of the row */
+  if (i < n) {
+    ec_stream s;
+    ec_stream_open(&s, w, row);
+    s.p = w->data + (size_t)row * w->row_stride + (size_t)i * w->bits / 8u;
+    for (; i < n; ++i) dst[i] = (int8_t)ec_stream_next(&s);
+  }
+  return dst;
+}
+
+static inline uint32_t ec_load32(const int8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4); /* one unaligned LDR on ARMv7-M and later */
+  return v;
+}
+
+#if EC_DSP
+/* Four int8 as two int16 pairs, [x0, x2] and [x1, x3]; weights widened the same way pair up lane by lane. */
+#define EC_WIDEN(v, lo, hi)                   \
+  do {                                        \
+    lo = __sxtb16(v);                         \
+    hi = __sxtb16(((v) >> 8) | ((v) << 24)); \
+  } while (0)
+#endif
+
+/* acc[0..3] += (xa . w0, xa . w1, xb . w0, xb . w1) over n values: two pixels times two output channels, so
+ * each weight and each input loaded serves two products (the register blocking of CMSIS-NN's
+ * arm_nn_mat_mult_kernel_s8_s16). Sums wrap as TFLM's int32 accumulators do. */
+static inline void ec_dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *w0, const int8_t *w1, uint32_t n,
+                              int32_t *acc) {
+  uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2], a3 = (uint32_t)acc[3];
+#if EC_DSP
+  for (; n >= 4; n -= 4) {
+    const uint32_t va = ec_load32(xa), vb = ec_load32(xb), v0 = ec_load32(w0), v1 = ec_load32(w1);
+    xa += 4, xb += 4, w0 += 4, w1 += 4;
+    int16x2_t a_lo, a_hi, b_lo, b_hi, w0_lo, w0_hi, w1_lo, w1_hi;
+    EC_WIDEN(va, a_lo, a_hi);
+    EC_WIDEN(vb, b_lo, b_hi);
+    EC_WIDEN(v0, w0_lo, w0_hi);
+    EC_WIDEN(v1, w1_lo, w1_hi);
+    a0 = (uint32_t)__smlad(a_hi, w0_hi, (int32_t)__smlad(a_lo, w0_lo, (int32_t)a0));
+    a1 = (uint32_t)__smlad(a_hi, w1_hi, (int32_t)__smlad(a_lo, w1_lo, (int32_t)a1));
+    a2 = (uint32_t)__smlad(b_hi, w0_hi, (int32_t)__smlad(b_lo, w0_lo, (int32_t)a2));
+    a3 = (uint32_t)__smlad(b_hi, w1_hi, (int32_t)__smlad(b_lo, w1_lo, (int32_t)a3));
+  }
+#else
+  for (; n >= 2; n -= 2) {
+    const int32_t xa0 = xa[0], xa1 = xa[1], xb0 = xb[0], xb1 = xb[1];
+    const int32_t w00 = w0[0], w01 = w0[1], w10 = w1[0], w11 = w1[1];
+    xa += 2, xb += 2, w0 += 2, w1 += 2;
+    a0 += (uint32_t)(xa0 * w00) + (uint32_t)(xa1 * w01);
+    a1 += (uint32_t)(xa0 * w10) + (uint32_t)(xa1 * w11);
+    a2 += (uint32_t)(xb0 * w00) + (uint32_t)(xb1 * w01);
+    a3 += (uint32_t)(xb0 * w10) + (uint32_t)(xb1 * w11);
+  }
+#endif
+  for (; n > 0; --n) {
+    const int32_t x0 = *xa++, x1 = *xb++, u = *w0++, v = *w1++;
+    a0 += (uint32_t)(x0 * u);
+    a1 += (uint32_t)(x0 * v);
+    a2 += (uint32_t)(x1 * u);
+    a3 += (uint32_t)(x1 * v);
+  }
+  acc[0] = (int32_t)a0, acc[1] = (int32_t)a1, acc[2] = (int32_t)a2, acc[3] = (int32_t)a3;
+}
+
+/* acc[0..1] += (x . w0, x . w1) over n values: one pixel (or one FC input) times two output channels. */
+static inline void ec_dot_1x2(const int8_t *x, const int8_t *w0, const int8_t *w1, uint32_t n, int32_t *acc) {
+  uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1];
+#if EC_DSP
+  for (; n >= 8; n -= 8) {
+    const uint32_t vx = ec_load32(x), v0 = ec_load32(w0), v1 = ec_load32(w1);
+    const uint32_t ux = ec_load32(x + 4), u0 = ec_load32(w0 + 4), u1 = ec_load32(w1 + 4);
+    x += 8, w0 += 8, w1 += 8;
+    int16x2_t x_lo, x_hi, w0_lo, w0_hi, w1_lo, w1_hi;
+    EC_WIDEN(vx, x_lo, x_hi);
+    EC_WIDEN(v0, w0_lo, w0_hi);
+    EC_WIDEN(v1, w1_lo, w1_hi);
+    a0 = (uint32_t)__smlad(x_hi, w0_hi, (int32_t)__smlad(x_lo, w0_lo, (int32_t)a0));
+    a1 = (uint32_t)__smlad(x_hi, w1_hi, (int32_t)__smlad(x_lo, w1_lo, (int32_t)a1));
+    EC_WIDEN(ux, x_lo, x_hi);
+    EC_WIDEN(u0, w0_lo, w0_hi);
+    EC_WIDEN(u1, w1_lo, w1_hi);
+    a0 = (uint32_t)__smlad(x_hi, w0_hi, (int32_t)__smlad(x_lo, w0_lo, (int32_t)a0));
+    a1 = (uint32_t)__smlad(x_hi, w1_hi, (int32_t)__smlad(x_lo, w1_lo, (int32_t)a1));
+  }
+#else
+  for (; n >= 2; n -= 2) {
+    const int32_t x0 = x[0], x1 = x[1];
+    a0 += (uint32_t)(x0 * w0[0]) + (uint32_t)(x1 * w0[1]);
+    a1 += (uint32_t)(x0 * w1[0]) + (uint32_t)(x1 * w1[1]);
+    x += 2, w0 += 2, w1 += 2;
+  }
+#endif
+  for (; n > 0; --n) {
+    const int32_t v = *x++;
+    a0 += (uint32_t)(v * *w0++);
+    a1 += (uint32_t)(v * *w1++);
+  }
+  acc[0] = (int32_t)a0, acc[1] = (int32_t)a1;
+}
+
+/* sum(w[i]) over n values: a window's part that lies in the padding reads the input zero point. */
+static inline int32_t ec_sum8(const int8_t *w, uint32_t n) {
+  uint32_t s = 0;
+  for (uint32_t i = 0; i < n; ++i) s += (uint32_t)(int32_t)w[i];
+  return (int32_t)s;
+}
+
+/* One pixel's accumulators for two decoded rows, tap by tap: taps in the padding add zero point * sum(w). */
+static void ec_conv_pixel_1x2(const ec_conv_params *p, const int8_t *input, int in_y0, int in_x0, const int8_t *w0,
+                              const int8_t *w1, int32_t *acc) {
+  const ec_window *w = &p->win;
+  const uint32_t c = w->in_c;
+  for (int ky = 0; ky < w->k_h; ++ky) {
+    const int iy = in_y0 + ky * w->dil_h;
+    for (int kx = 0; kx < w->k_w; ++kx) {
+      const int ix = in_x0 + kx * w->dil_w;
+      const size_t off = ((size_t)ky * w->k_w + (size_t)kx) * c;
+      if (iy >= 0 && iy < w->in_h && ix >= 0 && ix < w->in_w) {
+        ec_dot_1x2(input + ((size_t)iy * w->in_w + (size_t)ix) * c, w0 + off, w1 + off, c, acc);
+      } else {
+        acc[0] = ec_add_wrap(acc[0], ec_mul_wrap(ec_sum8(w0 + off, c), p->input_zero_point));
+        acc[1] = ec_add_wrap(acc[1], ec_mul_wrap(ec_sum8(w1 + off, c), p->input_zero_point));
+      }
+    }
+  }
+}
+
+/* CONV_2D without a fused pool (TFLM reference_integer_ops::ConvPerChannel): output channels two at a time,
+ * their rows decoded once, then every output pixel; two pixels of a row whose windows lie inside the input
+ * share each weight and input load (ec_dot_2x2). 0 when the rows do not fit the scratch. */
+static int ec_conv_fast(const ec_conv_params *p, const int8_t *input, int8_t *output) {
+  const ec_window *w = &p->win;
+  const uint32_t k = (uint32_t)w->k_h * w->k_w * w->in_c;
+  if (p->w.table != NULL && k > EC_ROW_SCRATCH) return 0;
+  const int contiguous = w->dil_w == 1; /* a filter row's k_w * in_c inputs are one run */
+  const uint32_t seg = contiguous ? (uint32_t)w->k_w * w->in_c : w->in_c;
+  const int segs = contiguous ? 1 : w->k_w;
+  const size_t in_row = (size_t)w->in_w * w->in_c;
+  const int y_reach = (w->k_h - 1) * w->dil_h, x_reach = (w->k_w - 1) * w->dil_w;
+  for (uint32_t oc = 0; oc < w->out_c; oc += 2) {
+    const int two = oc + 1 < w->out_c;
+    const int8_t *w0 = ec_row(&p->w, oc, ec_rows[0], k);
+    const int8_t *w1 = two ? ec_row(&p->w, oc + 1, ec_rows[1], k) : w0;
+    const int32_t b0 = p->q.bias[oc], b1 = two ? p->q.bias[oc + 1] : 0;
+    for (int oy = 0; oy < w->out_h; ++oy) {
+      const int in_y0 = oy * w->stride_h - w->pad_h;
+      const int y_inside = in_y0 >= 0 && in_y0 + y_reach < w->in_h;
+      int8_t *out = output + (size_t)oy * w->out_w * w->out_c + oc;
+      int ox = 0;
+      for (; ox + 1 < w->out_w; ox += 2) {
+        const int xa0 = ox * w->stride_w - w->pad_w, xb0 = xa0 + w->stride_w;
+        int32_t acc[4] = {b0, b1, b0, b1};
+        if (y_inside && xa0 >= 0 && xb0 + x_reach < w->in_w) {
+          const int8_t *xa = input + (size_t)in_y0 * in_row + (size_t)xa0 * w->in_c;
+          const int8_t *xb = input + (size_t)in_y0 * in_row + (size_t)xb0 * w->in_c;
+          const int8_t *u0 = w0, *u1 = w1;
+          for (int ky = 0; ky < w->k_h; ++ky) {
+            for (int s = 0; s < segs; ++s) {
+              const size_t dx = (size_t)s * w->dil_w * w->in_c;
+              ec_dot_2x2(xa + dx, xb + dx, u0, u1, seg, acc);
+              u0 += seg, u1 += seg;
+            }
+            xa += (size_t)w->dil_h * in_row, xb += (size_t)w->dil_h * in_row;
+          }
+        } else {
+          ec_conv_pixel_1x2(p, input, in_y0, xa0, w0, w1, acc);
+          ec_conv_pixel_1x2(p, input, in_y0, xb0, w0, w1, acc + 2);
+        }
+        out[0] = ec_requantize(&p->q, acc[0], oc);
+        out[w->out_c] = ec_requantize(&p->q, acc[2], oc);
+        if (two) {
+          out[1] = ec_requantize(&p->q, acc[1], oc + 1);
+          out[w->out_c + 1] = ec_requantize(&p->q, acc[3], oc + 1);
+        }
+        out += 2 * (size_t)w->out_c;
+      }
+      if (ox < w->out_w) {
+        int32_t acc[2] = {b0, b1};
+        ec_conv_pixel_1x2(p, input, in_y0, ox * w->stride_w - w->pad_w, w0, w1, acc);
+        out[0] = ec_requantize(&p->q, acc[0], oc);
+        if (two) out[1] = ec_requantize(&p->q, acc[1], oc + 1);
+      }
+    }
+  }
+  return 1;
+}
+
+/* DEPTHWISE_CONV_2D (TFLM reference_integer_ops::DepthwiseConvPerChannel), channel by channel: the channel's
+ * filter decoded once and held in registers (3x3 unrolled), its multiplier read once, every output pixel whose
+ * window lies inside the input without bounds checks. 0 when the filter has more taps than the fast path holds. */
+#define EC_DW_MAX_TAPS 64
+static int ec_depthwise_fast(const ec_depthwise_params *p, const int8_t *input, int8_t *output) {
+  const ec_window *w = &p->win;
+  const uint32_t taps = (uint32_t)w->k_h * w->k_w;
+  if (taps > EC_DW_MAX_TAPS) return 0;
+  const size_t c_in = w->in_c, c_out = w->out_c;
+  int32_t offset[EC_DW_MAX_TAPS]; /* input offset of each tap from the window's corner */
+  for (int ky = 0, t = 0; ky < w->k_h; ++ky) {
+    for (int kx = 0; kx < w->k_w; ++kx, ++t) {
+      offset[t] = (int32_t)(((size_t)ky * w->dil_h * w->in_w + (size_t)kx * w->dil_w) * c_in);
+    }
+  }
+  const int y_reach = (w->k_h - 1) * w->dil_h, x_reach = (w->k_w - 1) * w->dil_w;
+  const int is3x3 = taps == 9 && w->k_h == 3;
+  for (uint32_t oc = 0; oc < c_out; ++oc) {
+    const uint32_t ic = oc / p->depth_multiplier;
+    int8_t filter[EC_DW_MAX_TAPS];
+    const int8_t *f = ec_row(&p->w, oc, filter, taps);
+    const int32_t f0 = f[0], f1 = f[1 % taps], f2 = f[2 % taps], f3 = f[3 % taps], f4 = f[4 % taps];
+    const int32_t f5 = f[5 % taps], f6 = f[6 % taps], f7 = f[7 % taps], f8 = f[8 % taps];
+    const int32_t o1 = offset[1 % taps], o2 = offset[2 % taps], o3 = offset[3 % taps], o4 = offset[4 % taps];
+    const int32_t o5 = offset[5 % taps], o6 = offset[6 % taps], o7 = offset[7 % taps], o8 = offset[8 % taps];
+    const int32_t bias = p->q.bias[oc];
+    const int8_t *in_c = input + ic;
+    int8_t *out = output + oc;
+    for (int oy = 0; oy < w->out_h; ++oy) {
+      const int in_y0 = oy * w->stride_h - w->pad_h;
+      const int y_inside = in_y0 >= 0 && in_y0 + y_reach < w->in_h;
+      for (int ox = 0; ox < w->out_w; ++ox, out += c_out) {
+        const int in_x0 = ox * w->stride_w - w->pad_w;
+        uint32_t acc = (uint32_t)bias;
+        if (y_inside && in_x0 >= 0 && in_x0 + x_reach < w->in_w) {
+          const int8_t *x = in_c + ((size_t)in_y0 * w->in_w + (size_t)in_x0) * c_in;
+          if (is3x3) {
+            acc += (uint32_t)(f0 * x[0]) + (uint32_t)(f1 * x[o1]) + (uint32_t)(f2 * x[o2]);
+            acc += (uint32_t)(f3 * x[o3]) + (uint32_t)(f4 * x[o4]) + (uint32_t)(f5 * x[o5]);
+            acc += (uint32_t)(f6 * x[o6]) + (uint32_t)(f7 * x[o7]) + (uint32_t)(f8 * x[o8]);
+          } else {
+            for (uint32_t t = 0; t < taps; ++t) acc += (uint32_t)((int32_t)f[t] * x[offset[t]]);
+          }
+        } else {
+          for (int ky = 0, t = 0; ky < w->k_h; ++ky) {
+            const int iy = in_y0 + ky * w->dil_h;
+            for (int kx = 0; kx < w->k_w; ++kx, ++t) {
+              const int ix = in_x0 + kx * w->dil_w;
+              const int inside = iy >= 0 && iy < w->in_h && ix >= 0 && ix < w->in_w;
+              const int32_t v = inside ? in_c[((size_t)iy * w->in_w + (size_t)ix) * c_in] : p->input_zero_point;
+              acc += (uint32_t)((int32_t)f[t] * v);
+            }
+          }
+        }
+        *out = ec_requantize(&p->q, (int32_t)acc, oc);
+      }
+    }
+  }
+  return 1;
+}
+
+/* FULLY_CONNECTED (TFLM reference_integer_ops::FullyConnected): two output channels per pass over the input,
+ * their rows decoded into the scratch (plain int8 rows are read from flash). 0 when a row does not fit. */
+static int ec_fully_connected_fast(const ec_fc_params *p, const int8_t *input, int8_t *output) {
+  const uint32_t n = p->in_n;
+  if (p->w.table != NULL && n > EC_ROW_SCRATCH) return 0;
+  for (uint32_t oc = 0; oc < p->out_n; oc += 2) {
+    const int two = oc + 1 < p->out_n;
+    const int8_t *w0 = ec_row(&p->w, oc, ec_rows[0], n);
+    const int8_t *w1 = two ? ec_row(&p->w, oc + 1, ec_rows[1], n) : w0;
+    for (uint32_t b = 0; b < p->batches; ++b) {
+      int32_t acc[2] = {p->q.bias[oc], two ? p->q.bias[oc + 1] : 0};
+      ec_dot_1x2(input + (size_t)b * n, w0, w1, n, acc);
+      int8_t *out = output + (size_t)b * p->out_n + oc;
+      out[0] = ec_requantize(&p->q, acc[0], oc);
+      if (two) out[1] = ec_requantize(&p->q, acc[1], oc + 1);
+    }
+  }
+  return 1;
+}
+
 /* ---- CONV_2D (TFLM reference_integer_ops::ConvPerChannel), optionally with a fused MAX_POOL_2D ---- */
 
 /* One conv output value before requantization: the accumulator of output (oy, ox, oc). */
@@ -195,6 +508,7 @@ static int32_t ec_conv_acc(const ec_conv_params *p, const int8_t *input, int oy,
 void ec_conv(const ec_conv_params *p, const int8_t *input, int8_t *output) {
   const ec_window *w = &p->win;
   const ec_pool_fusion *pool = p->pool;
+  if (pool == NULL && ec_conv_fast(p, input, output)) return;
   if (pool == NULL) {
     int8_t *out = output;
     for (int oy = 0; oy < w->out_h; ++oy) {
@@ -233,6 +547,7 @@ void ec_conv(const ec_conv_params *p, const int8_t *input, int8_t *output) {
 /* ---- DEPTHWISE_CONV_2D (TFLM reference_integer_ops::DepthwiseConvPerChannel) ---- */
 
 void ec_depthwise_conv(const ec_depthwise_params *p, const int8_t *input, int8_t *output) {
+  if (ec_depthwise_fast(p, input, output)) return;
   const ec_window *w = &p->win;
   int8_t *out = output;
   for (int oy = 0; oy < w->out_h; ++oy) {
@@ -265,6 +580,7 @@ void ec_depthwise_conv(const ec_depthwise_params *p, const int8_t *input, int8_t
 /* ---- FULLY_CONNECTED (TFLM reference_integer_ops::FullyConnected / FullyConnectedPerChannel) ---- */
 
 void ec_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *output) {
+  if (ec_fully_connected_fast(p, input, output)) return;
   for (uint32_t b = 0; b < p->batches; ++b) {
     const int8_t *x = input + (size_t)b * p->in_n;
     int8_t *out = output + (size_t)b * p->out_n;
