@@ -105,10 +105,11 @@ def run_build(model_path, data_path, options: BuildOptions, stages: Stages) -> B
     lowered = steps.lower(ctx, converted, layouts)
     _start(ctx, "parity")
     parity = steps.check_parity(ctx, inputs, clustered, converted, lowered)
-    _start(ctx, "budget")
-    priced = steps.check_budget(ctx, lowered)
     _start(ctx, "render")
-    rendered = steps.render(ctx, inputs, clustered, converted, lowered, priced)
+    rendered = steps.render(ctx, inputs, clustered, converted, lowered)
+    _start(ctx, "budget")
+    priced = steps.check_budget(ctx, lowered, rendered)
+    rendered = steps.with_sizes(rendered, inputs, clustered, converted, lowered, priced)
     files = dict(rendered.files) | (steps.plot(ctx, clustered, rendered) if _start(ctx, "plots") else {})
     _start(ctx, "report")
     report = steps.report_mod.build_report(
@@ -127,7 +128,7 @@ def run_build(model_path, data_path, options: BuildOptions, stages: Stages) -> B
     )
     stages.finish()
     steps.write_outputs(options, files, report, stages.timings)
-    return BuildResult(Path(options.out_dir), report)
+    return BuildResult(Path(options.out_dir), report, converted.deployed, tuple(layouts), lowered, rendered, priced)
 
 
 def _start(ctx: steps.BuildContext, *keys: str) -> bool:

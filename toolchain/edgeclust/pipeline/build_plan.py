@@ -41,8 +41,8 @@ BUILD_STAGES = (
     Stage("layouts", "Decide weight layouts"),
     Stage("lower", "Lower the model for its backend"),
     Stage("parity", "Check parity across interpreters"),
-    Stage("budget", "Check the board's budget"),
     Stage("render", "Generate firmware project"),
+    Stage("budget", "Check the board's budget"),
     Stage("plots", "Plot", lambda o: o.plots),
     Stage("report", "Write report"),
 )

@@ -94,17 +94,26 @@ class PricedModel:
     board: BoardSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RenderedFiles:
-    """Every file the build writes, {relative path: bytes}, report.json and timings.json aside."""
+    """Every file the build writes, {relative path: bytes}, report.json and timings.json aside; the firmware
+    project among them as the backend rendered it (what the budget prices), and its self-test cases."""
 
     files: dict[str, bytes] = field(default_factory=dict)
-    sizes: dict[str, int] = field(default_factory=dict)  # report.json's "sizes"
+    sizes: dict[str, int] = field(default_factory=dict)  # report.json's "sizes" (after the budget)
+    project: dict[str, bytes] = field(default_factory=dict)  # the firmware/ files, paths inside the project
+    cases: tuple = ()  # backends.base.SelfTestCase, in the project's self-test
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BuildResult:
-    """Where the build wrote its files, and its report."""
+    """Where the build wrote its files, its report, and the results it was made of (what the demo compares
+    other backends against: the deployed .tflite, its layouts, the lowering, the project and its price)."""
 
     out_dir: Path
     report: dict
+    deployed: bytes = b""
+    layouts: tuple[WeightLayout, ...] = ()
+    lowered: LoweredModel | None = None
+    rendered: RenderedFiles | None = None
+    priced: PricedModel | None = None

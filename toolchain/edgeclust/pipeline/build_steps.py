@@ -5,6 +5,7 @@ build.py composes them; build_plan.py declares their titles. Nothing here knows 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tempfile
 from dataclasses import dataclass
@@ -229,9 +230,10 @@ def check_parity(
     return ParityResult(section)
 
 
-def check_budget(ctx: BuildContext, lowered: LoweredModel) -> PricedModel:
-    """Price the lowered model on the board; refuse it when it does not fit (unless allowed)."""
-    cost = lowered.backend.price(lowered.lowered, ctx.board)
+def check_budget(ctx: BuildContext, lowered: LoweredModel, rendered: RenderedFiles) -> PricedModel:
+    """Price the project as rendered (the very files the build writes) on the board; refuse it when it does not
+    fit (unless allowed)."""
+    cost = lowered.backend.price(lowered.lowered, ctx.board, rendered.project)
     ctx.stages.info(cost.line())
     if not ctx.options.allow_over_budget:
         cost.check()
@@ -244,9 +246,9 @@ def render(
     clustered: ClusteredModel,
     converted: ConvertedModels,
     lowered: LoweredModel,
-    priced: PricedModel,
 ) -> RenderedFiles:
-    """The model files and the firmware project (with its self-test cases from the backend's host oracle)."""
+    """The model files and the firmware project (with its self-test cases from the backend's host oracle),
+    rendered once: the budget prices these files."""
     cases = self_test_cases(lowered, inputs.data.x_test[: ctx.options.self_test_cases])
     project = lowered.backend.render(lowered.lowered, ctx.board, cases)
     files = {"model_float32.tflite": converted.float32, "model_clustered.keras": clustered.keras_bytes}
@@ -260,7 +262,19 @@ def render(
         f"firmware project for {ctx.board.name} ({lowered.lowered.backend}): {len(project)} files "
         f"in {Path(ctx.options.out_dir) / 'firmware'}"
     )
-    return RenderedFiles(files, _sizes(inputs, clustered, converted, lowered, priced))
+    return RenderedFiles(files, project=project, cases=tuple(cases))
+
+
+def with_sizes(
+    rendered: RenderedFiles,
+    inputs: LoadedInputs,
+    clustered: ClusteredModel,
+    converted: ConvertedModels,
+    lowered: LoweredModel,
+    priced: PricedModel,
+) -> RenderedFiles:
+    """The rendered files with report.json's "sizes" (the priced total included)."""
+    return dataclasses.replace(rendered, sizes=_sizes(inputs, clustered, converted, lowered, priced))
 
 
 def self_test_cases(lowered: LoweredModel, x: np.ndarray) -> list[SelfTestCase]:

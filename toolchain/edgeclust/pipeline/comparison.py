@@ -1,15 +1,20 @@
 """What the board pays for the same model under every backend: the demo's headline, bytes saved on the device.
 
-Each registered backend lowers and prices the deployed .tflite from the same weight layouts, so TFLM's plain
-int8 (weight sharing saves nothing on its flash) stands beside native's packed indices, on one board.
+From a build's own results: the backend it used keeps its price; every other registered backend lowers the
+deployed .tflite from the same weight layouts, renders its project with the same self-test cases and prices
+those files, so TFLM's plain int8 (weight sharing saves nothing on its flash) stands beside native's packed
+indices, on one board.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from edgeclust.backends.base import Cost, SelfTestCase
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.errors import EdgeclustError
+from edgeclust.lower.weights import WeightLayout
 
 
 @dataclass(frozen=True)
@@ -23,26 +28,42 @@ class BackendPrice:
     why: str = ""
 
 
-def price_every_backend(tflite: bytes, board: BoardSpec) -> tuple[BackendPrice, ...]:
-    """Lower and price `tflite` on `board` with each registered backend (default settings, no LUT)."""
+def price_every_backend(
+    tflite: bytes,
+    board: BoardSpec,
+    layouts: Sequence[WeightLayout],
+    cases: Sequence[SelfTestCase],
+    known: dict[str, Cost] | None = None,
+) -> tuple[BackendPrice, ...]:
+    """`tflite` on `board` with each registered backend (default settings, no LUT): the cost in `known` for a
+    backend already priced (the build's own), else lowered, rendered with `cases` and priced from those files."""
     from edgeclust.backends import BACKENDS, get_backend
-    from edgeclust.pipeline.layouts import weight_layouts
 
-    layouts = weight_layouts(tflite)
+    known = known or {}
     prices = []
     for name in BACKENDS:
-        backend = get_backend(name)
-        why = backend.unsupported(tflite)
-        if why is not None:
-            prices.append(BackendPrice(name, None, None, None, why))
-            continue
-        try:
-            cost = backend.price(backend.lower(tflite, layouts), board)
-        except EdgeclustError as exc:
-            prices.append(BackendPrice(name, None, None, None, str(exc)))
-            continue
+        cost = known.get(name)
+        if cost is None:
+            backend = get_backend(name)
+            why = backend.unsupported(tflite)
+            if why is not None:
+                prices.append(BackendPrice(name, None, None, None, why))
+                continue
+            try:
+                lowered = backend.lower(tflite, layouts)
+                cost = backend.price(lowered, board, backend.render(lowered, board, cases))
+            except EdgeclustError as exc:
+                prices.append(BackendPrice(name, None, None, None, str(exc)))
+                continue
         prices.append(BackendPrice(name, cost.flash_used, cost.ram_used, cost.fits))
     return tuple(prices)
+
+
+def price_build_on_every_backend(result) -> tuple[BackendPrice, ...]:
+    """Every backend's price for what a build (pipeline.build.BuildResult) deployed, on its board: its own
+    backend's from its budget, the others' from the same model, layouts and self-test cases."""
+    known = {result.lowered.lowered.backend: result.priced.cost}
+    return price_every_backend(result.deployed, result.priced.board, result.layouts, result.rendered.cases, known)
 
 
 def comparison_lines(prices: tuple[BackendPrice, ...], board: BoardSpec) -> list[str]:

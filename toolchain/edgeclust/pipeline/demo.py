@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgeclust import data as edata
 from edgeclust.pipeline.build import BuildOptions, BuildResult, build_titles, run_build
+from edgeclust.pipeline.comparison import price_build_on_every_backend
 from edgeclust.pipeline.files import save_keras_atomic
 from edgeclust.pipeline.progress import ProgressCallback, Stages
 from edgeclust.pipeline.stages import ClusterOptions
@@ -77,18 +78,9 @@ def run_demo(
         save_keras_atomic(model, model_path)
         edata.save_npz(data_path, dataset)
         result = run_build(model_path, data_path, options, stages)
-        prices = _price_every_backend(Path(out_dir), result)
+        prices = price_build_on_every_backend(result)
         inputs = Path(out_dir) / "inputs"
         inputs.mkdir(exist_ok=True)
         (inputs / model_path.name).write_bytes(model_path.read_bytes())
         (inputs / data_path.name).write_bytes(data_path.read_bytes())
     return DemoResult(result, inputs / model_path.name, inputs / data_path.name, prices)
-
-
-def _price_every_backend(out_dir: Path, result: BuildResult) -> tuple:
-    """Every backend's price for the int8 model the build deployed, on the build's board."""
-    from edgeclust.pipeline.boards import project_board
-    from edgeclust.pipeline.comparison import price_every_backend
-
-    deployed = (out_dir / "model_int8.tflite").read_bytes()
-    return price_every_backend(deployed, project_board(out_dir / "firmware"))
