@@ -69,6 +69,20 @@ from edgeclust.pipeline.build_plan import BACKEND_CHOICES, COMPRESS_CHOICES, QUA
     show_default=True,
     help="Examples of x_train the int8 converter calibrates on (drawn with a fixed seed).",
 )
+@click.option(
+    "--fit",
+    is_flag=True,
+    help="Choose each layer's number of clusters (2-256, or int8) so the weights fit the flash budget with the "
+    "least validation loss (measured per layer without fine-tuning), then build once with them as --layer rules.",
+)
+@click.option(
+    "--flash-budget",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="BYTES",
+    help="With --fit: flash for the model's weights, tables and biases (default: the board's flash less a "
+    "code-size estimate).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def command(
     model,
@@ -84,6 +98,8 @@ def command(
     self_test_cases,
     parity_samples,
     calibration_samples,
+    fit,
+    flash_budget,
     quiet,
     **kwargs,
 ):
@@ -112,7 +128,18 @@ def command(
         parity_samples=parity_samples,
         calibration_samples=calibration_samples,
     )
-    result = build(model, data, options, on_progress=ProgressPrinter(quiet))
+    if flash_budget is not None and not fit:
+        raise click.UsageError("--flash-budget goes with --fit (the board's own flash is checked in every build)")
+    if fit:
+        from edgeclust.pipeline.fit import fit_to_board
+
+        if is_tflite_file(model):
+            raise click.UsageError("--fit needs the Keras model (it clusters and fine-tunes); pass MODEL.keras")
+        result = fit_to_board(
+            model, data, options, flash_budget=flash_budget, on_progress=ProgressPrinter(quiet), on_line=click.echo
+        ).build
+    else:
+        result = build(model, data, options, on_progress=ProgressPrinter(quiet))
     click.echo("")
     for line in summary_lines(result.report):
         click.echo(line)
