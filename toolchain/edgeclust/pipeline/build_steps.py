@@ -78,7 +78,9 @@ def load_inputs(ctx: BuildContext, model_path: Path, data_path: Path) -> LoadedI
 def prepare_model(ctx: BuildContext, inputs: LoadedInputs) -> ClusteredModel:
     """Fold BatchNorm, cluster and fine-tune (as the options say), deterministically; or keep the model."""
     from edgeclust.pipeline.determinism import make_deterministic
+    from edgeclust.tflite import isolated
 
+    isolated.warm("tensorflow")  # the converter's worker process imports TensorFlow while the model trains
     options = ctx.options.cluster
     make_deterministic(options.seed)
     result = cluster_model(inputs.model, inputs.data, options, ctx.stages)

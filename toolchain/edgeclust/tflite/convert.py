@@ -58,6 +58,7 @@ def to_tflite(
             raise ConfigError("int8 conversion needs `representative_data` to calibrate on (or use quantize='float32')")
         calibration = _calibration_arrays(representative_data, specs, num_calibration)
     _refuse_non_finite_weights(model)
+    isolated.warm("tensorflow")  # the worker imports TensorFlow while this process exports the model
     return _convert(model, specs, quantize, calibration, per_channel)
 
 

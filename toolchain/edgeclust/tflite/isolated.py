@@ -16,6 +16,7 @@ it raises (an EdgeclustError stays one), and raises `Crashed` when the worker di
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import os
 import pickle
@@ -59,10 +60,18 @@ class _Worker:
             env=env,
             start_new_session=False,
         )
+        self.pending = 0  # replies to warm-up requests not read yet
+
+    def send(self, module: str, function: str, args, kwargs) -> None:
+        _write_frame(self.process.stdin, pickle.dumps((module, function, args, kwargs), protocol=5))
 
     def call(self, module: str, function: str, args, kwargs):
         try:
-            _write_frame(self.process.stdin, pickle.dumps((module, function, args, kwargs), protocol=5))
+            self.send(module, function, args, kwargs)
+            while self.pending:  # a warm-up's reply comes first; what it raised does not matter here
+                if _read_frame(self.process.stdout) is None:
+                    break
+                self.pending -= 1
             reply = _read_frame(self.process.stdout)
         except (BrokenPipeError, EOFError, OSError):
             reply = None
@@ -72,12 +81,11 @@ class _Worker:
         return pickle.loads(reply)
 
     def close(self) -> None:
-        try:
+        """End the worker at once: it holds nothing worth waiting for (a warm-up may still be importing)."""
+        with contextlib.suppress(OSError):
             self.process.stdin.close()
-            self.process.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            self.process.kill()
-            self.process.wait()
+        self.process.kill()
+        self.process.wait()
 
 
 _lock = threading.Lock()
@@ -105,6 +113,20 @@ def call(module: str, function: str, *args, **kwargs):
         raise value
     name, message = value
     raise RuntimeError(f"{name}: {message}")
+
+
+def warm(module: str) -> None:
+    """Start the worker if needed and have it import `module` in the background (TensorFlow takes seconds);
+    returns at once. The next `call` waits for it."""
+    global _worker
+    with _lock:
+        if _worker is None or _worker.process.poll() is not None:
+            _worker = _Worker()
+        try:
+            _worker.send("importlib", "import_module", (module,), {})
+            _worker.pending += 1
+        except OSError:  # a dead worker is replaced by the next call
+            _worker = None
 
 
 def shutdown() -> None:
@@ -156,7 +178,8 @@ def _serve() -> None:
             return
         module, function, args, kwargs = pickle.loads(frame)
         try:
-            reply = ("ok", getattr(importlib.import_module(module), function)(*args, **kwargs))
+            value = getattr(importlib.import_module(module), function)(*args, **kwargs)
+            reply = ("ok", None if module == "importlib" else value)
             payload = pickle.dumps(reply, protocol=5)
         except Exception as exc:
             try:
