@@ -46,8 +46,9 @@ def test_npz_round_trip(tmp_path):
     "change, message",
     [
         (lambda a: a.pop("y_test"), "missing array(s) y_test"),
-        (lambda a: a.update(y_train=np.eye(10)[a["y_train"]]), "1-D array of integer class labels"),
-        (lambda a: a.update(y_train=a["y_train"].astype(np.float32)), "integer class labels"),
+        (lambda a: a.update(y_train=np.array(["a"] * len(a["y_train"]))), "numeric array with one row per example"),
+        (lambda a: a.update(y_train=np.float32(np.nan) * np.ones(len(a["y_train"]), np.float32)), "y_train holds NaN"),
+        (lambda a: a.update(y_train=np.eye(10)[a["y_train"]]), "y_train rows have shape (10,) but y_test rows"),
         (lambda a: a.update(y_test=a["y_test"][:3]), "x_test has 5 examples but y_test has 3"),
         (lambda a: a.update(y_train=-a["y_train"] - 1), "negative label"),
         (lambda a: a.update(x_test=np.zeros((5, 4, 4, 1), np.float32)), "x_train examples have shape"),
@@ -91,3 +92,15 @@ def test_digits_split_is_seeded_and_disjoint():
     np.testing.assert_array_equal(a.x_test, b.x_test)
     assert len(a.x_train) + len(a.x_test) == 1797 and a.input_shape == (8, 8, 1)
     assert a.x_train.max() <= 1.0 and a.num_classes == 10
+
+
+def test_one_hot_rows_and_float_targets_load_as_float_and_class_labels_as_integers(tmp_path):
+    arrays = _good_arrays()
+    labels = edata.load_npz(_npz(tmp_path / "labels.npz", **arrays))
+    assert labels.y_train.dtype == np.int64 and labels.num_classes == int(arrays["y_train"].max()) + 1
+    one_hot = {**arrays, "y_train": np.eye(10)[arrays["y_train"]], "y_test": np.eye(10)[arrays["y_test"]]}
+    loaded = edata.load_npz(_npz(tmp_path / "one_hot.npz", **one_hot))
+    assert loaded.y_train.dtype == np.float32 and loaded.y_train.shape[1:] == (10,) and loaded.num_classes == 10
+    autoencoder = {**arrays, "y_train": arrays["x_train"], "y_test": arrays["x_test"]}
+    loaded = edata.load_npz(_npz(tmp_path / "ae.npz", **autoencoder))
+    assert loaded.y_train.shape == loaded.x_train.shape and loaded.y_test.dtype == np.float32

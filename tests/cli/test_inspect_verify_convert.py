@@ -380,8 +380,6 @@ DATA_CASES = {
     "split_shapes.npz": ["x_train examples have shape (8, 8, 1) but x_test examples have (8, 9, 1)"],
     "strings.npz": ["x_train must be a real numeric array"],
     "complex.npz": ["x_train must be a real numeric array", "complex64"],
-    "float_labels.npz": ["y_train must be a 1-D array of integer class labels", "float32"],
-    "one-hot_labels.npz": ["y_train must be a 1-D array", "y.argmax(axis=1)"],
     "negative_labels.npz": ["y_train holds a negative label (-5)"],
     "lengths.npz": ["x_train has 40 examples but y_train has 30"],
     "nan.npz": ["x_train holds NaN or Inf values"],

@@ -21,7 +21,8 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train and test arrays: x float32 of shape (n, *input_shape), y int64 labels in [0, num_classes)."""
+    """Train and test arrays: x float32 of shape (n, *input_shape); y int64 class labels of shape (n,), or float32
+    targets of shape (n, ...) (one-hot rows, 0/1 labels, regression targets, y = x for an autoencoder)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -34,6 +35,9 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
+        """Integer labels: the largest + 1; one-hot rows: their length."""
+        if self.y_train.ndim > 1:
+            return int(self.y_train.shape[-1])
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
     def subset(self, train: int | None = None, test: int | None = None) -> Dataset:
@@ -48,17 +52,19 @@ def _validated(arrays: dict[str, np.ndarray], source: str) -> Dataset:
             raise DataError(f"{source}: x_{split} must be a real numeric array (e.g. float32), got dtype {x.dtype}")
         if x.ndim < 2:
             raise DataError(f"{source}: x_{split} must have shape (examples, *input_shape), got {x.shape}")
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        if y.ndim < 1 or y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
             raise DataError(
-                f"{source}: y_{split} must be a 1-D array of integer class labels, got "
-                f"dtype {y.dtype} with shape {y.shape} (one-hot labels: use y.argmax(axis=1))"
+                f"{source}: y_{split} must be a numeric array with one row per example (integer class labels, "
+                f"one-hot rows, 0/1 labels or float targets), got dtype {y.dtype} with shape {y.shape}"
             )
         if len(x) != len(y):
             raise DataError(f"{source}: x_{split} has {len(x)} examples but y_{split} has {len(y)}")
         if len(x) == 0:
             raise DataError(f"{source}: x_{split} is empty")
-        if y.min() < 0:
+        if _class_labels(y) and y.min() < 0:
             raise DataError(f"{source}: y_{split} holds a negative label ({int(y.min())})")
+        if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+            raise DataError(f"{source}: y_{split} holds NaN or Inf values")
         if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
             raise DataError(f"{source}: x_{split} holds NaN or Inf values")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
@@ -66,16 +72,28 @@ def _validated(arrays: dict[str, np.ndarray], source: str) -> Dataset:
             f"{source}: x_train examples have shape {arrays['x_train'].shape[1:]} but x_test "
             f"examples have {arrays['x_test'].shape[1:]}"
         )
+    if arrays["y_train"].shape[1:] != arrays["y_test"].shape[1:]:
+        raise DataError(
+            f"{source}: y_train rows have shape {arrays['y_train'].shape[1:]} but y_test rows have "
+            f"{arrays['y_test'].shape[1:]}"
+        )
+    classes = _class_labels(arrays["y_train"]) and _class_labels(arrays["y_test"])
+    y_dtype = np.int64 if classes else np.float32
     return Dataset(
         x_train=np.asarray(arrays["x_train"], dtype=np.float32),
-        y_train=np.asarray(arrays["y_train"], dtype=np.int64),
+        y_train=np.asarray(arrays["y_train"], dtype=y_dtype),
         x_test=np.asarray(arrays["x_test"], dtype=np.float32),
-        y_test=np.asarray(arrays["y_test"], dtype=np.int64),
+        y_test=np.asarray(arrays["y_test"], dtype=y_dtype),
     )
 
 
+def _class_labels(y: np.ndarray) -> bool:
+    """Whether `y` reads as integer class labels: one integer per example."""
+    return y.ndim == 1 and (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_)
+
+
 def load_npz(path: str | os.PathLike) -> Dataset:
-    """Read DATA.npz: x_train, y_train, x_test, y_test (integer labels), checked."""
+    """Read DATA.npz: x_train, y_train, x_test, y_test (class labels or targets, see Dataset), checked."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such data file; give a .npz with arrays {', '.join(NPZ_KEYS)}")

@@ -9,6 +9,7 @@ import click
 from edgeclust.cli.board_param import BOARD
 from edgeclust.cli.options import cluster_options_from, clustering_options
 from edgeclust.pipeline.build_plan import BACKEND_CHOICES, COMPRESS_CHOICES, QUANTIZE_CHOICES
+from edgeclust.pipeline.task import TASK_CHOICES
 
 
 @click.command("build")
@@ -21,6 +22,16 @@ from edgeclust.pipeline.build_plan import BACKEND_CHOICES, COMPRESS_CHOICES, QUA
     help="DATA.npz: fine-tuning, calibration, parity and the firmware's self-test inputs.",
 )
 @clustering_options
+@click.option(
+    "--task",
+    type=click.Choice(TASK_CHOICES),
+    default="auto",
+    show_default=True,
+    help="What the model is for: multiclass (integer or one-hot labels), binary (0/1 labels, sigmoid outputs) or "
+    "regression (float targets of the output's shape, y = x for an autoencoder); auto decides from the model's "
+    "output, its compiled loss and the labels. Sets the fine-tuning loss (the model's own when it has one), the "
+    "metric (top-1, binary accuracy, MSE) and what --max-drop counts.",
+)
 @click.option("--quantize", type=click.Choice(QUANTIZE_CHOICES), default="int8", show_default=True)
 @click.option(
     "--backend",
@@ -88,6 +99,7 @@ def command(
     model,
     board,
     data,
+    task,
     quantize,
     backend,
     compress,
@@ -127,6 +139,7 @@ def command(
         self_test_cases=self_test_cases,
         parity_samples=parity_samples,
         calibration_samples=calibration_samples,
+        task=task,
     )
     if flash_budget is not None and not fit:
         raise click.UsageError("--flash-budget goes with --fit (the board's own flash is checked in every build)")

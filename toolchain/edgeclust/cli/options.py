@@ -66,8 +66,9 @@ def clustering_options(func):
             type=click.FloatRange(min=0),
             default=None,
             metavar="POINTS",
-            help="Fine-tune epoch by epoch until validation accuracy (10%% of the training data, seeded) is at "
-            "most POINTS below the unclustered model's, up to --max-epochs; keeps the best epoch.",
+            help="Fine-tune epoch by epoch until the validation metric (10% of the training data, seeded) is "
+            "at most POINTS worse than the unclustered model's, up to --max-epochs; keeps the best epoch. "
+            "Classifiers: accuracy points; regression: how far the MSE may rise.",
         ),
         click.option(
             "--max-epochs",

@@ -17,6 +17,9 @@ SIZE_ROWS = [
 ]
 
 
+_HEADERS = {"top-1 accuracy": "top-1", "binary accuracy": "binary acc."}
+
+
 def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
     """Rows as aligned text: the first column left-aligned, the others right-aligned, under a ruled header."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -34,8 +37,15 @@ def _pct(used: int, total: int) -> str:
 def summary_lines(report: dict) -> list[str]:
     """Accuracy per stage, unique values, sizes and the board budget, as aligned text."""
     parity = report["parity"]
-    lines = [f"Accuracy on {parity['examples']:,} test examples"]
-    lines += _table([(stage_name(k, parity), f"{v:.4f}") for k, v in parity["accuracy"].items()], ("stage", "top-1"))
+    metrics = parity.get("metrics") or {"top-1 accuracy": parity["accuracy"]}
+    names = list(metrics)
+    task = parity.get("task", "multiclass")
+    title = "Accuracy" if task != "regression" else "Error"
+    lines = [f"{title} on {parity['examples']:,} test examples ({task}; {', '.join(names)})"]
+    stages = list(metrics[names[0]])
+    shown = (lambda v: f"{v:.4f}") if task != "regression" else (lambda v: f"{v:.5g}")
+    rows = [(stage_name(k, parity), *(shown(metrics[name][k]) for name in names)) for k in stages]
+    lines += _table(rows, ("stage", *(_HEADERS.get(name, name) for name in names)))
 
     verify = report.get("verify")
     lines.append("")

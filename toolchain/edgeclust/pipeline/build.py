@@ -48,6 +48,7 @@ class BuildOptions:
     parity_samples: int | None = None
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     model_format: str = "keras"  # "tflite": a model converted elsewhere (set by build() from the file)
+    task: str = "auto"  # multiclass, binary or regression (pipeline/task.py); auto: from the model and data
     fit: object | None = None  # fit.FitPlan: the counts --fit chose (set by fit.fit_to_board)
 
     def __post_init__(self):
@@ -55,7 +56,10 @@ class BuildOptions:
             from edgeclust.pipeline.tflite_source import check_tflite_options
 
             check_tflite_options(self)
+        from edgeclust.pipeline.task import TASK_CHOICES
+
         for name, value, choices in (
+            ("task", self.task, TASK_CHOICES),
             ("quantize", self.quantize, QUANTIZE_CHOICES),
             ("compress", self.compress, COMPRESS_CHOICES),
             ("backend", self.backend, BACKEND_CHOICES),

@@ -31,6 +31,7 @@ class LoadedInputs:
     keras_bytes: bytes  # the original model as a reproducible .keras archive (empty for a .tflite input)
     model_format: str = "keras"  # or "tflite": a model converted elsewhere, clustering and conversion skipped
     tflite: bytes | None = None  # the .tflite input itself
+    task: object = None  # pipeline.task.Task: what the model is for, its labels and its metric
 
 
 @dataclass(frozen=True, eq=False)

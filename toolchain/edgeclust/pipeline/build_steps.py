@@ -28,11 +28,11 @@ from edgeclust.pipeline.build_results import (
     Verification,
 )
 from edgeclust.pipeline.files import keras_archive_bytes
-from edgeclust.pipeline.loading import load_data_for, load_keras_model
+from edgeclust.pipeline.loading import compiled_loss, load_data_for, load_keras_model
 from edgeclust.pipeline.progress import Stages
 from edgeclust.pipeline.stages import calibration_count, cluster_model, convert_model, strip_if_clustered
 from edgeclust.pipeline.tflite_source import as_converted, load_tflite_inputs
-from edgeclust.pipeline.training import outputs_are_probabilities, predict
+from edgeclust.pipeline.training import model_task, predict
 
 __all__ = ["as_converted"]  # a .tflite input's "conversion" (pipeline/tflite_source.py), composed by build.py
 
@@ -52,11 +52,13 @@ def load_inputs(ctx: BuildContext, model_path: Path, data_path: Path) -> LoadedI
         return load_tflite_inputs(ctx.stages, ctx.options, model_path, data_path)
     model = load_keras_model(model_path)
     model, was_wrapped = strip_if_clustered(model, ctx.stages)
-    data = load_data_for(data_path, model)
+    data = load_data_for(data_path, model, ctx.options.task)
     ctx.stages.info(
         f"{model.name}: {model.count_params():,} parameters; {len(data.x_train):,} training and "
         f"{len(data.x_test):,} test examples of shape {data.input_shape}"
     )
+    task = model_task(model, data, loss=compiled_loss(model_path), asked=ctx.options.task)
+    ctx.stages.info(task.describe())
     n = ctx.options.parity_samples
     x_eval, y_eval = data.x_test[:n], data.y_test[:n]
     return LoadedInputs(
@@ -67,11 +69,12 @@ def load_inputs(ctx: BuildContext, model_path: Path, data_path: Path) -> LoadedI
         model_sha256=_sha256(model_path.read_bytes()),
         data_sha256=_sha256(data_path.read_bytes()),
         was_wrapped=was_wrapped,
-        probabilities=outputs_are_probabilities(model, data.x_train),
+        probabilities=not task.from_logits and task.classification,
         x_eval=x_eval,
         y_eval=y_eval,
         keras_outputs=predict(model, x_eval),
         keras_bytes=keras_archive_bytes(model),
+        task=task,
     )
 
 
@@ -83,7 +86,7 @@ def prepare_model(ctx: BuildContext, inputs: LoadedInputs) -> ClusteredModel:
     isolated.warm("tensorflow")  # the converter's worker process imports TensorFlow while the model trains
     options = ctx.options.cluster
     make_deterministic(options.seed)
-    result = cluster_model(inputs.model, inputs.data, options, ctx.stages)
+    result = cluster_model(inputs.model, inputs.data, options, ctx.stages, task=inputs.task)
     if not options.clusters and not result.folded_batch_norm:
         ctx.stages.info("no BatchNormalization layer to fold")
         return keep_model(inputs)
@@ -212,6 +215,8 @@ def check_parity(
     x = inputs.x_eval
     firmware = lowered.backend.run_host(lowered.lowered, parity.quantize(x, lowered.lowered.interface.inputs[0]))
     section = report_mod.parity_section(
+        task=inputs.task,
+        output=parity.model_interface(converted.deployed).outputs[0],
         labels=inputs.y_eval,
         keras_original=inputs.keras_outputs,
         keras_clustered=clustered.outputs,

@@ -131,15 +131,21 @@ def is_tflite_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def check_data_fits(data: Dataset, model, source: str) -> Dataset:
-    """Check that the data's example shape and labels match the model's input and output."""
+def check_data_fits(data: Dataset, model, source: str, task: str = "auto") -> Dataset:
+    """Check that the data's example shape matches the model's input, and its labels fit the model's output
+    for some task (or the one asked for)."""
     input_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
-    outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
-    return check_data_fits_shapes(data, input_shape, outputs, source)
+    outputs = tuple(model.outputs[0].shape[1:]) if getattr(model, "outputs", None) else None
+    return check_data_fits_shapes(data, input_shape, outputs, source, task)
 
 
-def check_data_fits_shapes(data: Dataset, input_shape: tuple | None, outputs: int | None, source: str) -> Dataset:
-    """Check the data against an input shape (batch left out) and a number of outputs (None: unknown)."""
+def check_data_fits_shapes(
+    data: Dataset, input_shape: tuple | None, outputs: int | tuple | None, source: str, task: str = "auto"
+) -> Dataset:
+    """Check the data against an input shape (batch left out) and the output's shape (or its number of values;
+    None: unknown): the labels must fit a task of that output (pipeline/task.py)."""
+    from edgeclust.pipeline.task import infer_task
+
     if input_shape is not None and None not in input_shape and data.input_shape != input_shape:
         if int(np.prod(data.input_shape)) == int(np.prod(input_shape)):
             data = Dataset(
@@ -150,12 +156,37 @@ def check_data_fits_shapes(data: Dataset, input_shape: tuple | None, outputs: in
             )
         else:
             raise DataError(f"{source}: examples have shape {data.input_shape} but the model expects {input_shape}")
-    if outputs is not None and data.num_classes > outputs:
-        raise DataError(
-            f"{source}: labels go up to {data.num_classes - 1} but the model has {outputs} outputs; "
-            "labels must be integers in [0, number of outputs)"
-        )
+    if outputs is not None:
+        output_shape = (outputs,) if isinstance(outputs, int) else tuple(outputs)
+        if None not in output_shape:
+            infer_task(output_shape, data, asked=task, source=source)
     return data
+
+
+def compiled_loss(path: str | os.PathLike):
+    """The loss the model was compiled with, as the file stores it (a name or a Keras config dict), or None."""
+    import json
+
+    path = Path(path)
+    try:
+        if path.is_dir():
+            config = json.loads((path / "config.json").read_text())
+            return (config.get("compile_config") or {}).get("loss")
+        with open(path, "rb") as f:
+            is_h5 = f.read(8) == _H5_SIGNATURE
+        if is_h5:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("training_config")
+            if raw is None:
+                return None
+            return json.loads(raw.decode() if isinstance(raw, bytes) else raw).get("loss")
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+        return (config.get("compile_config") or {}).get("loss")
+    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile):
+        return None
 
 
 def check_data_path(path: str | os.PathLike) -> Dataset:
@@ -163,11 +194,11 @@ def check_data_path(path: str | os.PathLike) -> Dataset:
     return load_npz(path)
 
 
-def load_data_for(path: str | os.PathLike, model) -> Dataset:
+def load_data_for(path: str | os.PathLike, model, task: str = "auto") -> Dataset:
     """DATA.npz checked on its own and against the model."""
-    return check_data_fits(load_npz(path), model, str(path))
+    return check_data_fits(load_npz(path), model, str(path), task)
 
 
-def load_data_for_shapes(path: str | os.PathLike, input_shape: tuple, outputs: int) -> Dataset:
+def load_data_for_shapes(path: str | os.PathLike, input_shape: tuple, outputs, task: str = "auto") -> Dataset:
     """DATA.npz checked on its own and against a model known only by its shapes (a .tflite input)."""
-    return check_data_fits_shapes(load_npz(path), input_shape, outputs, str(path))
+    return check_data_fits_shapes(load_npz(path), input_shape, outputs, str(path), task)

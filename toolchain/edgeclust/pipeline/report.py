@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeclust.pipeline.training import accuracy
-
 STAGE_NAMES = {
     "keras": "Keras, original",
     "keras_clustered": "Keras, clustered + stripped",
@@ -27,9 +25,26 @@ def _top1(outputs: np.ndarray) -> np.ndarray:
 
 
 def parity_section(
-    *, labels, keras_original, keras_clustered, litert_float, litert_int8, tflm, tflm_key: str, firmware, backend: str
+    *,
+    labels,
+    keras_original,
+    keras_clustered,
+    litert_float,
+    litert_int8,
+    tflm,
+    tflm_key: str,
+    firmware,
+    backend: str,
+    task=None,
+    output=None,
 ) -> dict:
-    """Accuracy per stage and the agreements that matter: float vs Keras, LiteRT vs TFLM, firmware vs TFLM."""
+    """The task's metrics per stage and the agreements that matter: float vs Keras, LiteRT vs TFLM, firmware vs
+    TFLM. Integer outputs are dequantised with `output` (the deployed model's output TensorSpec) before any
+    metric; classifiers compare decisions (top-1, or thresholded), regression compares values (max and mean
+    absolute difference)."""
+    from edgeclust.pipeline.task import Task
+
+    task = task or Task("multiclass", "integer", False, "assumed")
     outputs = {
         "keras": keras_original,
         "keras_clustered": keras_clustered,
@@ -39,34 +54,81 @@ def parity_section(
         "firmware": firmware,
     }
     present = {k: v for k, v in outputs.items() if v is not None}
+    real = {k: _real(v, output) for k, v in present.items()}
+    scores = {k: task.scores(v, labels) for k, v in real.items()}
+    names = list(next(iter(scores.values())).keys()) if scores else [task.metric]
     section: dict = {
         "examples": int(len(labels)),
         "backend": backend,
-        "accuracy": {k: round(accuracy(v, labels), 6) for k, v in present.items()},
+        "task": task.kind,
+        "metric": task.metric,
+        "metrics": {name: {k: round(v[name], 6) for k, v in scores.items()} for name in names},
         "firmware_equals_tflm_bit_for_bit": bool(np.array_equal(np.asarray(firmware), np.asarray(tflm))),
     }
+    if task.classification:  # the task's accuracy, under the name earlier reports used
+        section["accuracy"] = section["metrics"][task.metric]
     if litert_float is not None and keras_clustered is not None:  # no Keras model for a .tflite input
-        section["float32_top1_equals_keras"] = int(np.sum(_top1(litert_float) == _top1(keras_clustered)))
+        if task.classification:
+            section["float32_decisions_equal_keras"] = _same_decisions(task, real["litert_float32"], keras_clustered)
+        if task.kind == "multiclass":
+            section["float32_top1_equals_keras"] = section["float32_decisions_equal_keras"]
         section["float32_max_abs_diff_vs_keras"] = float(
             np.max(np.abs(litert_float.astype(np.float64) - keras_clustered.astype(np.float64)))
         )
+    if keras_clustered is not None and litert_int8 is not None:  # what int8 costs, in the outputs' own units
+        diff = np.abs(real[tflm_key].astype(np.float64) - np.asarray(keras_clustered, np.float64).reshape(tflm.shape))
+        section["int8_max_abs_diff_vs_keras"] = float(diff.max()) if diff.size else 0.0
+        section["int8_mean_abs_diff_vs_keras"] = float(diff.mean()) if diff.size else 0.0
     if litert_int8 is not None:
         diff = np.abs(litert_int8.astype(np.int32) - tflm.astype(np.int32))
         section["int8_litert_vs_tflm_max_lsb"] = int(diff.max())
         section["int8_litert_vs_tflm_outputs_differing"] = int(np.count_nonzero(diff))
-        section["int8_top1_litert_equals_tflm"] = int(np.sum(_top1(litert_int8) == _top1(tflm)))
+        if task.classification:
+            section["int8_decisions_litert_equal_tflm"] = _same_decisions(task, real["litert_int8"], real[tflm_key])
+        if task.kind == "multiclass":
+            section["int8_top1_litert_equals_tflm"] = section["int8_decisions_litert_equal_tflm"]
     return section
+
+
+def _real(outputs, spec) -> np.ndarray:
+    """Outputs as real values: integer outputs dequantised with the output's scale and zero point."""
+    outputs = np.asarray(outputs)
+    if spec is not None and outputs.dtype.kind in "iu":
+        from edgeclust.tflite.parity import dequantize
+
+        return dequantize(outputs, spec)
+    return outputs.astype(np.float32, copy=False)
+
+
+def _same_decisions(task, a, b) -> int:
+    """On how many examples two runs decide the same (every output of the example, for several 0/1 outputs)."""
+    da, db = task.decisions(a), task.decisions(b)
+    if da.ndim == 1:
+        return int(np.sum(da == db))
+    return int(np.sum(np.all(da.reshape(len(da), -1) == db.reshape(len(db), -1), axis=1)))
 
 
 def parity_lines(section: dict) -> list[str]:
     """The parity section as progress lines."""
     n = section["examples"]
-    lines = [
-        f"{stage_name(k, section)}: top-1 accuracy {v:.4f} on {n:,} examples" for k, v in section["accuracy"].items()
-    ]
-    if "float32_top1_equals_keras" in section:
-        same = section["float32_top1_equals_keras"]
-        lines.append(f"float32 .tflite top-1 equals stripped Keras on {same:,} of {n:,}")
+    lines = []
+    metrics = section.get("metrics") or {"top-1 accuracy": section["accuracy"]}
+    for key in next(iter(metrics.values())):
+        values = ", ".join(f"{name} {metrics[name][key]:.4f}" for name in metrics)
+        lines.append(f"{stage_name(key, section)}: {values} on {n:,} examples")
+    if "float32_decisions_equal_keras" in section:
+        same = section["float32_decisions_equal_keras"]
+        what = "top-1" if section.get("task", "multiclass") == "multiclass" else "decisions"
+        lines.append(f"float32 .tflite {what} equal stripped Keras on {same:,} of {n:,}")
+    elif "float32_max_abs_diff_vs_keras" in section:
+        lines.append(
+            f"float32 .tflite differs from stripped Keras by at most {section['float32_max_abs_diff_vs_keras']:.3g}"
+        )
+    if "int8_max_abs_diff_vs_keras" in section and section.get("task") == "regression":
+        lines.append(
+            "int8 outputs (dequantised) differ from stripped Keras by at most "
+            f"{section['int8_max_abs_diff_vs_keras']:.4g} (mean {section['int8_mean_abs_diff_vs_keras']:.4g})"
+        )
     if "int8_litert_vs_tflm_max_lsb" in section:
         lines.append(
             f"int8: LiteRT and TFLM differ by at most {section['int8_litert_vs_tflm_max_lsb']} LSB "
@@ -215,6 +277,7 @@ def build_report(
             },
             "model_had_clustering_wrappers": inputs.was_wrapped,
             "outputs_are_probabilities": inputs.probabilities,
+            "task": _task_section(getattr(inputs, "task", None)),
             "clustering": _clustering_section(
                 clustered.report, clustered.folded_batch_norm, getattr(clustered, "recovery", None)
             ),
@@ -235,6 +298,20 @@ def build_report(
             "files": {name: hashlib.sha256(content).hexdigest() for name, content in sorted(files.items())},
         }
     )
+
+
+def _task_section(task) -> dict | None:
+    """What the model is for, as decided (pipeline/task.py): the metric the summary and --max-drop use."""
+    if task is None:
+        return None
+    return {
+        "kind": task.kind,
+        "labels": task.labels,
+        "metric": task.metric,
+        "from_logits": task.from_logits,
+        "decided": task.why,
+        "loss": task.loss if isinstance(task.loss, (str, dict, type(None))) else str(task.loss),
+    }
 
 
 def _layout_entry(layout) -> dict:

@@ -33,7 +33,8 @@ class ClusterOptions:
     batch_size: int = 64
     seed: int = 0
     layers: tuple[tuple[str, int], ...] = ()  # (layer name or glob, N): later entries win; N=0 leaves it alone
-    max_drop: float | None = None  # fine-tune epoch by epoch until the accuracy drop is at most this many points
+    # fine-tune epoch by epoch until the metric is at most this much worse: accuracy points, or MSE (regression)
+    max_drop: float | None = None
     max_epochs: int = 5  # the most epochs --max-drop fine-tunes
 
     def __post_init__(self):
@@ -77,10 +78,21 @@ class ClusterResult:
 
 
 def cluster_model(
-    model, data: Dataset | None, options: ClusterOptions, stages: Stages | None = None, *, strip: bool = True
+    model,
+    data: Dataset | None,
+    options: ClusterOptions,
+    stages: Stages | None = None,
+    *,
+    strip: bool = True,
+    task=None,
 ) -> ClusterResult:
-    """Fold BatchNorm (if asked and present), cluster, fine-tune on data (if given), strip (unless told not to)."""
+    """Fold BatchNorm (if asked and present), cluster, fine-tune on data (if given) for the model's task
+    (pipeline/task.Task; None: inferred from the model and data), strip (unless told not to)."""
     from edgeclust import cluster
+    from edgeclust.pipeline.training import model_task
+
+    if data is not None and task is None:
+        task = model_task(model, data)
 
     folded = False
     if options.fold_bn and has_batch_norm(model):
@@ -125,12 +137,16 @@ def cluster_model(
             batch_size=options.batch_size,
             seed=options.seed,
             stages=stages,
+            task=task,
         )
         if stages:
             verdict = "met" if recovery.target_met else "NOT met"
+            if task.classification:
+                how = f"{recovery.best.drop_points:+.2f} points below the unclustered model"
+            else:
+                how = f"{task.metric} {recovery.best.drop_points:+.6g} above the unclustered model's"
             stages.info(
-                f"target {options.max_drop:g} points {verdict}: kept epoch {recovery.best_epoch}, "
-                f"{recovery.best.drop_points:+.2f} points below the unclustered model"
+                f"target {options.max_drop:g} {task.drop_unit} {verdict}: kept epoch {recovery.best_epoch}, {how}"
             )
         return ClusterResult(cluster.strip_clustering(wrapped) if strip else wrapped, report, folded, recovery)
     if data is not None and options.epochs > 0:
@@ -143,6 +159,7 @@ def cluster_model(
             batch_size=options.batch_size,
             seed=options.seed,
             stages=stages,
+            task=task,
         )
     return ClusterResult(cluster.strip_clustering(wrapped) if strip else wrapped, report, folded)
 

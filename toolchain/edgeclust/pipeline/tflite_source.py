@@ -40,13 +40,18 @@ def load_tflite_inputs(stages, options, model_path: Path, data_path: Path) -> Lo
         raise ModelFormatError(f"{model_path}: not a readable .tflite ({first_line(exc)})") from None
     interface = model_interface(model)
     input_shape, output_shape = interface.inputs[0].shape[1:], interface.outputs[0].shape
-    data = load_data_for_shapes(data_path, tuple(input_shape), int(output_shape[-1]) if output_shape else None)
+    data = load_data_for_shapes(data_path, tuple(input_shape), tuple(output_shape[1:]), options.task)
     stages.info(
         f"{model_path.name}: a .tflite ({interface.inputs[0].dtype} input, {len(tflite):,} bytes): clustering "
         f"and conversion skipped; {len(data.x_train):,} training and {len(data.x_test):,} test examples"
     )
     n = options.parity_samples
     ops = model.subgraphs[0].operators
+    from edgeclust.pipeline.task import infer_task
+
+    last = ops[-1].name if ops else ""
+    task = infer_task(tuple(output_shape[1:]), data, probabilities=last in ("SOFTMAX", "LOGISTIC"), asked=options.task)
+    stages.info(task.describe())
     return LoadedInputs(
         model=None,
         data=data,
@@ -62,6 +67,7 @@ def load_tflite_inputs(stages, options, model_path: Path, data_path: Path) -> Lo
         keras_bytes=b"",
         model_format=TFLITE_FORMAT,
         tflite=tflite,
+        task=task,
     )
 
 

@@ -1,5 +1,6 @@
-"""Fine-tuning and evaluating Keras classifiers on integer labels, with progress by callback; and fine-tuning
-a clustered model epoch by epoch until its accuracy is back within a target of the unclustered one."""
+"""Fine-tuning and evaluating Keras models for their task (pipeline/task.py: the model's own loss, or the task's
+natural one), with progress by callback; and fine-tuning a clustered model epoch by epoch until its metric is
+back within a target of the unclustered one's."""
 
 from __future__ import annotations
 
@@ -17,6 +18,34 @@ def outputs_are_probabilities(model, x: np.ndarray) -> bool:
     return bool((y >= -1e-6).all() and np.allclose(y.sum(axis=-1), 1.0, atol=1e-3))
 
 
+def last_activation(model) -> str | None:
+    """The name of the activation the model's output goes through last ("softmax", "sigmoid", "linear", ...),
+    or None when the last layer does not say."""
+    layer = model.layers[-1] if getattr(model, "layers", None) else None
+    while layer is not None and hasattr(layer, "layers") and layer.layers:  # a nested model: its last layer
+        layer = layer.layers[-1]
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", None) if activation is not None else None
+    return name if isinstance(name, str) else None
+
+
+def model_task(model, data, *, loss=None, asked: str = "auto"):
+    """The model's task (pipeline/task.py) from its output, compiled loss (`loss`, as the file stores it) and
+    `data`; `asked` (--task) overrides the inference."""
+    from edgeclust.pipeline.task import infer_task
+
+    output_shape = tuple(model.outputs[0].shape[1:])
+    activation = last_activation(model)
+    if activation in ("softmax", "sigmoid"):
+        probabilities = True
+    elif activation is not None:
+        probabilities = False
+    else:
+        y = np.asarray(model.predict(data.x_train[:32], verbose=0, batch_size=32), dtype=np.float64)
+        probabilities = bool((y >= -1e-6).all() and (y <= 1 + 1e-6).all())
+    return infer_task(output_shape, data, loss=loss, probabilities=probabilities, asked=asked)
+
+
 def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.asarray(model.predict(x, verbose=0, batch_size=batch_size))
 
@@ -26,11 +55,15 @@ def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(outputs.reshape(len(labels), -1), axis=-1) == labels))
 
 
-def _compile(model, x, learning_rate: float, from_logits: bool | None):
+def _compile(model, x, learning_rate: float, from_logits: bool | None, task=None):
     import keras
 
     if not learning_rate > 0:
         raise ConfigError(f"`learning_rate` must be > 0. Received: learning_rate={learning_rate}")
+    if task is not None:
+        loss, _ = task.loss_for_training()
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[task.training_metric()])
+        return
     if from_logits is None:
         from_logits = not outputs_are_probabilities(model, x)
     model.compile(
@@ -51,8 +84,10 @@ def finetune(
     seed: int,
     stages: Stages | None = None,
     from_logits: bool | None = None,
+    task=None,
 ):
-    """Fine-tune `model` in place with Adam and sparse categorical cross-entropy; returns the history."""
+    """Fine-tune `model` in place with Adam and the task's loss (pipeline/task.Task; None: sparse categorical
+    cross-entropy on integer labels); returns the history."""
     import keras
 
     if epochs < 0:
@@ -60,7 +95,7 @@ def finetune(
     if epochs == 0:
         return None
     keras.utils.set_random_seed(seed)
-    _compile(model, x, learning_rate, from_logits)
+    _compile(model, x, learning_rate, from_logits, task)
     callbacks = [_ProgressCallback(stages, epochs, int(np.ceil(len(x) / batch_size)))] if stages else []
     return model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
 
@@ -88,9 +123,12 @@ class _ProgressCallback:
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
+                metrics = "".join(
+                    f", {name.replace('_', ' ')} {float(value):.4f}" for name, value in logs.items() if name != "loss"
+                )
                 stages.info(
-                    f"epoch {first_epoch + epoch + 1}/{epochs}: loss {float(logs.get('loss', float('nan'))):.4f}, "
-                    f"accuracy {float(logs.get('accuracy', float('nan'))):.4f}"
+                    f"epoch {first_epoch + epoch + 1}/{epochs}: loss {float(logs.get('loss', float('nan'))):.4f}"
+                    f"{metrics}"
                 )
 
         return Callback()
@@ -98,7 +136,8 @@ class _ProgressCallback:
 
 @dataclass(frozen=True)
 class EpochAccuracy:
-    """Validation accuracy after `epoch` epochs of fine-tuning (0: as clustered), and its drop in points."""
+    """The validation metric after `epoch` epochs of fine-tuning (0: as clustered; `accuracy` holds the task's
+    metric, e.g. MSE for regression), and how much worse than the unclustered model (points, or MSE rise)."""
 
     epoch: int
     accuracy: float
@@ -116,6 +155,7 @@ class Recovery:
     curve: tuple[EpochAccuracy, ...]
     best_epoch: int
     target_met: bool
+    metric: str = "top-1 accuracy"  # what `reference_accuracy` and the curve's values measure
 
     @property
     def best(self) -> EpochAccuracy:
@@ -153,6 +193,7 @@ def finetune_to_target(
     validation_fraction: float = 0.1,
     stages: Stages | None = None,
     from_logits: bool | None = None,
+    task=None,
 ) -> Recovery:
     """Fine-tune the clustered `model` in place, one epoch at a time, until its accuracy on a validation split
     of (x, y) is at most `max_drop_points` below the unclustered `reference` model's, or `max_epochs` have run.
@@ -165,18 +206,35 @@ def finetune_to_target(
     if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 0:
         raise ConfigError(f"`max_epochs` must be an integer >= 0. Received: {max_epochs!r}")
     x_train, y_train, x_val, y_val = validation_split(x, y, validation_fraction, seed)
-    reference_accuracy = accuracy(predict(reference, x_val), y_val)
+
+    def measure(m) -> float:
+        return task.score(predict(m, x_val), y_val) if task is not None else accuracy(predict(m, x_val), y_val)
+
+    def worse(value: float) -> float:
+        return (
+            task.drop(reference_accuracy, value) if task is not None else round((reference_accuracy - value) * 100, 6)
+        )
+
+    def better(a: EpochAccuracy, b: EpochAccuracy) -> bool:
+        return a.drop_points < b.drop_points
+
+    metric = task.metric if task is not None else "top-1 accuracy"
+    reference_accuracy = measure(reference)
 
     def point(epoch: int) -> EpochAccuracy:
-        acc = accuracy(predict(model, x_val), y_val)
-        return EpochAccuracy(epoch, acc, round((reference_accuracy - acc) * 100, 6))
+        value = measure(model)
+        return EpochAccuracy(epoch, value, worse(value))
 
     def report(p: EpochAccuracy) -> None:
         if stages:
             label = "as clustered" if p.epoch == 0 else f"epoch {p.epoch}/{max_epochs}"
+            if task is None or task.classification:
+                how = f"{p.drop_points:+.2f} points below"
+            else:
+                how = f"{p.drop_points:+.6g} above"
             stages.info(
-                f"{label}: validation accuracy {p.accuracy:.4f} ({p.drop_points:+.2f} points below "
-                f"{reference_accuracy:.4f}; target {max_drop_points:g})"
+                f"{label}: validation {metric} {p.accuracy:.4f} ({how} {reference_accuracy:.4f}; "
+                f"target {max_drop_points:g})"
             )
 
     curve = [point(0)]
@@ -184,14 +242,14 @@ def finetune_to_target(
     best, kept = 0, [np.array(v) for v in model.get_weights()]
     if curve[0].drop_points > max_drop_points and max_epochs > 0:
         keras.utils.set_random_seed(seed)
-        _compile(model, x_train, learning_rate, from_logits)
+        _compile(model, x_train, learning_rate, from_logits, task)
         steps = int(np.ceil(len(x_train) / batch_size))
         for epoch in range(1, max_epochs + 1):
             callbacks = [_ProgressCallback(stages, max_epochs, steps, first_epoch=epoch - 1)] if stages else []
             model.fit(x_train, y_train, epochs=1, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
             curve.append(point(epoch))
             report(curve[-1])
-            if curve[-1].accuracy > curve[best].accuracy:
+            if better(curve[-1], curve[best]):
                 best, kept = epoch, [np.array(v) for v in model.get_weights()]
             if curve[-1].drop_points <= max_drop_points:
                 break
@@ -204,4 +262,5 @@ def finetune_to_target(
         tuple(curve),
         best,
         curve[best].drop_points <= max_drop_points,
+        metric,
     )
