@@ -209,35 +209,14 @@ def tflm_row(board, model: DigitsModel, work: Path, tflm_root: str) -> Row:
 
 def _write_tflm_project(board, model: DigitsModel, folder: Path) -> None:
     """The TFLM backend's project files for `board` in `folder`."""
-    try:
-        from edgeclust.backends.tflm import TflmBackend
-    except ImportError:  # a tree from before the Backend protocol: codegen.project renders the TFLM project
-        from edgeclust import resources
-        from edgeclust.codegen import project
-        from edgeclust.pipeline.firmware import codegen_interface
-        from edgeclust.tflite import flatbuffer, parity
-
-        cases = [project.SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
-        project.render_project(
-            model_data=model.tflite,
-            op_names=flatbuffer.read_model(model.tflite).op_names,
-            board=board,
-            interface=codegen_interface(model.tflite),
-            self_test=cases,
-            arena_bytes=parity.tflm_arena_bytes(model.tflite),
-            out_dir=folder,
-            templates_dir=resources.templates_dir(),
-            force=True,
-        )
-        return
     from edgeclust.backends.base import SelfTestCase
+    from edgeclust.backends.tflm import TflmBackend
+    from edgeclust.device.build import write_project
 
     backend = TflmBackend()
     lowered = backend.lower(model.tflite, ())
     cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
-    for name, data in backend.render(lowered, board, cases).items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
+    write_project(backend.render(lowered, board, cases), folder)
 
 
 def _result(lines, status: int) -> str:

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from edgeclust.backends.tflm import render, resolver
+from edgeclust.backends.tflm.arena import tflm_arena
 from edgeclust.codegen import board as board_mod
 from edgeclust.codegen import project
 from edgeclust.device import build as device_build
@@ -89,7 +90,7 @@ def measure_profile(
         board=roomy,
         interface=interface,
         self_test=[],
-        arena_bytes=16,
+        arena=tflm_arena(16),
         templates_dir=templates_dir,
     )
     project.write_files(proj, files, force=True)

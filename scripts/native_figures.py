@@ -102,6 +102,7 @@ def host_times(backend, lowered, tflite, x) -> tuple[float, float]:
 
 
 def tflm_budgets(tflite: bytes, board, bits: int):
+    from edgeclust.backends.tflm.arena import tflm_arena
     from edgeclust.backends.tflm.lut import lut_compress
     from edgeclust.backends.tflm.price import check_budget
     from edgeclust.pipeline.layouts import weight_layouts
@@ -110,15 +111,14 @@ def tflm_budgets(tflite: bytes, board, bits: int):
 
     ops = read_model(tflite).op_names
     arena = tflm_arena_bytes(tflite)
-    int8 = check_budget(board, model_bytes=len(tflite), op_names=ops, arena_bytes=arena)
+    int8 = check_budget(board, model_bytes=len(tflite), op_names=ops, arena=tflm_arena(arena))
     lut = lut_compress(tflite, weight_layouts(tflite), max_index_bits=min(bits, 7))
     lut_arena = tflm_arena_bytes(lut.model, alt_decompression_bytes=lut.decoded_bytes)
     lut_budget = check_budget(
         board,
         model_bytes=len(lut.model),
         op_names=read_model(lut.model).op_names,
-        arena_bytes=lut_arena,
-        decoded_bytes=lut.decoded_bytes,
+        arena=tflm_arena(lut_arena + lut.decoded_bytes, decoded=lut.decoded_bytes),
     )
     return arena, int8, lut_budget
 

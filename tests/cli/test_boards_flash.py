@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeclust.backends.tflm.arena import tflm_arena
+
 BOARD_IDS = [
     "arduino_nano33_ble",
     "esp32s3_devkitc",
@@ -38,7 +40,7 @@ def _project(out: Path, board_id: str = "qemu_mps2_an386") -> Path:
         board=board.load_board(board_id, resources.boards_dir()),
         interface=render.ModelInterface(inputs=(spec,), outputs=(spec,)),
         self_test=[],
-        arena_bytes=512,
+        arena=tflm_arena(512),
         templates_dir=resources.templates_dir(),
     )
     project.write_files(out, files)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeclust.backends.tflm.arena import tflm_arena
+
 
 def _disco_project(out: Path) -> Path:
     """The STM32F746G-DISCO project around a synthetic model, with a flash command that only leaves a mark."""
@@ -31,7 +33,7 @@ def _disco_project(out: Path) -> Path:
             board=board.load_board("stm32f746g_disco", resources.boards_dir()),
             interface=render.ModelInterface(inputs=(spec,), outputs=(spec,)),
             self_test=[],
-            arena_bytes=512,
+            arena=tflm_arena(512),
             templates_dir=resources.templates_dir(),
         ),
     )
@@ -121,7 +123,7 @@ def test_flash_runs_a_uart_console_board_under_qemu_and_stops_at_its_exit_line(r
             board=board.load_board("qemu_netduinoplus2", resources.boards_dir()),
             interface=render.ModelInterface(inputs=(spec,), outputs=(spec,)),
             self_test=[],
-            arena_bytes=512,
+            arena=tflm_arena(512),
             templates_dir=resources.templates_dir(),
         ),
     )

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeclust.backends.tflm.arena import tflm_arena
+
 CROSS_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
 
 
@@ -80,7 +82,7 @@ def make_project(tiny_model, boards_dir, templates_dir):
             board=board.load_board(board_id, boards_dir),
             interface=tiny_model.interface,
             self_test=tiny_model.cases,
-            arena_bytes=tiny_model.arena,
+            arena=tflm_arena(tiny_model.arena),
             templates_dir=templates_dir,
         )
         kwargs.update(overrides)

@@ -10,6 +10,7 @@ import pytest
 
 from edgeclust.backends.tflm import price as budget_mod
 from edgeclust.backends.tflm import resolver
+from edgeclust.backends.tflm.arena import tflm_arena
 from edgeclust.codegen import board as board_mod
 from edgeclust.errors import BudgetError, CodegenError
 
@@ -42,7 +43,7 @@ def test_the_numbers_add_up(lm3s, table):
         lm3s,
         model_bytes=100_000,
         op_names=["CONV_2D", "FULLY_CONNECTED", "SOFTMAX"],
-        arena_bytes=10_000,
+        arena=tflm_arena(10_000),
         sizes_file=table,
     )
     assert b.runtime_parts == {"core": 50_000, "conv": 7_000, "fully_connected": 3_000, "softmax": 2_000}
@@ -64,8 +65,7 @@ def test_lut_models_pay_for_decode_and_the_decoded_weights(lm3s, table):
         lm3s,
         model_bytes=50_000,
         op_names=["CONV_2D", "TFLM_DECODE"],
-        arena_bytes=4_000,
-        decoded_bytes=20_000,
+        arena=tflm_arena(24_000, decoded=20_000),
         sizes_file=table,
     )
     assert b.runtime_parts["decode"] == 9_000 and b.decoded == 20_000
@@ -74,12 +74,14 @@ def test_lut_models_pay_for_decode_and_the_decoded_weights(lm3s, table):
 
 
 def test_a_family_missing_from_the_table_is_priced_at_its_largest_entry(lm3s, table):
-    b = budget_mod.check_budget(lm3s, model_bytes=1, op_names=["TANH"], arena_bytes=16, sizes_file=table)
+    b = budget_mod.check_budget(lm3s, model_bytes=1, op_names=["TANH"], arena=tflm_arena(16), sizes_file=table)
     assert b.runtime_parts["tanh"] == 9_000 and b.estimated_families == ("tanh",)
 
 
 def test_over_budget_is_one_line_with_the_numbers_and_the_options(lm3s, table):
-    b = budget_mod.check_budget(lm3s, model_bytes=1_200_000, op_names=["CONV_2D"], arena_bytes=70_000, sizes_file=table)
+    b = budget_mod.check_budget(
+        lm3s, model_bytes=1_200_000, op_names=["CONV_2D"], arena=tflm_arena(70_000), sizes_file=table
+    )
     assert not b.fits and not b.flash_fits and not b.ram_fits
     with pytest.raises(BudgetError) as info:
         budget_mod.raise_over_budget(b)
@@ -102,9 +104,9 @@ def test_over_budget_is_one_line_with_the_numbers_and_the_options(lm3s, table):
 
 def test_bad_numbers_and_unknown_ops_are_refused(lm3s, table):
     with pytest.raises(CodegenError, match="model_bytes"):
-        budget_mod.check_budget(lm3s, model_bytes=-1, op_names=[], arena_bytes=0, sizes_file=table)
+        budget_mod.check_budget(lm3s, model_bytes=-1, op_names=[], arena=tflm_arena(0), sizes_file=table)
     with pytest.raises(CodegenError, match="FANCY_OP"):
-        budget_mod.check_budget(lm3s, model_bytes=1, op_names=["FANCY_OP"], arena_bytes=0, sizes_file=table)
+        budget_mod.check_budget(lm3s, model_bytes=1, op_names=["FANCY_OP"], arena=tflm_arena(0), sizes_file=table)
 
 
 def test_the_shipped_table_prices_every_op_for_every_board(boards_dir):
@@ -133,12 +135,18 @@ def test_the_mnist_cnn_is_refused_on_the_lm3s6965_and_fits_the_mps2(boards_dir):
     )
     ops = flatbuffer.read_model(model).op_names
     small = budget_mod.check_budget(
-        board_mod.load_board("qemu_lm3s6965evb", boards_dir), model_bytes=len(model), op_names=ops, arena_bytes=40_000
+        board_mod.load_board("qemu_lm3s6965evb", boards_dir),
+        model_bytes=len(model),
+        op_names=ops,
+        arena=tflm_arena(40_000),
     )
     with pytest.raises(BudgetError, match=r"flash [\d,]+ of 262,144 bytes"):
         budget_mod.raise_over_budget(small)
     big = budget_mod.check_budget(
-        board_mod.load_board("qemu_mps2_an386", boards_dir), model_bytes=len(model), op_names=ops, arena_bytes=40_000
+        board_mod.load_board("qemu_mps2_an386", boards_dir),
+        model_bytes=len(model),
+        op_names=ops,
+        arena=tflm_arena(40_000),
     )
     assert big.fits and big.flash_used == len(model) + big.runtime
 
@@ -154,14 +162,14 @@ def test_profiles_without_a_measurement_are_priced_from_a_measured_one_and_say_s
         source = table[table[profile]["estimated_from"]]
         assert table[profile]["families"] == source["families"] and table[profile]["core_flash"] == source["core_flash"]
     an500 = board_mod.load_board("qemu_mps2_an500", boards_dir)
-    b = budget_mod.check_budget(an500, model_bytes=1000, op_names=["FULLY_CONNECTED"], arena_bytes=1000)
+    b = budget_mod.check_budget(an500, model_bytes=1000, op_names=["FULLY_CONNECTED"], arena=tflm_arena(1000))
     assert not b.runtime_measured and "TFLM runtime" in budget_mod.budget_line(b)
     assert "estimated for cortex-m7" in budget_mod.budget_line(b)
     an386 = budget_mod.check_budget(
         board_mod.load_board("qemu_mps2_an386", boards_dir),
         model_bytes=1000,
         op_names=["FULLY_CONNECTED"],
-        arena_bytes=1000,
+        arena=tflm_arena(1000),
     )
     assert an386.runtime_measured and "estimated" not in budget_mod.budget_line(an386)
 
@@ -170,7 +178,7 @@ def test_an_estimate_from_a_profile_that_is_not_measured_is_refused(tmp_path, lm
     path = tmp_path / "sizes.toml"
     path.write_text(TABLE + '[profiles."cortex-m0"]\nestimated_from = "cortex-m7"\n')
     with pytest.raises(CodegenError, match="'cortex-m0' is estimated from 'cortex-m7', which is not a measured"):
-        budget_mod.check_budget(lm3s, model_bytes=1, op_names=[], arena_bytes=1, sizes_file=path)
+        budget_mod.check_budget(lm3s, model_bytes=1, op_names=[], arena=tflm_arena(1), sizes_file=path)
 
 
 def test_on_the_microbit_the_digits_model_fits_and_the_mnist_cnn_is_refused_for_its_16_kib_ram(boards_dir, tiny_model):
@@ -180,7 +188,7 @@ def test_on_the_microbit_the_digits_model_fits_and_the_mnist_cnn_is_refused_for_
 
     microbit = board_mod.load_board("qemu_microbit", boards_dir)
     digits = budget_mod.check_budget(
-        microbit, model_bytes=len(tiny_model.tflite), op_names=tiny_model.op_names, arena_bytes=tiny_model.arena
+        microbit, model_bytes=len(tiny_model.tflite), op_names=tiny_model.op_names, arena=tflm_arena(tiny_model.arena)
     )
     assert digits.fits and digits.ram_used <= 16 * 1024
     mnist = to_tflite(
@@ -193,7 +201,7 @@ def test_on_the_microbit_the_digits_model_fits_and_the_mnist_cnn_is_refused_for_
         microbit,
         model_bytes=len(mnist),
         op_names=flatbuffer.read_model(mnist).op_names,
-        arena_bytes=parity.tflm_arena_bytes(mnist),
+        arena=tflm_arena(parity.tflm_arena_bytes(mnist)),
     )
     assert not b.ram_fits and b.arena > 16 * 1024
     with pytest.raises(BudgetError) as info:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from edgeclust.backends.tflm import render, resolver
+from edgeclust.backends.tflm.arena import tflm_arena
 from edgeclust.codegen import board as board_mod
 from edgeclust.codegen import carray, project
 from edgeclust.errors import BoardError, CodegenError, InputError
@@ -69,7 +70,7 @@ def test_a_project_for_every_board(board_id, make_project, tiny_model, tmp_path)
 
 
 def test_the_settings_hold_the_interface_and_arena(make_project, tiny_model, tmp_path):
-    make_project("qemu_mps2_an386", tmp_path / "p", arena_margin=0.5)
+    make_project("qemu_mps2_an386", tmp_path / "p", arena=tflm_arena(tiny_model.arena, margin=0.5))
     settings = (tmp_path / "p" / "model_settings.h").read_text()
     tin, tout = tiny_model.interface.inputs[0], tiny_model.interface.outputs[0]
     assert f"constexpr int kInputShape[kInputDims] = {{{', '.join(map(str, tin.shape))}}};" in settings
@@ -94,8 +95,8 @@ def test_the_self_test_holds_the_cases_inputs_and_host_outputs(make_project, tin
     assert "constexpr int kSelfTestCases = 3;" in (tmp_path / "p" / "self_test_data.h").read_text()
 
 
-def test_a_lut_compressed_model_registers_decode(make_project, tmp_path):
-    make_project("qemu_mps2_an386", tmp_path / "p", compressed=True, decoded_bytes=1000)
+def test_a_lut_compressed_model_registers_decode(make_project, tiny_model, tmp_path):
+    make_project("qemu_mps2_an386", tmp_path / "p", compressed=True, arena=tflm_arena(tiny_model.arena, decoded=1000))
     assert "resolver.AddDecode()" in (tmp_path / "p" / "op_resolver.h").read_text()
     # TFLM's DECODE op needs no USE_TFLM_COMPRESSION build (measured: bit-identical on QEMU without it)
     assert "USE_TFLM_COMPRESSION" not in (tmp_path / "p" / "Makefile").read_text()
@@ -119,7 +120,8 @@ def test_an_unknown_op_is_refused_and_nothing_is_written(make_project, tiny_mode
     "overrides, message",
     [
         ({"model_data": b"not a model at all"}, "TFL3"),
-        ({"arena_bytes": 0}, "arena_bytes"),
+        ({"arena": tflm_arena(0)}, "arena"),
+        ({"arena": 4096}, "TflmArena"),
         ({"model_symbol": "int"}, "keyword"),
         ({"self_test": "bad dtype"}, "dtype"),
         ({"self_test": "bad size"}, "values"),
@@ -180,7 +182,7 @@ def _golden_inputs():
         op_names=["FULLY_CONNECTED", "SOFTMAX", "RESHAPE"],
         interface=interface,
         self_test=cases,
-        arena_bytes=1000,
+        arena=tflm_arena(1000),
     )
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeclust.backends.tflm.arena import tflm_arena
+
 CROSS_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
 
 
@@ -50,7 +52,7 @@ def synthetic_project(boards_dir):
                 board=board.load_board(board_id, boards_dir),
                 interface=tflm_render.ModelInterface(inputs=(spec,), outputs=(spec,)),
                 self_test=[],
-                arena_bytes=512,
+                arena=tflm_arena(512),
                 templates_dir=resources.templates_dir(),
             ),
         )

@@ -86,16 +86,9 @@ class TflmBackend:
         (that needs a TFLM tree), so `files` is not read."""
         from edgeclust.backends.tflm.price import check_budget, to_cost
 
-        arena = lowered.details.arena
-        budget = check_budget(
-            board,
-            model_bytes=len(lowered.model),
-            op_names=lowered.op_names,
-            arena_bytes=arena.plain,
-            decoded_bytes=arena.decoded,
-            arena_margin=arena.margin,
+        return to_cost(
+            check_budget(board, model_bytes=len(lowered.model), op_names=lowered.op_names, arena=lowered.details.arena)
         )
-        return to_cost(budget)
 
     def render(self, lowered: Lowered, board: BoardSpec, cases: Sequence[SelfTestCase]) -> dict[str, bytes]:
         """The TFLM project's files for `board` (render.py)."""
@@ -103,16 +96,13 @@ class TflmBackend:
         from edgeclust.backends.tflm.render import render_files
         from edgeclust.tflite.inspect import DECODE_OP
 
-        arena = lowered.details.arena
         return render_files(
             model_data=lowered.model,
             op_names=lowered.op_names,
             board=board,
             interface=lowered.interface,
             self_test=list(cases),
-            arena_bytes=arena.measured,
-            decoded_bytes=arena.decoded,
-            arena_margin=arena.margin,
+            arena=lowered.details.arena,
             templates_dir=self.templates_dir or resources.templates_dir(),
             compressed=DECODE_OP in lowered.op_names,
         )

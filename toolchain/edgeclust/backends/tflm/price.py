@@ -15,7 +15,7 @@ from pathlib import Path
 from edgeclust.align import align
 from edgeclust.backends.base import Cost
 from edgeclust.backends.tflm import resolver
-from edgeclust.backends.tflm.arena import ARENA_MARGIN, tflm_arena
+from edgeclust.backends.tflm.arena import TflmArena
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.errors import CodegenError
 
@@ -45,7 +45,7 @@ class Budget:
     stack: int = 0
     heap: int = 0
     runtime_ram: int = 0  # .data + .bss of the runtime, the arena aside
-    arena_margin: float = ARENA_MARGIN
+    arena_margin: float = 0.0
     runtime_profile: str = ""
     estimated_families: tuple[str, ...] = ()  # op families the table lacks, priced at its largest entry
     runtime_measured: bool = True  # False: the profile's row is an estimate (runtime_sizes.toml `estimated_from`)
@@ -56,23 +56,22 @@ def check_budget(
     *,
     model_bytes: int,
     op_names,
-    arena_bytes: int,
-    decoded_bytes: int = 0,
+    arena: TflmArena,
     stack_bytes: int | None = None,
-    arena_margin: float = ARENA_MARGIN,
     sizes_file: str | Path | None = None,
 ) -> Budget:
-    """Price the model on `board`. `arena_bytes` is the measured arena without the decoded LUT weights,
-    `decoded_bytes` those weights (0 unless LUT-compressed); `stack_bytes` defaults to the board's."""
-    for name, value in (("model_bytes", model_bytes), ("arena_bytes", arena_bytes), ("decoded_bytes", decoded_bytes)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise CodegenError(f"`{name}` must be an integer >= 0. Received: {value!r}")
+    """Price the model on `board`: `arena` is the tensor arena lower() decided (arena.tflm_arena, with its
+    decoded LUT weights and margin; the firmware reserves `arena.reserved`); `stack_bytes` defaults to the
+    board's."""
+    if not isinstance(model_bytes, int) or isinstance(model_bytes, bool) or model_bytes < 0:
+        raise CodegenError(f"`model_bytes` must be an integer >= 0. Received: {model_bytes!r}")
+    if not isinstance(arena, TflmArena):
+        raise CodegenError(f"`arena` must be a TflmArena (backends/tflm/arena.py). Received: {arena!r}")
     stack = board.stack_bytes if stack_bytes is None else int(stack_bytes)
-    compressed = decoded_bytes > 0 or resolver.DECODE_OP in set(op_names)
+    compressed = arena.decoded > 0 or resolver.DECODE_OP in set(op_names)
     parts, estimated = _runtime_parts(board, op_names, compressed, sizes_file)
     profile = runtime_table(sizes_file)["profiles"][board.runtime_profile]
-    arena = tflm_arena(arena_bytes + decoded_bytes, decoded=decoded_bytes, margin=arena_margin)
-    decoded = align(decoded_bytes)
+    decoded = align(arena.decoded)
     runtime = sum(parts.values())
     runtime_ram = int(profile["core_ram"])
     flash_used = model_bytes + runtime
@@ -97,7 +96,7 @@ def check_budget(
         stack=stack,
         heap=board.heap_bytes,
         runtime_ram=runtime_ram,
-        arena_margin=arena_margin,
+        arena_margin=arena.margin,
         runtime_profile=board.runtime_profile,
         estimated_families=tuple(estimated),
         runtime_measured=bool(profile.get("measured", True)),

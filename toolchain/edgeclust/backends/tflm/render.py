@@ -15,7 +15,7 @@ import numpy as np
 
 from edgeclust.backends.base import ModelInterface, SelfTestCase, TensorSpec
 from edgeclust.backends.tflm import resolver
-from edgeclust.backends.tflm.arena import ARENA_MARGIN, tflm_arena
+from edgeclust.backends.tflm.arena import TflmArena
 from edgeclust.codegen import carray
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.codegen.project import PROJECT_FILE, project_json
@@ -43,24 +43,20 @@ def render_files(
     board: BoardSpec,
     interface: ModelInterface,
     self_test: list[SelfTestCase],
-    arena_bytes: int,
+    arena: TflmArena,
     templates_dir,
     compressed: bool = False,
-    arena_margin: float = ARENA_MARGIN,
-    decoded_bytes: int = 0,
     model_symbol: str = "g_model",
 ) -> dict[str, bytes]:
     """The project's files as {relative path: bytes}, sorted by path.
 
-    `arena_bytes` is the arena TFLM's host interpreter needed (decoded LUT weights included, `decoded_bytes`
-    of it); the firmware reserves what arena.tflm_arena makes of them with `arena_margin`.
+    `arena` is the tensor arena lower() decided (arena.tflm_arena): the firmware reserves `arena.reserved`.
     """
     model_data = bytes(model_data)
     _check_model(model_data)
     carray.check_identifier(model_symbol)
-    if not isinstance(arena_bytes, int) or isinstance(arena_bytes, bool) or arena_bytes <= 0:
-        raise CodegenError(f"`arena_bytes` must be an integer > 0. Received: {arena_bytes!r}")
-    arena = tflm_arena(arena_bytes, decoded=decoded_bytes, margin=arena_margin)
+    if not isinstance(arena, TflmArena) or arena.reserved <= 0:
+        raise CodegenError(f"`arena` must be a TflmArena of more than 0 bytes (arena.tflm_arena). Received: {arena!r}")
     op_names = sorted(set(op_names))
     calls = resolver.resolver_calls(op_names, compressed=compressed)
     if len(interface.inputs) != 1 or len(interface.outputs) != 1:
