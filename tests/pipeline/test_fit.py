@@ -161,3 +161,15 @@ def test_two_processes_choose_the_same_counts(digits_inputs):
     ]
     assert all(run.returncode == 0 for run in runs), runs[0].stderr[-2000:]
     assert runs[0].stdout == runs[1].stdout and "dense1=" in runs[0].stdout
+
+
+def test_max_drop_out_of_reach_names_the_flash_budget_and_writes_nothing(digits_inputs, tmp_path):
+    model, data = digits_inputs
+    # 5,000 bytes leaves about 1-2 bits a weight; one epoch cannot bring validation back to the float model's
+    cluster = ClusterOptions(clusters=16, learning_rate=1e-4, seed=0, max_drop=0.0, max_epochs=1)
+    options = BuildOptions(
+        board="qemu_mps2_an386", out_dir=tmp_path / "out", cluster=cluster, backend="native", parity_samples=40
+    )
+    with pytest.raises(BudgetError, match=r"the flash budget binds: .* over --max-drop 0;"):
+        edgeclust.fit_to_board(model, data, options, flash_budget=5_000)
+    assert not (tmp_path / "out").exists()
