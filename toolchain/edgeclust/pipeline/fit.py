@@ -98,7 +98,9 @@ class FitPlan:
             "budget_bytes": self.budget_bytes,
             "budget_source": self.budget_source,
             "layer_rules": list(self.rules),
-            "command_line": " ".join(f"--layer '{rule}'" for rule in self.rules),
+            "command_line": " ".join(f"--layer '{rule}'" for rule in self.rules)
+            if any(n for _, n in self.counts)
+            else "--clusters 0",
             "flash_bytes_estimated": self.flash_bytes,
             "validation": {
                 "examples": self.validation_size,
@@ -142,6 +144,7 @@ class FitPlan:
             f"chosen: {' '.join(self.rules)}: {self.flash_bytes:,} bytes; validation before fine-tuning "
             f"{self.estimated_accuracy * 100:.2f}% estimated, {self.measured_accuracy * 100:.2f}% measured"
         )
+        lines.append(f"the same build without --fit: {self.as_report()['command_line']}")
         return lines
 
 
