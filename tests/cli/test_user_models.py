@@ -99,3 +99,50 @@ def test_nothing_to_cluster_skips_fine_tuning_with_a_line(tmp_path, digits):
     lines = [e.detail for e in events if e.kind == "info"]
     assert any("fine-tuning skipped" in line for line in lines), lines
     np.testing.assert_array_equal(result.model.get_layer("tiny").kernel.numpy(), model.get_layer("tiny").kernel.numpy())
+
+
+@pytest.fixture(scope="module")
+def normalized(tmp_path_factory, digits):
+    """A model that starts with an adapted Normalization layer (mean and variance: statistics, not weights)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    norm = keras.layers.Normalization(name="norm")
+    norm.adapt(digits.x_train[:200])
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), norm, keras.layers.Flatten(), keras.layers.Dense(10, name="classifier")]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(digits.x_train, digits.y_train, epochs=1, verbose=0)
+    folder = tmp_path_factory.mktemp("normalized")
+    model.save(folder / "model.keras")
+    edata.save_npz(folder / "d.npz", digits.subset(train=300, test=30))
+    return folder
+
+
+def test_normalization_statistics_are_left_as_they_are_with_one_line(run_cli, normalized, tmp_path):
+    out = tmp_path / "out"
+    result = _build(run_cli, normalized / "model.keras", normalized / "d.npz", out)
+    report = json.loads((out / "report.json").read_text())
+    assert [w["layer"] for w in report["clustering"]["clustered"]] == ["classifier"]
+    assert [s["layer"] for s in report["clustering"]["skipped"]] == ["norm"]
+    assert sum("norm: holds statistics" in line for line in result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_asking_for_a_layer_that_cannot_be_clustered_is_one_error(run_cli, assert_one_line_error, normalized, tmp_path):
+    result = run_cli(
+        [
+            "build",
+            normalized / "model.keras",
+            "--board",
+            BOARD,
+            "--data",
+            normalized / "d.npz",
+            "--out",
+            tmp_path / "o",
+            "--layer",
+            "norm=8",
+            "-q",
+        ]
+    )
+    assert_one_line_error(result, 1, "'norm' (Normalization) was asked for with norm=8", "statistics")

@@ -181,8 +181,15 @@ class Subclassed(keras.Model):
 def test_errors_say_what_and_how_to_fix():
     unknown = keras.Sequential([keras.Input((3,)), Mystery(name="mystery")])
     with pytest.raises(UnsupportedLayerError, match=r"'mystery' of class Mystery.*ClusterableLayer") as info:
-        cluster.cluster_weights(unknown, 2)
+        cluster.cluster_weights(unknown.get_layer("mystery"), 2)(np.zeros((1, 3), np.float32))
     assert isinstance(info.value, ValueError)
+    # in a whole model, an unknown class is left as it is (reported), unless asked for by name
+    report = cluster.clustering_report(cluster.cluster_weights(unknown, 2))
+    assert [(s.layer_name, "Mystery is a class edgeclust does not know" in s.reason) for s in report.skipped] == [
+        ("mystery", True)
+    ]
+    with pytest.raises(UnsupportedLayerError, match=r"'mystery' \(Mystery\) was asked for with mystery=4"):
+        cluster.cluster_weights(unknown, 2, layer_clusters={"mystery": 4})
     sub = Subclassed()
     sub(np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match="Sequential or Functional.*one by one"):
@@ -224,3 +231,18 @@ def test_masks_flow_through_wrapped_embedding_and_lstm():
     x = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 0, 0, 0, 0]], "int32")
     np.testing.assert_allclose(wrapped(x), wrapped(x[:, :3]), rtol=1e-6)  # padding is masked out
     np.testing.assert_allclose(cluster.strip_clustering(wrapped)(x), wrapped(x), rtol=1e-6)
+
+
+def test_statistics_are_not_weights_to_cluster():
+    """Normalization's adapted mean and variance (non-trainable) are left as they are, with a reason."""
+    norm = keras.layers.Normalization(name="norm")
+    norm.adapt(np.random.default_rng(0).normal(3.0, 2.0, (64, 8)).astype(np.float32))
+    model = keras.Sequential([keras.Input((8,)), norm, keras.layers.Dense(32, name="dense")])
+    wrapped = cluster.cluster_weights(model, 4, seed=0)
+    report = cluster.clustering_report(wrapped)
+    assert [w.layer_name for w in report.clustered] == ["dense"]
+    assert [(s.layer_name, "statistics" in s.reason) for s in report.skipped] == [("norm", True)]
+    stripped = cluster.strip_clustering(wrapped)
+    np.testing.assert_array_equal(stripped.get_layer("norm").mean.numpy(), norm.mean.numpy())
+    with pytest.raises(UnsupportedLayerError, match="'norm' .*asked for.*statistics"):
+        cluster.cluster_weights(model, 4, layer_clusters={"norm": 8})

@@ -7,6 +7,7 @@ its layers (same names, same weights), so the original model stays usable.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import dataclasses
 import warnings
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from edgeclust.cluster.clusterable import skip_reason, weight_specs
+from edgeclust.cluster.clusterable import model_weight_specs, skip_reason, weight_specs
 from edgeclust.cluster.config import CentroidInitialization, ClusteringConfig, GradientAggregation
 from edgeclust.cluster.layer_counts import UNCLUSTERED, resolve_layer_counts
 from edgeclust.cluster.wrapper import ClusterWeights, UnchangedWeight, unchanged_reason
@@ -69,7 +70,7 @@ def plan(model) -> list[PlannedLayer]:
             raise UnsupportedLayerError(
                 f"Layer {layer.name!r} is already clustered; strip_clustering(model) before clustering again"
             )
-        specs = weight_specs(layer)
+        specs = model_weight_specs(layer)
         if specs:
             out.append(PlannedLayer(layer.name, type(layer).__name__, tuple(s.name for s in specs)))
         elif layer.weights:
@@ -114,6 +115,8 @@ def copy_layer(layer, weights=None):
         if build_config:
             clone.build_from_config(build_config)
         clone.set_weights(layer.get_weights() if weights is None else weights)
+        if callable(getattr(clone, "finalize_state", None)):
+            clone.finalize_state()  # Normalization computes its mean and variance from the adapted statistics
     return clone
 
 
@@ -151,13 +154,14 @@ def cluster_weights(
         return [cluster_weights(layer, **arguments) for layer in to_cluster]
     if isinstance(to_cluster, keras.Model):
         planned = plan(to_cluster)  # raises before anything is built
+        _refuse_asked_for_skipped(planned, layer_clusters)
         counts = resolve_layer_counts(
             [p.layer_name for p in planned if p.weights], config.number_of_clusters, layer_clusters
         )
 
         def wrap(layer):
             clone = copy_layer(layer)
-            if not weight_specs(layer):
+            if not model_weight_specs(layer):
                 return clone
             k = counts.get(layer.name, config.number_of_clusters)
             if k == UNCLUSTERED:
@@ -180,6 +184,23 @@ def cluster_weights(
         "`to_cluster` must be a keras Layer, a list of layers, or a Sequential/Functional model. "
         f"Received: {type(to_cluster).__name__}"
     )
+
+
+def _refuse_asked_for_skipped(planned: list[PlannedLayer], layer_clusters) -> None:
+    """A layer left unclustered (statistics, an unknown class) is only an error when asked for by name (or by a
+    glob that names no clusterable layer)."""
+    clusterable = [p.layer_name for p in planned if p.weights]
+    for pattern, n in (layer_clusters or {}).items():
+        if n == 0:
+            continue
+        for p in planned:
+            if p.weights or not fnmatch.fnmatchcase(p.layer_name, pattern):
+                continue
+            if p.layer_name == pattern or not any(fnmatch.fnmatchcase(name, pattern) for name in clusterable):
+                raise UnsupportedLayerError(
+                    f"layer {p.layer_name!r} ({p.layer_class}) was asked for with {pattern}={n} but cannot be "
+                    f"clustered: {p.reason}; leave it out of --layer (layer_clusters), or give it N=0"
+                )
 
 
 def _wrap_or_leave(layer, arguments: dict, notes: list[str]):

@@ -110,7 +110,7 @@ def _cell_specs(cell, owner_name: str) -> list[WeightSpec]:
         ]
     if isinstance(cell, ClusterableLayer):
         return _user_specs(cell)
-    raise UnsupportedLayerError(
+    raise UnknownWeightsError(
         f"Layer {owner_name!r} uses the RNN cell {type(cell).__name__}, which edgeclust cannot cluster. "
         "Use SimpleRNNCell/LSTMCell/GRUCell, or make the cell implement "
         "edgeclust.cluster.ClusterableLayer (get_clusterable_weights)"
@@ -157,20 +157,44 @@ def weight_specs(layer) -> list[WeightSpec]:
         return [WeightSpec((), "_kernel", "kernel", (-1,))]
     if isinstance(layer, L.Embedding):
         return [WeightSpec((), "_embeddings", "embeddings", (-1,))]
-    if isinstance(layer, NEVER_CLUSTERED) or not layer.weights:
-        return []
-    raise UnsupportedLayerError(
+    if isinstance(layer, NEVER_CLUSTERED) or not layer.weights or not layer.trainable_weights:
+        return []  # normalisation, or only statistics (Normalization's adapted mean and variance): never clustered
+    raise UnknownWeightsError(
         f"Layer {layer.name!r} of class {type(layer).__name__} has weights that edgeclust does not know how to "
         "cluster. Make the class implement edgeclust.cluster.ClusterableLayer (get_clusterable_weights), "
         "or leave this layer out of the list of layers to cluster"
     )
 
 
+class UnknownWeightsError(UnsupportedLayerError):
+    """A layer with trainable weights of a class edgeclust does not know (and that does not say which of its
+    weights are kernels). Clustering a whole model leaves such a layer as it is; wrapping it alone refuses it."""
+
+
 def skip_reason(layer) -> str:
     """Why a layer with weights is not clustered (for the report)."""
     if isinstance(layer, NEVER_CLUSTERED):
         return f"{type(layer).__name__} weights are never clustered"
+    if layer.weights and not layer.trainable_weights:
+        names = ", ".join(w.name for w in layer.weights)
+        return f"holds statistics, not trainable weights ({names}): left as they are"
+    try:
+        weight_specs(layer)
+    except UnknownWeightsError:
+        return (
+            f"{type(layer).__name__} is a class edgeclust does not know: its weights are left unclustered "
+            "(implement edgeclust.cluster.ClusterableLayer to cluster them)"
+        )
     return "no clusterable weights"
+
+
+def model_weight_specs(layer) -> list[WeightSpec]:
+    """weight_specs(layer) for a layer met while clustering a whole model: [] for a layer of an unknown class
+    (left unclustered, and reported), where weight_specs refuses it."""
+    try:
+        return weight_specs(layer)
+    except UnknownWeightsError:
+        return []
 
 
 @contextlib.contextmanager
