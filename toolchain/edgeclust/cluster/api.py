@@ -7,8 +7,8 @@ its layers (same names, same weights), so the original model stays usable.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import dataclasses
+import fnmatch
 import warnings
 from dataclasses import dataclass
 
