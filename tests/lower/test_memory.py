@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgeclust.align import align
 from edgeclust.errors import CodegenError
 from edgeclust.lower.memory import (
     BufferUse,
     MemoryPlan,
-    align_up,
     check_plan,
     greedy_tflm,
     lower_bound,
@@ -96,7 +96,7 @@ def test_plan_is_deterministic(buffers):
 
 def brute_force_arena(buffers: list[BufferUse], alignment: int) -> int:
     """The optimum by trying every aligned offset of every buffer (no aliases): an oracle for tiny graphs."""
-    sizes = [align_up(b.size, alignment) for b in buffers]
+    sizes = [align(b.size, alignment) for b in buffers]
     top = sum(sizes)
     best = top
     ranges = [range(0, top - s + 1, alignment) for s in sizes]

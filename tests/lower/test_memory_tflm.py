@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeclust.lower.memory import BufferUse, align_up, greedy_tflm, plan
+from edgeclust.align import align
+from edgeclust.lower.memory import BufferUse, greedy_tflm, plan
 
 pytestmark = pytest.mark.tflm_tree
 
@@ -100,7 +101,7 @@ def run_tflm(exe: Path, graphs: list[list[BufferUse]], alignment: int) -> list[t
     lines = [str(len(graphs))]
     for buffers in graphs:
         lines.append(str(len(buffers)))
-        lines += [f"{align_up(b.size, alignment)} {b.first} {b.last}" for b in buffers]
+        lines += [f"{align(b.size, alignment)} {b.first} {b.last}" for b in buffers]
     out = subprocess.run(
         [str(exe)],
         input="\n".join(lines) + "\n",

@@ -129,7 +129,7 @@ def test_clusters_given_checks_the_tflite_against_n(edgeclust_tflite, small_data
     options = BuildOptions(
         board=BOARD,
         out_dir=tmp_path / "out",
-        cluster=ClusterOptions(clusters=8, epochs=0),
+        cluster=ClusterOptions(clusters=8),
         backend="native",
         parity_samples=20,
     )
@@ -141,9 +141,11 @@ def test_clusters_given_checks_the_tflite_against_n(edgeclust_tflite, small_data
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"quantize": "float32"}, "--quantize float32"),
+        ({"quantize": "float32"}, "--quantize"),
         ({"cluster": ClusterOptions(clusters=8, layers=(("dense", 4),))}, "--layer"),
         ({"cluster": ClusterOptions(clusters=8, max_drop=1.0)}, "--max-drop"),
+        ({"cluster": ClusterOptions(clusters=8, epochs=3)}, "--epochs"),
+        ({"calibration_samples": 100}, "--calibration-samples"),
     ],
 )
 def test_options_for_a_keras_model_are_refused_for_a_tflite(kwargs, fragment, edgeclust_tflite, small_data, tmp_path):

@@ -161,35 +161,14 @@ def command(
     click.echo(f"next: edgeclust flash {result.out_dir}")
 
 
-# Options that only mean something when edgeclust clusters or converts the model itself.
-_KERAS_ONLY = {
-    "quantize": "--quantize",
-    "layers": "--layer",
-    "max_drop": "--max-drop",
-    "max_epochs": "--max-epochs",
-    "epochs": "--epochs (fine-tuning)",
-    "learning_rate": "--lr (fine-tuning)",
-    "batch_size": "--batch-size (fine-tuning)",
-    "init": "--init",
-    "preserve_sparsity": "--preserve-sparsity",
-    "fold_bn": "--fold-bn/--no-fold-bn",
-    "seed": "--seed",
-    "calibration_samples": "--calibration-samples",
-}
-
-
 def _clusters_for_tflite(ctx: click.Context, clusters: int) -> int:
     """A .tflite input: refuse the options given for clustering or converting; --clusters only verifies (else 0)."""
     from click.core import ParameterSource
 
+    from edgeclust.pipeline.tflite_source import refuse_keras_only
+
     given = {name for name in ctx.params if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
-    for name, flag in _KERAS_ONLY.items():
-        if name in given:
-            raise click.UsageError(
-                f"{flag} makes no sense for a .tflite model (it is already clustered and converted); "
-                "leave it out, or pass the .keras model",
-                ctx=ctx,
-            )
+    refuse_keras_only(given)  # ConfigError: exit code 2, as a usage error
     if "per_channel" in given and "clusters" not in given:
         raise click.UsageError(
             "--per-channel needs --clusters N for a .tflite model (it only scopes the check)", ctx=ctx

@@ -17,17 +17,8 @@ import click
 from edgeclust import __version__
 from edgeclust.errors import EdgeclustError
 
-# command name -> module in edgeclust.cli holding a click command of the same name
-COMMANDS = {
-    "cluster": "cluster",
-    "convert": "convert",
-    "inspect": "inspect",
-    "verify": "verify",
-    "build": "build",
-    "flash": "flash",
-    "boards": "boards",
-    "demo": "demo",
-}
+# the commands, in the order help lists them; each is the `command` of the module edgeclust.cli.<name>
+COMMANDS = ("cluster", "convert", "inspect", "verify", "build", "flash", "boards", "demo")
 
 
 class LazyGroup(click.Group):
@@ -39,12 +30,11 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name not in COMMANDS or not self._module_exists(name):
             return None
-        module = importlib.import_module(f"edgeclust.cli.{COMMANDS[name]}")
-        return module.command
+        return importlib.import_module(f"edgeclust.cli.{name}").command
 
     @staticmethod
     def _module_exists(name):
-        return importlib.util.find_spec(f"edgeclust.cli.{COMMANDS[name]}") is not None
+        return importlib.util.find_spec(f"edgeclust.cli.{name}") is not None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,6 +1,7 @@
 """Keras 3 weight clustering (tfmot.clustering.keras's API): wrap, fine-tune, strip.
 
-Imports keras and numpy only (never tensorflow, never edgeclust.tflite or codegen).
+Keras and numpy; kernels.py alone uses TensorFlow, lazily, for the XLA-compiled lookups and the training C ops
+(cpu_build.py compiles them): DEVELOPERS.md says why. Never edgeclust.tflite or codegen.
 """
 
 from edgeclust.cluster.api import cluster_scope, cluster_weights, is_clustered, strip_clustering

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from edgeclust.align import TENSOR_ALIGNMENT, align
 from edgeclust.errors import CodegenError
 
-DEFAULT_ALIGNMENT = 16  # bytes; TFLM's MicroArenaBufferAlignment()
 EXACT_SEARCH_MAX_UNITS = 8  # graphs with at most this many placement units get the exact search
 EXACT_SEARCH_MAX_NODES = 20_000  # a bound on the exact search, so planning time stays small and deterministic
 
@@ -41,7 +41,7 @@ class MemoryPlan:
     offsets: Mapping[str, int]
     arena_bytes: int
     lower_bound: int
-    alignment: int = DEFAULT_ALIGNMENT
+    alignment: int = TENSOR_ALIGNMENT
     strategy: str = ""  # which placement found this arena (for the report)
 
 
@@ -55,17 +55,12 @@ class _Unit:
     last: int
 
 
-def align_up(size: int, alignment: int) -> int:
-    """`size` rounded up to a multiple of `alignment`."""
-    return -(-size // alignment) * alignment
-
-
-def lower_bound(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) -> int:
+def lower_bound(buffers: Iterable[BufferUse], *, alignment: int = TENSOR_ALIGNMENT) -> int:
     """The largest sum of aligned sizes alive at one op step, each alias group counted once: no arena is smaller."""
     return _units_lower_bound(_units(list(buffers), alignment))
 
 
-def greedy_tflm(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) -> MemoryPlan:
+def greedy_tflm(buffers: Iterable[BufferUse], *, alignment: int = TENSOR_ALIGNMENT) -> MemoryPlan:
     """TFLM's GreedyMemoryPlanner on the same buffers: sizes aligned up, placed largest first at the first gap
     among buffers alive at the same time (alias groups as one). TFLM fills its sort array from the tail and
     bubble-sorts it stably, so equal sizes go last-added first."""
@@ -75,7 +70,7 @@ def greedy_tflm(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNM
     return _make_plan(buffers, units, offsets, alignment, "tflm-greedy")
 
 
-def plan(buffers: Iterable[BufferUse], *, alignment: int = DEFAULT_ALIGNMENT) -> MemoryPlan:
+def plan(buffers: Iterable[BufferUse], *, alignment: int = TENSOR_ALIGNMENT) -> MemoryPlan:
     """The smallest arena found over several placement orders, first-fit and best-fit, and an exact search for
     small graphs. TFLM's greedy order is one of the candidates, so the arena is never above greedy_tflm's."""
     buffers = list(buffers)
@@ -293,7 +288,7 @@ def _units(buffers: Sequence[BufferUse], alignment: int) -> list[_Unit]:
     return [
         _Unit(
             names=tuple(b.name for b in members),
-            size=align_up(max(b.size for b in members), alignment),
+            size=align(max(b.size for b in members), alignment),
             first=min(b.first for b in members),
             last=max(b.last for b in members),
         )
@@ -358,7 +353,6 @@ def _validate(buffers: Sequence[BufferUse]) -> None:
 __all__ = [
     "BufferUse",
     "MemoryPlan",
-    "align_up",
     "check_plan",
     "greedy_tflm",
     "lower_bound",

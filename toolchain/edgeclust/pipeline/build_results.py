@@ -76,7 +76,7 @@ class LoweredModel:
 
     backend: object  # backends.base.Backend
     why: str
-    lowered: Lowered
+    result: Lowered  # what backend.lower() returned
     layouts: tuple[WeightLayout, ...]
 
 

@@ -213,7 +213,7 @@ def check_parity(
     from edgeclust.tflite import parity
 
     x = inputs.x_eval
-    firmware = lowered.backend.run_host(lowered.lowered, parity.quantize(x, lowered.lowered.interface.inputs[0]))
+    firmware = lowered.backend.run_host(lowered.result, parity.quantize(x, lowered.result.interface.inputs[0]))
     section = report_mod.parity_section(
         task=inputs.task,
         output=parity.model_interface(converted.deployed).outputs[0],
@@ -225,13 +225,13 @@ def check_parity(
         tflm=parity.run_tflm(converted.deployed, x),
         tflm_key="tflm_int8" if converted.int8 else "tflm_float32",
         firmware=firmware,
-        backend=lowered.lowered.backend,
+        backend=lowered.backend.name,
     )
     for line in report_mod.parity_lines(section):
         ctx.stages.info(line)
     if converted.int8 is not None and not section["firmware_equals_tflm_bit_for_bit"]:
         raise VerificationError(
-            f"the {lowered.lowered.backend} backend's outputs differ from TFLM's on the int8 model; "
+            f"the {lowered.backend.name} backend's outputs differ from TFLM's on the int8 model; "
             "build with --backend tflm and without --compress lut"
         )
     return ParityResult(section)
@@ -240,7 +240,7 @@ def check_parity(
 def check_budget(ctx: BuildContext, lowered: LoweredModel, rendered: RenderedFiles) -> PricedModel:
     """Price the project as rendered (the very files the build writes) on the board; refuse it when it does not
     fit (unless allowed)."""
-    cost = lowered.backend.price(lowered.lowered, ctx.board, rendered.project)
+    cost = lowered.backend.price(lowered.result, ctx.board, rendered.project)
     ctx.stages.info(cost.line())
     if not ctx.options.allow_over_budget:
         cost.check()
@@ -257,16 +257,16 @@ def render(
     """The model files and the firmware project (with its self-test cases from the backend's host oracle),
     rendered once: the budget prices these files."""
     cases = self_test_cases(lowered, inputs.data.x_test[: ctx.options.self_test_cases])
-    project = lowered.backend.render(lowered.lowered, ctx.board, cases)
+    project = lowered.backend.render(lowered.result, ctx.board, cases)
     files = {"model_float32.tflite": converted.float32, "model_clustered.keras": clustered.keras_bytes}
     files = {name: content for name, content in files.items() if content}  # a .tflite input has neither
     if converted.int8 is not None:
         files["model_int8.tflite"] = converted.int8
-    if lowered.lowered.model != converted.deployed:
-        files["model_firmware.tflite"] = lowered.lowered.model
+    if lowered.result.model != converted.deployed:
+        files["model_firmware.tflite"] = lowered.result.model
     files |= {f"firmware/{path}": content for path, content in project.items()}
     ctx.stages.info(
-        f"firmware project for {ctx.board.name} ({lowered.lowered.backend}): {len(project)} files "
+        f"firmware project for {ctx.board.name} ({lowered.backend.name}): {len(project)} files "
         f"in {Path(ctx.options.out_dir) / 'firmware'}"
     )
     return RenderedFiles(files, project=project, cases=tuple(cases))
@@ -289,8 +289,8 @@ def self_test_cases(lowered: LoweredModel, x: np.ndarray) -> list[SelfTestCase]:
     firmware must reproduce them bit for bit)."""
     from edgeclust.tflite import parity
 
-    inputs = parity.quantize(np.asarray(x), lowered.lowered.interface.inputs[0])
-    outputs = np.asarray(lowered.backend.run_host(lowered.lowered, inputs))
+    inputs = parity.quantize(np.asarray(x), lowered.result.interface.inputs[0])
+    outputs = np.asarray(lowered.backend.run_host(lowered.result, inputs))
     return [SelfTestCase(input=inputs[i : i + 1], expected_output=outputs[i : i + 1]) for i in range(len(inputs))]
 
 
@@ -329,9 +329,9 @@ def _sizes(
     if converted.int8 is not None:
         sizes["tflite_int8"] = len(converted.int8)
         sizes["tflite_int8_zipped"] = zipped_size(converted.int8, "model.tflite")
-    if lowered.lowered.model != converted.deployed:
-        sizes["tflite_firmware"] = len(lowered.lowered.model)
-    sizes["on_flash_model"] = lowered.lowered.flash_bytes
+    if lowered.result.model != converted.deployed:
+        sizes["tflite_firmware"] = len(lowered.result.model)
+    sizes["on_flash_model"] = lowered.result.flash_bytes
     sizes["on_flash_total"] = priced.cost.flash_used
     return sizes
 

@@ -62,7 +62,7 @@ def price_every_backend(
 def price_build_on_every_backend(result) -> tuple[BackendPrice, ...]:
     """Every backend's price for what a build (pipeline.build.BuildResult) deployed, on its board: its own
     backend's from its budget, the others' from the same model, layouts and self-test cases."""
-    known = {result.lowered.lowered.backend: result.priced.cost}
+    known = {result.lowered.backend.name: result.priced.cost}
     return price_every_backend(result.deployed, result.priced.board, result.layouts, result.rendered.cases, known)
 
 

@@ -1,4 +1,5 @@
-"""The build report: report.json (deterministic; timings kept apart) and the summary table the CLI prints."""
+"""The build report: report.json (deterministic; timings kept apart) and the parity lines the build prints
+(the CLI's summary table is cli/summary.py, from report.json)."""
 
 from __future__ import annotations
 
@@ -206,7 +207,7 @@ def _clustering_section(cluster_report, folded_batch_norm: bool, recovery=None) 
                 "per_channel": u.per_channel,
                 "reason": u.reason,
             }
-            for u in getattr(cluster_report, "unchanged", [])
+            for u in cluster_report.unchanged
         ],
         # --max-drop: the validation accuracy per epoch, the epoch kept, and whether the target was met
         "fine_tuning": None if recovery is None else recovery.as_dict(),
@@ -254,7 +255,7 @@ def build_report(
     files: dict[str, bytes],
 ) -> dict:
     """Everything a build decided and measured, in plain values (no timings: they live in timings.json)."""
-    board, low = priced.board, lowered.lowered
+    board, low = priced.board, lowered.result
     return jsonable(
         {
             "edgeclust_version": version,
@@ -262,7 +263,7 @@ def build_report(
                 "model": {
                     "path": str(inputs.model_path),
                     "sha256": inputs.model_sha256,
-                    "format": getattr(inputs, "model_format", "keras"),
+                    "format": inputs.model_format,
                 },
                 "data": {"path": str(inputs.data_path), "sha256": inputs.data_sha256},
             },
@@ -277,16 +278,14 @@ def build_report(
             },
             "model_had_clustering_wrappers": inputs.was_wrapped,
             "outputs_are_probabilities": inputs.probabilities,
-            "task": _task_section(getattr(inputs, "task", None)),
-            "clustering": _clustering_section(
-                clustered.report, clustered.folded_batch_norm, getattr(clustered, "recovery", None)
-            ),
+            "task": _task_section(inputs.task),
+            "clustering": _clustering_section(clustered.report, clustered.folded_batch_norm, clustered.recovery),
             "conversion": None
-            if getattr(inputs, "model_format", "keras") == "tflite"
+            if inputs.model_format == "tflite"
             else {"per_channel": converted.per_channel, "calibration_samples": converted.calibration_samples},
             "weights": list(verification.weight_stats),
             # each weight tensor's Keras layer, found by content: `edgeclust verify --report` reads it
-            "weight_layers": dict(sorted(getattr(verification, "layers", {}).items())),
+            "weight_layers": dict(sorted(verification.layers.items())),
             "verify": _verify_section(verification.result, verification.weight_stats),
             "layouts": [_layout_entry(layout) for layout in lowered.layouts],
             "backend": {"name": low.backend, "chosen": lowered.why or "asked for", **low.summary},

@@ -5,6 +5,7 @@ Clustering and conversion are skipped; which options make no sense for such an i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -15,17 +16,45 @@ from edgeclust.pipeline.loading import load_data_for_shapes
 TFLITE_FORMAT = "tflite"
 
 
+# BuildOptions and ClusterOptions fields that only mean something when edgeclust clusters or converts the model
+# itself -> the command-line flag that sets them
+KERAS_ONLY = {
+    "quantize": "--quantize",
+    "layers": "--layer",
+    "max_drop": "--max-drop",
+    "max_epochs": "--max-epochs",
+    "epochs": "--epochs (fine-tuning)",
+    "learning_rate": "--lr (fine-tuning)",
+    "batch_size": "--batch-size (fine-tuning)",
+    "init": "--init",
+    "preserve_sparsity": "--preserve-sparsity",
+    "fold_bn": "--fold-bn/--no-fold-bn",
+    "seed": "--seed",
+    "calibration_samples": "--calibration-samples",
+}
+
+
+def refuse_keras_only(given) -> None:
+    """Refuse, for a .tflite model, the first of the options named in `given` (KERAS_ONLY's keys) that only mean
+    something for a Keras model: one ConfigError naming its flag. The CLI passes the options given on its
+    command line; check_tflite_options those that differ from their defaults."""
+    for name, flag in KERAS_ONLY.items():
+        if name in given:
+            raise ConfigError(
+                f"{flag} makes no sense for a .tflite model (it is already clustered and converted); "
+                "leave it out, or pass the .keras model"
+            )
+
+
 def check_tflite_options(options) -> None:
-    """Refuse BuildOptions that only mean something for a Keras model (clustering, conversion) on a .tflite."""
-    cluster = options.cluster
-    refused = (
-        (options.quantize != "int8", f"--quantize {options.quantize} (the .tflite is already converted)"),
-        (bool(cluster.layers), "--layer (there is no Keras model to cluster layer by layer)"),
-        (cluster.max_drop is not None, "--max-drop (there is no Keras model to fine-tune)"),
-    )
-    for bad, why in refused:
-        if bad:
-            raise ConfigError(f"{why} makes no sense for a .tflite model; leave it out, or pass the .keras model")
+    """Refuse BuildOptions that set an option only a Keras model uses (clustering, conversion) for a .tflite."""
+    given = {
+        f.name
+        for holder in (options, options.cluster)
+        for f in dataclasses.fields(holder)
+        if f.name in KERAS_ONLY and f.default is not dataclasses.MISSING and getattr(holder, f.name) != f.default
+    }
+    refuse_keras_only(given)
 
 
 def load_tflite_inputs(stages, options, model_path: Path, data_path: Path) -> LoadedInputs:

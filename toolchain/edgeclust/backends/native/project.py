@@ -21,7 +21,7 @@ RUNTIME_SOURCES = (
     "ec_kernels.c",
     "ec_kernels.h",
     "ec_platform.h",
-    "ec_platform_semihosting.c",
+    "ec_platform_console.c",
     "ec_self_test.h",
     "main.c",
 )
