@@ -110,3 +110,67 @@ def test_non_finite_weights_are_refused_by_name(tmp_path):
     model.save(tmp_path / "inf.keras")
     with pytest.raises(ModelFormatError, match=r"weight head/kernel holds 3 NaN or Inf values of 12"):
         load_keras_model(tmp_path / "inf.keras")
+
+
+def _keras2_h5(source, target, extra: dict) -> None:
+    """`source` (a Keras 3 .h5) rewritten as Keras 2 wrote it: `extra` {layer class: {key: value}} added to the
+    stored config of every layer of that class."""
+    import json
+    import shutil
+
+    import h5py
+
+    shutil.copyfile(source, target)
+    with h5py.File(target, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        for layer in config["config"]["layers"]:
+            layer["config"].update(extra.get(layer["class_name"], {}))
+        f.attrs["model_config"] = json.dumps(config)
+
+
+@pytest.fixture(scope="module")
+def keras3_h5(tmp_path_factory):
+    """A depthwise CNN and an Embedding + LSTM model saved as .h5 by Keras 3, and an input for each."""
+    import keras
+
+    folder = tmp_path_factory.mktemp("legacy")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(keras.layers.DepthwiseConv2D(3, name="dw")(inputs))
+    keras.Model(inputs, keras.layers.Dense(4, name="out")(x)).save(folder / "dw.h5")
+    text = keras.Sequential(
+        [
+            keras.Input((5,), dtype="int32"),
+            keras.layers.Embedding(20, 4, name="emb"),
+            keras.layers.LSTM(3, name="lstm"),
+            keras.layers.Dense(2),
+        ]
+    )
+    text.save(folder / "text.h5")
+    return folder, {"dw": np.ones((2, 8, 8, 1), np.float32), "text": np.arange(10, dtype=np.int32).reshape(2, 5)}
+
+
+def test_keras2_h5_config_keys_are_dropped_and_the_model_loads(tmp_path, keras3_h5):
+    import keras
+
+    folder, x = keras3_h5
+    _keras2_h5(folder / "dw.h5", tmp_path / "dw_k2.h5", {"DepthwiseConv2D": {"groups": 1}})
+    _keras2_h5(
+        folder / "text.h5", tmp_path / "text_k2.h5", {"Embedding": {"input_length": 5}, "LSTM": {"time_major": False}}
+    )
+    for name in ("dw", "text"):
+        with pytest.warns(UserWarning, match="a Keras 2 file: dropped config keys") as caught:
+            model = load_keras_model(tmp_path / f"{name}_k2.h5")
+        original = keras.models.load_model(folder / f"{name}.h5", compile=False)
+        np.testing.assert_allclose(model.predict(x[name], verbose=0), original.predict(x[name], verbose=0))
+    assert "layer emb (Embedding): input_length; layer lstm (LSTM): time_major" in str(caught[-1].message)
+
+
+def test_a_key_keras3_refuses_is_one_line_naming_the_layer_and_the_key(tmp_path, keras3_h5):
+    folder, _ = keras3_h5
+    _keras2_h5(folder / "dw.h5", tmp_path / "odd.h5", {"Dense": {"legacy_thing": 3}})
+    with pytest.raises(ModelFormatError) as info:
+        load_keras_model(tmp_path / "odd.h5")
+    message = str(info.value)
+    assert "layer 'out' (Dense) has the config key 'legacy_thing'" in message and "\n" not in message
+    assert "save it again" in message and "config={" not in message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -76,14 +77,10 @@ def load_keras_model(path: str | os.PathLike):
     import edgeclust.cluster  # noqa: F401  (registers the clustering wrappers for loading)
 
     try:
-        with _named_for_keras(path) as loadable:
-            model = keras.models.load_model(loadable, compile=False)
+        with _named_for_keras(path) as loadable, _legacy_rewritten(loadable) as rewritten:
+            model = keras.models.load_model(rewritten, compile=False)
     except Exception as exc:  # Keras raises many types here; all mean "cannot load"
-        first = first_line(exc)
-        hint = ""
-        if "No model config found" in first:
-            hint = "; this file holds weights only (save_weights): pass a model saved with model.save('model.keras')"
-        raise ModelFormatError(f"{path}: Keras cannot load this model ({first[:300]}){hint}") from None
+        raise ModelFormatError(_cannot_load(path, exc)) from None
     if not isinstance(model, keras.Model):
         raise ModelFormatError(f"{path}: holds a {type(model).__name__}, not a keras.Model")
     check_finite_weights(model, str(path))
@@ -101,6 +98,98 @@ def check_finite_weights(model, source: str) -> None:
                 f"{source}: weight {name} holds {bad:,} NaN or Inf values of {values.size:,}; "
                 "the model is broken: retrain or repair it before clustering or converting"
             )
+
+
+# Config keys that Keras 2 (TF 2.3-2.15) wrote and Keras 3's layers no longer take, by layer class: dropping them
+# changes nothing (DepthwiseConv2D's `groups` was always 1; Embedding's `input_length` and the recurrent layers'
+# `time_major` only described the input).
+LEGACY_KEYS = {
+    "DepthwiseConv1D": ("groups",),
+    "DepthwiseConv2D": ("groups",),
+    "Embedding": ("input_length",),
+    "SimpleRNN": ("time_major",),
+    "LSTM": ("time_major",),
+    "GRU": ("time_major",),
+}
+_UNKNOWN_ARGUMENT = re.compile(r"Unrecognized keyword arguments passed to (\w+): \{'([^']+)'")
+_LAYER_NAME = re.compile(r"config=\{'name': '([^']+)'")
+
+
+def rewrite_legacy_config(node, changes: list[str]) -> None:
+    """Drop, in place, the LEGACY_KEYS of every layer config in a model config (nested ones included), noting
+    each as "layer NAME (CLASS): KEY"."""
+    if isinstance(node, dict):
+        cls, config = node.get("class_name"), node.get("config")
+        if cls in LEGACY_KEYS and isinstance(config, dict):
+            for key in LEGACY_KEYS[cls]:
+                if key in config:
+                    del config[key]
+                    changes.append(f"layer {config.get('name', '?')} ({cls}): {key}")
+        for value in node.values():
+            rewrite_legacy_config(value, changes)
+    elif isinstance(node, list):
+        for value in node:
+            rewrite_legacy_config(value, changes)
+
+
+@contextlib.contextmanager
+def _legacy_rewritten(path: Path):
+    """`path`, or, for a Keras 2 .h5 whose config holds keys Keras 3 refuses, a copy with them dropped (one
+    warning lists them)."""
+    import json
+    import shutil
+    import warnings
+
+    if path.is_dir() or path.suffix not in (".h5", ".hdf5"):
+        yield path
+        return
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else None
+    except (OSError, ValueError):
+        config = None
+    changes: list[str] = []
+    rewrite_legacy_config(config, changes)
+    if not changes:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="edgeclust-legacy-") as tmp:
+        copy = Path(tmp) / "model.h5"
+        shutil.copyfile(path, copy)
+        with h5py.File(copy, "r+") as f:
+            f.attrs["model_config"] = json.dumps(config)
+        warnings.warn(
+            f"a Keras 2 file: dropped config keys Keras 3 does not take ({'; '.join(changes)})",
+            UserWarning,
+            stacklevel=3,
+        )
+        yield copy
+
+
+def _cannot_load(path: Path, exc: Exception) -> str:
+    """One line saying why Keras cannot load the model and what to do: for an argument Keras 3 refuses, the
+    layer, the key and the way out; otherwise Keras' own reason (the line that says it, not the config dump)."""
+    text = str(exc)
+    unknown = _UNKNOWN_ARGUMENT.search(text)
+    if unknown:
+        cls, key = unknown.groups()
+        layer = _LAYER_NAME.search(text)
+        which = f"layer {layer.group(1)!r} ({cls})" if layer else f"a {cls} layer"
+        return (
+            f"{path}: Keras cannot load this model: {which} has the config key {key!r}, which Keras 3's {cls} does "
+            f"not take (a file written by Keras 2); load it with the Keras that wrote it and save it again, or "
+            f"delete {key!r} from that layer's config in the file"
+        )
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    encountered = [line for line in lines if line.startswith("Exception encountered:")]
+    reason = encountered[-1].removeprefix("Exception encountered:").strip() if encountered else first_line(exc)
+    hint = ""
+    if "No model config found" in reason:
+        hint = "; this file holds weights only (save_weights): pass a model saved with model.save('model.keras')"
+    return f"{path}: Keras cannot load this model ({reason[:300]}){hint}"
 
 
 @contextlib.contextmanager
