@@ -210,17 +210,17 @@ def build_tflite(name: str, clusters: int, seed: int):
 def run_native(backend, lowered, x, y, board, templates: str, kernels: Path | None):
     """(instructions, flash, ram, verdict) of the native firmware on `board`."""
     from edgeclust.backends.base import SelfTestCase
-    from edgeclust.backends.native import firmware
     from edgeclust.device import icount
+    from edgeclust.device.build import build_make_project, elf_size, write_project
 
-    files = backend.render(lowered, board, [SelfTestCase(x[i], y[i]) for i in range(len(x))])
+    files = dict(backend.render(lowered, board, [SelfTestCase(x[i], y[i]) for i in range(len(x))]))
     if kernels is not None:
         files["ec_kernels.c"] = kernels.read_bytes()
     with tempfile.TemporaryDirectory(prefix="edgeclust-speed-") as tmp:
-        elf = firmware.build(firmware.write_project(files, Path(tmp)), make_args=("-j2",))
-        status, console = firmware.run_qemu(elf, board.qemu_machine, timeout_s=1800)
-        size = icount.elf_size(elf, board)
-    return _result(status, console, board, templates, size)
+        elf = build_make_project(write_project(files, Path(tmp)), board, jobs=2)
+        status, lines = icount.run_icount(elf, board, timeout_s=1800)
+        size = elf_size(elf, board)
+    return _result(status, "\n".join(lines), board, templates, size)
 
 
 def run_tflm(tflite, x, y, board, templates: str, tflm_root: Path):
@@ -228,20 +228,16 @@ def run_tflm(tflite, x, y, board, templates: str, tflm_root: Path):
     from edgeclust.backends.base import SelfTestCase
     from edgeclust.backends.tflm import TflmBackend
     from edgeclust.device import icount
-    from edgeclust.device.build import build_make_project
+    from edgeclust.device.build import build_make_project, elf_size, write_project
     from edgeclust.pipeline.layouts import weight_layouts
 
     backend = TflmBackend()
     lowered = backend.lower(tflite, weight_layouts(tflite))
     files = backend.render(lowered, board, [SelfTestCase(x[i], y[i]) for i in range(len(x))])
     with tempfile.TemporaryDirectory(prefix="edgeclust-speed-tflm-") as tmp:
-        folder = Path(tmp)
-        for rel, data in files.items():
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_bytes(data)
-        elf = build_make_project(folder, board, tflm_root=tflm_root, jobs=2)
+        elf = build_make_project(write_project(files, Path(tmp)), board, tflm_root=tflm_root, jobs=2)
         status, lines = icount.run_icount(elf, board, timeout_s=3600)
-        size = icount.elf_size(elf, board)
+        size = elf_size(elf, board)
     return _result(status, "\n".join(lines), board, templates, size)
 
 
@@ -278,9 +274,10 @@ def main() -> int:
 
     import numpy as np
 
-    from edgeclust.backends.native import NativeBackend, default_layouts
+    from edgeclust.backends.native import NativeBackend
     from edgeclust.codegen.board import load_board
     from edgeclust.errors import EdgeclustError
+    from edgeclust.pipeline.layouts import weight_layouts
     from edgeclust.resources import boards_dir, templates_dir
     from edgeclust.tflite.parity import run_tflm as tflm_interpreter
 
@@ -300,7 +297,7 @@ def main() -> int:
         for clusters in args.clusters:
             tflite, x = build_tflite(name, clusters, args.seed)
             try:
-                lowered = backend.lower(tflite, default_layouts(tflite))
+                lowered = backend.lower(tflite, weight_layouts(tflite))
             except EdgeclustError as e:
                 print(f"{name:<10} {clusters or 'int8':>3} skipped: {str(e)[:160]}", flush=True)
                 continue

@@ -178,7 +178,8 @@ static inline int32_t ec_stream_sum(ec_stream *s, uint32_t n) {
 #ifndef EC_ROW_SCRATCH
 #define EC_ROW_SCRATCH 1152
 #endif
-static int8_t ec_rows[2][EC_ROW_SCRATCH];
+static int16_t ec_scratch[EC_ROW_SCRATCH]; /* int16 (FC inputs widened) or two int8 rows (EC_ROW) */
+#define EC_ROW(i) ((int8_t *)ec_scratch + (size_t)(i) * EC_ROW_SCRATCH)
 
 /* The weights of `row`, n of them, as int8: the flash row itself when it is plain int8, else decoded into dst. */
 static const int8_t *ec_row(const ec_weights *w, uint32_t row, int8_t *dst, uint32_t n) {
@@ -347,8 +348,8 @@ static int ec_conv_fast(const ec_conv_params *p, const int8_t *input, int8_t *ou
   const int y_reach = (w->k_h - 1) * w->dil_h, x_reach = (w->k_w - 1) * w->dil_w;
   for (uint32_t oc = 0; oc < w->out_c; oc += 2) {
     const int two = oc + 1 < w->out_c;
-    const int8_t *w0 = ec_row(&p->w, oc, ec_rows[0], k);
-    const int8_t *w1 = two ? ec_row(&p->w, oc + 1, ec_rows[1], k) : w0;
+    const int8_t *w0 = ec_row(&p->w, oc, EC_ROW(0), k);
+    const int8_t *w1 = two ? ec_row(&p->w, oc + 1, EC_ROW(1), k) : w0;
     const int32_t b0 = p->q.bias[oc], b1 = two ? p->q.bias[oc + 1] : 0;
     for (int oy = 0; oy < w->out_h; ++oy) {
       const int in_y0 = oy * w->stride_h - w->pad_h;
@@ -454,15 +455,113 @@ static int ec_depthwise_fast(const ec_depthwise_params *p, const int8_t *input, 
   return 1;
 }
 
-/* FULLY_CONNECTED (TFLM reference_integer_ops::FullyConnected): two output channels per pass over the input,
- * their rows decoded into the scratch (plain int8 rows are read from flash). 0 when a row does not fit. */
+/* FULLY_CONNECTED (TFLM reference_integer_ops::FullyConnected), two output channels per pass over the input.
+ * Every weight is used once per inference, so decoding is the cost: plain int8 rows are read from flash with
+ * SXTB16; on DSP cores 4-bit rows meet inputs widened once into int16 pairs: with one table for the tensor, a
+ * 256-entry table (built per call on the stack, 1 KB) turns one byte of two indices into the int16 pair SMLAD
+ * takes; with a table per channel, two 16-entry tables per row (low and high halves) do it with one ORR.
+ * Other rows take the streaming loop. 0 when no fast path applies. */
+#if EC_DSP
+/* The 256 int16 pairs (table[low nibble], table[high nibble]) one byte of two 4-bit indices stands for.
+ * (noinline here and below: inlined, GCC 12 rebuilds the stack tables' addresses inside the loops.) */
+__attribute__((noinline)) static void ec_pair_table(const int8_t *table, uint32_t entries, uint32_t *pairs) {
+  for (uint32_t hi = 0; hi < entries; ++hi) {
+    const uint32_t high = (uint32_t)(int32_t)table[hi] << 16;
+    uint32_t *row = pairs + hi * 16u;
+    for (uint32_t lo = 0; lo < entries; ++lo) row[lo] = ((uint32_t)(int32_t)table[lo] & 0xFFFFu) | high;
+  }
+}
+
+/* sum(w[i] * x[i]) over a 4-bit row of n (even) weights through its pair table, x as int16. */
+__attribute__((noinline)) static int32_t ec_dot_pairs(const uint8_t *r, const uint32_t *pairs, const int16_t *x, uint32_t n,
+                                   int32_t acc) {
+  uint32_t i = 0;
+  for (; i + 4 <= n; i += 4, r += 2, x += 4) {
+    int16x2_t xl, xh;
+    memcpy(&xl, x, 4);
+    memcpy(&xh, x + 2, 4);
+    acc = __smlad(xl, (int16x2_t)pairs[r[0]], acc);
+    acc = __smlad(xh, (int16x2_t)pairs[r[1]], acc);
+  }
+  if (i < n) {
+    int16x2_t xl;
+    memcpy(&xl, x, 4);
+    acc = __smlad(xl, (int16x2_t)pairs[r[0]], acc);
+  }
+  return acc;
+}
+
+/* The same through a table of 32 words: the low halves [0, 16) and the high halves [16, 32) of the pairs. */
+__attribute__((noinline)) static int32_t ec_dot_halves(const uint8_t *r, const uint32_t *halves, const int16_t *x,
+                                                       uint32_t n, int32_t acc) {
+  const uint32_t *lo = halves, *hi = halves + 16;
+  uint32_t i = 0;
+  for (; i + 8 <= n; i += 8, r += 4, x += 8) {
+    uint32_t h;
+    int16x2_t x0, x1, x2, x3;
+    memcpy(&h, r, 4);
+    memcpy(&x0, x, 4);
+    memcpy(&x1, x + 2, 4);
+    memcpy(&x2, x + 4, 4);
+    memcpy(&x3, x + 6, 4);
+    acc = __smlad(x0, (int16x2_t)(lo[h & 15u] | hi[(h >> 4) & 15u]), acc);
+    acc = __smlad(x1, (int16x2_t)(lo[(h >> 8) & 15u] | hi[(h >> 12) & 15u]), acc);
+    acc = __smlad(x2, (int16x2_t)(lo[(h >> 16) & 15u] | hi[(h >> 20) & 15u]), acc);
+    acc = __smlad(x3, (int16x2_t)(lo[(h >> 24) & 15u] | hi[h >> 28]), acc);
+  }
+  for (; i < n; i += 2, ++r, x += 2) {
+    int16x2_t xl;
+    memcpy(&xl, x, 4);
+    acc = __smlad(xl, (int16x2_t)(lo[r[0] & 15u] | hi[r[0] >> 4]), acc);
+  }
+  return acc;
+}
+
+/* 4-bit rows: one pair table for the whole tensor (built once per call), or, with a table per channel, the
+ * row's 32-word halves (a 256-entry table per row costs more to build than it saves below ~500 weights). */
+static void ec_fc_pairs_4bit(const ec_fc_params *p, const int16_t *x16, int8_t *out) {
+  const uint32_t n = p->in_n;
+  const uint32_t stride = p->w.table_stride;
+  const uint32_t entries = stride == 0 || stride > 16 ? 16 : stride;
+  uint32_t pairs[256];
+  uint32_t halves[32];
+  if (stride == 0) ec_pair_table(p->w.table, entries, pairs);
+  for (uint32_t oc = 0; oc < p->out_n; ++oc) {
+    const uint8_t *r = p->w.data + (size_t)oc * p->w.row_stride;
+    int32_t acc = p->q.bias[oc];
+    if (stride == 0) {
+      acc = ec_dot_pairs(r, pairs, x16, n, acc);
+    } else {
+      const int8_t *t = p->w.table + (size_t)oc * stride;
+      for (uint32_t k = 0; k < entries; ++k) {
+        halves[k] = (uint32_t)(int32_t)t[k] & 0xFFFFu;
+        halves[16u + k] = (uint32_t)(int32_t)t[k] << 16;
+      }
+      acc = ec_dot_halves(r, halves, x16, n, acc);
+    }
+    out[oc] = ec_requantize(&p->q, acc, oc);
+  }
+}
+#endif
+
 static int ec_fully_connected_fast(const ec_fc_params *p, const int8_t *input, int8_t *output) {
   const uint32_t n = p->in_n;
-  if (p->w.table != NULL && n > EC_ROW_SCRATCH) return 0;
+#if EC_DSP
+  if (p->w.table != NULL && p->w.bits == 4 && n % 2 == 0 && n <= EC_ROW_SCRATCH) {
+    int16_t *x16 = ec_scratch; /* n int16 */
+    for (uint32_t b = 0; b < p->batches; ++b) {
+      const int8_t *x = input + (size_t)b * n;
+      for (uint32_t i = 0; i < n; ++i) x16[i] = x[i];
+      ec_fc_pairs_4bit(p, x16, output + (size_t)b * p->out_n);
+    }
+    return 1;
+  }
+#endif
+  if (p->w.table != NULL) return 0;
   for (uint32_t oc = 0; oc < p->out_n; oc += 2) {
     const int two = oc + 1 < p->out_n;
-    const int8_t *w0 = ec_row(&p->w, oc, ec_rows[0], n);
-    const int8_t *w1 = two ? ec_row(&p->w, oc + 1, ec_rows[1], n) : w0;
+    const int8_t *w0 = (const int8_t *)(p->w.data + (size_t)oc * p->w.row_stride);
+    const int8_t *w1 = two ? w0 + p->w.row_stride : w0;
     for (uint32_t b = 0; b < p->batches; ++b) {
       int32_t acc[2] = {p->q.bias[oc], two ? p->q.bias[oc + 1] : 0};
       ec_dot_1x2(input + (size_t)b * n, w0, w1, n, acc);

@@ -1,0 +1,88 @@
+"""Every native kernel path bit-exact on the cores that take it: the DSP path (SMLAD) on the Cortex-M4F, the
+plain-C path on the Cortex-M3 and M0, and the host build against the tflite_micro interpreter.
+
+One small model whose shapes break the fast paths' blocking: odd output channel counts (a channel pair short of
+one), odd output widths (a pixel pair short of one), padding (border pixels), strides, dilation (a window in
+runs of one pixel), 1x1 and non-square filters, depthwise 3x3 (unrolled) and 5x5 with a depth multiplier (the
+tap loop), fully connected layers with even and odd input counts; weights at 16 values (4-bit rows) per tensor
+and per channel, 4 values (2-bit) and unclustered (plain int8 rows).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeclust.backends.base import SelfTestCase
+from edgeclust.backends.native import NativeBackend
+from edgeclust.codegen.board import load_board
+from edgeclust.device.build import build_make_project, cross_compiler_present, write_project
+from edgeclust.device.icount import inference_ticks, run_icount
+from edgeclust.pipeline.layouts import weight_layouts
+from edgeclust.resources import boards_dir
+
+pytestmark = pytest.mark.skipif(not cross_compiler_present(), reason="arm-none-eabi-gcc is not installed")
+
+
+def blocking_breaker(keras):
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((9, 11, 3), batch_size=1)
+    x = layers.Conv2D(5, 3, padding="same", activation="relu")(inputs)  # odd channels, odd width, border
+    x = layers.Conv2D(6, 3, padding="same", dilation_rate=2)(x)  # dilated: a window in runs of one pixel
+    x = layers.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)  # 3x3 unrolled, stride 2
+    x = layers.DepthwiseConv2D(5, padding="same", depth_multiplier=2)(x)  # 25 taps: the tap loop
+    x = layers.Conv2D(7, 1, activation="relu6")(x)  # 1x1, odd channels
+    x = layers.Conv2D(4, (2, 3), strides=(2, 1), padding="valid")(x)  # non-square, strided, valid
+    x = layers.Flatten()(x)
+    x = layers.Dense(9, activation="relu")(x)  # 32 inputs: even
+    outputs = layers.Dense(5)(x)  # 9 inputs: odd
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def models(nx, keras):
+    """values per kernel (0: unclustered) and per-channel int8 -> .tflite"""
+    data = np.random.default_rng(0).normal(size=(64, 9, 11, 3)).astype(np.float32)
+    built = {}
+    for values, per_channel in ((16, False), (16, True), (4, True), (0, True)):
+        model = blocking_breaker(keras)
+        if values:
+            nx.weights_with_values(model, values)
+        built[values, per_channel] = nx.convert(model, data, per_channel=per_channel)
+    return built
+
+
+@pytest.mark.parametrize(
+    "values,per_channel",
+    [(16, False), (16, True), (4, True), (0, True)],
+    ids=["4bit-tensor", "4bit-channel", "2bit", "int8"],
+)
+def test_host_build_matches_tflm(nx, models, values, per_channel):
+    nx.check_bit_exact(models[values, per_channel], n=6)
+
+
+@pytest.mark.parametrize(
+    "board_id,values,per_channel",
+    [
+        ("qemu_mps2_an386", 16, False),  # DSP: the shared 256-entry pair table in FC
+        ("qemu_mps2_an386", 16, True),  # DSP: per-channel halves in FC
+        ("qemu_mps2_an386", 4, True),  # DSP: 2-bit rows decoded into the scratch
+        ("qemu_mps2_an386", 0, True),  # DSP: plain int8 rows from flash
+        ("qemu_lm3s6965evb", 16, True),  # Cortex-M3: plain C
+        ("qemu_microbit", 16, False),  # Cortex-M0: plain C, 16 KiB of RAM
+    ],
+)
+def test_firmware_self_test_is_bit_exact(nx, models, board_id, values, per_channel, tmp_path):
+    tflite = models[values, per_channel]
+    board = load_board(board_id, boards_dir())
+    backend = NativeBackend()
+    lowered = backend.lower(tflite, weight_layouts(tflite))
+    x = nx.int8_inputs(tflite, 3)
+    expected = backend.run_host(lowered, x)
+    files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])
+    elf = build_make_project(write_project(files, tmp_path), board)
+    status, lines = run_icount(elf, board)
+    console = "\n".join(lines)
+    assert status == 0 and "self-test: PASS (3/3" in console, console
+    assert inference_ticks(lines) > 0
