@@ -112,7 +112,7 @@ def native_row(board, model: DigitsModel, work: Path) -> Row:
     backend = NativeBackend()
     lowered = backend.lower(model.tflite, default_layouts(model.tflite))
     cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
-    files = backend.render(lowered, board, cases)
+    files = backend.render(lowered, board, cases) if cases else None  # no cases: priced with one blank case
     cost = backend.price(lowered, board, files)
     if not cost.fits:  # the budget check: the board cannot hold it, so it is neither built nor run
         over = [
