@@ -30,6 +30,8 @@ HELPERS = {
     "ec_exp_quarter": "ec_softmax",
     "ec_exp_on_negative_values": "ec_softmax",
     "ec_one_over_one_plus_x": "ec_softmax",
+    "ec_conv_pixel_1x2": "ec_conv",
+    "ec_depthwise_fast": "ec_depthwise_conv",
 }
 OUT = HERE.parent / "toolchain" / "edgeclust" / "backends" / "native" / "runtime_sizes.toml"
 
@@ -95,6 +97,8 @@ def measure(tflite: bytes, board):
                     "ec_self_test",
                     "ec_stream",
                     "ec_multiply",
+                    "ec_systick",
+                    "ec_row",  # the row decoder every weighted kernel shares
                 )
             ):  # the shared part of the runtime: counted in base
                 continue
