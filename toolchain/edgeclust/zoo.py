@@ -25,32 +25,51 @@ def _keras(seed: int):
     return keras, keras.layers
 
 
+def _spread_head(model, seed: int):
+    """Random biases for the classifier: an untrained keras.applications model's features die out, its logits
+    are all equal and its softmax input scale (7.84e-9) is one TFLM refuses (see parity.check_tflm_can_run)."""
+    head = [layer for layer in model.layers if getattr(layer, "bias", None) is not None][-1]
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, np.random.default_rng(seed).normal(size=bias.shape).astype(bias.dtype)])
+    return model
+
+
 def mobilenet_v1(seed: int = 0):
-    """keras.applications.MobileNet, alpha 0.25, 96x96x3, 10 classes."""
+    """keras.applications.MobileNet, alpha 0.25, 96x96x3, 10 classes (classifier biases random)."""
+    keras, _ = _keras(seed)
+    model = keras.applications.MobileNet(input_shape=(96, 96, 3), alpha=0.25, weights=None, classes=10)
+    return _spread_head(model, seed)
+
+
+def mobilenet_v1_untrained(seed: int = 0):
+    """keras.applications.MobileNet as `weights=None` leaves it: equal logits, a softmax TFLM cannot take."""
     keras, _ = _keras(seed)
     return keras.applications.MobileNet(input_shape=(96, 96, 3), alpha=0.25, weights=None, classes=10)
 
 
 def mobilenet_v2(seed: int = 0):
-    """keras.applications.MobileNetV2, alpha 0.35, 96x96x3, 10 classes."""
+    """keras.applications.MobileNetV2, alpha 0.35, 96x96x3, 10 classes (classifier biases random)."""
     keras, _ = _keras(seed)
-    return keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10)
+    model = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10)
+    return _spread_head(model, seed)
 
 
 def mobilenet_v3_small_minimalistic(seed: int = 0):
     """keras.applications.MobileNetV3Small, minimalistic (ReLU, no squeeze-excite), alpha 0.75, 96x96x3."""
     keras, _ = _keras(seed)
-    return keras.applications.MobileNetV3Small(
+    model = keras.applications.MobileNetV3Small(
         input_shape=(96, 96, 3), alpha=0.75, minimalistic=True, weights=None, classes=10, include_preprocessing=False
     )
+    return _spread_head(model, seed)
 
 
 def mobilenet_v3_small(seed: int = 0):
     """keras.applications.MobileNetV3Small (hard-swish, squeeze-excite), alpha 0.75, 96x96x3."""
     keras, _ = _keras(seed)
-    return keras.applications.MobileNetV3Small(
+    model = keras.applications.MobileNetV3Small(
         input_shape=(96, 96, 3), alpha=0.75, weights=None, classes=10, include_preprocessing=False
     )
+    return _spread_head(model, seed)
 
 
 def tutorial_cnn(seed: int = 0):
@@ -267,6 +286,7 @@ def leaky_relu_cnn(seed: int = 0):
 
 MODELS: dict[str, Callable] = {
     "mobilenet_v1": mobilenet_v1,
+    "mobilenet_v1_untrained": mobilenet_v1_untrained,
     "mobilenet_v2": mobilenet_v2,
     "mobilenet_v3_small_minimalistic": mobilenet_v3_small_minimalistic,
     "mobilenet_v3_small": mobilenet_v3_small,
