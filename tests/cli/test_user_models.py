@@ -146,3 +146,32 @@ def test_asking_for_a_layer_that_cannot_be_clustered_is_one_error(run_cli, asser
         ]
     )
     assert_one_line_error(result, 1, "'norm' (Normalization) was asked for with norm=8", "statistics")
+
+
+def test_warnings_become_grouped_notes_never_source_lines(run_cli, digits_inputs, tmp_path):
+    """Layers too small to cluster at N=200 (and Keras' own warnings) are edgeclust's notes, not Python's."""
+    model, data = digits_inputs
+    result = run_cli(
+        ["build", model, "--board", BOARD, "--data", data, "--out", tmp_path / "o", "--backend", "tflm"]
+        + ["--clusters", "200", "--epochs", "0", "--parity-samples", "10"]
+    )
+    assert result.exit_code == 0, result.stderr[-2000:]
+    notes = [line for line in result.stderr.splitlines() if "note: layer" in line]
+    assert len(notes) == 1 and "conv1 (144 weights)" in notes[0] and "left unclustered" in notes[0], notes
+    assert "Warning:" not in result.stderr and ".py:" not in result.stderr, result.stderr
+
+
+def test_warnings_as_notes_says_each_message_once():
+    import io
+    import warnings
+
+    from edgeclust.cli.progress import warnings_as_notes
+
+    stream = io.StringIO()
+    with warnings_as_notes(stream):
+        for _ in range(3):
+            warnings.warn("Argument `input_length` is deprecated. Just remove it.\nmore", UserWarning, stacklevel=1)
+    assert stream.getvalue().splitlines() == [
+        "note: Argument `input_length` is deprecated. Just remove it.",
+        "note: (said 3 times) Argument `input_length` is deprecated. Just remove it.",
+    ]

@@ -97,7 +97,9 @@ def main(argv=None):
     """Console entry point: run the group, turn expected failures into one line and an exit code."""
     if debug_enabled():
         return _run(argv)
-    with native_stderr_silenced():
+    from edgeclust.cli.progress import warnings_as_notes
+
+    with native_stderr_silenced(), warnings_as_notes():
         quiet_tensorflow()
         _run(argv)
 

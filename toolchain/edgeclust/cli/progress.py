@@ -1,8 +1,11 @@
-"""Renders pipeline progress events on stderr: a numbered line per stage, ticks overwritten in place."""
+"""Renders pipeline progress events on stderr: a numbered line per stage, ticks overwritten in place; and
+Python warnings raised during a command (edgeclust's, Keras') as edgeclust's own "note:" lines."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
 
 import click
 
@@ -40,3 +43,28 @@ class ProgressPrinter:
         elif event.kind == "done":
             tail = f": {event.detail}" if event.detail else ""
             click.echo(f"      done in {event.seconds:.1f} s{tail}", file=self.stream)
+
+
+@contextlib.contextmanager
+def warnings_as_notes(stream=None):
+    """Within the block, each distinct warning is one line "note: MESSAGE" on stderr (its first line; never the
+    source line that raised it); repeats of a message are counted and said once at the end."""
+    seen: dict[str, int] = {}
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = (str(message).strip().splitlines() or [category.__name__])[0]
+        seen[text] = seen.get(text, 0) + 1
+        if seen[text] == 1:
+            click.echo(f"note: {text}", file=stream or sys.stderr)
+
+    saved = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", category=UserWarning)  # counted here, said once
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            warnings.showwarning = saved
+            repeated = {text: n for text, n in seen.items() if n > 1}
+            for text, n in repeated.items():
+                click.echo(f"note: (said {n} times) {text}", file=stream or sys.stderr)

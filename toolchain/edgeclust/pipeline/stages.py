@@ -3,6 +3,7 @@ build_steps.py and files.py chain them."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -102,15 +103,9 @@ def cluster_model(
             stages.info("folded BatchNormalization into the layers before it")
     if options.clusters == 0:
         return ClusterResult(model, None, folded)
-    wrapped = cluster.cluster_weights(
-        model,
-        options.clusters,
-        centroid_initialization(options.init),
-        cluster_per_channel=options.per_channel,
-        preserve_sparsity=options.preserve_sparsity,
-        seed=options.seed,
-        layer_clusters=dict(options.layers) or None,
-    )
+    with warnings.catch_warnings():  # said once, below, for all the layers it concerns
+        warnings.filterwarnings("ignore", message=r"Layer .* does not have enough weights", category=UserWarning)
+        wrapped = _cluster_weights(cluster, model, options)
     report = cluster.clustering_report(wrapped)
     if stages:
         stages.info(
@@ -119,8 +114,8 @@ def cluster_model(
         )
         for skipped in report.skipped:
             stages.info(f"skipped {skipped.layer_name}: {skipped.reason}")
-        for unchanged in report.unchanged:
-            stages.info(f"left {unchanged.layer_name}/{unchanged.weight_name} as it is: {unchanged.reason}")
+        if report.unchanged:
+            stages.info(unchanged_line(report.unchanged))
     if data is not None and not report.clustered:
         if stages:
             stages.info("no weight tensor to cluster (each holds at most its N values already): fine-tuning skipped")
@@ -162,6 +157,37 @@ def cluster_model(
             task=task,
         )
     return ClusterResult(cluster.strip_clustering(wrapped) if strip else wrapped, report, folded)
+
+
+def _cluster_weights(cluster, model, options: ClusterOptions):
+    return cluster.cluster_weights(
+        model,
+        options.clusters,
+        centroid_initialization(options.init),
+        cluster_per_channel=options.per_channel,
+        preserve_sparsity=options.preserve_sparsity,
+        seed=options.seed,
+        layer_clusters=dict(options.layers) or None,
+    )
+
+
+def unchanged_line(unchanged) -> str:
+    """One note for every weight left as it is because it has at most N elements (so it cannot hold more)."""
+    import math
+    import re
+
+    def what(u) -> tuple[str, str]:
+        name = u.layer_name if u.weight_name == "kernel" else f"{u.layer_name}/{u.weight_name}"
+        per_channel = re.search(r": (\d+) per channel", u.reason)
+        size = f"{math.prod(u.shape):,} weights" + (f", {per_channel.group(1)} per channel" if per_channel else "")
+        return name, size
+
+    if len(unchanged) == 1:
+        name, size = what(unchanged[0])
+        n = unchanged[0].number_of_clusters
+        return f"note: layer {name} has {size}, left unclustered (it cannot hold more than {n} values)"
+    shown = ", ".join(f"{name} ({size})" for name, size in map(what, unchanged))
+    return f"note: layers {shown} left unclustered (none can hold more than its N values)"
 
 
 def strip_if_clustered(model, stages: Stages | None = None):

@@ -233,7 +233,8 @@ def finetune_to_target(
             else:
                 how = f"{p.drop_points:+.6g} above"
             stages.info(
-                f"{label}: validation {metric} {p.accuracy:.4f} ({how} {reference_accuracy:.4f}; "
+                f"{label}: validation {'accuracy' if metric == 'top-1 accuracy' else metric} {p.accuracy:.4f} "
+                f"({how} {reference_accuracy:.4f}; "
                 f"target {max_drop_points:g})"
             )
 
