@@ -49,7 +49,10 @@ def _build(run_cli, model_path, data_path, out, *args):
 def test_layer_counts_follow_the_layers_not_the_converters_tensor_names(run_cli, default_named, tmp_path):
     _, folder = default_named
     out = tmp_path / "out"
-    _build(run_cli, folder / "model.keras", folder / "d.npz", out, "--layer", "conv2d_1=4")
+    result = _build(run_cli, folder / "model.keras", folder / "d.npz", out, "--layer", "conv2d_1=4")
+    # the layouts stage says what could be packed; the backend says what it stored (TFLM: int8 as it is)
+    assert "can be packed as" in result.stderr
+    assert "tflm stores every weight tensor as it is in the .tflite (int8)" in result.stderr
     report = json.loads((out / "report.json").read_text())
     layers = report["weight_layers"]
     assert sorted(layers.values()) == ["conv2d", "conv2d_1", "dense"], layers

@@ -38,6 +38,7 @@ def test_build_writes_the_tflite_files_a_project_and_a_report(built):
     assert (out / "firmware" / "model_data.cc").is_file()
     assert report["board"]["id"] == "qemu_mps2_an386"
     assert report["clustering"]["folded_batch_norm"] is True
+    assert "Fold BatchNorm" not in report["skipped_stages"]  # folded inside the clustering stage
     assert {w["layer"] for w in report["clustering"]["clustered"]} >= {"conv1", "dwconv", "pwconv", "dense1", "dense2"}
     # folding BN first and per-tensor int8 keep at most 16 values in every deployed weight tensor
     assert report["verify"]["passed"] and report["verify"]["max_unique_found"] <= 16

@@ -171,3 +171,15 @@ def test_a_float32_tflite_builds_with_tflm_when_auto(small_data, tmp_path):
     assert set(report["parity"]["accuracy"]) == {"litert_float32", "tflm_float32", "firmware"}
     assert (result.out_dir / "model_float32.tflite").read_bytes() == model_path.read_bytes()
     assert not (result.out_dir / "model_int8.tflite").exists()
+
+
+def test_a_tflite_holding_more_values_than_asked_gets_a_hint_for_a_tflite(edgeclust_tflite, small_data, tmp_path):
+    """--fold-bn means nothing for a .tflite input: the hint says what the check measured and what to give."""
+    from edgeclust.errors import VerificationError
+
+    _, data_path = small_data
+    options = BuildOptions(board=BOARD, out_dir=tmp_path / "o", cluster=ClusterOptions(clusters=4), backend="tflm")
+    with pytest.raises(VerificationError) as info:
+        build(edgeclust_tflite, data_path, options)
+    assert "more than 4 unique values" in str(info.value) and "not clustered to that many values" in str(info.value)
+    assert "--fold-bn" not in str(info.value)

@@ -119,7 +119,7 @@ def run_build(model_path, data_path, options: BuildOptions, stages: Stages) -> B
     report = steps.report_mod.build_report(
         version=__version__,
         options=options.as_report(board),
-        skipped=skipped_titles(options),
+        skipped=_skipped(options, clustered.folded_batch_norm),
         inputs=inputs,
         clustered=clustered,
         converted=converted,
@@ -133,6 +133,11 @@ def run_build(model_path, data_path, options: BuildOptions, stages: Stages) -> B
     stages.finish()
     steps.write_outputs(options, files, report, stages.timings)
     return BuildResult(Path(options.out_dir), report, converted.deployed, tuple(layouts), lowered, rendered, priced)
+
+
+def _skipped(options: BuildOptions, folded: bool) -> list[str]:
+    """The titles of the stages not run; folding BatchNorm inside the clustering stage is not skipping it."""
+    return [title for title in skipped_titles(options) if not (folded and title == TITLES["fold"])]
 
 
 def _start(ctx: steps.BuildContext, *keys: str) -> bool:

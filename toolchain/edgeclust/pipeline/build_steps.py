@@ -151,7 +151,7 @@ def verify(ctx: BuildContext, converted: ConvertedModels, clustered: ClusteredMo
             names = ", ".join(f"{f.name} ({f.count} > {f.limit})" for f in limits.failures[:5])
             raise VerificationError(
                 f"{len(limits.failures)} weight tensor(s) hold more unique values than their "
-                f"layer's N after conversion: {names}; keep --fold-bn on, or cluster --per-channel"
+                f"layer's N after conversion: {names}; {_verify_hint(ctx)}"
             )
         ctx.stages.info(limits.summary())
         return Verification(stats, limits, layers)
@@ -161,10 +161,21 @@ def verify(ctx: BuildContext, converted: ConvertedModels, clustered: ClusteredMo
         names = ", ".join(f.name for f in result.failures[:5])
         raise VerificationError(
             f"{len(result.failures)} weight tensor(s) hold more than {clusters} unique values {scope} after "
-            f"conversion ({names}); keep --fold-bn on, or cluster --per-channel"
+            f"conversion ({names}); {_verify_hint(ctx)}"
         )
     ctx.stages.info(f"all {result.checked} weight tensors hold <= {clusters} unique values {scope}")
     return Verification(stats, result, layers)
+
+
+def _verify_hint(ctx: BuildContext) -> str:
+    """What to do when the deployed .tflite holds more values than asked: for a Keras model, how edgeclust
+    clusters; for a .tflite input (nothing edgeclust clusters or converts), what the check measures."""
+    if ctx.options.model_format == "tflite":
+        scope = "--clusters N with the number it was clustered to" + (
+            "" if ctx.options.cluster.per_channel else ", or --per-channel if it was clustered per channel"
+        )
+        return f"this .tflite was not clustered to that many values; give {scope}, or build the Keras model"
+    return "keep --fold-bn on, or cluster --per-channel"
 
 
 def _holdings_line(stats) -> str:
@@ -198,6 +209,9 @@ def lower(ctx: BuildContext, converted: ConvertedModels, layouts) -> LoweredMode
     lowered = choice.backend.lower(converted.deployed, layouts)
     for note in lowered.notes:
         ctx.stages.info(note)
+    from edgeclust.pipeline.layouts import stored_line
+
+    ctx.stages.info(stored_line(lowered.backend, tuple(lowered.packed), tuple(layouts)))
     return LoweredModel(choice.backend, choice.why, lowered, tuple(layouts))
 
 

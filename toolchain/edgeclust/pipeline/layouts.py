@@ -33,7 +33,18 @@ def layout_line(layouts: tuple[WeightLayout, ...], weights: int) -> str:
     bits = sorted({layout.bits for layout in layouts})
     per_channel = sum(layout.per_channel for layout in layouts)
     return (
-        f"{len(layouts)} of {weights} weight tensors as {'/'.join(map(str, bits))}-bit indices "
-        f"({per_channel} per channel); packed indices + tables "
-        f"{sum(x.packed_index_bytes + x.table_bytes for x in layouts):,} bytes"
+        f"{len(layouts)} of {weights} weight tensors can be packed as {'/'.join(map(str, bits))}-bit indices "
+        f"({per_channel} per channel): indices + tables {sum(x.packed_index_bytes + x.table_bytes for x in layouts):,} "
+        "bytes, where the backend packs them"
     )
+
+
+def stored_line(backend: str, packed: tuple[WeightLayout, ...], layouts: tuple[WeightLayout, ...]) -> str:
+    """What the backend actually stores on flash: which weight tensors as packed indices, which as they are."""
+    raw = len(layouts) - len(packed)
+    if not packed:
+        return f"{backend} stores every weight tensor as it is in the .tflite (int8): no packed indices"
+    bits = "/".join(map(str, sorted({layout.bits for layout in packed})))
+    size = sum(x.packed_index_bytes + x.table_bytes for x in packed)
+    rest = f"; {raw} as they are in the .tflite" if raw else ""
+    return f"{backend} stores {len(packed)} weight tensor(s) as {bits}-bit indices + tables ({size:,} bytes){rest}"
