@@ -1,6 +1,7 @@
 """Run an external tool with its output streamed line by line, under a timeout, killing its whole process group.
 
-Standard library only; the one place edgeclust starts the cross compiler, QEMU or a flash tool.
+Standard library only: QEMU, flash tools and cmake stream through here; one-shot compiles and `size` run with
+subprocess.run in the device/ module that needs them (device/ is where every tool starts).
 """
 
 from __future__ import annotations
