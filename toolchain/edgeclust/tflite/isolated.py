@@ -100,8 +100,10 @@ def call(module: str, function: str, *args, **kwargs):
             _worker = _Worker()
         try:
             status, value = _worker.call(module, function, args, kwargs)
-        except Crashed:
+        except Crashed as crash:
             _worker = None
+            if crash.signal_number == signal.SIGINT:  # Ctrl-C reached the worker first
+                raise KeyboardInterrupt from None
             raise
         except BaseException:  # interrupted while waiting: the worker's state is unknown
             _worker.process.kill()
