@@ -17,6 +17,7 @@ instructions per inference. A build that fails gives its error line (the ops nat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -163,10 +164,14 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(zoo.MODELS)}")
     rows = []
-    for name in names:
-        row = run_model(name, args.out, args.board, args.timeout)
-        print(f"{name}: {row.native}; {row.qemu} ({row.seconds:.0f} s)", flush=True)
-        rows.append(row)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "rows.jsonl", "a") as log:  # each row as soon as it is known
+        for name in names:
+            row = run_model(name, args.out, args.board, args.timeout)
+            print(f"{name}: {row.native}; {row.qemu} ({row.seconds:.0f} s)", flush=True)
+            log.write(json.dumps(dataclasses.asdict(row)) + "\n")
+            log.flush()
+            rows.append(row)
     print()
     print(table(rows))
     deployed = sum(r.qemu.startswith("PASS") for r in rows)
