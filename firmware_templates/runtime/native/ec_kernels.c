@@ -40,14 +40,18 @@ static inline int32_t ec_mul_wrap(int32_t a, int32_t b) { return (int32_t)((uint
 static inline int32_t ec_shl(int32_t x, int shift) { return (int32_t)((uint32_t)x << shift); }
 
 /* TFLM MultiplyByQuantizedMultiplier (double rounding; TFLITE_SINGLE_ROUNDING is off in TFLM builds). */
-int32_t ec_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
+static inline int32_t ec_mbqm(int32_t x, int32_t multiplier, int shift) {
   const int left_shift = shift > 0 ? shift : 0;
   const int right_shift = shift > 0 ? 0 : -shift;
   return ec_rdbpot(ec_srdhm(ec_shl(x, left_shift), multiplier), right_shift);
 }
 
+int32_t ec_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
+  return ec_mbqm(x, multiplier, shift);
+}
+
 static inline int8_t ec_requantize(const ec_requant *q, int32_t acc, uint32_t channel) {
-  int32_t v = ec_multiply_by_quantized_multiplier(acc, q->multiplier[channel], q->shift[channel]);
+  int32_t v = ec_mbqm(acc, q->multiplier[channel], q->shift[channel]);
   v = ec_add_wrap(v, q->output_zero_point);
   v = EC_MAX(v, q->act_min);
   v = EC_MIN(v, q->act_max);
@@ -176,7 +180,7 @@ static inline int32_t ec_stream_sum(ec_stream *s, uint32_t n) {
 /* Bytes of decoded weights the fast paths may hold (two rows); a longer packed row takes the streaming path.
  * A generator that knows the model's longest packed row can set it exactly (-DEC_ROW_SCRATCH=...). */
 #ifndef EC_ROW_SCRATCH
-#define EC_ROW_SCRATCH 1152
+#define EC_ROW_SCRATCH 1280
 #endif
 static int16_t ec_scratch[EC_ROW_SCRATCH]; /* int16 (FC inputs widened) or two int8 rows (EC_ROW) */
 #define EC_ROW(i) ((int8_t *)ec_scratch + (size_t)(i) * EC_ROW_SCRATCH)
@@ -223,10 +227,16 @@ static inline uint32_t ec_load32(const int8_t *p) {
 
 #if EC_DSP
 /* Four int8 as two int16 pairs, [x0, x2] and [x1, x3]; weights widened the same way pair up lane by lane. */
-#define EC_WIDEN(v, lo, hi)                   \
-  do {                                        \
-    lo = __sxtb16(v);                         \
-    hi = __sxtb16(((v) >> 8) | ((v) << 24)); \
+/* SXTB16 with its ROR #8 operand (GCC 12 does not fold a rotate into the intrinsic). */
+static inline int16x2_t ec_sxtb16_ror8(uint32_t v) {
+  int16x2_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
+}
+#define EC_WIDEN(v, lo, hi)      \
+  do {                           \
+    lo = __sxtb16(v);            \
+    hi = ec_sxtb16_ror8(v);      \
   } while (0)
 #endif
 
@@ -238,17 +248,21 @@ static inline void ec_dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *
   uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2], a3 = (uint32_t)acc[3];
 #if EC_DSP
   for (; n >= 4; n -= 4) {
-    const uint32_t va = ec_load32(xa), vb = ec_load32(xb), v0 = ec_load32(w0), v1 = ec_load32(w1);
-    xa += 4, xb += 4, w0 += 4, w1 += 4;
-    int16x2_t a_lo, a_hi, b_lo, b_hi, w0_lo, w0_hi, w1_lo, w1_hi;
+    int16x2_t a_lo, a_hi, b_lo, b_hi, w_lo, w_hi;
+    const uint32_t va = ec_load32(xa), vb = ec_load32(xb);
+    xa += 4, xb += 4;
     EC_WIDEN(va, a_lo, a_hi);
     EC_WIDEN(vb, b_lo, b_hi);
-    EC_WIDEN(v0, w0_lo, w0_hi);
-    EC_WIDEN(v1, w1_lo, w1_hi);
-    a0 = (uint32_t)__smlad(a_hi, w0_hi, (int32_t)__smlad(a_lo, w0_lo, (int32_t)a0));
-    a1 = (uint32_t)__smlad(a_hi, w1_hi, (int32_t)__smlad(a_lo, w1_lo, (int32_t)a1));
-    a2 = (uint32_t)__smlad(b_hi, w0_hi, (int32_t)__smlad(b_lo, w0_lo, (int32_t)a2));
-    a3 = (uint32_t)__smlad(b_hi, w1_hi, (int32_t)__smlad(b_lo, w1_lo, (int32_t)a3));
+    const uint32_t v0 = ec_load32(w0);
+    w0 += 4;
+    EC_WIDEN(v0, w_lo, w_hi);
+    a0 = (uint32_t)__smlad(a_hi, w_hi, (int32_t)__smlad(a_lo, w_lo, (int32_t)a0));
+    a2 = (uint32_t)__smlad(b_hi, w_hi, (int32_t)__smlad(b_lo, w_lo, (int32_t)a2));
+    const uint32_t v1 = ec_load32(w1);
+    w1 += 4;
+    EC_WIDEN(v1, w_lo, w_hi);
+    a1 = (uint32_t)__smlad(a_hi, w_hi, (int32_t)__smlad(a_lo, w_lo, (int32_t)a1));
+    a3 = (uint32_t)__smlad(b_hi, w_hi, (int32_t)__smlad(b_lo, w_lo, (int32_t)a3));
   }
 #else
   for (; n >= 2; n -= 2) {
@@ -314,22 +328,165 @@ static inline int32_t ec_sum8(const int8_t *w, uint32_t n) {
   return (int32_t)s;
 }
 
-/* One pixel's accumulators for two decoded rows, tap by tap: taps in the padding add zero point * sum(w). */
+/* One pixel's accumulators for two decoded rows (a window that crosses the padding): filter rows in the padding
+ * and the padded ends of the others add zero point * sum(w); the inside part of a filter row is one run. */
 static void ec_conv_pixel_1x2(const ec_conv_params *p, const int8_t *input, int in_y0, int in_x0, const int8_t *w0,
                               const int8_t *w1, int32_t *acc) {
   const ec_window *w = &p->win;
   const uint32_t c = w->in_c;
+  const uint32_t row = (uint32_t)w->k_w * c;
+  int32_t pad0 = 0, pad1 = 0; /* sum(w) over the padded taps */
+  int kx0 = 0, kx1 = w->k_w;  /* the taps inside the input, when they are one run (dil_w == 1) */
+  if (w->dil_w == 1) {
+    kx0 = EC_MAX(0, -in_x0);
+    kx1 = EC_MAX(kx0, EC_MIN((int)w->k_w, (int)w->in_w - in_x0));
+  }
   for (int ky = 0; ky < w->k_h; ++ky) {
     const int iy = in_y0 + ky * w->dil_h;
+    const int8_t *u0 = w0 + (size_t)ky * row, *u1 = w1 + (size_t)ky * row;
+    if (iy < 0 || iy >= w->in_h) {
+      pad0 = ec_add_wrap(pad0, ec_sum8(u0, row));
+      pad1 = ec_add_wrap(pad1, ec_sum8(u1, row));
+      continue;
+    }
+    const int8_t *x = input + (size_t)iy * w->in_w * c;
+    if (w->dil_w == 1) {
+      const uint32_t a = (uint32_t)kx0 * c, b = (uint32_t)kx1 * c;
+      pad0 = ec_add_wrap(pad0, ec_add_wrap(ec_sum8(u0, a), ec_sum8(u0 + b, row - b)));
+      pad1 = ec_add_wrap(pad1, ec_add_wrap(ec_sum8(u1, a), ec_sum8(u1 + b, row - b)));
+      if (b > a) ec_dot_1x2(x + (size_t)(in_x0 + kx0) * c, u0 + a, u1 + a, b - a, acc);
+      continue;
+    }
     for (int kx = 0; kx < w->k_w; ++kx) {
       const int ix = in_x0 + kx * w->dil_w;
-      const size_t off = ((size_t)ky * w->k_w + (size_t)kx) * c;
-      if (iy >= 0 && iy < w->in_h && ix >= 0 && ix < w->in_w) {
-        ec_dot_1x2(input + ((size_t)iy * w->in_w + (size_t)ix) * c, w0 + off, w1 + off, c, acc);
+      const size_t off = (size_t)kx * c;
+      if (ix >= 0 && ix < w->in_w) {
+        ec_dot_1x2(x + (size_t)ix * c, u0 + off, u1 + off, c, acc);
       } else {
-        acc[0] = ec_add_wrap(acc[0], ec_mul_wrap(ec_sum8(w0 + off, c), p->input_zero_point));
-        acc[1] = ec_add_wrap(acc[1], ec_mul_wrap(ec_sum8(w1 + off, c), p->input_zero_point));
+        pad0 = ec_add_wrap(pad0, ec_sum8(u0 + off, c));
+        pad1 = ec_add_wrap(pad1, ec_sum8(u1 + off, c));
       }
+    }
+  }
+  acc[0] = ec_add_wrap(acc[0], ec_mul_wrap(pad0, p->input_zero_point));
+  acc[1] = ec_add_wrap(acc[1], ec_mul_wrap(pad1, p->input_zero_point));
+}
+
+/* Patches (im2col) for windows that cross the padding, so border pixels take the blocked dot products too:
+ * up to EC_PATCH bytes per pixel on the stack; padded taps read the input zero point. */
+#ifndef EC_PATCH
+#define EC_PATCH 256
+#endif
+/* The taps of a window starting at `start` (stride `dil`, k taps) that fall inside [0, size): [first, end). */
+static inline int ec_first_tap(int start, int dil) { return start >= 0 ? 0 : (-start + dil - 1) / dil; }
+static inline int ec_end_tap(int start, int dil, int k, int size) {
+  if (start >= size) return 0;
+  return EC_MIN(k, (size - 1 - start) / dil + 1);
+}
+
+static void ec_conv_patch(const ec_conv_params *p, const int8_t *input, int in_y0, int in_x0, int8_t *patch) {
+  const ec_window *w = &p->win;
+  const size_t c = w->in_c, row = (size_t)w->k_w * c;
+  const int8_t zp = (int8_t)p->input_zero_point;
+  const int kx0 = ec_first_tap(in_x0, w->dil_w), kx1 = EC_MAX(kx0, ec_end_tap(in_x0, w->dil_w, w->k_w, w->in_w));
+  for (int ky = 0; ky < w->k_h; ++ky, patch += row) {
+    const int iy = in_y0 + ky * w->dil_h;
+    if (iy < 0 || iy >= w->in_h) {
+      memset(patch, zp, row);
+      continue;
+    }
+    const int8_t *x = input + (size_t)iy * w->in_w * c;
+    memset(patch, zp, (size_t)kx0 * c);
+    if (w->dil_w == 1) {
+      memcpy(patch + (size_t)kx0 * c, x + (size_t)(in_x0 + kx0) * c, (size_t)(kx1 - kx0) * c);
+    } else {
+      for (int kx = kx0; kx < kx1; ++kx) memcpy(patch + (size_t)kx * c, x + (size_t)(in_x0 + kx * w->dil_w) * c, c);
+    }
+    memset(patch + (size_t)kx1 * c, zp, row - (size_t)kx1 * c);
+  }
+}
+
+/* Small filters (k <= EC_PATCH) whose rows are plain int8 on flash or all fit the scratch decoded: pixel pairs
+ * outer, each pair's patches built once for every output channel (CMSIS-NN arm_convolve_s8's order). */
+static int ec_conv_pixel_major(const ec_conv_params *p, const int8_t *input, int8_t *output, uint32_t k) {
+  const ec_window *w = &p->win;
+  const uint32_t oc_n = w->out_c;
+  const int8_t *filter = (const int8_t *)p->w.data;
+  size_t stride = p->w.row_stride;
+  if (k > EC_PATCH) return 0;
+  if (p->w.table != NULL) {
+    if ((size_t)oc_n * k > 2u * EC_ROW_SCRATCH) return 0;
+    for (uint32_t oc = 0; oc < oc_n; ++oc) ec_row(&p->w, oc, EC_ROW(0) + (size_t)oc * k, k);
+    filter = EC_ROW(0);
+    stride = k;
+  }
+  int8_t patch[2][EC_PATCH];
+  int8_t *out = output;
+  for (int oy = 0; oy < w->out_h; ++oy) {
+    const int in_y0 = oy * w->stride_h - w->pad_h;
+    int ox = 0;
+    for (; ox + 1 < w->out_w; ox += 2, out += 2 * (size_t)oc_n) {
+      const int in_x0 = ox * w->stride_w - w->pad_w;
+      ec_conv_patch(p, input, in_y0, in_x0, patch[0]);
+      ec_conv_patch(p, input, in_y0, in_x0 + w->stride_w, patch[1]);
+      const int8_t *f = filter;
+      for (uint32_t oc = 0; oc < oc_n; oc += 2, f += 2 * stride) {
+        const int two = oc + 1 < oc_n;
+        const int32_t b0 = p->q.bias[oc], b1 = two ? p->q.bias[oc + 1] : 0;
+        int32_t acc[4] = {b0, b1, b0, b1};
+        ec_dot_2x2(patch[0], patch[1], f, two ? f + stride : f, k, acc);
+        out[oc] = ec_requantize(&p->q, acc[0], oc);
+        out[oc_n + oc] = ec_requantize(&p->q, acc[2], oc);
+        if (two) {
+          out[oc + 1] = ec_requantize(&p->q, acc[1], oc + 1);
+          out[oc_n + oc + 1] = ec_requantize(&p->q, acc[3], oc + 1);
+        }
+      }
+    }
+    if (ox < w->out_w) {
+      ec_conv_patch(p, input, in_y0, ox * w->stride_w - w->pad_w, patch[0]);
+      const int8_t *f = filter;
+      for (uint32_t oc = 0; oc < oc_n; oc += 2, f += 2 * stride) {
+        const int two = oc + 1 < oc_n;
+        int32_t acc[2] = {p->q.bias[oc], two ? p->q.bias[oc + 1] : 0};
+        ec_dot_1x2(patch[0], f, two ? f + stride : f, k, acc);
+        out[oc] = ec_requantize(&p->q, acc[0], oc);
+        if (two) out[oc + 1] = ec_requantize(&p->q, acc[1], oc + 1);
+      }
+      out += oc_n;
+    }
+  }
+  return 1;
+}
+
+/* 1x1, stride 1, no padding: a matrix product, [pixels x in_c] times [in_c x out_c]. Pixels two at a time over
+ * the whole image (rows do not break the pairs), output channels two at a time. */
+static void ec_conv_1x1(const ec_conv_params *p, const int8_t *input, int8_t *output) {
+  const ec_window *w = &p->win;
+  const uint32_t c = w->in_c, oc_n = w->out_c, pixels = (uint32_t)w->out_h * w->out_w;
+  for (uint32_t oc = 0; oc < oc_n; oc += 2) {
+    const int two = oc + 1 < oc_n;
+    const int8_t *w0 = ec_row(&p->w, oc, EC_ROW(0), c);
+    const int8_t *w1 = two ? ec_row(&p->w, oc + 1, EC_ROW(1), c) : w0;
+    const int32_t b0 = p->q.bias[oc], b1 = two ? p->q.bias[oc + 1] : 0;
+    const int8_t *x = input;
+    int8_t *out = output + oc;
+    uint32_t px = 0;
+    for (; px + 2 <= pixels; px += 2, x += 2 * (size_t)c, out += 2 * (size_t)oc_n) {
+      int32_t acc[4] = {b0, b1, b0, b1};
+      ec_dot_2x2(x, x + c, w0, w1, c, acc);
+      out[0] = ec_requantize(&p->q, acc[0], oc);
+      out[oc_n] = ec_requantize(&p->q, acc[2], oc);
+      if (two) {
+        out[1] = ec_requantize(&p->q, acc[1], oc + 1);
+        out[oc_n + 1] = ec_requantize(&p->q, acc[3], oc + 1);
+      }
+    }
+    if (px < pixels) {
+      int32_t acc[2] = {b0, b1};
+      ec_dot_1x2(x, w0, w1, c, acc);
+      out[0] = ec_requantize(&p->q, acc[0], oc);
+      if (two) out[1] = ec_requantize(&p->q, acc[1], oc + 1);
     }
   }
 }
@@ -341,6 +498,12 @@ static int ec_conv_fast(const ec_conv_params *p, const int8_t *input, int8_t *ou
   const ec_window *w = &p->win;
   const uint32_t k = (uint32_t)w->k_h * w->k_w * w->in_c;
   if (p->w.table != NULL && k > EC_ROW_SCRATCH) return 0;
+  if (w->k_h == 1 && w->k_w == 1 && w->stride_h == 1 && w->stride_w == 1 && w->pad_h == 0 && w->pad_w == 0 &&
+      w->out_h == w->in_h && w->out_w == w->in_w) {
+    ec_conv_1x1(p, input, output);
+    return 1;
+  }
+  if (ec_conv_pixel_major(p, input, output, k)) return 1;
   const int contiguous = w->dil_w == 1; /* a filter row's k_w * in_c inputs are one run */
   const uint32_t seg = contiguous ? (uint32_t)w->k_w * w->in_c : w->in_c;
   const int segs = contiguous ? 1 : w->k_w;
@@ -371,6 +534,11 @@ static int ec_conv_fast(const ec_conv_params *p, const int8_t *input, int8_t *ou
             }
             xa += (size_t)w->dil_h * in_row, xb += (size_t)w->dil_h * in_row;
           }
+        } else if (k <= EC_PATCH) {
+          int8_t patch[2][EC_PATCH];
+          ec_conv_patch(p, input, in_y0, xa0, patch[0]);
+          ec_conv_patch(p, input, in_y0, xb0, patch[1]);
+          ec_dot_2x2(patch[0], patch[1], w0, w1, k, acc);
         } else {
           ec_conv_pixel_1x2(p, input, in_y0, xa0, w0, w1, acc);
           ec_conv_pixel_1x2(p, input, in_y0, xb0, w0, w1, acc + 2);
@@ -385,7 +553,14 @@ static int ec_conv_fast(const ec_conv_params *p, const int8_t *input, int8_t *ou
       }
       if (ox < w->out_w) {
         int32_t acc[2] = {b0, b1};
-        ec_conv_pixel_1x2(p, input, in_y0, ox * w->stride_w - w->pad_w, w0, w1, acc);
+        const int x0 = ox * w->stride_w - w->pad_w;
+        if (k <= EC_PATCH) {
+          int8_t patch[EC_PATCH];
+          ec_conv_patch(p, input, in_y0, x0, patch);
+          ec_dot_1x2(patch, w0, w1, k, acc);
+        } else {
+          ec_conv_pixel_1x2(p, input, in_y0, x0, w0, w1, acc);
+        }
         out[0] = ec_requantize(&p->q, acc[0], oc);
         if (two) out[1] = ec_requantize(&p->q, acc[1], oc + 1);
       }
@@ -420,6 +595,8 @@ static int ec_depthwise_fast(const ec_depthwise_params *p, const int8_t *input, 
     const int32_t o1 = offset[1 % taps], o2 = offset[2 % taps], o3 = offset[3 % taps], o4 = offset[4 % taps];
     const int32_t o5 = offset[5 % taps], o6 = offset[6 % taps], o7 = offset[7 % taps], o8 = offset[8 % taps];
     const int32_t bias = p->q.bias[oc];
+    uint32_t f_sum = 0;
+    for (uint32_t t = 0; t < taps; ++t) f_sum += (uint32_t)(int32_t)f[t];
     const int8_t *in_c = input + ic;
     int8_t *out = output + oc;
     for (int oy = 0; oy < w->out_h; ++oy) {
@@ -438,15 +615,20 @@ static int ec_depthwise_fast(const ec_depthwise_params *p, const int8_t *input, 
             for (uint32_t t = 0; t < taps; ++t) acc += (uint32_t)((int32_t)f[t] * x[offset[t]]);
           }
         } else {
-          for (int ky = 0, t = 0; ky < w->k_h; ++ky) {
-            const int iy = in_y0 + ky * w->dil_h;
-            for (int kx = 0; kx < w->k_w; ++kx, ++t) {
-              const int ix = in_x0 + kx * w->dil_w;
-              const int inside = iy >= 0 && iy < w->in_h && ix >= 0 && ix < w->in_w;
-              const int32_t v = inside ? in_c[((size_t)iy * w->in_w + (size_t)ix) * c_in] : p->input_zero_point;
-              acc += (uint32_t)((int32_t)f[t] * v);
+          /* taps in the padding read the zero point: zp * sum(f) less zp * f over the taps inside */
+          uint32_t inside_sum = 0;
+          const int ky0 = ec_first_tap(in_y0, w->dil_h), ky1 = ec_end_tap(in_y0, w->dil_h, w->k_h, w->in_h);
+          const int kx0 = ec_first_tap(in_x0, w->dil_w), kx1 = ec_end_tap(in_x0, w->dil_w, w->k_w, w->in_w);
+          const size_t x_step = (size_t)w->dil_w * c_in;
+          for (int ky = ky0; ky < ky1; ++ky) {
+            const int8_t *f_row = f + (size_t)ky * w->k_w;
+            const int8_t *x = in_c + ((size_t)(in_y0 + ky * w->dil_h) * w->in_w + (size_t)(in_x0 + kx0 * w->dil_w)) * c_in;
+            for (int kx = kx0; kx < kx1; ++kx, x += x_step) {
+              acc += (uint32_t)((int32_t)f_row[kx] * *x);
+              inside_sum += (uint32_t)(int32_t)f_row[kx];
             }
           }
+          acc += (f_sum - inside_sum) * (uint32_t)p->input_zero_point;
         }
         *out = ec_requantize(&p->q, (int32_t)acc, oc);
       }
