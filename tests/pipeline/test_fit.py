@@ -122,7 +122,7 @@ def test_an_impossible_budget_is_one_line_exit_1_nothing_written(digits_inputs, 
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "edgeclust", "build", str(model), "--data", str(data), "--board", "qemu_mps2_an386"]
-        + ["--fit", "--flash-budget", "1000", "--out", str(out), "-q"],
+        + ["--fit", "--flash-budget", "1000", "--out", str(out)],
         env=_subprocess_env(),
         capture_output=True,
         text=True,

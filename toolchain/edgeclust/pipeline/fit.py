@@ -427,6 +427,8 @@ def fit_to_board(
         model = fold_batch_norms(model)
     from edgeclust.pipeline.progress import Stages
 
+    # a budget below the smallest choice is refused before any progress line: the error is the only line
+    _check_smallest(_clusterable_layers(model), CANDIDATE_COUNTS, options.cluster, budget, source)
     stages = Stages([FIT_TITLE], on_progress)
     stages.start(FIT_TITLE)
     plan = plan_fit(
