@@ -148,6 +148,7 @@ def test_an_autoencoder_builds_with_its_own_loss_and_reports_mse_never_top1(run_
     assert report["parity"]["int8_mean_abs_diff_vs_keras"] < 0.05
     assert report["clustering"]["fine_tuning"]["metric"] == "MSE"
     assert "top-1" not in result.stdout and "MSE" in result.stdout and "MAE" in result.stdout
+    assert "What qemu_mps2_an386 pays for this model, per backend" in result.stdout  # as the demo shows it
 
 
 def test_task_asked_for_that_the_data_cannot_fit_is_refused(run_cli, assert_one_line_error, user_models, tmp_path):

@@ -157,6 +157,12 @@ def command(
     for line in summary_lines(result.report):
         click.echo(line)
     click.echo("")
+    if result.lowered is not None and result.priced is not None:  # what the board pays per backend, as the demo
+        from edgeclust.pipeline.comparison import comparison_lines, price_build_on_every_backend
+
+        for line in comparison_lines(price_build_on_every_backend(result), result.priced.board):
+            click.echo(line)
+        click.echo("")
     click.echo(f"wrote {result.out_dir}/ (report.json, .tflite files, firmware/)")
     click.echo(f"next: edgeclust flash {result.out_dir}")
 

@@ -61,10 +61,8 @@ class Task:
     def describe(self) -> str:
         labels = {"integer": "integer labels", "one_hot": "one-hot labels", "binary": "0/1 labels"}
         given = labels.get(self.labels, "float targets")
-        outputs = "logits" if self.from_logits else "probabilities"
-        if self.kind == "regression":
-            outputs = "values"
-        return f"task: {self.kind} ({given}, {outputs}; metric {self.metric}): {self.why}"
+        outputs = "" if self.kind == "regression" else (", logits" if self.from_logits else ", probabilities")
+        return f"task: {self.kind} ({given}{outputs}; metric {self.metric}): {self.why}"
 
     # -- metrics over real-valued outputs (dequantised) ------------------------------------------------------
     def scores(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
