@@ -105,12 +105,13 @@ def native_row(board, model: DigitsModel, work: Path) -> Row:
     """Render the native project for `board`, build it, run it under QEMU with -icount shift=0."""
     from edgeclust import resources
     from edgeclust.backends.base import SelfTestCase
-    from edgeclust.backends.native import NativeBackend, default_layouts
+    from edgeclust.backends.native import NativeBackend
     from edgeclust.device import icount
     from edgeclust.device.build import build_make_project, elf_size, write_project
+    from edgeclust.pipeline.layouts import weight_layouts
 
     backend = NativeBackend()
-    lowered = backend.lower(model.tflite, default_layouts(model.tflite))
+    lowered = backend.lower(model.tflite, weight_layouts(model.tflite))
     cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
     files = backend.render(lowered, board, cases) if cases else None  # no cases: priced with one blank case
     cost = backend.price(lowered, board, files)
@@ -159,11 +160,12 @@ def native_row(board, model: DigitsModel, work: Path) -> Row:
 def built_row(board, model: DigitsModel, work: Path) -> Row:
     """A real Makefile board: the native project built (its flash and RAM from the link), not run."""
     from edgeclust.backends.base import SelfTestCase
-    from edgeclust.backends.native import NativeBackend, default_layouts
+    from edgeclust.backends.native import NativeBackend
     from edgeclust.device.build import build_make_project, elf_size, write_project
+    from edgeclust.pipeline.layouts import weight_layouts
 
     backend = NativeBackend()
-    lowered = backend.lower(model.tflite, default_layouts(model.tflite))
+    lowered = backend.lower(model.tflite, weight_layouts(model.tflite))
     cases = [SelfTestCase(x, y) for x, y in zip(model.inputs, model.expected)]
     folder = write_project(backend.render(lowered, board, cases), work / f"native-{board.id}")
     elf = build_make_project(folder, board)

@@ -130,15 +130,16 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from edgeclust.backends.native import NativeBackend, default_layouts
+    from edgeclust.backends.native import NativeBackend
     from edgeclust.codegen.board import load_board
+    from edgeclust.pipeline.layouts import weight_layouts
     from edgeclust.resources import boards_dir
 
     board, timing_board = load_board(BOARD, boards_dir()), load_board(TIMING_BOARD, boards_dir())
     backend = NativeBackend()
     rows = []
     for name, (tflite, x) in build_models(args.models, args.mnist_dir, args.seed).items():
-        lowered = backend.lower(tflite, default_layouts(tflite))
+        lowered = backend.lower(tflite, weight_layouts(tflite))
         cost = backend.price(lowered, board)
         bits = max((p.bits for p in lowered.details.program.packed if p.table_bytes), default=8)
         tflm_arena, int8, lut = tflm_budgets(tflite, board, bits)

@@ -32,7 +32,8 @@ def main() -> int:
 
     from edgeclust import data as edata
     from edgeclust import examples
-    from edgeclust.backends.native import NativeBackend, default_layouts
+    from edgeclust.backends.native import NativeBackend
+    from edgeclust.pipeline.layouts import weight_layouts
     from edgeclust.pipeline.stages import ClusterOptions, cluster_model, convert_model
     from edgeclust.tflite.parity import model_interface, quantize, run_tflm
 
@@ -46,7 +47,7 @@ def main() -> int:
     for name, keras_model in (("int8 (uncompressed)", model), ("16 clusters (4-bit packed)", clustered)):
         tflite = convert_model(keras_model, quantize="int8", representative=dataset.x_train[:500], per_channel=True)
         x = np.ascontiguousarray(quantize(dataset.x_test, model_interface(tflite).inputs[0]))
-        lowered = backend.lower(tflite, default_layouts(tflite) if "packed" in name else ())
+        lowered = backend.lower(tflite, weight_layouts(tflite) if "packed" in name else ())
         started = time.perf_counter()
         ours = backend.run_host(lowered, x)
         native_s = time.perf_counter() - started

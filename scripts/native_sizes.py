@@ -68,11 +68,12 @@ def measure(tflite: bytes, board):
     import numpy as np
 
     from edgeclust.backends.base import SelfTestCase
-    from edgeclust.backends.native import NativeBackend, default_layouts
+    from edgeclust.backends.native import NativeBackend
     from edgeclust.device.build import build_make_project, elf_size, write_project
+    from edgeclust.pipeline.layouts import weight_layouts
 
     backend = NativeBackend()
-    lowered = backend.lower(tflite, default_layouts(tflite))
+    lowered = backend.lower(tflite, weight_layouts(tflite))
     spec_in, spec_out = lowered.interface.inputs[0], lowered.interface.outputs[0]
     case = SelfTestCase(np.zeros(spec_in.shape[1:], spec_in.dtype), np.zeros(spec_out.shape[1:], spec_out.dtype))
     with tempfile.TemporaryDirectory() as tmp:

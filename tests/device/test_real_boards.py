@@ -20,7 +20,8 @@ def small_native(boards_dir):
     import keras
 
     from edgeclust.backends.base import SelfTestCase
-    from edgeclust.backends.native import NativeBackend, default_layouts
+    from edgeclust.backends.native import NativeBackend
+    from edgeclust.pipeline.layouts import weight_layouts
     from edgeclust.tflite.convert import to_tflite
     from edgeclust.tflite.parity import model_interface, quantize, run_tflm
 
@@ -39,7 +40,7 @@ def small_native(boards_dir):
     tflite = to_tflite(model, quantize="int8", representative_data=data, num_calibration=32)
     x = quantize(data[:2], model_interface(tflite).inputs[0])
     backend = NativeBackend()
-    lowered = backend.lower(tflite, default_layouts(tflite))
+    lowered = backend.lower(tflite, weight_layouts(tflite))
     return backend, lowered, [SelfTestCase(a, b) for a, b in zip(x, run_tflm(tflite, x))]
 
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from edgeclust.backends.native import NativeBackend, default_layouts
+from edgeclust.backends.native import NativeBackend
 from edgeclust.lower.memory import BufferUse, greedy_tflm, lower_bound
+from edgeclust.pipeline.layouts import weight_layouts
 from edgeclust.tflite import convert, parity
 
 ELEMENTWISE_IN_PLACE = ("ec_add",)  # kernels that may write their output over an input that dies at that step
@@ -62,7 +63,7 @@ def in_place_pairs(program, placed: dict[str, Placed]) -> set[frozenset[str]]:
 
 def check_native_plan(tflite: bytes):
     """Lower `tflite` and check its plan as the module docstring says; returns (native, bound, tflm) arenas."""
-    lowered = NativeBackend().lower(tflite, default_layouts(tflite))
+    lowered = NativeBackend().lower(tflite, weight_layouts(tflite))
     program = lowered.details.program
     placed = {p.name: p for p in lifetimes(program)}
     allowed = in_place_pairs(program, placed)

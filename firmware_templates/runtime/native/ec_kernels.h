@@ -26,8 +26,9 @@ typedef struct {
 /* Requantization of one output channel's int32 accumulator to int8. */
 typedef struct {
   const int32_t *bias;       /* per output channel, folded with input_offset * sum(w) */
-  const int32_t *multiplier; /* per output channel, from QuantizeMultiplier at generation time */
-  const int8_t *shift;       /* per output channel */
+  const int32_t *multiplier; /* from QuantizeMultiplier at generation time: per channel, or one for all */
+  const int8_t *shift;       /* as many as multiplier */
+  uint32_t channel_stride;   /* 1: multiplier and shift per output channel; 0: one pair for every channel */
   int32_t output_zero_point;
   int32_t act_min, act_max;
 } ec_requant;

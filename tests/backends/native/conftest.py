@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeclust.backends.native import NativeBackend, default_layouts
+from edgeclust.backends.native import NativeBackend
+from edgeclust.pipeline.layouts import weight_layouts
 from edgeclust.tflite.parity import run_tflm, tflm_arena_bytes
 
 
@@ -71,7 +72,7 @@ def convert_float_edges(model, data) -> bytes:
 def check_bit_exact(tflite: bytes, n: int = 8, *, layouts=None, backend: NativeBackend | None = None):
     """Native host build vs the tflite_micro interpreter on `n` random int8 inputs; returns the Lowered."""
     backend = backend or NativeBackend()
-    lowered = backend.lower(tflite, default_layouts(tflite) if layouts is None else layouts)
+    lowered = backend.lower(tflite, weight_layouts(tflite) if layouts is None else layouts)
     x = int8_inputs(tflite, n)
     ours = backend.run_host(lowered, x)
     reference = run_tflm(tflite, x)

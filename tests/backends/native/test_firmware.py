@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from edgeclust.backends.base import SelfTestCase
-from edgeclust.backends.native import NativeBackend, default_layouts
+from edgeclust.backends.native import NativeBackend
 from edgeclust.codegen.board import load_board
 from edgeclust.device.build import build_make_project, elf_size, write_project
 from edgeclust.device.icount import inference_ticks, run_icount
+from edgeclust.pipeline.layouts import weight_layouts
 from edgeclust.resources import boards_dir
 
 
@@ -38,7 +39,7 @@ def small_model(nx, keras):
 def test_small_model_self_test_passes_on_qemu(nx, small_model, board_id, tmp_path):
     board = load_board(board_id, boards_dir())
     backend = NativeBackend()
-    lowered = backend.lower(small_model, default_layouts(small_model))
+    lowered = backend.lower(small_model, weight_layouts(small_model))
     x = nx.int8_inputs(small_model, 4)
     expected = backend.run_host(lowered, x)
     files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeclust.backends.native import NativeBackend, default_layouts
+from edgeclust.backends.native import NativeBackend
 from edgeclust.errors import EdgeclustError
+from edgeclust.pipeline.layouts import weight_layouts
 from edgeclust.tflite import parity
 
 CASE_TIMEOUT_S = 120  # lowering + a sanitizer build + the run; a hang is far beyond it
@@ -135,7 +136,7 @@ def run_case(data: bytes) -> Outcome:
             if reason is not None:
                 assert "\n" not in reason and reason.strip(), f"unsupported() gave {reason!r}"
                 return Outcome("refused", reason)
-            lowered = backend.lower(data, default_layouts(data))
+            lowered = backend.lower(data, weight_layouts(data))
         except EdgeclustError as exc:
             message = str(exc)
             assert "\n" not in message and message.strip(), f"{type(exc).__name__} is not one line: {message!r}"

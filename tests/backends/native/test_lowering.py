@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeclust.backends.native import NativeBackend, default_layouts
+from edgeclust.backends.native import NativeBackend
 from edgeclust.backends.native.from_tflite import graph_from_tflite
 from edgeclust.codegen.board import load_board
 from edgeclust.device import build as device_build
 from edgeclust.errors import CodegenError
+from edgeclust.pipeline.layouts import weight_layouts
 from edgeclust.resources import boards_dir
 from edgeclust.tflite.flatbuffer import read_model
 from edgeclust.tflite.parity import tflm_arena_bytes
@@ -60,7 +61,7 @@ def test_arena_between_lower_bound_and_tflm(nx, residual_model):
 def test_price_without_cross_compiler_uses_the_measured_table(residual_model, monkeypatch):
     board = load_board("qemu_lm3s6965evb", boards_dir())
     backend = NativeBackend()
-    lowered = backend.lower(residual_model, default_layouts(residual_model))
+    lowered = backend.lower(residual_model, weight_layouts(residual_model))
     linked = backend.price(lowered, board)
     monkeypatch.setattr(device_build, "cross_compiler_present", lambda: False)
     table = backend.price(lowered, board)
@@ -94,7 +95,7 @@ def test_other_build_systems_get_sources_and_a_price(residual_model, board_id):
 
     board = load_board(board_id, boards_dir())
     backend = NativeBackend()
-    lowered = backend.lower(residual_model, default_layouts(residual_model))
+    lowered = backend.lower(residual_model, weight_layouts(residual_model))
     cost = backend.price(lowered, board)
     assert cost.flash_used > sum(item.bytes for item in lowered.flash)
     assert cost.ram_parts["arena"] == lowered.arena_bytes

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from edgeclust.backends.base import SelfTestCase
-from edgeclust.backends.native import NativeBackend, default_layouts
+from edgeclust.backends.native import NativeBackend
 from edgeclust.codegen.board import load_board
 from edgeclust.device.build import build_make_project, elf_size, write_project
 from edgeclust.device.icount import run_icount
+from edgeclust.pipeline.layouts import weight_layouts
 from edgeclust.resources import boards_dir
 from edgeclust.tflite.parity import run_tflm
 
@@ -28,7 +29,7 @@ def mnist16(trained_mnist_cnn, mnist_small):
 
 @pytest.fixture(scope="module")
 def lowered16(mnist16):
-    return NativeBackend().lower(mnist16, default_layouts(mnist16))
+    return NativeBackend().lower(mnist16, weight_layouts(mnist16))
 
 
 def test_mnist16_host_build_matches_tflm(mnist16, lowered16, mnist_small):

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeclust.backends.native import NativeBackend, default_layouts
+from edgeclust.backends.native import NativeBackend
+from edgeclust.pipeline.layouts import weight_layouts
 from edgeclust.tflite import convert, parity
 from edgeclust.tflite.flatbuffer import read_model
 
@@ -120,7 +121,7 @@ def assert_native_matches_tflm(tflite: bytes, op_name: str, seed: int) -> None:
     assert op_name in model.op_names, model.op_names
     backend = NativeBackend()
     assert backend.unsupported(tflite) is None
-    layouts = default_layouts(tflite)
+    layouts = weight_layouts(tflite)
     lowered = backend.lower(tflite, layouts)
     spec = parity.model_interface(model).inputs[0]
     rng = np.random.default_rng(seed)
@@ -234,7 +235,7 @@ def test_every_index_width_is_packed_and_matches(levels):
         num_calibration=24,
     )
     bits = max(1, (levels - 1).bit_length())
-    layouts = default_layouts(tflite)
+    layouts = weight_layouts(tflite)
     assert [(layout.bits, layout.unique_values) for layout in layouts] == [(bits, levels)]
     lowered = NativeBackend().lower(tflite, layouts)
     if bits <= 6:

@@ -1,8 +1,11 @@
-"""C identifiers checked before they are emitted, and byte arrays written as C++ source (and read back)."""
+"""C identifiers checked before they are emitted; arrays and float literals written as C source (and read back)."""
 
 from __future__ import annotations
 
+import math
 import re
+
+import numpy as np
 
 from edgeclust.errors import CodegenError
 
@@ -41,9 +44,40 @@ def check_identifier(name: str) -> str:
 
 def c_array_body(data: bytes) -> str:
     """The initialiser lines of a byte array: `  0x1c, 0x00, ...,` with BYTES_PER_LINE bytes per line."""
-    hexes = [_HEX[b] for b in bytes(data)]
-    lines = (", ".join(hexes[i : i + BYTES_PER_LINE]) for i in range(0, len(hexes), BYTES_PER_LINE))
-    return "\n".join(f"    {line}," for line in lines)
+    return c_values(np.frombuffer(bytes(data), np.uint8), per_line=BYTES_PER_LINE)
+
+
+def c_values(values, *, per_line: int | None = None, indent: str = "    ") -> str:
+    """The initialiser lines of a numeric array, each `indent` + items + ",": uint8 as hex (12 a line), other
+    integers in decimal (16 a line up to 16 bits, 8 a line wider), floats as exact literals (6 a line)."""
+    flat = np.asarray(values).reshape(-1)
+    kind, itemsize = flat.dtype.kind, flat.dtype.itemsize
+    if kind == "u" and itemsize == 1:
+        items = [_HEX[b] for b in flat.tolist()]
+        per_line = per_line or BYTES_PER_LINE
+    elif kind in "iub":
+        items = [str(int(v)) for v in flat.tolist()]
+        per_line = per_line or (16 if itemsize <= 2 else 8)
+    elif kind == "f":
+        items = [c_float(v) for v in flat.tolist()]
+        per_line = per_line or 6
+    else:
+        raise CodegenError(f"no C literal for a {flat.dtype} array")
+    lines = (", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line))
+    return "\n".join(f"{indent}{line}," for line in lines)
+
+
+def c_float(value: float) -> str:
+    """A float32 as a C float literal that reads back to the same bits (INFINITY / NAN from <math.h>)."""
+    value = float(np.float32(value))
+    if math.isnan(value):
+        return "NAN"
+    if math.isinf(value):
+        return "INFINITY" if value > 0 else "(-INFINITY)"
+    text = f"{value:.9g}"
+    if not any(ch in text for ch in ".e"):
+        text += ".0"
+    return text + "f"
 
 
 def c_array(symbol: str, data: bytes, *, alignment: int = 16, ctype: str = "unsigned char") -> str:

@@ -1,5 +1,8 @@
-"""Weight layouts, decided once per build: for every weight tensor of the deployed .tflite, the fewest index
-bits per tensor or per channel (lower/weights.py), which every backend then packs from."""
+"""Weight layouts, decided once: for every weight tensor of the deployed .tflite, the fewest index bits per
+tensor or per channel along its output-channel axis (lower/weights.py), which every backend then packs from.
+
+`weight_layouts` is the one rule: the build, the scripts and the tests all call it; a backend given a layout it
+cannot honour raises CodegenError naming the tensor rather than dropping it."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The native C backend: int8 kernels with packed weights decoded in their loops, no interpreter, no TFLM.
 
-lower() reads the .tflite into a graph, computes every kernel parameter as TFLM's Prepare does, packs the
-weights from the pipeline's WeightLayouts and plans the arena; run_host() runs the generated C built with
+lower() reads the .tflite into a graph and turns it into typed step records (lowering.py: every kernel
+parameter as TFLM's Prepare computes it, weights packed from the pipeline's WeightLayouts, the arena planned),
+then C (emit_c.py); run_host() runs the generated C built with
 the host's gcc; price() links the firmware with arm-none-eabi-gcc (or uses the measured size table);
 render() writes the C99 project for the board.
 """
@@ -16,14 +17,13 @@ import numpy as np
 from edgeclust.backends.base import FlashItem, Lowered, ModelInterface, TensorSpec
 from edgeclust.backends.native import emit_c, host
 from edgeclust.backends.native.from_tflite import graph_from_tflite
-from edgeclust.backends.native.layouts import default_layouts
 from edgeclust.backends.native.lowering import Unsupported, lower_graph, unsupported_reason
 from edgeclust.backends.native.program import Program
 from edgeclust.errors import CodegenError, DataError, ModelFormatError
 from edgeclust.lower.weights import WeightLayout
 from edgeclust.tflite.flatbuffer import read_model
 
-__all__ = ["NativeBackend", "Program", "Unsupported", "default_layouts"]
+__all__ = ["NativeBackend", "Program", "Unsupported"]
 
 
 class NativeBackend:
@@ -65,7 +65,7 @@ class NativeBackend:
             f"{p.name or p.tensor}: {p.bits}-bit indices, {'per channel' if p.per_channel else 'per tensor'}"
             for p in program.packed
             if p.table_bytes
-        )
+        ) + tuple(f"{p.name or p.tensor}: kept as int8, {p.fallback}" for p in program.packed if p.fallback)
         used = {p.tensor for p in program.packed if p.table_bytes}
         extra = {"summary": _summary(program)} if "summary" in _field_names(Lowered) else {}
         return Lowered(
@@ -133,6 +133,7 @@ def _summary(program: Program) -> dict:
                 "per_channel": p.per_channel,
                 "index_bytes": p.index_bytes,
                 "table_bytes": p.table_bytes,
+                "layout_not_packed": p.fallback,
             }
             for p in program.packed
         ],

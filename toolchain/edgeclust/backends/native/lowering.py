@@ -1,4 +1,7 @@
-"""Graph + weight layouts -> Program: kernel parameters computed as TFLM's Prepare does, weights packed.
+"""Graph + weight layouts -> Program: one typed step record per kernel call (records.py), its parameters
+computed as TFLM's Prepare does, weights packed; validated here once, so the emitter decides nothing.
+
+LOWERINGS maps each op name to its function (GraphOp -> record, or None for an alias); plan.py places buffers.
 
 Shape ops that only feed a RESHAPE (SHAPE, STRIDED_SLICE, PACK: what a dynamic batch adds) are folded away
 for batch 1; RESHAPE is an alias; a CONV_2D whose only reader is a MAX_POOL_2D is fused with it; ADD runs in
@@ -7,15 +10,33 @@ place over an input that dies there. Anything else outside the supported set is 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgeclust.backends.native import fixed_point as fp
-from edgeclust.backends.native.program import Buffer, ConstArray, PackedTensor, Program, Step
+from edgeclust.backends.native.plan import plan_program
+from edgeclust.backends.native.program import Program
+from edgeclust.backends.native.records import (
+    AddStep,
+    ConvStep,
+    DepthwiseStep,
+    DequantizeStep,
+    FullyConnectedStep,
+    MeanStep,
+    PackedWeights,
+    PoolFusion,
+    PoolStep,
+    QuantizeStep,
+    Requant,
+    SoftmaxStep,
+    Step,
+    Window,
+)
+from edgeclust.codegen.carray import check_identifier
 from edgeclust.errors import CodegenError
-from edgeclust.lower import memory as memory_plan
 from edgeclust.lower.graph import Graph, GraphOp, GraphTensor
 from edgeclust.lower.pack import pack_rows
 from edgeclust.lower.weights import WeightLayout
@@ -60,7 +81,6 @@ _MAX_INPUTS = {
     "STRIDED_SLICE": 5,
     "PACK": 1 << 16,
 }
-ALIGNMENT = 16
 
 
 class Unsupported(CodegenError):
@@ -73,14 +93,13 @@ def _refuse(what: str) -> Unsupported:
 
 @dataclass
 class _Builder:
+    """What lowering has decided so far: the steps, and which buffer holds each tensor."""
+
     graph: Graph
     layouts: dict[int, WeightLayout]
-    consts: list[ConstArray] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
-    packed: list[PackedTensor] = field(default_factory=list)
     alias: dict[int, int] = field(default_factory=dict)  # tensor -> tensor whose memory it uses
-    reads: list[tuple[int, ...]] = field(default_factory=list)  # per step: tensors read
-    writes: list[tuple[int, ...]] = field(default_factory=list)
+    buffer_of: dict[int, str] = field(default_factory=dict)  # root tensor -> its buffer's name
 
     def tensor(self, index: int) -> GraphTensor:
         if not 0 <= index < len(self.graph.tensors):
@@ -92,33 +111,61 @@ class _Builder:
             index = self.alias[index]
         return index
 
-    def const(self, step: str, what: str, ctype: str, values, kind: str) -> str:
-        name = f"{step}_{what}"
-        self.consts.append(ConstArray(name, ctype, np.ascontiguousarray(values), kind))
-        return name
+    def reads(self, *indices: int) -> tuple[str, ...]:
+        """The buffers holding these tensors; a tensor no step has written yet is an error."""
+        names = []
+        for index in indices:
+            root = self.root(index)
+            if root not in self.buffer_of:
+                raise CodegenError(
+                    f"tensor {self.graph.tensors[root].name!r} is read before any op writes it; convert again"
+                )
+            names.append(self.buffer_of[root])
+        return tuple(names)
 
-    def add_step(self, step: Step, reads: Sequence[int], writes: Sequence[int]) -> None:
-        self.steps.append(step)
-        self.reads.append(tuple(self.root(t) for t in reads))
-        self.writes.append(tuple(self.root(t) for t in writes))
+    def writes(self, index: int, step: str) -> tuple[str, ...]:
+        """The buffer a step writes this tensor to: `<step>_output`, unless the tensor already has one."""
+        root = self.root(index)
+        return (self.buffer_of.setdefault(root, check_identifier(f"{step}_output")),)
+
+
+def step_name(op: GraphOp) -> str:
+    """The C name of an op's step: its name and TFLite op index, as the comments cite it (`conv_2d_3`)."""
+    return check_identifier(f"{op.name.lower()}_{op.index}")
 
 
 def lower_graph(graph: Graph, layouts: Sequence[WeightLayout] = ()) -> Program:
-    """The Program for `graph`; raises Unsupported (a CodegenError) naming what it cannot run."""
+    """The Program for `graph`; raises Unsupported (a CodegenError) naming what it cannot run, and
+    CodegenError for a layout it cannot honour."""
     reason = unsupported_reason(graph)
     if reason:
         raise Unsupported(reason)
     b = _Builder(graph, {layout.tensor: layout for layout in layouts})
-    ops = [op for op in graph.ops if op.name not in SHAPE_OPS]
+    model_in = graph.inputs[0]
+    b.buffer_of[model_in] = "model_input"
     fused: set[int] = set()
-    for op in ops:
-        if op.index in fused:
+    for op in graph.ops:
+        if op.name in SHAPE_OPS or op.index in fused:
             continue
         pool = _fusable_pool(graph, op)
         if pool is not None:
             fused.add(pool.index)
-        _LOWER[op.name](b, op, f"op{len(b.steps)}", pool)
-    return _finish(b)
+        step = LOWERINGS[op.name](b, op, pool)
+        if step is not None:
+            b.steps.append(step)
+    _check_layouts_used(b)
+    return plan_program(b.graph, tuple(b.steps), b.buffer_of, b.root)
+
+
+def _check_layouts_used(b: _Builder) -> None:
+    """A layout for a tensor that no step reads as weights cannot be honoured: an error, not a silent drop."""
+    used = {p.tensor for step in b.steps for p in step.packed()}
+    for tensor, layout in b.layouts.items():
+        if tensor not in used:
+            raise CodegenError(
+                f"a weight layout was given for tensor {tensor} ({layout.name!r}), which no native kernel reads "
+                "as weights; decide layouts with edgeclust.pipeline.layouts.weight_layouts"
+            )
 
 
 def unsupported_reason(graph: Graph) -> str | None:
@@ -234,8 +281,8 @@ def _dims4(t: GraphTensor, what: str) -> tuple[int, int, int]:
     return t.shape[1], t.shape[2], t.shape[3]
 
 
-def _window(op: GraphOp, in_hwc, out_hwc, k_h: int, k_w: int, *, dilation: bool) -> str:
-    """The ec_window initializer, with TFLM's output size and padding (ComputePaddingHeightWidth)."""
+def _window(op: GraphOp, in_hwc, out_hwc, k_h: int, k_w: int, *, dilation: bool) -> Window:
+    """The window geometry with TFLM's output size and padding (ComputePaddingHeightWidth)."""
     o = op.options
     stride_h, stride_w = int(o.get("stride_h", 1)), int(o.get("stride_w", 1))
     dil_h = int(o.get("dilation_h_factor", 1)) if dilation else 1
@@ -269,56 +316,58 @@ def _window(op: GraphOp, in_hwc, out_hwc, k_h: int, k_w: int, *, dilation: bool)
     for value in (*in_hwc, *out_hwc):
         if not 1 <= value <= 65535:
             raise _refuse(f"{op.name} with a dimension of {value} (1..65535 is supported)")
-    return (
-        f"{{.in_h = {in_hwc[0]}, .in_w = {in_hwc[1]}, .in_c = {in_hwc[2]}, .out_h = {out_hwc[0]}, "
-        f".out_w = {out_hwc[1]}, .out_c = {out_hwc[2]}, .k_h = {k_h}, .k_w = {k_w}, .stride_h = {stride_h}, "
-        f".stride_w = {stride_w}, .dil_h = {dil_h}, .dil_w = {dil_w}, .pad_h = {pads[0]}, .pad_w = {pads[1]}}}"
-    )
+    return Window(*in_hwc, *out_hwc, k_h, k_w, stride_h, stride_w, dil_h, dil_w, pads[0], pads[1])
 
 
-def _weights(b: _Builder, step: str, op: GraphOp, t: GraphTensor, rows: np.ndarray, channel_axis: int, to_rows) -> str:
-    """Pack `rows` (out_channels, n) int8 from the tensor's layout when that pays; the ec_weights initializer."""
+def _weights(b: _Builder, op: GraphOp, t: GraphTensor, rows: np.ndarray, channel_axis: int, to_rows) -> PackedWeights:
+    """`rows` (out_channels, n) int8, packed from the tensor's layout when that saves bytes.
+
+    A layout the kernel cannot read (another axis, shape or values) is a CodegenError naming the tensor; one that
+    would not save bytes leaves the rows as int8, with the reason in `fallback`."""
     layout = b.layouts.get(t.index)
-    out_c, n = rows.shape
-    use = None
-    if layout is not None and layout.dtype == "int8" and layout.bits < 8 and layout.axis in (None, channel_axis):
-        if tuple(layout.shape) == tuple(t.shape) and np.array_equal(layout.decode(), t.data):
-            index_rows = to_rows(layout.indices).astype(np.uint8)
-            packed = pack_rows(index_rows, layout.bits)
-            tables = layout.tables.astype(np.int8)
-            if packed.nbytes + tables.size < rows.size:
-                use = (packed, tables)
-    if use is None:
-        name = b.const(step, "weights", "int8_t", rows.astype(np.int8).reshape(-1), "weights")
-        b.packed.append(PackedTensor(t.index, t.name, op.name, 8, False, rows.size, rows.size, 0))
-        return f"{{.data = (const uint8_t *){name}, .table = NULL, .row_stride = {n}, .table_stride = 0, .bits = 8}}"
-    packed, tables = use
-    data = b.const(step, "weights", "uint8_t", np.frombuffer(packed.data, np.uint8), "weights")
-    table = b.const(step, "table", "int8_t", tables.reshape(-1), "tables")
-    per_channel = layout.axis is not None
-    b.packed.append(
-        PackedTensor(t.index, t.name, op.name, layout.bits, per_channel, rows.size, packed.nbytes, int(tables.size))
+    plain = PackedWeights(
+        t.index, t.name, op.name, np.ascontiguousarray(rows, np.int8).reshape(-1), None, rows.shape[1], 8, rows.size
     )
-    return (
-        f"{{.data = {data}, .table = {table}, .row_stride = {packed.row_stride}, "
-        f".table_stride = {tables.shape[1] if per_channel else 0}, .bits = {layout.bits}}}"
-    )
+    if layout is None:
+        return plain
+    where = f"the weight layout of {t.name!r} (tensor {t.index}, {op.name} op {op.index})"
+    if layout.axis not in (None, channel_axis):
+        raise CodegenError(
+            f"{where} has one table per index along axis {layout.axis}; the native kernel reads one table per "
+            f"output channel, along axis {channel_axis}: decide layouts with edgeclust.pipeline.layouts"
+        )
+    if layout.dtype != "int8" or tuple(layout.shape) != tuple(t.shape) or not np.array_equal(layout.decode(), t.data):
+        raise CodegenError(
+            f"{where} does not decode to the tensor's values ({layout.dtype} {list(layout.shape)} for "
+            f"{t.dtype} {list(t.shape)}): the layouts were decided for another model"
+        )
+    if layout.bits >= 8:
+        return dataclasses.replace(plain, layout=layout, fallback="8-bit indices save nothing over int8")
+    packed = pack_rows(to_rows(layout.indices).astype(np.uint8), layout.bits)
+    tables = layout.tables.astype(np.int8)
+    if packed.nbytes + tables.size >= rows.size:
+        return dataclasses.replace(
+            plain,
+            layout=layout,
+            fallback=f"{layout.bits}-bit indices and tables ({packed.nbytes + tables.size} B) are no smaller than "
+            f"int8 ({rows.size} B)",
+        )
+    data = np.frombuffer(packed.data, np.uint8)
+    return PackedWeights(t.index, t.name, op.name, data, tables, packed.row_stride, layout.bits, rows.size, layout)
 
 
 def _requant(
     b: _Builder,
-    step: str,
     op: GraphOp,
     rows: np.ndarray,
-    bias_index: int,
     x: GraphTensor,
     w: GraphTensor,
     y: GraphTensor,
     *,
     channel_axis: int = 0,
     float_product: bool = False,
-) -> str:
-    """Folded biases, per-channel multipliers/shifts and the activation range: the ec_requant initializer."""
+) -> Requant:
+    """Folded biases, multipliers/shifts (per channel, or once for a per-tensor filter) and the activation range."""
     xq, wq, yq = _quant(x, "input"), _quant(w, "filter"), _quant(y, "output")
     out_c = rows.shape[0]
     if len(wq.scales) not in (1, out_c) or (wq.per_channel and wq.axis != channel_axis):
@@ -329,6 +378,7 @@ def _requant(
     if any(z != 0 for z in wq.zero_points):
         raise _refuse(f"{op.name} with asymmetric int8 weights")
     bias = np.zeros(out_c, np.int64)
+    bias_index = op.inputs[2] if len(op.inputs) > 2 else -1
     if bias_index >= 0:
         bt = b.tensor(bias_index)
         if bt.data is None or bt.dtype != "int32" or bt.size != out_c:
@@ -338,8 +388,7 @@ def _requant(
     if folded.min(initial=0) < -(2**31) or folded.max(initial=0) > 2**31 - 1:
         raise CodegenError(f"{op.name} (op {op.index}): a folded bias leaves int32; the model's scales are broken")
     multipliers, shifts = [], []
-    for c in range(out_c):
-        scale = wq.scales[c if len(wq.scales) > 1 else 0]
+    for scale in wq.scales:
         if float_product:  # TFLM GetQuantizedConvolutionMultipler: float product, then double
             real = float(np.float32(xq.scale) * np.float32(scale)) / float(yq.scale)
         else:  # TFLM PopulateConvolutionQuantizationParams and per-channel FC: all in double
@@ -348,12 +397,13 @@ def _requant(
         multipliers.append(m)
         shifts.append(s)
     act_min, act_max = fp.activation_range(op.options.get("fused_activation_function", "NONE"), yq.scale, yq.zero_point)
-    bias_name = b.const(step, "bias", "int32_t", folded.astype(np.int32), "biases")
-    mult_name = b.const(step, "multiplier", "int32_t", np.array(multipliers, np.int32), "requant")
-    shift_name = b.const(step, "shift", "int8_t", np.array(shifts, np.int8), "requant")
-    return (
-        f"{{.bias = {bias_name}, .multiplier = {mult_name}, .shift = {shift_name}, "
-        f".output_zero_point = {yq.zero_point}, .act_min = {act_min}, .act_max = {act_max}}}"
+    return Requant(
+        folded.astype(np.int32),
+        np.array(multipliers, np.int32),
+        np.array(shifts, np.int8),
+        yq.zero_point,
+        act_min,
+        act_max,
     )
 
 
@@ -366,53 +416,51 @@ def _constant_filter(b: _Builder, op: GraphOp, index: int) -> GraphTensor:
     return w
 
 
-# ---- one function per op ----
+def _activation_range(op: GraphOp, t: GraphTensor) -> tuple[int, int]:
+    q = _quant(t, "output")
+    return fp.activation_range(op.options.get("fused_activation_function", "NONE"), q.scale, q.zero_point)
 
 
-def _conv(b: _Builder, op: GraphOp, step: str, pool: GraphOp | None) -> None:
+# ---- one function per op: GraphOp -> step record (None: no kernel call) ----
+
+
+def _conv(b: _Builder, op: GraphOp, pool: GraphOp | None) -> ConvStep:
     x, w = b.tensor(op.inputs[0]), _constant_filter(b, op, op.inputs[1])
     y = b.tensor(op.outputs[0])
     in_hwc, out_hwc = _dims4(x, "CONV_2D input"), _dims4(y, "CONV_2D output")
     if len(w.shape) != 4 or w.shape[0] != out_hwc[2] or w.shape[3] != in_hwc[2]:
         raise _refuse(f"CONV_2D filter {list(w.shape)} for input {list(x.shape)} (grouped convolution)")
     rows = w.data.reshape(w.shape[0], -1)
-    win = _window(op, in_hwc, out_hwc, w.shape[1], w.shape[2], dilation=True)
-    weights = _weights(b, step, op, w, rows, 0, lambda idx: idx.reshape(idx.shape[0], -1))
-    requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y)
-    extra: tuple = ()
-    pool_ref = "NULL"
+    window = _window(op, in_hwc, out_hwc, w.shape[1], w.shape[2], dilation=True)
+    weights = _weights(b, op, w, rows, 0, lambda idx: idx.reshape(idx.shape[0], -1))
+    requant = _requant(b, op, rows, x, w, y)
+    fusion = None
     out_index = op.outputs[0]
-    what = f"CONV_2D (op {op.index})"
     if pool is not None:
         p_out = b.tensor(pool.outputs[0])
         p_hwc = _dims4(p_out, "MAX_POOL_2D output")
         fh, fw = int(pool.options.get("filter_height", 1)), int(pool.options.get("filter_width", 1))
-        pwin = _window(pool, out_hwc, (p_hwc[0], p_hwc[1], out_hwc[2]), fh, fw, dilation=False)
-        pq = _quant(p_out, "output")
-        act_min, act_max = fp.activation_range(
-            pool.options.get("fused_activation_function", "NONE"), pq.scale, pq.zero_point
+        pw = _window(pool, out_hwc, (p_hwc[0], p_hwc[1], out_hwc[2]), fh, fw, dilation=False)
+        act_min, act_max = _activation_range(pool, p_out)
+        fusion = PoolFusion(
+            pool.index, fh, fw, pw.stride_h, pw.stride_w, pw.pad_h, pw.pad_w, p_hwc[0], p_hwc[1], act_min, act_max
         )
-        pads = dict(part.split(" = ") for part in pwin.strip("{}").split(", "))
-        extra = (
-            (
-                "ec_pool_fusion",
-                f"{step}_pool",
-                f"{{.k_h = {fh}, .k_w = {fw}, .stride_h = {pads['.stride_h']}, .stride_w = {pads['.stride_w']}, "
-                f".pad_h = {pads['.pad_h']}, .pad_w = {pads['.pad_w']}, .out_h = {p_hwc[0]}, .out_w = {p_hwc[1]}, "
-                f".act_min = {act_min}, .act_max = {act_max}}}",
-            ),
-        )
-        pool_ref = f"&{step}_pool"
         out_index = pool.outputs[0]
-        what += f" + MAX_POOL_2D (op {pool.index}), fused: the conv's output never exists whole"
-    init = (
-        f"{{.w = {weights}, .q = {requant}, .win = {win}, .input_zero_point = {_quant(x, 'input').zero_point}, "
-        f".pool = {pool_ref}}}"
+    name = step_name(op)
+    return ConvStep(
+        name=name,
+        op_index=op.index,
+        inputs=b.reads(op.inputs[0]),
+        outputs=b.writes(out_index, name),
+        weights=weights,
+        requant=requant,
+        window=window,
+        input_zero_point=_quant(x, "input").zero_point,
+        pool=fusion,
     )
-    b.add_step(Step(step, "ec_conv", "ec_conv_params", init, (), (), what, extra), [op.inputs[0]], [out_index])
 
 
-def _depthwise(b: _Builder, op: GraphOp, step: str, _pool) -> None:
+def _depthwise(b: _Builder, op: GraphOp, _pool) -> DepthwiseStep:
     x, w = b.tensor(op.inputs[0]), _constant_filter(b, op, op.inputs[1])
     y = b.tensor(op.outputs[0])
     in_hwc, out_hwc = _dims4(x, "DEPTHWISE_CONV_2D input"), _dims4(y, "DEPTHWISE_CONV_2D output")
@@ -423,19 +471,26 @@ def _depthwise(b: _Builder, op: GraphOp, step: str, _pool) -> None:
         )
     if not 1 <= multiplier <= 65535:
         raise _refuse(f"DEPTHWISE_CONV_2D depth multiplier {multiplier}")
-    to_rows = lambda a: a.reshape(-1, a.shape[3]).T  # (1, kh, kw, oc) -> (oc, kh*kw)
-    rows = np.ascontiguousarray(to_rows(w.data))
-    win = _window(op, in_hwc, out_hwc, w.shape[1], w.shape[2], dilation=True)
-    weights = _weights(b, step, op, w, rows, 3, lambda idx: np.ascontiguousarray(to_rows(idx)))
-    requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y, channel_axis=3)
-    init = (
-        f"{{.w = {weights}, .q = {requant}, .win = {win}, .input_zero_point = {_quant(x, 'input').zero_point}, "
-        f".depth_multiplier = {multiplier}}}"
+
+    def to_rows(a: np.ndarray) -> np.ndarray:  # (1, kh, kw, oc) -> (oc, kh*kw)
+        return np.ascontiguousarray(a.reshape(-1, a.shape[3]).T)
+
+    rows = to_rows(w.data)
+    name = step_name(op)
+    return DepthwiseStep(
+        name=name,
+        op_index=op.index,
+        inputs=b.reads(op.inputs[0]),
+        outputs=b.writes(op.outputs[0], name),
+        weights=_weights(b, op, w, rows, 3, to_rows),
+        requant=_requant(b, op, rows, x, w, y, channel_axis=3),
+        window=_window(op, in_hwc, out_hwc, w.shape[1], w.shape[2], dilation=True),
+        input_zero_point=_quant(x, "input").zero_point,
+        depth_multiplier=multiplier,
     )
-    _add_plain_step(b, op, step, "ec_depthwise_conv", "ec_depthwise_params", init)
 
 
-def _fully_connected(b: _Builder, op: GraphOp, step: str, _pool) -> None:
+def _fully_connected(b: _Builder, op: GraphOp, _pool) -> FullyConnectedStep:
     x, w = b.tensor(op.inputs[0]), _constant_filter(b, op, op.inputs[1])
     y = b.tensor(op.outputs[0])
     if len(w.shape) != 2:
@@ -449,14 +504,22 @@ def _fully_connected(b: _Builder, op: GraphOp, step: str, _pool) -> None:
             f"match a {out_n}x{in_n} filter; convert the model again"
         )
     rows = w.data.reshape(out_n, in_n)
-    weights = _weights(b, step, op, w, rows, 0, lambda idx: idx.reshape(out_n, in_n))
     per_tensor = len(_quant(w, "filter").scales) == 1
-    requant = _requant(b, step, op, rows, op.inputs[2] if len(op.inputs) > 2 else -1, x, w, y, float_product=per_tensor)
-    init = f"{{.w = {weights}, .q = {requant}, .batches = {x.size // in_n}, .in_n = {in_n}, .out_n = {out_n}}}"
-    _add_plain_step(b, op, step, "ec_fully_connected", "ec_fc_params", init)
+    name = step_name(op)
+    return FullyConnectedStep(
+        name=name,
+        op_index=op.index,
+        inputs=b.reads(op.inputs[0]),
+        outputs=b.writes(op.outputs[0], name),
+        weights=_weights(b, op, w, rows, 0, lambda idx: idx.reshape(out_n, in_n)),
+        requant=_requant(b, op, rows, x, w, y, float_product=per_tensor),
+        batches=x.size // in_n,
+        in_n=in_n,
+        out_n=out_n,
+    )
 
 
-def _pool_op(b: _Builder, op: GraphOp, step: str, _pool) -> None:
+def _pool_op(b: _Builder, op: GraphOp, _pool) -> PoolStep:
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
     in_hwc, out_hwc = _dims4(x, f"{op.name} input"), _dims4(y, f"{op.name} output")
     if in_hwc[2] != out_hwc[2]:
@@ -465,14 +528,22 @@ def _pool_op(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     if xq.scale != yq.scale or xq.zero_point != yq.zero_point:
         raise _refuse(f"{op.name} with different input and output quantization")
     fh, fw = int(op.options.get("filter_height", 1)), int(op.options.get("filter_width", 1))
-    win = _window(op, in_hwc, out_hwc, fh, fw, dilation=False)
-    act_min, act_max = fp.activation_range(op.options.get("fused_activation_function", "NONE"), yq.scale, yq.zero_point)
-    kernel = "ec_max_pool" if op.name == "MAX_POOL_2D" else "ec_average_pool"
-    init = f"{{.win = {win}, .act_min = {act_min}, .act_max = {act_max}}}"
-    _add_plain_step(b, op, step, kernel, "ec_pool_params", init)
+    window = _window(op, in_hwc, out_hwc, fh, fw, dilation=False)
+    act_min, act_max = _activation_range(op, y)
+    name = step_name(op)
+    return PoolStep(
+        name=name,
+        op_index=op.index,
+        inputs=b.reads(op.inputs[0]),
+        outputs=b.writes(op.outputs[0], name),
+        window=window,
+        act_min=act_min,
+        act_max=act_max,
+        average=op.name == "AVERAGE_POOL_2D",
+    )
 
 
-def _mean(b: _Builder, op: GraphOp, step: str, _pool) -> None:
+def _mean(b: _Builder, op: GraphOp, _pool) -> MeanStep:
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
     axis_t = b.tensor(op.inputs[1])
     axes = sorted(int(a) % 4 for a in np.asarray(axis_t.data).reshape(-1)) if axis_t.data is not None else None
@@ -485,32 +556,45 @@ def _mean(b: _Builder, op: GraphOp, step: str, _pool) -> None:
         raise CodegenError(f"MEAN (op {op.index}) output {list(y.shape)} for input {list(x.shape)}; convert again")
     xq, yq = _quant(x, "input"), _quant(y, "output")
     multiplier, shift = fp.mean_params(xq.scale, yq.scale, h * w)
-    init = (
-        f"{{.spatial = {h * w}, .channels = {c}, .input_zero_point = {xq.zero_point}, "
-        f".output_zero_point = {yq.zero_point}, .multiplier = {multiplier}, .shift = {shift}}}"
+    name = step_name(op)
+    return MeanStep(
+        name=name,
+        op_index=op.index,
+        inputs=b.reads(op.inputs[0]),
+        outputs=b.writes(op.outputs[0], name),
+        spatial=h * w,
+        channels=c,
+        input_zero_point=xq.zero_point,
+        output_zero_point=yq.zero_point,
+        multiplier=multiplier,
+        shift=shift,
     )
-    _add_plain_step(b, op, step, "ec_mean_hw", "ec_mean_params", init)
 
 
-def _add(b: _Builder, op: GraphOp, step: str, _pool) -> None:
+def _add(b: _Builder, op: GraphOp, _pool) -> AddStep:
     x1, x2, y = b.tensor(op.inputs[0]), b.tensor(op.inputs[1]), b.tensor(op.outputs[0])
     if x1.shape != x2.shape or x1.size != y.size or x1.is_constant or x2.is_constant:
         raise _refuse(f"ADD with broadcasting or a constant operand ({list(x1.shape)} + {list(x2.shape)})")
     q1, q2, qy = _quant(x1, "input"), _quant(x2, "input"), _quant(y, "output")
     params = fp.add_params(q1.scale, q2.scale, qy.scale)
-    act_min, act_max = fp.activation_range(op.options.get("fused_activation_function", "NONE"), qy.scale, qy.zero_point)
-    init = (
-        f"{{.size = {y.size}, .input1_offset = {-q1.zero_point}, .input2_offset = {-q2.zero_point}, "
-        f".output_offset = {qy.zero_point}, .input1_multiplier = {params['input1_multiplier']}, "
-        f".input2_multiplier = {params['input2_multiplier']}, .output_multiplier = {params['output_multiplier']}, "
-        f".input1_shift = {params['input1_shift']}, .input2_shift = {params['input2_shift']}, "
-        f".output_shift = {params['output_shift']}, .left_shift = {params['left_shift']}, "
-        f".act_min = {act_min}, .act_max = {act_max}}}"
+    act_min, act_max = _activation_range(op, y)
+    name = step_name(op)
+    return AddStep(
+        name=name,
+        op_index=op.index,
+        inputs=b.reads(op.inputs[0], op.inputs[1]),
+        outputs=b.writes(op.outputs[0], name),
+        size=y.size,
+        input1_offset=-q1.zero_point,
+        input2_offset=-q2.zero_point,
+        output_offset=qy.zero_point,
+        act_min=act_min,
+        act_max=act_max,
+        **params,
     )
-    _add_plain_step(b, op, step, "ec_add", "ec_add_params", init, inputs=op.inputs[:2])
 
 
-def _softmax(b: _Builder, op: GraphOp, step: str, _pool) -> None:
+def _softmax(b: _Builder, op: GraphOp, _pool) -> SoftmaxStep:
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
     xq, yq = _quant(x, "input"), _quant(y, "output")
     if yq.zero_point != -128 or np.float32(yq.scale) != np.float32(1 / 256):
@@ -519,29 +603,44 @@ def _softmax(b: _Builder, op: GraphOp, step: str, _pool) -> None:
         raise CodegenError(f"SOFTMAX (op {op.index}) input and output differ in size; convert the model again")
     depth = x.shape[-1]
     multiplier, shift, diff_min = fp.softmax_params(fp.f32(op.options.get("beta", 1.0)), xq.scale)
-    init = (
-        f"{{.outer = {x.size // depth}, .depth = {depth}, .input_multiplier = {multiplier}, "
-        f".input_left_shift = {shift}, .diff_min = {diff_min}}}"
+    name = step_name(op)
+    return SoftmaxStep(
+        name=name,
+        op_index=op.index,
+        inputs=b.reads(op.inputs[0]),
+        outputs=b.writes(op.outputs[0], name),
+        outer=x.size // depth,
+        depth=depth,
+        input_multiplier=multiplier,
+        input_left_shift=shift,
+        diff_min=diff_min,
     )
-    _add_plain_step(b, op, step, "ec_softmax", "ec_softmax_params", init)
 
 
-def _quantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
-    _add_plain_step(b, op, step, "ec_quantize", "ec_quantize_params", _int8_side(b, op.outputs[0], "output"))
+def _quantize(b: _Builder, op: GraphOp, _pool) -> QuantizeStep:
+    return _float_edge(b, op, QuantizeStep, b.tensor(op.outputs[0]), "output")
 
 
-def _dequantize(b: _Builder, op: GraphOp, step: str, _pool) -> None:
-    _add_plain_step(b, op, step, "ec_dequantize", "ec_dequantize_params", _int8_side(b, op.inputs[0], "input"))
+def _dequantize(b: _Builder, op: GraphOp, _pool) -> DequantizeStep:
+    return _float_edge(b, op, DequantizeStep, b.tensor(op.inputs[0]), "input")
 
 
-def _int8_side(b: _Builder, index: int, role: str) -> str:
-    """The params of a float/int8 conversion: size, scale and zero point of its int8 tensor."""
-    tensor = b.tensor(index)
-    q = _quant(tensor, role)
-    return f"{{.size = {tensor.size}, .scale = {_c_float(q.scale)}, .zero_point = {q.zero_point}}}"
+def _float_edge(b: _Builder, op: GraphOp, record, int8_side: GraphTensor, role: str):
+    """A float/int8 conversion: size, scale and zero point of its int8 tensor."""
+    q = _quant(int8_side, role)
+    name = step_name(op)
+    return record(
+        name=name,
+        op_index=op.index,
+        inputs=b.reads(op.inputs[0]),
+        outputs=b.writes(op.outputs[0], name),
+        size=int8_side.size,
+        scale=float(np.float32(q.scale)),
+        zero_point=q.zero_point,
+    )
 
 
-def _reshape(b: _Builder, op: GraphOp, step: str, _pool) -> None:
+def _reshape(b: _Builder, op: GraphOp, _pool) -> None:
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
     if x.size != y.size:
         raise CodegenError(
@@ -550,18 +649,8 @@ def _reshape(b: _Builder, op: GraphOp, step: str, _pool) -> None:
     b.alias[op.outputs[0]] = b.root(op.inputs[0])
 
 
-def _add_plain_step(b: _Builder, op: GraphOp, step: str, kernel: str, params: str, init: str, inputs=None) -> None:
-    """A step with no tables of its own, from op's inputs (the first by default) to its output."""
-    label = f"{op.name} (op {op.index})"
-    b.add_step(Step(step, kernel, params, init, (), (), label), list(inputs or op.inputs[:1]), [op.outputs[0]])
-
-
-def _c_float(value: float) -> str:
-    """A float32 value as a C literal that reads back to the same float."""
-    return f"{float(np.float32(value))!r}f".replace("inff", "INFINITY")
-
-
-_LOWER = {
+# op name -> its lowering function (GraphOp -> step record); emit_c.EMITTERS maps each record type to C
+LOWERINGS = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
     "FULLY_CONNECTED": _fully_connected,
@@ -574,75 +663,3 @@ _LOWER = {
     "DEQUANTIZE": _dequantize,
     "RESHAPE": _reshape,
 }
-
-
-# ---- buffers, lifetimes and the plan ----
-
-
-def _finish(b: _Builder) -> Program:
-    graph = b.graph
-    model_in, model_out = b.root(graph.inputs[0]), b.root(graph.outputs[0])
-    n = len(b.steps)
-    first: dict[int, int] = {model_in: 0}
-    last: dict[int, int] = {model_in: 0}
-    for s in range(n):
-        for t in b.writes[s]:
-            first.setdefault(t, s)
-            last[t] = max(last.get(t, s), s)
-        for t in b.reads[s]:
-            if t not in first:
-                raise CodegenError(f"tensor {graph.tensors[t].name!r} is read before any op writes it; convert again")
-            last[t] = max(last[t], s)
-    last[model_out] = max(n - 1, 0)
-    if model_out not in first:
-        first[model_out] = 0
-    # ADD in place: its output takes the memory of an input that dies at that step.
-    in_place: dict[int, int] = {}
-    for s, step in enumerate(b.steps):
-        if step.kernel == "ec_add":
-            out = b.writes[s][0]
-            for t in b.reads[s]:
-                if last[t] == s and t != model_in and t not in in_place.values():
-                    in_place[out] = t
-                    break
-
-    uses = [
-        memory_plan.BufferUse(
-            f"t{t}", _nbytes(graph.tensors[t]), first[t], last[t], f"t{in_place[t]}" if t in in_place else None
-        )
-        for t in sorted(first)
-    ]
-    plan = memory_plan.plan(uses, alignment=ALIGNMENT)
-    memory_plan.check_plan(plan, uses)
-    buffers = {
-        t: Buffer(f"t{t}", _nbytes(graph.tensors[t]), graph.tensors[t].dtype, plan.offsets[f"t{t}"]) for t in first
-    }
-    steps = tuple(
-        Step(
-            s.name,
-            s.kernel,
-            s.params_type,
-            s.initializer,
-            tuple(f"t{t}" for t in b.reads[i]),
-            tuple(f"t{t}" for t in b.writes[i]),
-            s.what,
-            s.extra,
-        )
-        for i, s in enumerate(b.steps)
-    )
-    op_names = tuple(sorted({op.name for op in graph.ops}))
-    return Program(
-        tuple(b.consts),
-        steps,
-        tuple(buffers[t] for t in sorted(buffers)),
-        buffers[model_in],
-        buffers[model_out],
-        max(plan.arena_bytes, ALIGNMENT),
-        plan.lower_bound,
-        tuple(b.packed),
-        op_names,
-    )
-
-
-def _nbytes(t: GraphTensor) -> int:
-    return t.size * np.dtype(t.dtype).itemsize

@@ -1,19 +1,20 @@
 """The native firmware project's files: runtime sources, the generated model and self-test, board files.
 
-Make boards get a complete project (Makefile, startup code and linker script from board/make/); other build
-systems get the sources to add to their own project.
+Make boards get a complete project (Makefile, startup code and linker script from board/make/, rendered by
+codegen.templates); other build systems get the sources to add to their own project.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 
 import numpy as np
 
 from edgeclust.backends.base import Lowered, SelfTestCase
-from edgeclust.backends.native.emit_c import array_rows
+from edgeclust.codegen.carray import c_values
+from edgeclust.codegen.project import project_json
+from edgeclust.codegen.templates import render_template
 from edgeclust.errors import CodegenError
 from edgeclust.resources import templates_dir
 
@@ -28,8 +29,6 @@ RUNTIME_SOURCES = (
 
 
 def render_project(lowered: Lowered, board, cases: Sequence[SelfTestCase]) -> dict[str, bytes]:
-    import jinja2
-
     if not cases:
         raise CodegenError("the native firmware needs at least one self-test case; give the build test data")
     root = templates_dir()
@@ -37,18 +36,16 @@ def render_project(lowered: Lowered, board, cases: Sequence[SelfTestCase]) -> di
     files = {name: (runtime / name).read_bytes() for name in RUNTIME_SOURCES}
     files.update(lowered.details.files)
     files["ec_self_test.c"] = self_test_source(lowered, cases).encode()
-    files["board.json"] = project_json(lowered, board, len(cases))
+    files["board.json"] = board_json(lowered, board, len(cases))
     if board.build_system == "make":
-        env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
-        )
-        files["Makefile"] = env.get_template("runtime/native/Makefile.j2").render(board=board).encode()
+        context = {"board": board}
+        files["Makefile"] = render_template(root, "runtime/native/Makefile.j2", context)
         for name in ("startup.c", "linker.ld"):
-            files[name] = env.get_template(f"board/make/{name}.j2").render(board=board).encode()
+            files[name] = render_template(root, f"board/make/{name}.j2", context)
     return files
 
 
-def project_json(lowered: Lowered, board, n_cases: int) -> bytes:
+def board_json(lowered: Lowered, board, n_cases: int) -> bytes:
     """board.json (as the TFLM projects write it), so `edgeclust flash DIR` finds the board and the backend."""
     program = lowered.details.program
     facts = {
@@ -59,8 +56,7 @@ def project_json(lowered: Lowered, board, n_cases: int) -> bytes:
         "arena_lower_bound": program.arena_lower_bound,
         "self_test_cases": n_cases,
     }
-    text = json.dumps({"generator": "edgeclust", "board": board.to_dict(), **facts}, indent=2, sort_keys=True)
-    return (text + "\n").encode("utf-8")
+    return project_json(board, facts)
 
 
 def self_test_source(lowered: Lowered, cases: Sequence[SelfTestCase]) -> str:
@@ -80,7 +76,9 @@ def self_test_source(lowered: Lowered, cases: Sequence[SelfTestCase]) -> str:
     n = len(cases)
 
     def table(name: str, rows: list, size: str) -> str:
-        cases_c = ",\n".join(f"  {{ /* case {i} */\n{array_rows('uint8_t', row)}\n  }}" for i, row in enumerate(rows))
+        cases_c = "\n".join(
+            f"    {{ /* case {i} */\n{c_values(row, indent=' ' * 8)}\n    }}," for i, row in enumerate(rows)
+        )
         return f"const uint8_t {name}[{n}][{size}] = {{\n{cases_c}\n}};"
 
     return "\n".join(

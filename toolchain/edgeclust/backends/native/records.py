@@ -1,0 +1,304 @@
+"""Typed step records: what each kernel call of the native program computes, as numbers and arrays, no C.
+
+lowering.py builds them from the graph (validated once); emit_c.py turns each record type into C; pricing,
+the host oracle and rendering read the same records. A record names its kernel and the flash arrays it owns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from edgeclust.lower.weights import WeightLayout
+
+
+@dataclass(frozen=True, eq=False)
+class FlashArray:
+    """One `static const` array on flash, owned by a step. kind: "weights", "tables", "biases", "requant"."""
+
+    name: str
+    values: np.ndarray  # its numpy dtype gives the C type (uint8, int8, int32)
+    kind: str
+
+    @property
+    def ctype(self) -> str:
+        return f"{self.values.dtype.name}_t"
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes)
+
+
+@dataclass(frozen=True, eq=False)
+class PackedWeights:
+    """One weight tensor as the kernel reads it: one row per output channel, packed indices or plain int8.
+
+    data: uint8 packed index rows (bits < 8) or int8 values (bits 8, no table); table: (tables, entries) int8,
+    one row per channel when per_channel, or None. layout: the WeightLayout it was packed from, or None;
+    fallback: why a given layout was not used (it would not save bytes), or None.
+    """
+
+    tensor: int
+    name: str  # the tensor's name in the model
+    op: str
+    data: np.ndarray
+    table: np.ndarray | None
+    row_stride: int
+    bits: int
+    weights: int
+    layout: WeightLayout | None = None
+    fallback: str | None = None
+
+    @property
+    def per_channel(self) -> bool:
+        """One table per output channel (packed from a per-channel layout)."""
+        return self.table is not None and self.layout is not None and self.layout.per_channel
+
+    @property
+    def table_stride(self) -> int:
+        return int(self.table.shape[1]) if self.per_channel else 0
+
+    @property
+    def index_bytes(self) -> int:
+        return int(self.data.nbytes)
+
+    @property
+    def table_bytes(self) -> int:
+        return 0 if self.table is None else int(self.table.size)
+
+
+@dataclass(frozen=True, eq=False)
+class Requant:
+    """Int32 accumulator -> int8: folded biases per channel; multiplier and shift per channel, or once for all."""
+
+    bias: np.ndarray  # int32, one per output channel, folded with input_offset * sum(w)
+    multiplier: np.ndarray  # int32: one per output channel, or one for the tensor
+    shift: np.ndarray  # int8, as many as multiplier
+    output_zero_point: int
+    act_min: int
+    act_max: int
+
+    @property
+    def per_channel(self) -> bool:
+        return self.multiplier.size > 1
+
+
+@dataclass(frozen=True)
+class Window:
+    """A 2-D window over an NHWC tensor (batch 1): TFLM's output size and top/left padding."""
+
+    in_h: int
+    in_w: int
+    in_c: int
+    out_h: int
+    out_w: int
+    out_c: int
+    k_h: int
+    k_w: int
+    stride_h: int
+    stride_w: int
+    dil_h: int
+    dil_w: int
+    pad_h: int
+    pad_w: int
+
+
+@dataclass(frozen=True)
+class PoolFusion:
+    """A MAX_POOL_2D (op `op_index`) fused into the conv before it: the conv's output never exists whole."""
+
+    op_index: int
+    k_h: int
+    k_w: int
+    stride_h: int
+    stride_w: int
+    pad_h: int
+    pad_w: int
+    out_h: int
+    out_w: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(frozen=True, eq=False)
+class Step:
+    """One kernel call: `kernel(&params, inputs..., outputs...)`; inputs and outputs name planned buffers.
+
+    name: the params' C name, the op's name and TFLite op index (`conv_2d_3`); op_index: that index.
+    """
+
+    KERNEL: ClassVar[str] = ""
+    OP: ClassVar[str] = ""
+
+    name: str
+    op_index: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @property
+    def kernel(self) -> str:
+        return self.KERNEL
+
+    @property
+    def what(self) -> str:
+        """The ops it runs, for a comment."""
+        return f"{self.OP} (op {self.op_index})"
+
+    def arrays(self) -> tuple[FlashArray, ...]:
+        """The flash arrays the step's params point to."""
+        return ()
+
+    def packed(self) -> tuple[PackedWeights, ...]:
+        return ()
+
+
+@dataclass(frozen=True, eq=False)
+class _WeightedStep(Step):
+    """A step with a weight tensor and per-channel requantization (conv, depthwise, fully connected)."""
+
+    weights: PackedWeights
+    requant: Requant
+
+    def arrays(self) -> tuple[FlashArray, ...]:
+        w, q = self.weights, self.requant
+        out = [FlashArray(f"{self.name}_weights", w.data, "weights")]
+        if w.table is not None:
+            out.append(FlashArray(f"{self.name}_table", w.table.reshape(-1), "tables"))
+        out += [
+            FlashArray(f"{self.name}_bias", q.bias, "biases"),
+            FlashArray(f"{self.name}_multiplier", q.multiplier, "requant"),
+            FlashArray(f"{self.name}_shift", q.shift, "requant"),
+        ]
+        return tuple(out)
+
+    def packed(self) -> tuple[PackedWeights, ...]:
+        return (self.weights,)
+
+
+@dataclass(frozen=True, eq=False)
+class ConvStep(_WeightedStep):
+    KERNEL: ClassVar[str] = "ec_conv"
+    OP: ClassVar[str] = "CONV_2D"
+
+    window: Window
+    input_zero_point: int
+    pool: PoolFusion | None = None
+
+    @property
+    def what(self) -> str:
+        if self.pool is None:
+            return super().what
+        return f"{super().what} + MAX_POOL_2D (op {self.pool.op_index}), fused: the conv's output never exists whole"
+
+
+@dataclass(frozen=True, eq=False)
+class DepthwiseStep(_WeightedStep):
+    KERNEL: ClassVar[str] = "ec_depthwise_conv"
+    OP: ClassVar[str] = "DEPTHWISE_CONV_2D"
+
+    window: Window
+    input_zero_point: int
+    depth_multiplier: int
+
+
+@dataclass(frozen=True, eq=False)
+class FullyConnectedStep(_WeightedStep):
+    KERNEL: ClassVar[str] = "ec_fully_connected"
+    OP: ClassVar[str] = "FULLY_CONNECTED"
+
+    batches: int
+    in_n: int
+    out_n: int
+
+
+@dataclass(frozen=True, eq=False)
+class PoolStep(Step):
+    """MAX_POOL_2D or AVERAGE_POOL_2D (`average`)."""
+
+    window: Window
+    act_min: int
+    act_max: int
+    average: bool
+
+    @property
+    def kernel(self) -> str:
+        return "ec_average_pool" if self.average else "ec_max_pool"
+
+    @property
+    def what(self) -> str:
+        return f"{'AVERAGE' if self.average else 'MAX'}_POOL_2D (op {self.op_index})"
+
+
+@dataclass(frozen=True, eq=False)
+class MeanStep(Step):
+    """MEAN over H and W of an NHWC tensor (global average pooling)."""
+
+    KERNEL: ClassVar[str] = "ec_mean_hw"
+    OP: ClassVar[str] = "MEAN"
+
+    spatial: int
+    channels: int
+    input_zero_point: int
+    output_zero_point: int
+    multiplier: int
+    shift: int
+
+
+@dataclass(frozen=True, eq=False)
+class AddStep(Step):
+    """ADD of two same-shape int8 tensors (TFLM's fixed-point parameters)."""
+
+    KERNEL: ClassVar[str] = "ec_add"
+    OP: ClassVar[str] = "ADD"
+
+    size: int
+    input1_offset: int
+    input2_offset: int
+    output_offset: int
+    input1_multiplier: int
+    input2_multiplier: int
+    output_multiplier: int
+    input1_shift: int
+    input2_shift: int
+    output_shift: int
+    left_shift: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(frozen=True, eq=False)
+class SoftmaxStep(Step):
+    KERNEL: ClassVar[str] = "ec_softmax"
+    OP: ClassVar[str] = "SOFTMAX"
+
+    outer: int
+    depth: int
+    input_multiplier: int
+    input_left_shift: int
+    diff_min: int
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizeStep(Step):
+    """float32 -> int8 at the model's input: size, scale and zero point of the int8 side."""
+
+    KERNEL: ClassVar[str] = "ec_quantize"
+    OP: ClassVar[str] = "QUANTIZE"
+
+    size: int
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True, eq=False)
+class DequantizeStep(Step):
+    """int8 -> float32 at the model's output."""
+
+    KERNEL: ClassVar[str] = "ec_dequantize"
+    OP: ClassVar[str] = "DEQUANTIZE"
+
+    size: int
+    scale: float
+    zero_point: int
