@@ -15,12 +15,12 @@
 
 /* ---- fixed-point helpers (gemmlowp semantics, as TFLM's kernels/internal/common.h uses them) ---- */
 
-/* gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2^31), saturating INT32_MIN * INT32_MIN. */
+/* gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2^31), saturating INT32_MIN * INT32_MIN.
+ * gemmlowp adds 2^30 (1 - 2^30 below zero) and divides truncating toward zero; both cases are the same as
+ * adding 2^30 and shifting right arithmetically, one SMULL, one 64-bit add and a shift on Cortex-M. */
 static inline int32_t ec_srdhm(int32_t a, int32_t b) {
   if (a == b && a == INT32_MIN) return INT32_MAX;
-  const int64_t ab = (int64_t)a * (int64_t)b;
-  const int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-  return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+  return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^exponent rounded half away from zero (exponent 0..31). */
@@ -51,8 +51,7 @@ int32_t ec_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int s
 }
 
 static inline int8_t ec_requantize(const ec_requant *q, int32_t acc, uint32_t channel) {
-  const uint32_t i = channel * q->channel_stride;
-  int32_t v = ec_mbqm(acc, q->multiplier[i], q->shift[i]);
+  int32_t v = ec_mbqm(acc, q->multiplier[channel], q->shift[channel]);
   v = ec_add_wrap(v, q->output_zero_point);
   v = EC_MAX(v, q->act_min);
   v = EC_MIN(v, q->act_max);
@@ -220,6 +219,13 @@ static const int8_t *ec_row(const ec_weights *w, uint32_t row, int8_t *dst, uint
   return dst;
 }
 
+/* The weights of `row` in dst, decoded or copied: the blocked loops find both rows at a fixed distance. */
+static inline const int8_t *ec_row_copy(const ec_weights *w, uint32_t row, int8_t *dst, uint32_t n) {
+  const int8_t *r = ec_row(w, row, dst, n);
+  if (r != dst) memcpy(dst, r, n);
+  return dst;
+}
+
 static inline uint32_t ec_load32(const int8_t *p) {
   uint32_t v;
   memcpy(&v, p, 4); /* one unaligned LDR on ARMv7-M and later */
@@ -284,6 +290,34 @@ static inline void ec_dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *
     a3 += (uint32_t)(x1 * v);
   }
   acc[0] = (int32_t)a0, acc[1] = (int32_t)a1, acc[2] = (int32_t)a2, acc[3] = (int32_t)a3;
+}
+
+/* ec_dot_2x2 with the second row EC_ROW_SCRATCH bytes after the first (both in the scratch): one pointer for
+ * the weights, an immediate offset for the second row, so the loop's operands all stay in registers. */
+static inline void ec_dot_2x2_scratch(const int8_t *xa, const int8_t *xb, const int8_t *w, uint32_t n, int32_t *acc) {
+#if EC_DSP
+  uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2], a3 = (uint32_t)acc[3];
+  const int8_t *end = xa + (n & ~3u);
+  while (xa != end) {
+    int16x2_t a_lo, a_hi, b_lo, b_hi, w_lo, w_hi;
+    const uint32_t va = ec_load32(xa), vb = ec_load32(xb);
+    xa += 4, xb += 4;
+    EC_WIDEN(va, a_lo, a_hi);
+    EC_WIDEN(vb, b_lo, b_hi);
+    const uint32_t v0 = ec_load32(w);
+    EC_WIDEN(v0, w_lo, w_hi);
+    a0 = (uint32_t)__smlad(a_hi, w_hi, (int32_t)__smlad(a_lo, w_lo, (int32_t)a0));
+    a2 = (uint32_t)__smlad(b_hi, w_hi, (int32_t)__smlad(b_lo, w_lo, (int32_t)a2));
+    const uint32_t v1 = ec_load32(w + EC_ROW_SCRATCH);
+    w += 4;
+    EC_WIDEN(v1, w_lo, w_hi);
+    a1 = (uint32_t)__smlad(a_hi, w_hi, (int32_t)__smlad(a_lo, w_lo, (int32_t)a1));
+    a3 = (uint32_t)__smlad(b_hi, w_hi, (int32_t)__smlad(b_lo, w_lo, (int32_t)a3));
+  }
+  acc[0] = (int32_t)a0, acc[1] = (int32_t)a1, acc[2] = (int32_t)a2, acc[3] = (int32_t)a3;
+  n &= 3u;
+#endif
+  ec_dot_2x2(xa, xb, w, w + EC_ROW_SCRATCH, n, acc);
 }
 
 /* acc[0..1] += (x . w0, x . w1) over n values: one pixel (or one FC input) times two output channels. */
@@ -467,15 +501,15 @@ static void ec_conv_1x1(const ec_conv_params *p, const int8_t *input, int8_t *ou
   const uint32_t c = w->in_c, oc_n = w->out_c, pixels = (uint32_t)w->out_h * w->out_w;
   for (uint32_t oc = 0; oc < oc_n; oc += 2) {
     const int two = oc + 1 < oc_n;
-    const int8_t *w0 = ec_row(&p->w, oc, EC_ROW(0), c);
-    const int8_t *w1 = two ? ec_row(&p->w, oc + 1, EC_ROW(1), c) : w0;
+    const int8_t *w0 = ec_row_copy(&p->w, oc, EC_ROW(0), c);
+    const int8_t *w1 = two ? ec_row_copy(&p->w, oc + 1, EC_ROW(1), c) : ec_row_copy(&p->w, oc, EC_ROW(1), c);
     const int32_t b0 = p->q.bias[oc], b1 = two ? p->q.bias[oc + 1] : 0;
     const int8_t *x = input;
     int8_t *out = output + oc;
     uint32_t px = 0;
     for (; px + 2 <= pixels; px += 2, x += 2 * (size_t)c, out += 2 * (size_t)oc_n) {
       int32_t acc[4] = {b0, b1, b0, b1};
-      ec_dot_2x2(x, x + c, w0, w1, c, acc);
+      ec_dot_2x2_scratch(x, x + c, w0, c, acc);
       out[0] = ec_requantize(&p->q, acc[0], oc);
       out[oc_n] = ec_requantize(&p->q, acc[2], oc);
       if (two) {
