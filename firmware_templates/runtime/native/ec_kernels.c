@@ -51,7 +51,8 @@ int32_t ec_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int s
 }
 
 static inline int8_t ec_requantize(const ec_requant *q, int32_t acc, uint32_t channel) {
-  int32_t v = ec_mbqm(acc, q->multiplier[channel], q->shift[channel]);
+  const uint32_t i = channel * q->channel_stride;
+  int32_t v = ec_mbqm(acc, q->multiplier[i], q->shift[i]);
   v = ec_add_wrap(v, q->output_zero_point);
   v = EC_MAX(v, q->act_min);
   v = EC_MIN(v, q->act_max);

@@ -93,7 +93,7 @@ def model_source(program: Program) -> str:
     ]
     for step in program.steps:
         check_identifier(step.name)
-        out.append(f"/* ---- {_comment(step.what)} ---- */")
+        out.append(f"/* ---- {_comment(step.what, LINE - 12)} ---- */")
         out.append("")
         for array in step.arrays():
             out.append(_array(array))

@@ -12,7 +12,7 @@
 
 #include "ec_kernels.h"
 
-/* ---- CONV_2D (op 0) + MAX_POOL_2D (op 1), fused: the conv's ou... ---- */
+/* ---- CONV_2D (op 0) + MAX_POOL_2D (op 1), fused: the conv's output never exists whole ---- */
 
 static const uint8_t conv_2d_0_weights[12] __attribute__((aligned(4))) = {
   0x07, 0xfe, 0x03, 0x9b, 0x9d, 0x02, 0x00, 0x6e, 0x02, 0xfb, 0xf5, 0x00,
