@@ -83,8 +83,9 @@ from edgeclust.pipeline.task import TASK_CHOICES
 @click.option(
     "--fit",
     is_flag=True,
-    help="Choose each layer's number of clusters (2-256, or int8) so the weights fit the flash budget with the "
-    "least validation loss (measured per layer without fine-tuning), then build once with them as --layer rules.",
+    help="Choose each layer's number of clusters (2 to 128, powers of two, or int8) so the weights fit the flash "
+    "budget with the least validation loss (measured per layer without fine-tuning), then build once with them as "
+    "--layer rules.",
 )
 @click.option(
     "--flash-budget",
