@@ -78,11 +78,14 @@ def test_a_model_clustered_with_the_api_builds_with_the_defaults(run_cli, defaul
     out = tmp_path / "out"
     result = _build(run_cli, tmp_path / "clustered.keras", folder / "d.npz", out)
     report = json.loads((out / "report.json").read_text())
+    # each layer is wrapped again, on exactly its 16 values (not left as it is and fine-tuned unclustered)
+    assert sorted(w["layer"] for w in report["clustering"]["clustered"]) == ["conv2d", "conv2d_1", "dense"]
+    assert report["clustering"]["unchanged"] == []
     assert report["verify"]["passed"] and report["verify"]["max_unique_found"] <= 16
     gate = run_cli(["verify", out / "model_int8.tflite", "--report", out / "report.json"])
     assert gate.exit_code == 0, gate.stdout
     assert run_cli(["verify", out / "model_int8.tflite", "-n", "16"]).exit_code == 0
-    assert "left as it is" not in result.stderr or "conv2d/kernel" in result.stderr
+    assert "fine-tuning skipped" not in result.stderr
 
 
 def test_nothing_to_cluster_skips_fine_tuning_with_a_line(tmp_path, digits):
