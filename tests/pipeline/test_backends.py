@@ -78,7 +78,8 @@ def test_a_cost_reads_and_refuses_the_same_way_for_every_backend():
         ram_total=20,
         flash_parts={"weights": 250, "code": 50},
         ram_parts={"arena": 10},
-        advice="fewer clusters",
+        flash_advice="fewer clusters",
+        ram_advice="a smaller input",
     )
     assert cost.line() == (
         "b: flash 300 of 200 bytes (150%: weights 250 + code 50); RAM 10 of 20 bytes (50%: arena 10): DOES NOT FIT"
@@ -88,3 +89,17 @@ def test_a_cost_reads_and_refuses_the_same_way_for_every_backend():
     message = str(info.value)
     assert "\n" not in message and "100 bytes too many" in message and "fewer clusters" in message
     assert "--allow-over-budget" in message and "RAM" not in message.split("Options:")[0]
+    assert "a smaller input" not in message  # RAM fits: only flash advice
+
+
+def test_over_ram_advice_never_says_fewer_clusters_and_a_tflite_input_gets_no_clustering_advice():
+    import dataclasses
+
+    cost = Cost("b", 100, 200, 30, 20, flash_advice="fewer clusters", ram_advice="a smaller input")
+    with pytest.raises(BudgetError, match="a smaller input") as info:
+        cost.check()
+    assert "fewer clusters" not in str(info.value)
+    both = dataclasses.replace(cost, flash_used=300)
+    with pytest.raises(BudgetError) as info:
+        both.check(can_recluster=False)
+    assert "fewer clusters" not in str(info.value) and "a smaller input" in str(info.value)

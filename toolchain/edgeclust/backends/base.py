@@ -80,7 +80,8 @@ class Cost:
     flash_parts: Mapping[str, int] = field(default_factory=dict)
     ram_parts: Mapping[str, int] = field(default_factory=dict)
     measured: bool = False  # True when read from a real link (arm-none-eabi-size), False when from a table
-    advice: str = ""  # what to try when it does not fit (options of this backend), for the over-budget message
+    flash_advice: str = ""  # what shrinks this backend's flash (options that re-cluster a Keras model)
+    ram_advice: str = ""  # what shrinks its RAM
     board_name: str = ""
 
     @property
@@ -99,16 +100,20 @@ class Cost:
         """One line: flash and RAM used of the board's, with the parts, and whether it fits."""
         return f"{self.board_id}: {self._flash_text()}; {self._ram_text()}: {'fits' if self.fits else 'DOES NOT FIT'}"
 
-    def check(self) -> None:
-        """Raise BudgetError with the numbers and what to do, if the model does not fit."""
+    def check(self, *, can_recluster: bool = True) -> None:
+        """Raise BudgetError with the numbers and what to do, if the model does not fit. The advice names only
+        what shrinks the resource that is over; options that re-cluster are left out for a .tflite input
+        (`can_recluster=False`), where edgeclust clusters nothing."""
         if self.fits:
             return
-        over = []
+        over, tips = [], []
         if not self.flash_fits:
             over.append(f"{self._flash_text()}, {self.flash_used - self.flash_total:,} bytes too many")
+            tips.append(self.flash_advice if can_recluster else "")
         if not self.ram_fits:
             over.append(f"{self._ram_text()}, {self.ram_used - self.ram_total:,} bytes too many")
-        advice = f"{self.advice}; " if self.advice else ""
+            tips.append(self.ram_advice)
+        advice = "".join(f"{tip}; " for tip in dict.fromkeys(tips) if tip)
         name = f" ({self.board_name})" if self.board_name else ""
         raise BudgetError(
             f"the model does not fit {self.board_id}{name}: " + "; ".join(over) + f". Options: {advice}"

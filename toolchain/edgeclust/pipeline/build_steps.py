@@ -257,7 +257,7 @@ def check_budget(ctx: BuildContext, lowered: LoweredModel, rendered: RenderedFil
     cost = lowered.backend.price(lowered.result, ctx.board, rendered.project)
     ctx.stages.info(cost.line())
     if not ctx.options.allow_over_budget:
-        cost.check()
+        cost.check(can_recluster=ctx.options.model_format != "tflite")
     return PricedModel(cost, ctx.board)
 
 

@@ -26,7 +26,8 @@ from edgeclust.errors import FirmwareError
 from edgeclust.resources import templates_dir
 
 SIZES_FILE = Path(__file__).with_name("runtime_sizes.toml")
-ADVICE = "--clusters with fewer clusters (fewer index bits), or a board with more memory"
+FLASH_ADVICE = "fewer --clusters (fewer index bits per weight), or --fit to choose each layer's count"
+RAM_ADVICE = "a smaller input or narrower layers (the arena holds the largest activations alive at one step)"
 
 
 def price(lowered: Lowered, board, files: Mapping[str, bytes] | None = None) -> Cost:
@@ -67,7 +68,8 @@ def price(lowered: Lowered, board, files: Mapping[str, bytes] | None = None) -> 
         flash_parts,
         ram_parts,
         measured=sizes is not None,
-        advice=ADVICE,
+        flash_advice=FLASH_ADVICE,
+        ram_advice=RAM_ADVICE,
         board_name=board.name,
     )
 

@@ -110,10 +110,15 @@ def to_cost(budget: Budget) -> Cost:
         ram_parts["decoded weights"] = budget.decoded
     ram_parts |= {"stack": budget.stack, "heap": budget.heap, "runtime": budget.runtime_ram}
     compressed = "decode" in budget.runtime_parts
-    advice = (
+    flash_advice = (
         "fewer clusters (smaller LUT indices)"
         if compressed
         else "fewer clusters with --compress lut (weights stored as small indices), or --compress lut alone"
+    )
+    ram_advice = (
+        "--backend native (weights decoded inside its kernels, not into RAM)"
+        if compressed
+        else "--backend native (an arena planned by lifetime)"
     )
     return Cost(
         board_id=budget.board_id,
@@ -125,7 +130,8 @@ def to_cost(budget: Budget) -> Cost:
         flash_parts={"model": budget.model, _runtime_label(budget): budget.runtime},
         ram_parts=ram_parts,
         measured=False,
-        advice=advice,
+        flash_advice=flash_advice,
+        ram_advice=ram_advice,
     )
 
 
