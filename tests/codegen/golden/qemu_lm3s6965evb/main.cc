@@ -57,20 +57,55 @@ bool RunCase(int c) {
   return interpreter->Invoke() == kTfLiteOk;
 }
 
-// SysTick on the processor clock (24 bits, counting down). Under `qemu-system-arm -icount shift=0` its ticks
-// count instructions, so the first self-test case reports what one inference costs.
+// SysTick on the processor clock (24 bits, counting down), its wraps counted in its interrupt, so a count is
+// 64 bits and never wraps. Under `qemu-system-arm -icount shift=0` its ticks count instructions, so the first
+// self-test case reports what one inference costs.
 volatile uint32_t* const kSysTickCsr = reinterpret_cast<volatile uint32_t*>(0xE000E010u);
 volatile uint32_t* const kSysTickRvr = reinterpret_cast<volatile uint32_t*>(0xE000E014u);
 volatile uint32_t* const kSysTickCvr = reinterpret_cast<volatile uint32_t*>(0xE000E018u);
+volatile uint32_t* const kIcsr = reinterpret_cast<volatile uint32_t*>(0xE000ED04u);
+volatile uint32_t g_systick_wraps = 0;
 
-uint32_t TicksStart() {
-  *kSysTickRvr = 0x00FFFFFFu;
-  *kSysTickCvr = 0u;
-  *kSysTickCsr = 5u;  // enable, processor clock, no interrupt
-  return *kSysTickCvr;
+}  // namespace
+
+// Replaces startup.c's weak default: one more wrap of the 24-bit SysTick.
+extern "C" void SysTick_Handler(void) { g_systick_wraps = g_systick_wraps + 1u; }
+
+namespace {
+
+// Ticks since TicksStart(): wraps * 2^24 + the down-counter's progress (the interrupt comes as it reaches 0, so
+// 0 starts a period); a wrap whose interrupt is still pending (ICSR.PENDSTSET) is counted, none twice.
+uint64_t TicksNow() {
+  uint32_t wraps, value, pending;
+  do {
+    wraps = g_systick_wraps;
+    value = *kSysTickCvr & 0x00FFFFFFu;
+    pending = *kIcsr & (1u << 26);
+    if (pending) value = *kSysTickCvr & 0x00FFFFFFu;
+  } while (wraps != g_systick_wraps);
+  return (static_cast<uint64_t>(wraps + (pending ? 1u : 0u)) << 24) + ((0x01000000u - value) & 0x00FFFFFFu);
 }
 
-uint32_t TicksSince(uint32_t start) { return (start - *kSysTickCvr) & 0x00FFFFFFu; }
+uint64_t TicksStart() {
+  *kSysTickCsr = 0u;
+  g_systick_wraps = 0u;
+  *kSysTickRvr = 0x00FFFFFFu;
+  *kSysTickCvr = 0u;
+  *kSysTickCsr = 7u;  // enable, interrupt on each wrap, processor clock
+  return TicksNow();
+}
+
+uint64_t TicksSince(uint64_t start) { return TicksNow() - start; }
+
+// newlib-nano's printf has no %llu: a 64-bit count in two decimal parts.
+void PrintTicks(uint64_t ticks) {
+  if (ticks < 1000000000u) {
+    platform_printf("inference: %lu ticks\n", static_cast<unsigned long>(ticks));
+  } else {
+    platform_printf("inference: %lu%09lu ticks\n", static_cast<unsigned long>(ticks / 1000000000u),
+                    static_cast<unsigned long>(ticks % 1000000000u));
+  }
+}
 
 // Distance in units in the last place between two float32 bit patterns.
 uint32_t UlpDistance(uint32_t a, uint32_t b) {
@@ -100,12 +135,12 @@ int RunSelfTest() {
   int identical = 0;
   int passed = 0;
   for (int c = 0; c < kSelfTestCases; ++c) {
-    const uint32_t start = TicksStart();
+    const uint64_t start = TicksStart();
     if (!RunCase(c)) {
       platform_printf("self-test case %d: Invoke() failed\n", c);
       return kStatusInvokeFailed;
     }
-    if (c == 0) platform_printf("inference: %lu ticks\n", static_cast<unsigned long>(TicksSince(start)));
+    if (c == 0) PrintTicks(TicksSince(start));
     const OutputStorage* got = reinterpret_cast<const OutputStorage*>(interpreter->output(0)->data.raw);
     const uint32_t worst = WorstUlp(got, kSelfTestExpected[c]);
     const bool ok = kOutputIsFloat ? worst <= kFloatUlpTolerance : worst == 0;

@@ -38,6 +38,8 @@ extern void __libc_init_array(void);
 void Reset_Handler(void);
 void Fault_Handler(void);
 void Default_Handler(void);
+/* A runtime that counts SysTick wraps (so long inferences never wrap its 24-bit count) defines its own. */
+void SysTick_Handler(void) __attribute__((weak, alias("Default_Handler")));
 
 __attribute__((section(".isr_vector"), used)) void (*const g_vector_table[16])(void) = {
     (void (*)(void))(&_estack), /* initial stack pointer */
@@ -52,7 +54,7 @@ __attribute__((section(".isr_vector"), used)) void (*const g_vector_table[16])(v
     Default_Handler, /* DebugMonitor */
     0,
     Default_Handler, /* PendSV */
-    Default_Handler, /* SysTick */
+    SysTick_Handler, /* SysTick */
 };
 
 /* libc's __libc_init_array calls _init/_fini; -nostartfiles leaves them undefined. */
