@@ -122,6 +122,8 @@ void ec_softmax(const ec_softmax_params *p, const int8_t *input, int8_t *output)
 void ec_quantize(const ec_quantize_params *p, const float *input, int8_t *output);
 void ec_dequantize(const ec_dequantize_params *p, const int8_t *input, float *output);
 
+#include "ec_movement.h" /* data-movement and spatial kernels (ec_movement.c) */
+
 #ifdef __cplusplus
 }
 #endif

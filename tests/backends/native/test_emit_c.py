@@ -146,7 +146,8 @@ def _compile(files: dict[str, str], folder: Path) -> None:
     runtime = templates_dir() / "runtime" / "native"
     for file, text in files.items():
         (folder / file).write_text(text, encoding="utf-8")
-    shutil.copy(runtime / "ec_kernels.h", folder)
+    for header in runtime.glob("*.h"):  # ec_kernels.h and the headers it includes
+        shutil.copy(header, folder)
     done = subprocess.run(
         ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", "ec_model.c", "-o", "ec_model.o"],
         cwd=folder,

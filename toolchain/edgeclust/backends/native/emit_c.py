@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from edgeclust.backends.native import movement
 from edgeclust.backends.native.program import Buffer, Edge, Program
 from edgeclust.backends.native.records import (
     AddStep,
@@ -204,6 +205,7 @@ EMITTERS: dict[type, Callable[..., list[tuple[str, str, Fields]]]] = {
     SoftmaxStep: _softmax,
     QuantizeStep: _quantize,
     DequantizeStep: _dequantize,
+    **movement.EMITTERS,
 }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeclust.backends.native import fixed_point as fp
+from edgeclust.backends.native import movement
 from edgeclust.backends.native.plan import plan_program
 from edgeclust.backends.native.program import Program
 from edgeclust.backends.native.records import (
@@ -56,6 +57,7 @@ SUPPORTED_OPS = (
     "SHAPE",
     "STRIDED_SLICE",
     "PACK",
+    *movement.OPS,
 )
 SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
@@ -81,6 +83,8 @@ _MAX_INPUTS = {
     "STRIDED_SLICE": 5,
     "PACK": 1 << 16,
 }
+_MIN_INPUTS.update(movement.MIN_INPUTS)
+_MAX_INPUTS.update(movement.MAX_INPUTS)
 
 
 class Unsupported(CodegenError):
@@ -145,7 +149,7 @@ def lower_graph(graph: Graph, layouts: Sequence[WeightLayout] = ()) -> Program:
     b.buffer_of[model_in] = "model_input"
     fused: set[int] = set()
     for op in graph.ops:
-        if op.name in SHAPE_OPS or op.index in fused:
+        if (op.name in SHAPE_OPS and _shape_only(graph, op)) or op.index in fused:
             continue
         pool = _fusable_pool(graph, op)
         if pool is not None:
@@ -194,20 +198,19 @@ def unsupported_reason(graph: Graph) -> str | None:
                 "too; the model is damaged: convert it again"
             )
         needed, allowed = _MIN_INPUTS.get(op.name, 1), _MAX_INPUTS.get(op.name, 1)
-        if len(op.outputs) != 1 or not needed <= len(op.inputs) <= allowed or any(i < 0 for i in op.inputs[:needed]):
+        if (
+            (len(op.outputs) != 1 and op.name not in movement.MULTI_OUTPUT)
+            or not needed <= len(op.inputs) <= allowed
+            or any(i < 0 for i in op.inputs[:needed])
+        ):
             return (
                 f"op {op.index} ({op.name}) has {len(op.inputs)} inputs and {len(op.outputs)} outputs; the model "
                 "is damaged: convert it again"
             )
-        if op.name in SHAPE_OPS:
-            for t in op.outputs:
-                for reader in graph.consumers(t):
-                    feeds_shape = reader.name in SHAPE_OPS or (
-                        reader.name == "RESHAPE" and reader.inputs[1:2] == (t,) and t not in reader.inputs[:1]
-                    )
-                    if not feeds_shape:
-                        return f"{op.name} outside the shape arithmetic of a RESHAPE (op {op.index}); {HINT}"
+        if op.name in SHAPE_OPS and _shape_only(graph, op):
             continue
+        if op.name in SHAPE_OPS and op.name != "STRIDED_SLICE":  # STRIDED_SLICE on data: movement.py
+            return f"{op.name} outside the shape arithmetic of a RESHAPE (op {op.index}); {HINT}"
         act = op.options.get("fused_activation_function", "NONE")
         if act not in ACTIVATIONS:
             return f"fused activation {act} on {op.name} (op {op.index}); {HINT}"
@@ -219,7 +222,8 @@ def unsupported_reason(graph: Graph) -> str | None:
             shape_input = op.inputs[1]
             if shape_input not in shape_outputs and not graph.tensors[shape_input].is_constant:
                 return f"RESHAPE to a shape computed at run time (op {op.index}); {HINT}"
-        activations = [graph.tensors[i] for i in op.inputs[:1] + op.outputs if i >= 0]
+        first = movement.DATA_INPUT.get(op.name, 0)
+        activations = [graph.tensors[i] for i in op.inputs[first : first + 1] + op.outputs if i >= 0]
         expected = {"QUANTIZE": ("float32", "int8"), "DEQUANTIZE": ("int8", "float32")}.get(op.name, ("int8", "int8"))
         if activations and (activations[0].dtype, activations[-1].dtype) != expected:
             return (
@@ -249,6 +253,18 @@ def _tensor_problem(t: GraphTensor) -> str | None:
         if any(not low <= z <= high for z in q.zero_points):
             return f"tensor {t.name!r} has zero point(s) {q.zero_points[:3]}"
     return None
+
+
+def _shape_only(graph: Graph, op: GraphOp) -> bool:
+    """A SHAPE, STRIDED_SLICE or PACK whose outputs only feed shape arithmetic (folded away for batch 1)."""
+    for t in op.outputs:
+        for reader in graph.consumers(t):
+            if not (
+                (reader.name in SHAPE_OPS and _shape_only(graph, reader))
+                or (reader.name == "RESHAPE" and reader.inputs[1:2] == (t,) and t not in reader.inputs[:1])
+            ):
+                return False
+    return not any(t in graph.outputs for t in op.outputs)
 
 
 def _fusable_pool(graph: Graph, op: GraphOp) -> GraphOp | None:
@@ -656,10 +672,12 @@ LOWERINGS = {
     "FULLY_CONNECTED": _fully_connected,
     "MAX_POOL_2D": _pool_op,
     "AVERAGE_POOL_2D": _pool_op,
-    "MEAN": _mean,
+    "MEAN": movement.lower_mean,  # H and W of 4-D: _mean above; other axes: ec_mean_nd
     "ADD": _add,
     "SOFTMAX": _softmax,
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
     "RESHAPE": _reshape,
+    "STRIDED_SLICE": movement.lower_strided_slice,  # on data; one feeding a RESHAPE's shape is folded away
+    **movement.LOWERINGS,
 }

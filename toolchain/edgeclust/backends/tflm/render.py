@@ -151,7 +151,7 @@ def _tensor_context(spec: TensorSpec, index: int) -> dict:
         "storage": storage,
         "is_float": dtype == "float32",
         "quantized": quantized,
-        "scale_c": _float_literal(spec.scale) if quantized else None,
+        "scale_c": carray.c_float(spec.scale) if quantized else None,
         "zero_point": int(spec.zero_point or 0),
     }
 
@@ -178,15 +178,6 @@ def _values(array: np.ndarray, per_line: int = 16) -> str:
     """C initialiser lines; float32 values as their IEEE-754 bits (hex), so the check is bit for bit."""
     if array.dtype == np.float32:
         items = [f"0x{v:08x}" for v in array.view(np.uint32).tolist()]
-    else:
-        items = [str(int(v)) for v in array.tolist()]
-    lines = (", ".join(items[k : k + per_line]) for k in range(0, len(items), per_line))
-    return "\n".join(f"    {line}," for line in lines)
-
-
-def _float_literal(value: float) -> str:
-    """A float32 as a C float literal that reads back to the same bits."""
-    text = f"{float(np.float32(value)):.9g}"
-    if not any(ch in text for ch in ".en"):
-        text += ".0"
-    return text + "f"
+        lines = (", ".join(items[k : k + per_line]) for k in range(0, len(items), per_line))
+        return "\n".join(f"    {line}," for line in lines)
+    return carray.c_values(array, per_line=per_line)
