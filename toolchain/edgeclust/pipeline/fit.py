@@ -246,6 +246,7 @@ def plan_fit(
     options=None,
     candidates: tuple[int, ...] = CANDIDATE_COUNTS,
     on_line=None,
+    score=None,
 ) -> FitPlan:
     """Measure each layer's sensitivity on the validation split of (x, y), price each choice, and choose the
     counts with the least estimated loss within `budget_bytes`. `model` is the (BatchNorm-folded) float model;
@@ -254,6 +255,7 @@ def plan_fit(
     from edgeclust.pipeline.training import accuracy, predict, validation_split
 
     options = options or ClusterOptions()
+    score = score or accuracy  # (outputs, labels) -> the fraction right: top-1 on integer labels by default
     say = on_line or (lambda line: None)
     candidates = tuple(sorted(set(candidates) | {0}, key=lambda n: (n != 0, -n)))
     for n in candidates:
@@ -261,7 +263,7 @@ def plan_fit(
             raise ConfigError(f"--fit candidates must be 0 (int8) or in 2..256. Received: {n}")
     _, _, x_val, y_val = validation_split(np.asarray(x), np.asarray(y), 0.1, options.seed)
     reference_outputs = predict(model, x_val)
-    reference = accuracy(reference_outputs, y_val)
+    reference = score(reference_outputs, y_val)
     right = int(round(reference * len(y_val)))
     layers = _clusterable_layers(model)
     if not layers:
@@ -283,7 +285,7 @@ def plan_fit(
             rng = np.random.default_rng([options.seed, index, n])
             for spec, variable, original in zip(specs, variables, originals):
                 variable.assign(_clustered_values(original, n, _axes(spec, original), options, rng))
-            acc = accuracy(predict(model, x_val), y_val)
+            acc = score(predict(model, x_val), y_val)
             for variable, original in zip(variables, originals):
                 variable.assign(original)
             raw.append((n, index_bits(n), flash, acc))
@@ -304,7 +306,7 @@ def plan_fit(
             if n:
                 rng = np.random.default_rng([options.seed, index, n])
                 variable.assign(_clustered_values(original, n, _axes(spec, original), options, rng))
-    measured = accuracy(predict(model, x_val), y_val)
+    measured = score(predict(model, x_val), y_val)
     for variable, original in saved:
         variable.assign(original)
     return FitPlan(
@@ -406,8 +408,9 @@ def fit_to_board(
     from edgeclust.pipeline.boards import board_spec
     from edgeclust.pipeline.build import build
     from edgeclust.pipeline.determinism import make_deterministic
-    from edgeclust.pipeline.loading import is_tflite_file, load_data_for, load_keras_model
+    from edgeclust.pipeline.loading import compiled_loss, is_tflite_file, load_data_for, load_keras_model
     from edgeclust.pipeline.stages import has_batch_norm, strip_if_clustered
+    from edgeclust.pipeline.training import model_task
 
     if is_tflite_file(model_path):
         raise ConfigError("--fit needs the Keras model (it clusters and fine-tunes); pass MODEL.keras")
@@ -423,6 +426,12 @@ def fit_to_board(
     make_deterministic(options.cluster.seed)
     model, _ = strip_if_clustered(load_keras_model(Path(model_path)))
     data = load_data_for(Path(data_path), model)
+    task = model_task(model, data, loss=compiled_loss(Path(model_path)), asked=options.task)
+    if not task.classification:
+        raise ConfigError(
+            "--fit chooses by validation accuracy: classifiers only (multiclass or binary); this model's task is "
+            f"{task.kind} ({task.why})"
+        )
     if options.cluster.fold_bn and has_batch_norm(model):
         model = fold_batch_norms(model)
     from edgeclust.pipeline.progress import Stages
@@ -439,6 +448,7 @@ def fit_to_board(
         budget_source=source,
         options=options.cluster,
         on_line=stages.info,
+        score=lambda outputs, labels: next(iter(task.scores(outputs, labels).values())),
     )
     stages.finish()
     for line in plan.table_lines():
