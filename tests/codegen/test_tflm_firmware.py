@@ -117,3 +117,25 @@ def test_a_lut_compressed_model_decodes_on_the_board_bit_identically(
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     device = _firmware_outputs(done.stdout, np.int8)
     assert np.array_equal(device, parity.run_tflm(int8, x).reshape(len(x), -1))  # = the uncompressed model's
+
+
+def test_a_cmsis_nn_tree_builds_and_passes_its_self_test(make_project, tiny_model, tmp_path, cross_tools):
+    """$TFLM_CMSIS_NN_ROOT: a tree written with OPTIMIZED_KERNEL_DIR=cmsis_nn (DEVELOPERS.md); the project's
+    Makefile finds CMSIS-NN in it and builds with its kernels, bit-identical to the host interpreter."""
+    from edgeclust.tflite import parity
+
+    root = os.environ.get("TFLM_CMSIS_NN_ROOT", "")
+    if not root or not (Path(root) / "third_party" / "cmsis_nn" / "Include").is_dir():
+        pytest.skip(
+            "TFLM_CMSIS_NN_ROOT is not set to a TFLM tree with CMSIS-NN (third_party/cmsis_nn): write one with "
+            "create_tflm_tree.py --makefile_options='OPTIMIZED_KERNEL_DIR=cmsis_nn TARGET=cortex_m_generic "
+            "TARGET_ARCH=cortex-m4' as DEVELOPERS.md says"
+        )
+    out = tmp_path / "firmware"
+    make_project("qemu_mps2_an386", out)
+    done = _flash_cli(out, Path(root))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "-DCMSIS_NN" in (out / "build" / "build.log").read_text()
+    device = _firmware_outputs(done.stdout, np.int8)
+    host = parity.run_tflm(tiny_model.tflite, tiny_model.x)
+    assert np.array_equal(device, host.reshape(len(host), -1))
