@@ -66,3 +66,5 @@ def command(out_dir, board, backend, no_run, force, quiet):
     outcome = flash_project(out_dir / "firmware", board, on_output=lambda line: click.echo(f"  | {line}"))
     outcome.check()
     click.echo("firmware self-test passed in QEMU")
+    if outcome.instructions_line():
+        click.echo(outcome.instructions_line())

@@ -48,7 +48,8 @@ from edgeclust.cli.board_param import BOARD
 def command(project_dir, board, timeout_s, smoke, tflm_root, port):
     """Build the firmware project in DIR and flash it: for the QEMU boards, arm-none-eabi-gcc then
     qemu-system-arm; for a real board its flash tool, then its serial console is read. Streams the firmware's
-    output and prints its status with what it means; exits 0 when the self-test passes, 1 when the firmware
+    output and prints its status with what it means (on a QEMU board, run with -icount shift=0, also the
+    instructions per inference); exits 0 when the self-test passes, 1 when the firmware
     fails, hangs or faults.
 
     DIR is the firmware/ folder that `edgeclust build` wrote (or the build's --out folder).
@@ -58,5 +59,7 @@ def command(project_dir, board, timeout_s, smoke, tflm_root, port):
     outcome = flash_project(
         project_dir, board, timeout_s=timeout_s, smoke=smoke, tflm_root=tflm_root, port=port, on_output=click.echo
     )
+    if outcome.instructions_line():
+        click.echo(outcome.instructions_line())
     outcome.check()  # FirmwareError: one line with the status and its meaning, exit code 1
     click.echo(outcome.line())

@@ -15,6 +15,7 @@ from pathlib import Path
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.device import serial_console
 from edgeclust.device.build import BUILD_TIMEOUT_S, build_make_project
+from edgeclust.device.icount import ICOUNT_ARGS
 from edgeclust.device.process import fill_command, require_tool, run_streaming
 from edgeclust.device.qemu import run_qemu
 from edgeclust.errors import FirmwareError, InputError
@@ -34,9 +35,10 @@ def flash(
     """Build the project in `project_dir` and run it on `board`; return the firmware's exit status.
 
     QEMU boards: builds build/fw.elf (or build/smoke.elf with `smoke`, which needs no TFLM) and runs it in
-    qemu-system-arm for at most `timeout_s` seconds. Real boards: flashes, then reads the serial console
-    (`port`, else the board file's serial_port pattern) for at most `timeout_s` seconds until the verdict
-    line. `tflm_root` defaults to $TFLM_ROOT. Raises
+    qemu-system-arm with -icount shift=0 (virtual time follows the instruction count, so the firmware's
+    SysTick ticks count instructions: device/icount.py) for at most `timeout_s` seconds. Real boards: flashes,
+    then reads the serial console (`port`, else the board file's serial_port pattern) for at most `timeout_s`
+    seconds until the verdict line. `tflm_root` defaults to $TFLM_ROOT. Raises
     ToolMissingError for a missing tool or TFLM tree, FirmwareError when the build fails or the firmware hangs.
     """
     project_dir = Path(project_dir).resolve()
@@ -47,7 +49,7 @@ def flash(
     require_tool(board.flash_tool, board.flash_tool_install)  # before anything is built
     elf = build_make_project(project_dir, board, smoke=smoke, tflm_root=tflm_root, jobs=jobs, on_output=on_output)
     if board.is_qemu:
-        return run_qemu(elf, board, timeout_s=timeout_s, on_output=on_output)
+        return run_qemu(elf, board, timeout_s=timeout_s, on_output=on_output, qemu_args=ICOUNT_ARGS)
     command = fill_command(board.flash_command, project_dir, elf)
     return _run_flash_tool_and_read_console(
         command, project_dir, board, timeout_s=timeout_s, tool_timeout_s=timeout_s, on_output=on_output, port=port
