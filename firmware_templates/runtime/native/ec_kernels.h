@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "ec_elementwise.h" /* ADD / SUB / MUL with broadcasting, unary ops as tables */
+
 #ifdef __cplusplus
 extern "C" {
 #endif

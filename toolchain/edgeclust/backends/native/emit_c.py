@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from edgeclust.backends.native import movement
+from edgeclust.backends.native import elementwise, movement
 from edgeclust.backends.native.program import Buffer, Edge, Program
 from edgeclust.backends.native.records import (
     AddStep,
@@ -207,6 +207,7 @@ EMITTERS: dict[type, Callable[..., list[tuple[str, str, Fields]]]] = {
     DequantizeStep: _dequantize,
     **movement.EMITTERS,
 }
+EMITTERS.update(elementwise.EMITTERS)
 
 
 # ---- pieces shared by the emitters ----

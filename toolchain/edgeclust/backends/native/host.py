@@ -16,7 +16,15 @@ from edgeclust.resources import templates_dir
 
 CFLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Werror")
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g")
-RUNTIME_FILES = ("ec_kernels.c", "ec_kernels.h", "ec_movement.c", "ec_movement.h", "ec_host_main.c")
+RUNTIME_FILES = (
+    "ec_kernels.c",
+    "ec_kernels.h",
+    "ec_elementwise.c",
+    "ec_elementwise.h",
+    "ec_movement.c",
+    "ec_movement.h",
+    "ec_host_main.c",
+)
 
 
 def runtime_dir() -> Path:

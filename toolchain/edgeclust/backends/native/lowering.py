@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeclust.backends.native import elementwise, movement
 from edgeclust.backends.native import fixed_point as fp
-from edgeclust.backends.native import movement
 from edgeclust.backends.native.plan import plan_program
 from edgeclust.backends.native.program import Program
 from edgeclust.backends.native.records import (
@@ -58,6 +58,7 @@ SUPPORTED_OPS = (
     "STRIDED_SLICE",
     "PACK",
     *movement.OPS,
+    *elementwise.SUPPORTED_OPS,
 )
 SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
@@ -85,6 +86,8 @@ _MAX_INPUTS = {
 }
 _MIN_INPUTS.update(movement.MIN_INPUTS)
 _MAX_INPUTS.update(movement.MAX_INPUTS)
+_MIN_INPUTS.update(elementwise.MIN_INPUTS)
+_MAX_INPUTS.update(elementwise.MAX_INPUTS)
 
 
 class Unsupported(CodegenError):
@@ -189,9 +192,16 @@ def unsupported_reason(graph: Graph) -> str | None:
             if i >= 0 and (problem := _tensor_problem(graph.tensors[i])):
                 return f"{problem}; convert the model again or {HINT}"
     shape_outputs = {t for op in graph.ops if op.name in SHAPE_OPS for t in op.outputs}
+    missing: dict[str, int] = {}  # every unsupported op at once, with its count
     for op in graph.ops:
         if op.name not in SUPPORTED_OPS:
-            return f"the native backend does not support op {op.name}; {HINT}"
+            missing[op.name] = missing.get(op.name, 0) + 1
+    if sum(missing.values()) == 1:
+        return f"the native backend does not support op {next(iter(missing))}; {HINT}"
+    if missing:
+        listed = ", ".join(f"{name} x{count}" for name, count in missing.items())
+        return f"the native backend does not support {sum(missing.values())} ops: {listed}; {HINT}"
+    for op in graph.ops:
         if op.custom_options:
             return (
                 f"op {op.index} ({op.name}) is a builtin operator with custom options, which TFLM refuses "
@@ -681,3 +691,4 @@ LOWERINGS = {
     "STRIDED_SLICE": movement.lower_strided_slice,  # on data; one feeding a RESHAPE's shape is folded away
     **movement.LOWERINGS,
 }
+LOWERINGS.update(elementwise.LOWERINGS)  # ADD (broadcast, constants), SUB, MUL, unary ops as tables

@@ -21,6 +21,8 @@ from edgeclust.resources import templates_dir
 RUNTIME_SOURCES = (
     "ec_kernels.c",
     "ec_kernels.h",
+    "ec_elementwise.c",
+    "ec_elementwise.h",
     "ec_movement.c",
     "ec_movement.h",
     "ec_platform.h",
