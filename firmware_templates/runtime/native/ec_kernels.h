@@ -125,6 +125,7 @@ void ec_quantize(const ec_quantize_params *p, const float *input, int8_t *output
 void ec_dequantize(const ec_dequantize_params *p, const int8_t *input, float *output);
 
 #include "ec_movement.h" /* data-movement and spatial kernels (ec_movement.c) */
+#include "ec_reduce.h" /* REDUCE_MAX (ec_reduce.c) */
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from edgeclust.backends.native import elementwise, movement
+from edgeclust.backends.native import elementwise, movement, reduce
 from edgeclust.backends.native.program import Buffer, Edge, Program
 from edgeclust.backends.native.records import (
     AddStep,
@@ -208,6 +208,7 @@ EMITTERS: dict[type, Callable[..., list[tuple[str, str, Fields]]]] = {
     **movement.EMITTERS,
 }
 EMITTERS.update(elementwise.EMITTERS)
+EMITTERS.update(reduce.EMITTERS)
 
 
 # ---- pieces shared by the emitters ----

@@ -23,6 +23,8 @@ RUNTIME_FILES = (
     "ec_elementwise.h",
     "ec_movement.c",
     "ec_movement.h",
+    "ec_reduce.c",
+    "ec_reduce.h",
     "ec_host_main.c",
 )
 

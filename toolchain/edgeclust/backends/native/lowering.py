@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeclust.backends.native import elementwise, movement
+from edgeclust.backends.native import elementwise, movement, reduce
 from edgeclust.backends.native import fixed_point as fp
 from edgeclust.backends.native.plan import plan_program
 from edgeclust.backends.native.program import Program
@@ -59,6 +59,7 @@ SUPPORTED_OPS = (
     "PACK",
     *movement.OPS,
     *elementwise.SUPPORTED_OPS,
+    *reduce.OPS,
 )
 SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
@@ -88,6 +89,8 @@ _MIN_INPUTS.update(movement.MIN_INPUTS)
 _MAX_INPUTS.update(movement.MAX_INPUTS)
 _MIN_INPUTS.update(elementwise.MIN_INPUTS)
 _MAX_INPUTS.update(elementwise.MAX_INPUTS)
+_MIN_INPUTS.update(reduce.INPUTS)
+_MAX_INPUTS.update(reduce.INPUTS)
 
 
 class Unsupported(CodegenError):
@@ -692,3 +695,4 @@ LOWERINGS = {
     **movement.LOWERINGS,
 }
 LOWERINGS.update(elementwise.LOWERINGS)  # ADD (broadcast, constants), SUB, MUL, unary ops as tables
+LOWERINGS.update(reduce.LOWERINGS)  # REDUCE_MAX

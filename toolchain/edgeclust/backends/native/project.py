@@ -25,6 +25,8 @@ RUNTIME_SOURCES = (
     "ec_elementwise.h",
     "ec_movement.c",
     "ec_movement.h",
+    "ec_reduce.c",
+    "ec_reduce.h",
     "ec_platform.h",
     "ec_platform_console.c",
     "ec_self_test.h",
