@@ -12,6 +12,31 @@
 #define EDGECLUST_EXIT_AFTER_SELF_TEST 1
 #endif
 
+#if EDGECLUST_STACK_PAINT
+/* A check of the stack figure edgeclust measures from the call graph (built with -DEDGECLUST_STACK_PAINT=1,
+ * on a make board): the stack below main's frame is painted before the self-test, and the deepest word
+ * written since is printed after it. The linker script gives the stack's top and size. */
+extern char _estack[];
+extern char _stack_size[];
+#define EC_PAINT 0xC5A5C5A5u
+
+static uint32_t *ec_stack_bottom(void) { return (uint32_t *)(void *)(_estack - (uintptr_t)_stack_size); }
+
+__attribute__((noinline)) static void ec_stack_paint(void) {
+  volatile uint32_t here = 0u;
+  uint32_t *end = (uint32_t *)(void *)((uintptr_t)&here - 64u);
+  for (uint32_t *word = ec_stack_bottom(); word < end; ++word) *word = EC_PAINT;
+}
+
+__attribute__((noinline)) static void ec_stack_report(void) {
+  const uint32_t *word = ec_stack_bottom();
+  while (word < (const uint32_t *)(void *)_estack && *word == EC_PAINT) ++word;
+  ec_print("stack painted: ");
+  ec_print_u32((uint32_t)((uintptr_t)_estack - (uintptr_t)word));
+  ec_print(" bytes used\n");
+}
+#endif
+
 static int ec_run_self_test(void) {
   uint32_t passed = 0;
   uint64_t first_ticks = 0;
@@ -37,8 +62,14 @@ static int ec_run_self_test(void) {
 }
 
 int main(void) {
+#if EDGECLUST_STACK_PAINT
+  ec_stack_paint();
+#endif
   ec_platform_init();
   const int status = ec_run_self_test();
+#if EDGECLUST_STACK_PAINT
+  ec_stack_report();
+#endif
 #if EDGECLUST_EXIT_AFTER_SELF_TEST
   ec_exit(status);
   return status;

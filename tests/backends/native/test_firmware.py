@@ -3,6 +3,7 @@ weights in flash (map file), price() from the real link."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -13,6 +14,7 @@ from edgeclust.backends.native import NativeBackend
 from edgeclust.codegen.board import load_board
 from edgeclust.device.build import build_make_project, elf_size, write_project
 from edgeclust.device.icount import inference_ticks, run_icount
+from edgeclust.device.stack import STACK_FLAGS, stack_usage
 from edgeclust.pipeline.layouts import weight_layouts
 from edgeclust.resources import boards_dir
 
@@ -64,10 +66,42 @@ def test_small_model_self_test_passes_on_qemu(nx, small_model, board_id, tmp_pat
     sizes = elf_size(elf, board)
     assert cost.measured and cost.fits
     assert cost.ram_parts["arena"] == lowered.arena_bytes
-    assert cost.flash_used == sizes.flash and cost.ram_used == sizes.ram
+    assert cost.flash_used == sizes.flash
+    # RAM: arena + statics (data + bss, no heap) + the stack the linker script reserves (measured + margin)
+    stack = json.loads(files["board.json"])["stack"]
+    assert (
+        stack["reserved"]
+        == stack["measured"] + board.stack_margin_bytes
+        == cost.ram_parts["stack"] + cost.ram_parts["stack margin"]
+    )
+    assert f"_stack_size = {stack['reserved']};" in files["linker.ld"].decode()
+    assert "_heap_size = 0;" in files["linker.ld"].decode()
+    assert cost.ram_used == sizes.data + sizes.bss + stack["reserved"]
     assert cost.flash_parts["self_test"] == 4 * (
         lowered.details.program.input.size + lowered.details.program.output.size
     )
+
+
+def test_stack_measured_bounds_the_painted_high_water_mark(nx, small_model, tmp_path):
+    """The call-graph figure against the stack the firmware really touched in QEMU (the same build: painted
+    before the self-test, scanned after it): never below it, and not far above (the figure also counts the
+    paths this model's data do not take and an interrupt on top of the deepest call)."""
+    board = load_board("qemu_mps2_an386", boards_dir())
+    backend = NativeBackend()
+    lowered = backend.lower(small_model, weight_layouts(small_model))
+    x = nx.int8_inputs(small_model, 2)
+    files = backend.render(lowered, board, [SelfTestCase(x[i], backend.run_host(lowered, x)[i]) for i in range(2)])
+    stack = json.loads(files["board.json"])["stack"]
+    elf = build_make_project(
+        write_project(files, tmp_path), board, make_args=(f"OPT=-O2 -DEDGECLUST_STACK_PAINT=1 {STACK_FLAGS}",)
+    )
+    usage = stack_usage([p.read_text() for p in sorted(tmp_path.rglob("*.ci"))], fpu=True)
+    status, lines = run_icount(elf, board)
+    assert status == 0, lines
+    painted = int(re.search(r"stack painted: (\d+) bytes used", "\n".join(lines)).group(1))
+    assert 0 < painted <= usage.bytes <= painted + 2048
+    assert abs(usage.bytes - stack["measured"]) <= 64  # the painting code adds a few bytes to main's frame
+    assert stack["reserved"] == stack["measured"] + board.stack_margin_bytes
 
 
 def _symbols(elf) -> dict[str, int]:

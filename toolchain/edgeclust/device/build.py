@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +23,7 @@ from edgeclust import resources
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.codegen.project import read_project_backend
 from edgeclust.device.process import require_tool
+from edgeclust.device.stack import STACK_FLAGS, StackUsage, stack_usage
 from edgeclust.errors import FirmwareError, ToolMissingError
 
 # tool -> what to install to get it
@@ -49,6 +51,7 @@ class FirmwareSize:
     bss: int
     flash: int
     ram: int
+    stack: StackUsage | None = None  # measured from the call graph (linked_size(..., stack=True))
 
 
 def cross_compiler_present() -> bool:
@@ -143,24 +146,61 @@ def elf_size(elf, board: BoardSpec) -> FirmwareSize:
     return FirmwareSize(text=text, data=data, bss=bss, flash=text + data, ram=data + bss + board.stack_bytes)
 
 
-def linked_size(files: Mapping[str, bytes], board: BoardSpec, templates_dir=None) -> FirmwareSize:
+def linked_size(
+    files: Mapping[str, bytes], board: BoardSpec, templates_dir=None, *, stack: bool = False
+) -> FirmwareSize:
     """The size of a rendered Makefile project ({relative path: bytes}, a C-only runtime) once linked: the very
     files, built in a scratch folder with the board's startup code and a linker script whose flash and RAM
     are ROOMY_BYTES, so that a model over the board's budget still links and gets a number (the budget check
     compares it with the board's sizes). A project rendered for a board built another way (no Makefile) is
-    not sized here: the caller adds its Makefile."""
+    not sized here: the caller adds its Makefile. `stack`: compiled with device.stack's flags too, the
+    size's `stack` is the worst case its call graph gives (the flags do not change the code).
+
+    The answer for the same sources and board is kept for the process (render and price link the same
+    files); the project's linker.ld and board.json are not part of the key (the roomy script replaces one,
+    the other is not compiled)."""
     from edgeclust.codegen.templates import render_template  # jinja2: only when sizing
 
     if "Makefile" not in files:
         raise FirmwareError("the project has no Makefile to size it with")
+    key = _size_key(files, board, templates_dir, stack)
+    if key in _SIZES:
+        return _SIZES[key]
     root = Path(templates_dir) if templates_dir is not None else resources.templates_dir()
     roomy = dataclasses.replace(board, flash_bytes=ROOMY_BYTES, ram_bytes=ROOMY_BYTES)
     board_files = {"linker.ld": render_template(root, "board/make/linker.ld.j2", {"board": roomy})}
     if "startup.c" not in files:
         board_files["startup.c"] = render_template(root, "board/make/startup.c.j2", {"board": board})
+    make_args = (f"OPT={_default_opt(files['Makefile'])} {STACK_FLAGS}",) if stack else ()
     with tempfile.TemporaryDirectory(prefix="edgeclust-size-") as tmp:
         folder = write_project({**files, **board_files}, tmp)
-        return elf_size(build_make_project(folder, board), board)
+        size = elf_size(build_make_project(folder, board, make_args=make_args), board)
+        if stack:
+            texts = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.rglob("*.ci"))]
+            size = dataclasses.replace(size, stack=stack_usage(texts, fpu=board.fpu != "none"))
+    if len(_SIZES) >= 16:
+        _SIZES.pop(next(iter(_SIZES)))
+    _SIZES[key] = size
+    return size
+
+
+_SIZES: dict[str, FirmwareSize] = {}
+
+
+def _default_opt(makefile: bytes) -> str:
+    """The optimisation the project's Makefile builds with (its `OPT ?=` line), so the stack is the build's."""
+    found = re.search(rb"^OPT \?= *(.+)$", makefile, re.MULTILINE)
+    return found.group(1).decode().strip() if found else "-O2"
+
+
+def _size_key(files: Mapping[str, bytes], board: BoardSpec, templates_dir, stack: bool) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        if name not in ("linker.ld", "board.json"):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    facts = board.to_dict() | {"templates": str(templates_dir), "measure_stack": stack}
+    digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def _first_error(log_path: Path) -> str:

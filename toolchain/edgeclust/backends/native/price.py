@@ -1,11 +1,13 @@
 """What the native firmware costs a board: the linked size of the very project render() wrote, when
 arm-none-eabi-gcc is here; else a table.
 
-Flash = text + data of the linked ELF (code, const weights, tables, biases, self-test cases); RAM = data + bss
-(the arena, the runtime's statics and the heap the linker script reserves) + the board's stack. device/ links
-the files against a roomy memory map, so that a model over the board's budget still gets a number and the
-budget check, not the linker, says by how much. Without the cross compiler: the model's constants plus the
-code sizes measured per kernel (runtime_sizes.toml, written by scripts/native_sizes.py).
+Flash = text + data of the linked ELF (code, const weights, tables, biases, self-test cases); RAM = the arena,
+the runtime's statics (data + bss less the arena), and the stack: measured from the project's call graph
+(device.stack) plus the board's stack_margin_bytes, which is what the project's linker script reserves. No
+heap: the runtime never mallocs and its console has no printf. device/ links the files against a roomy
+memory map, so that a model over the board's budget still gets a number and the budget check, not the
+linker, says by how much. Without the cross compiler: the model's constants plus the code sizes measured
+per kernel (runtime_sizes.toml, written by scripts/native_sizes.py), and the board's stack_bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeclust.backends.base import Cost, Lowered, SelfTestCase
-from edgeclust.backends.native.project import render_project
+from edgeclust.backends.native.project import firmware_board, render_project
 from edgeclust.codegen.templates import render_template
 from edgeclust.device import build as device_build
 from edgeclust.errors import FirmwareError
@@ -41,24 +43,23 @@ def price(lowered: Lowered, board, files: Mapping[str, bytes] | None = None) -> 
     sizes = None
     if device_build.cross_compiler_present() and str(board.cpu).startswith("cortex-m"):
         try:
-            sizes = device_build.linked_size(*make_project(files, board))
+            sizes = device_build.linked_size(*make_project(files, firmware_board(board)), stack=True)
         except FirmwareError:  # a board whose flags this toolchain cannot link: price from the table
             sizes = None
     if sizes is not None:
         code = sizes.flash - sum(consts.values()) - self_test
         flash_parts = {**consts, "code": code, "self_test": self_test}
         flash_used = sizes.flash
-        heap = board.heap_bytes  # reserved by the linker script (.heap counts as bss); the runtime never mallocs
         ram_parts = {
             "arena": program.arena_bytes,
-            "heap": heap,
-            "statics": sizes.data + sizes.bss - program.arena_bytes - heap,
-            "stack": board.stack_bytes,
+            "statics": sizes.data + sizes.bss - program.arena_bytes,
+            "stack": sizes.stack.bytes,
+            "stack margin": board.stack_margin_bytes,
         }
     else:
         flash_parts = {**consts, "code": table_code_bytes(program, board), "self_test": self_test}
         flash_used = sum(flash_parts.values())
-        ram_parts = {"arena": program.arena_bytes, "heap": board.heap_bytes, "statics": 64, "stack": board.stack_bytes}
+        ram_parts = {"arena": program.arena_bytes, "statics": 64, "stack": board.stack_bytes}
     return Cost(
         board.id,
         flash_used,

@@ -6,8 +6,9 @@ codegen.templates); other build systems get the sources to add to their own proj
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -15,7 +16,9 @@ from edgeclust.backends.base import Lowered, SelfTestCase
 from edgeclust.codegen.carray import c_values
 from edgeclust.codegen.project import project_json
 from edgeclust.codegen.templates import render_template
-from edgeclust.errors import CodegenError
+from edgeclust.device import build as device_build
+from edgeclust.device.stack import StackUsage
+from edgeclust.errors import CodegenError, FirmwareError
 from edgeclust.resources import templates_dir
 
 RUNTIME_SOURCES = (
@@ -42,16 +45,63 @@ def render_project(lowered: Lowered, board, cases: Sequence[SelfTestCase]) -> di
     files = {name: (runtime / name).read_bytes() for name in RUNTIME_SOURCES}
     files.update(lowered.details.files)
     files["ec_self_test.c"] = self_test_source(lowered, cases).encode()
-    files["board.json"] = board_json(lowered, board, len(cases))
     if board.build_system == "make":
         context = {"board": board}
         files["Makefile"] = render_template(root, "runtime/native/Makefile.j2", context)
-        for name in ("startup.c", "linker.ld"):
-            files[name] = render_template(root, f"board/make/{name}.j2", context)
+        files["startup.c"] = render_template(root, "board/make/startup.c.j2", context)
+    files["board.json"] = board_json(lowered, board, len(cases))  # names the backend for the sizing build
+    stack = firmware_stack(files, board)
+    files["board.json"] = board_json(lowered, board, len(cases), stack)
+    if board.build_system == "make":
+        context = {"board": firmware_board(board, stack)}
+        files["linker.ld"] = render_template(root, "board/make/linker.ld.j2", context)
     return files
 
 
-def board_json(lowered: Lowered, board, n_cases: int) -> bytes:
+@dataclasses.dataclass(frozen=True)
+class FirmwareStack:
+    """The stack the native firmware reserves: measured from the project's call graph plus the board's
+    stack_margin_bytes, or the board's stack_bytes where it cannot be measured here (no cross compiler)."""
+
+    reserved: int
+    measured: int | None = None
+    margin: int = 0
+    usage: StackUsage | None = None
+
+    def facts(self) -> dict:
+        return {
+            "measured": self.measured,
+            "margin": self.margin,
+            "reserved": self.reserved,
+            "deepest": list(self.usage.path) if self.usage else None,
+            "handler": self.usage.handler if self.usage else None,
+            "not_measured": list(self.usage.unknown) if self.usage else None,
+        }
+
+
+def firmware_stack(files: Mapping[str, bytes], board) -> FirmwareStack:
+    """Link the project (files without linker.ld) for its call graph; the board's stack when that cannot be."""
+    usage = None
+    if device_build.cross_compiler_present() and str(board.cpu).startswith("cortex-m"):
+        from edgeclust.backends.native.price import make_project
+
+        try:
+            usage = device_build.linked_size(*make_project(files, firmware_board(board)), stack=True).stack
+        except FirmwareError:  # a board whose flags this toolchain cannot link
+            usage = None
+    if usage is None:
+        return FirmwareStack(board.stack_bytes)
+    return FirmwareStack(usage.bytes + board.stack_margin_bytes, usage.bytes, board.stack_margin_bytes, usage)
+
+
+def firmware_board(board, stack: FirmwareStack | None = None):
+    """The board as the native firmware links it: no heap (the runtime never mallocs; its console has no
+    printf), and the stack it measured when known."""
+    board = dataclasses.replace(board, heap_bytes=0)
+    return board if stack is None else dataclasses.replace(board, stack_bytes=stack.reserved)
+
+
+def board_json(lowered: Lowered, board, n_cases: int, stack: FirmwareStack | None = None) -> bytes:
     """board.json (as the TFLM projects write it), so `edgeclust flash DIR` finds the board and the backend."""
     program = lowered.details.program
     facts = {
@@ -62,6 +112,8 @@ def board_json(lowered: Lowered, board, n_cases: int) -> bytes:
         "arena_lower_bound": program.arena_lower_bound,
         "self_test_cases": n_cases,
     }
+    if stack is not None:
+        facts["stack"] = stack.facts()
     return project_json(board, facts)
 
 
