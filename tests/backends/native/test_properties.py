@@ -1,4 +1,4 @@
-"""Property tests of the native backend's CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED kernels.
+"""Property tests of the native backend's CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and elementwise kernels.
 
 Hypothesis draws shapes, strides, paddings, dilations, activations and quantization parameters (weight and
 bias magnitudes, input ranges, so scales and zero points; per-tensor or per-channel; weights snapped to 2..256
@@ -241,3 +241,65 @@ def test_every_index_width_is_packed_and_matches(levels):
     if bits <= 6:
         assert [layout.bits for layout in lowered.packed] == [bits]
     assert_native_matches_tflm(tflite, "CONV_2D", levels)
+
+
+BINARY_LAYERS = {"ADD": "Add", "SUB": "Subtract", "MUL": "Multiply"}
+# the other operand: same shape, [1,1,1,C], [1,H,1,C], [1,1,W,C] at run time, or a constant ([C], scalar, full)
+OPERANDS = ("same", "channel", "row", "column", "const_channel", "const_scalar", "const_full")
+UNARY_AFTER = (None, "sigmoid", "tanh", "hard_swish", "leaky_relu", "relu", "relu6")
+
+
+@settings(PROPERTY_SETTINGS, max_examples=min(EXAMPLES, 10))
+@given(
+    op=st.sampled_from(sorted(BINARY_LAYERS)),
+    operand=st.sampled_from(OPERANDS),
+    swapped=st.booleans(),
+    unary=st.sampled_from(UNARY_AFTER),
+    size=st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 6)),
+    q=quantizations,
+)
+def test_elementwise_ops_match_tflm(op, operand, swapped, unary, size, q):
+    """ADD / SUB / MUL with every broadcast form and constant operand, then a unary op (a 256-entry table)."""
+    import keras
+    from keras import layers
+
+    h, w, c = size
+    keras.utils.set_random_seed(q.seed)
+    rng = np.random.default_rng(q.seed)
+    inputs = keras.Input(shape=(h, w, c))
+    x = layers.Conv2D(c, 1)(inputs)
+    if operand == "same":
+        other = layers.DepthwiseConv2D(1)(inputs)
+    elif operand == "channel":
+        other = layers.GlobalAveragePooling2D(keepdims=True)(inputs)
+    elif operand == "row":
+        other = layers.Conv2D(c, (1, w))(inputs)
+    elif operand == "column":
+        other = layers.Conv2D(c, (h, 1))(inputs)
+    else:
+        shape = {"const_channel": (c,), "const_scalar": (), "const_full": (h, w, c)}[operand]
+        constant = rng.uniform(-2, 2, shape).astype(np.float32) * q.weight_scale * 4 + 0.1
+        other = None
+    if other is None:
+        if op == "ADD":
+            y = layers.Lambda(lambda t: constant + t if swapped else t + constant)(x)
+        elif op == "SUB":
+            y = layers.Lambda(lambda t: constant - t if swapped else t - constant)(x)
+        else:
+            y = layers.Lambda(lambda t: constant * t if swapped else t * constant)(x)
+    else:
+        pair = [other, x] if swapped else [x, other]
+        y = getattr(layers, BINARY_LAYERS[op])()(pair)
+    if unary == "leaky_relu":
+        y = layers.LeakyReLU(negative_slope=0.3)(y)
+    elif unary == "relu6":
+        y = layers.ReLU(max_value=6.0)(y)
+    elif unary is not None:
+        y = layers.Activation(getattr(keras.activations, unary))(y)
+    model = keras.Model(inputs, y)
+    calibration = rng.uniform(q.input_low, max(q.input_high, q.input_low + 0.05), (24, h, w, c)).astype(np.float32)
+    tflite = convert.to_tflite(model, quantize="int8", representative_data=calibration, num_calibration=24)
+    names = read_model(tflite).op_names
+    if not any(name in names for name in BINARY_LAYERS):  # the converter folded the op away (e.g. t * 1)
+        return
+    assert_native_matches_tflm(tflite, next(name for name in names if name in BINARY_LAYERS), q.seed)
