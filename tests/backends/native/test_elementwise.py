@@ -127,3 +127,46 @@ def test_gemmlowp_helpers_against_float():
         raw = int(round(real * 2**27))
         assert abs(ew.gemmlowp_logistic(raw) / 2**31 - 1 / (1 + np.exp(-real))) < 1e-6
         assert abs(ew.gemmlowp_tanh(raw) / 2**31 - np.tanh(real)) < 1e-6
+
+
+def test_elementwise_kernels_in_one_qemu_firmware(keras, nx, tmp_path):
+    """Squeeze-excite MUL, constant SUB / MUL, a broadcast ADD and every table op in one firmware on
+    qemu_mps2_an386: the self-test (the host build's outputs) passes bit for bit."""
+    from edgeclust.backends.base import SelfTestCase
+    from edgeclust.codegen.board import load_board
+    from edgeclust.device.build import build_make_project, write_project
+    from edgeclust.device.icount import run_icount
+    from edgeclust.resources import boards_dir
+
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    inputs = keras.Input((4, 4, 8), batch_size=1)
+    x = L.Conv2D(8, 1)(inputs)
+    x = L.Activation(keras.activations.hard_swish)(x)
+    s = L.GlobalAveragePooling2D(keepdims=True)(x)
+    s = L.Conv2D(8, 1, activation="sigmoid")(s)
+    x = L.Multiply()([x, s])
+    x = L.Lambda(lambda t: (t - np.linspace(-1, 1, 8, dtype=np.float32)) * np.linspace(0.5, 2, 8, dtype=np.float32))(x)
+    x = L.Add()([x, L.Conv2D(8, (4, 1))(x)])
+    x = L.Activation("tanh")(x)
+    x = L.LeakyReLU(negative_slope=0.2)(x)
+    x = L.Conv2D(8, 1)(L.ReLU(max_value=6.0)(x))
+    x = L.GlobalAveragePooling2D()(x)
+    outputs = L.Dense(4)(x)
+    model = keras.Model(inputs, outputs)
+    data = np.random.default_rng(0).normal(size=(64, 4, 4, 8)).astype(np.float32)
+    tflite = nx.convert(model, data)
+    assert {"MUL", "SUB", "ADD", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "RELU6"} <= _ops(tflite)
+    lowered = nx.check_bit_exact(tflite, n=4)
+    kernels = {step.kernel for step in lowered.details.program.steps}
+    assert {"ec_lut", "ec_binary", "ec_binary_const"} <= kernels
+    board = load_board("qemu_mps2_an386", boards_dir())
+    backend = NativeBackend()
+    x = nx.int8_inputs(tflite, 3)
+    expected = backend.run_host(lowered, x)
+    files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])
+    elf = build_make_project(write_project(files, tmp_path), board)
+    status, lines = run_icount(elf, board)
+    console = "\n".join(lines)
+    assert status == 0, console
+    assert "self-test: PASS (3/3 outputs bit-identical" in console
