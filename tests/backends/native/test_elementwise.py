@@ -170,3 +170,60 @@ def test_elementwise_kernels_in_one_qemu_firmware(keras, nx, tmp_path):
     console = "\n".join(lines)
     assert status == 0, console
     assert "self-test: PASS (3/3 outputs bit-identical" in console
+
+
+def _fuzz_module():
+    """test_fuzz_native's harness (run_case: one clear error, or sanitized C equal to TFLM) and its editors."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "native_fuzz_harness" in sys.modules:
+        return sys.modules["native_fuzz_harness"]
+    path = Path(__file__).with_name("test_fuzz_native.py")
+    spec = importlib.util.spec_from_file_location("native_fuzz_harness", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def elementwise_seed(keras, nx):
+    keras.utils.set_random_seed(5)
+    L = keras.layers
+    inputs = keras.Input((3, 3, 4), batch_size=1)
+    x = L.Conv2D(4, 1)(inputs)
+    s = L.Conv2D(4, 3, activation="sigmoid")(inputs)  # [1, 1, 1, 4]
+    x = L.Multiply()([x, s])
+    x = L.Lambda(lambda t: t - np.array([0.5, -0.25, 1.0, 0.0], np.float32))(x)
+    x = L.Activation("tanh")(x)
+    x = L.Activation(keras.activations.hard_swish)(L.Conv2D(4, 1)(x))
+    x = L.LeakyReLU(negative_slope=0.1)(x)
+    data = np.random.default_rng(2).normal(size=(32, 3, 3, 4)).astype(np.float32)
+    return nx.convert(keras.Model(inputs, x), data)
+
+
+ELEMENTWISE_MUTATIONS = {
+    "logistic input scale tiny": ("quant", "LOGISTIC", 0, "inputs", {"scale": [1e-12]}),
+    "logistic output zero point 0": ("quant", "LOGISTIC", 0, "outputs", {"zeroPoint": [0]}),
+    "hard_swish output scale tiny": ("quant", "HARD_SWISH", 0, "outputs", {"scale": [1e-7]}),
+    "sub constant scale tiny": ("quant", "SUB", 1, "inputs", {"scale": [1e-30]}),
+    "mul operand shape [1,1,1,3]": ("shape", "MUL", 1, "inputs", {"shape": [1, 1, 1, 3]}),
+    "leaky alpha negative": ("options", "LEAKY_RELU", 0, "", {"alpha": -3.0}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE_MUTATIONS))
+def test_elementwise_mutations_end_in_a_clear_error_or_matching_c(elementwise_seed, name):
+    """Odd scales, zero points, shapes and options on each new op: a one-line refusal, or C that runs clean
+    under ASan/UBSan and equals TFLM."""
+    fuzz = _fuzz_module()
+    kind, op, position, side, fields = ELEMENTWISE_MUTATIONS[name]
+    if kind == "quant":
+        change = fuzz._set_quant(fuzz._tensor(op, position, side), **fields)
+    elif kind == "shape":
+        change = fuzz._set_tensor(fuzz._tensor(op, position, side), **fields)
+    else:
+        change = fuzz._set_options(op, **fields)
+    assert fuzz.run_case(fuzz._edit(elementwise_seed, change)).kind in ("refused", "matched", "unverified")
