@@ -126,6 +126,7 @@ void ec_dequantize(const ec_dequantize_params *p, const int8_t *input, float *ou
 
 #include "ec_movement.h" /* data-movement and spatial kernels (ec_movement.c) */
 #include "ec_reduce.h" /* REDUCE_MAX (ec_reduce.c) */
+#include "ec_inplace.h" /* in-place depthwise and 1x1 convolutions (ec_inplace.c) */
 
 #ifdef __cplusplus
 }

@@ -66,6 +66,7 @@ class NativeBackend:
             for p in program.packed
             if p.table_bytes
         ) + tuple(f"{p.name or p.tensor}: kept as int8, {p.fallback}" for p in program.packed if p.fallback)
+        notes += (plan_line(program),) if program.in_place else ()
         used = {p.tensor for p in program.packed if p.table_bytes}
         extra = {"summary": _summary(program)} if "summary" in _field_names(Lowered) else {}
         return Lowered(
@@ -122,7 +123,8 @@ def _summary(program: Program) -> dict:
     """Backend facts for report.json: the arena against its bound, and how each weight tensor was stored."""
     return {
         "arena_bytes": program.arena_bytes,
-        "arena_lower_bound": program.arena_lower_bound,
+        "arena_lower_bound": program.arena_lower_bound,  # every tensor whole: the whole-tensor bound
+        "in_place": [choice.facts() for choice in program.in_place],
         "kernel_calls": len(program.steps),
         "flash_parts": program.flash_parts(),
         "weights": [
@@ -138,6 +140,14 @@ def _summary(program: Program) -> dict:
             for p in program.packed
         ],
     }
+
+
+def plan_line(program: Program) -> str:
+    """The arena against the whole-tensor bound, and what each convolution run in place saved."""
+    bound = program.arena_lower_bound
+    ratio = f" ({program.arena_bytes / bound:.2f}x)" if bound else ""
+    tricks = ", ".join(f"{c.step} ({c.kind}, {c.saved_bytes:,} bytes saved)" for c in program.in_place)
+    return f"arena {program.arena_bytes:,} bytes, whole-tensor bound {bound:,}{ratio}; in place: {tricks}"
 
 
 def _spec(t) -> TensorSpec:

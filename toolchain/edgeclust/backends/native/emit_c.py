@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from edgeclust.backends.native import elementwise, movement, reduce
+from edgeclust.backends.native import elementwise, inplace, movement, reduce
 from edgeclust.backends.native.program import Buffer, Edge, Program
 from edgeclust.backends.native.records import (
     AddStep,
@@ -209,6 +209,7 @@ EMITTERS: dict[type, Callable[..., list[tuple[str, str, Fields]]]] = {
 }
 EMITTERS.update(elementwise.EMITTERS)
 EMITTERS.update(reduce.EMITTERS)
+EMITTERS.update({inplace.InPlaceDepthwiseStep: _depthwise, inplace.InPlaceConvStep: _conv})
 
 
 # ---- pieces shared by the emitters ----

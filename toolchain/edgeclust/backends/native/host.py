@@ -25,6 +25,8 @@ RUNTIME_FILES = (
     "ec_movement.h",
     "ec_reduce.c",
     "ec_reduce.h",
+    "ec_inplace.c",
+    "ec_inplace.h",
     "ec_host_main.c",
 )
 

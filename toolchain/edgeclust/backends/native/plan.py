@@ -1,75 +1,136 @@
 """Buffers for the steps' tensors: lifetimes from the step order, offsets from lower/memory's planner.
 
-An ADD writes in place over an input that dies at that step; the model's input and output live throughout.
+An ADD writes in place over an input that dies at that step, and so do the depthwise and 1x1 convolutions
+the plan chooses to run in place (inplace.py); the model's output lives to the end.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from edgeclust.align import TENSOR_ALIGNMENT
+from edgeclust.backends.native import inplace
 from edgeclust.backends.native.program import Buffer, Edge, Program
 from edgeclust.backends.native.records import AddStep, Step
 from edgeclust.lower import memory as memory_plan
 from edgeclust.lower.graph import Graph, GraphTensor
 
+# whether the plan may run convolutions in place (inplace.py); off, the arena is the whole-tensor plan's
+CONV_IN_PLACE = True
+
 
 def plan_program(
     graph: Graph, steps: tuple[Step, ...], buffer_of: Mapping[int, str], root: Callable[[int], int]
 ) -> Program:
-    """The Program: `steps` with every buffer they name placed in one arena (buffer_of: root tensor -> name)."""
+    """The Program: `steps` with every buffer they name placed in one arena (buffer_of: root tensor -> name).
+    Convolutions run in place where that makes the arena smaller (inplace.py); arena_lower_bound stays the
+    whole-tensor bound (every tensor whole, no convolution in place)."""
     model_in, model_out = root(graph.inputs[0]), root(graph.outputs[0])
     names = dict(buffer_of)
     names.setdefault(model_out, "model_output")  # a model whose output no step writes
     tensor_of = {name: t for t, name in names.items()}
     input_name, output_name = names[model_in], names[model_out]
-    n = len(steps)
-    first: dict[str, int] = {input_name: 0}
-    last: dict[str, int] = {input_name: 0}
-    for s, step in enumerate(steps):
-        for name in step.outputs:
-            first.setdefault(name, s)
-            last[name] = max(last.get(name, s), s)
-        for name in step.inputs:
-            last[name] = max(last[name], s)
-    last[output_name] = max(n - 1, 0)
-    first.setdefault(output_name, 0)
-    in_place: dict[str, str] = {}
-    for s, step in enumerate(steps):
-        if isinstance(step, AddStep):
+    sizes = {name: _nbytes(graph.tensors[t]) for name, t in tensor_of.items()}
+
+    def uses_of(steps: tuple[Step, ...]) -> list[memory_plan.BufferUse]:
+        n = len(steps)
+        first: dict[str, int] = {input_name: 0}
+        last: dict[str, int] = {input_name: 0}
+        for s, step in enumerate(steps):
+            for name in step.outputs:
+                first.setdefault(name, s)
+                last[name] = max(last.get(name, s), s)
             for name in step.inputs:
-                if last[name] == s and name != input_name and name not in in_place.values():
-                    in_place[step.outputs[0]] = name
-                    break
-    order = sorted(first, key=lambda name: tensor_of[name])
-    sizes = {name: _nbytes(graph.tensors[tensor_of[name]]) for name in order}
-    uses = [memory_plan.BufferUse(name, sizes[name], first[name], last[name], in_place.get(name)) for name in order]
-    plan = memory_plan.plan(uses, alignment=TENSOR_ALIGNMENT)
+                last[name] = max(last[name], s)
+        last[output_name] = max(n - 1, 0)
+        first.setdefault(output_name, 0)
+        in_place: dict[str, str] = {}
+        for s, step in enumerate(steps):
+            if isinstance(step, AddStep | inplace.InPlaceDepthwiseStep | inplace.InPlaceConvStep):
+                for name in step.inputs[:1] if not isinstance(step, AddStep) else step.inputs:
+                    if last[name] == s and name != input_name and name not in in_place.values():
+                        in_place[step.outputs[0]] = name
+                        break
+        order = sorted(first, key=lambda name: (tensor_of.get(name, len(graph.tensors)), name))
+        return [memory_plan.BufferUse(name, sizes[name], first[name], last[name], in_place.get(name)) for name in order]
+
+    whole = uses_of(steps)
+    bound = memory_plan.lower_bound(whole, alignment=TENSOR_ALIGNMENT)
+    steps, plan, uses, choices = _choose_in_place(steps, whole, uses_of, sizes, input_name)
     memory_plan.check_plan(plan, uses)
-    buffers = {
-        name: Buffer(
-            name,
-            sizes[name],
-            graph.tensors[tensor_of[name]].dtype,
-            plan.offsets[name],
-            tensor_of[name],
-            graph.tensors[tensor_of[name]].name,
+    inplace.check_steps(steps, plan.offsets, sizes, keep=(output_name,))
+    buffers = {}
+    for use in uses:
+        t = tensor_of.get(use.name)
+        tensor = graph.tensors[t] if t is not None else None
+        buffers[use.name] = Buffer(
+            use.name,
+            sizes[use.name],
+            tensor.dtype if tensor is not None else "int8",
+            plan.offsets[use.name],
+            t if t is not None else -1,
+            tensor.name if tensor is not None else "",
         )
-        for name in order
-    }
     return Program(
         steps=steps,
-        buffers=tuple(buffers[name] for name in order),
+        buffers=tuple(buffers[use.name] for use in uses),
         input=buffers[input_name],
         output=buffers[output_name],
         arena_bytes=max(plan.arena_bytes, TENSOR_ALIGNMENT),
-        arena_lower_bound=plan.lower_bound,
+        arena_lower_bound=bound,
         op_names=tuple(sorted({op.name for op in graph.ops})),
         model_input=_edge(graph.tensors[graph.inputs[0]]),
         model_output=_edge(graph.tensors[graph.outputs[0]]),
+        in_place=choices,
     )
+
+
+def _choose_in_place(steps, whole, uses_of, sizes, input_name):
+    """(steps, plan, uses, choices): every eligible convolution whose input dies at it made in place, then
+    each undone again (smallest saving first) where the arena does not grow without it."""
+    plan = memory_plan.plan(whole, alignment=TENSOR_ALIGNMENT)
+    if not CONV_IN_PLACE:
+        return steps, plan, whole, ()
+    last = {u.name: u.last for u in whole}
+    eligible: dict[int, int] = {}
+    for s, step in enumerate(steps):
+        window = inplace.window_bytes(step)
+        src = step.inputs[0] if step.inputs else None
+        if window is not None and src != input_name and last.get(src) == s:
+            eligible[s] = window
+    if not eligible:
+        return steps, plan, whole, ()
+
+    def variant(chosen) -> tuple[tuple[Step, ...], memory_plan.MemoryPlan, list]:
+        new = list(steps)
+        for s in chosen:
+            window = f"{steps[s].name}_window"
+            sizes[window] = eligible[s]
+            new[s] = inplace.in_place_step(steps[s], window)
+        new = tuple(new)
+        uses = uses_of(new)
+        return new, memory_plan.plan(uses, alignment=TENSOR_ALIGNMENT), uses
+
+    chosen = set(eligible)
+    best = variant(chosen)
+    if best[1].arena_bytes >= plan.arena_bytes:
+        return steps, plan, whole, ()
+    for s in sorted(eligible, key=lambda s: sizes[steps[s].inputs[0]]):
+        trial = variant(chosen - {s})
+        if trial[1].arena_bytes <= best[1].arena_bytes:
+            chosen.discard(s)
+            best = trial
+    choices = []
+    for s in sorted(chosen):
+        without = variant(chosen - {s})[1].arena_bytes
+        saved = max(without - best[1].arena_bytes, 0)
+        choices.append(dataclasses.replace(inplace.choice_for(steps[s], eligible[s]), saved_bytes=saved))
+    for s in set(eligible) - chosen:
+        sizes.pop(f"{steps[s].name}_window", None)
+    return best[0], best[1], best[2], tuple(choices)
 
 
 def _edge(t: GraphTensor) -> Edge:

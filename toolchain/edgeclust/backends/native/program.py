@@ -46,6 +46,7 @@ class Program:
     op_names: tuple[str, ...]
     model_input: Edge
     model_output: Edge
+    in_place: tuple = ()  # inplace.InPlaceChoice per convolution the plan runs in place
 
     @property
     def consts(self) -> tuple[FlashArray, ...]:

@@ -30,6 +30,8 @@ RUNTIME_SOURCES = (
     "ec_movement.h",
     "ec_reduce.c",
     "ec_reduce.h",
+    "ec_inplace.c",
+    "ec_inplace.h",
     "ec_platform.h",
     "ec_platform_console.c",
     "ec_self_test.h",

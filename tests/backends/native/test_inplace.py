@@ -1,0 +1,111 @@
+"""Convolutions run in place (inplace.py, ec_inplace.c): bit-exact against the tflite_micro interpreter on the
+host and in QEMU, the arena below the whole-tensor bound, and the exact liveness check that guards every plan."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from edgeclust.backends.base import SelfTestCase
+from edgeclust.backends.native import NativeBackend, inplace
+from edgeclust.backends.native import plan as native_plan
+from edgeclust.codegen.board import load_board
+from edgeclust.device.build import build_make_project, write_project
+from edgeclust.device.icount import run_icount
+from edgeclust.errors import CodegenError
+from edgeclust.pipeline.layouts import weight_layouts
+from edgeclust.resources import boards_dir
+from edgeclust.tflite.parity import run_tflm
+
+
+def _separable(keras, values: int | None, nx):
+    """Depthwise 3x3 (stride 1 and 2), 5x5 valid, 1x1 narrowing (forwards) and widening (backwards)."""
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inputs = keras.Input((12, 10, 3), batch_size=1)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(8, 1, activation="relu")(x)
+    x = layers.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2D(24, 1, activation="relu")(x)
+    x = layers.DepthwiseConv2D(5, padding="valid", activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(5)(x))
+    if values:
+        nx.weights_with_values(model, values)
+    return model
+
+
+@pytest.fixture(scope="module")
+def separable(nx, keras):
+    data = np.random.default_rng(0).normal(size=(64, 12, 10, 3)).astype(np.float32)
+    return {
+        (values, per_channel): nx.convert(_separable(keras, values, nx), data, per_channel=per_channel)
+        for values in (None, 8)
+        for per_channel in (True, False)
+    }
+
+
+@pytest.mark.parametrize("values", [None, 8])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_in_place_plans_are_bit_exact_and_below_the_bound(nx, separable, values, per_channel):
+    lowered = nx.check_bit_exact(separable[(values, per_channel)])
+    program = lowered.details.program
+    kinds = {choice.kind for choice in program.in_place}
+    assert kinds == {"depthwise", "conv 1x1"}
+    assert program.arena_bytes < program.arena_lower_bound
+    assert all(choice.saved_bytes >= 0 for choice in program.in_place)
+    steps = {step.name: step for step in program.steps}
+    assert {type(steps[c.step]) for c in program.in_place} <= {inplace.InPlaceDepthwiseStep, inplace.InPlaceConvStep}
+    summary = lowered.summary
+    assert summary["in_place"] and summary["arena_lower_bound"] == program.arena_lower_bound
+    assert any(note.startswith(f"arena {program.arena_bytes:,} bytes, whole-tensor bound") for note in lowered.notes)
+
+
+def test_whole_tensor_plan_when_in_place_is_off(nx, separable, monkeypatch):
+    tflite = separable[(None, True)]
+    with_tricks = NativeBackend().lower(tflite, weight_layouts(tflite)).details.program
+    monkeypatch.setattr(native_plan, "CONV_IN_PLACE", False)
+    whole = NativeBackend().lower(tflite, weight_layouts(tflite)).details.program
+    assert not whole.in_place and whole.arena_bytes >= whole.arena_lower_bound == with_tricks.arena_lower_bound
+    assert with_tricks.arena_bytes < whole.arena_bytes
+
+
+def test_liveness_check_refuses_what_the_kernels_cannot_do(nx, separable):
+    program = NativeBackend().lower(separable[(None, True)], ()).details.program
+    offsets = {b.name: b.offset for b in program.buffers}
+    sizes = {b.name: b.size for b in program.buffers}
+    keep = (program.output.name,)
+    inplace.check_steps(program.steps, offsets, sizes, keep=keep)  # the planner's own plan passes
+
+    s, step = next((s, t) for s, t in enumerate(program.steps) if isinstance(t, inplace.InPlaceDepthwiseStep))
+    # the window over the output it is read into
+    with pytest.raises(CodegenError, match="over its own output"):
+        inplace.check_steps(program.steps, offsets | {step.outputs[1]: offsets[step.outputs[0]]}, sizes, keep=keep)
+    # the same overlap for the whole-tensor kernel, which reads its input after writing its output
+    fields = {f.name: getattr(step, f.name) for f in dataclasses.fields(step)}
+    fields["outputs"] = step.outputs[:1]
+    steps = list(program.steps)
+    steps[s] = inplace.DepthwiseStep(**fields)
+    with pytest.raises(CodegenError, match=f"step {s} .* over {step.inputs[0]!r}"):
+        inplace.check_steps(tuple(steps), offsets, sizes, keep=keep)
+    # an in-place output shifted off its input by one alignment unit
+    shifted = offsets | {step.outputs[0]: offsets[step.inputs[0]] + 16}
+    with pytest.raises(CodegenError):
+        inplace.check_steps(program.steps, shifted, sizes, keep=keep)
+
+
+def test_in_place_firmware_passes_its_self_test_in_qemu(nx, separable, tmp_path):
+    board = load_board("qemu_mps2_an386", boards_dir())
+    backend = NativeBackend()
+    tflite = separable[(8, True)]
+    lowered = backend.lower(tflite, weight_layouts(tflite))
+    assert lowered.details.program.in_place
+    x = nx.int8_inputs(tflite, 3)
+    expected = run_tflm(tflite, x)  # the tflite_micro interpreter
+    files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])
+    elf = build_make_project(write_project(files, tmp_path), board)
+    status, lines = run_icount(elf, board)
+    assert status == 0 and "self-test: PASS (3/3" in "\n".join(lines), lines
