@@ -217,9 +217,20 @@ def _constant(b, op, index: int, what: str) -> np.ndarray:
     return np.asarray(t.data).astype(np.int64).reshape(-1)
 
 
+def _axis(op, axis: int, rank: int) -> int:
+    """An axis in -rank..rank-1 as TFLM accepts it, made non-negative."""
+    from edgeclust.backends.native import lowering as L
+
+    if not -rank <= axis < rank:
+        raise L._refuse(f"{op.name} (op {op.index}) along axis {axis} of a {rank}-D tensor")
+    return axis % rank
+
+
 def _same_quant(b, op, *indices: int) -> None:
     from edgeclust.backends.native import lowering as L
 
+    if any(b.tensor(i).dtype != "int8" for i in indices):
+        raise L._refuse(f"{op.name} (op {op.index}) on tensors other than int8")
     qs = [L._quant(b.tensor(i), "activation") for i in indices]
     for q in qs[1:]:
         if float(q.scale) != float(qs[0].scale) or q.zero_point != qs[0].zero_point:
@@ -240,9 +251,11 @@ def lower_pad(b, op, _pool) -> None:
     from edgeclust.backends.native import lowering as L
 
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
-    pads = _constant(b, op, op.inputs[1], "padding").reshape(-1, 2)
-    if pads.shape[0] != len(x.shape) or pads.min() < 0:
+    pads = _constant(b, op, op.inputs[1], "padding")
+    if pads.size != 2 * len(x.shape) or pads.min() < 0:
         raise L._refuse(f"{op.name} (op {op.index}) with paddings {pads.tolist()}")
+    pads = pads.reshape(-1, 2)
+    _same_quant(b, op, op.inputs[0], op.outputs[0])
     if tuple(int(n + lo + hi) for n, (lo, hi) in zip(x.shape, pads)) != tuple(y.shape):
         raise CodegenError(
             f"{op.name} (op {op.index}) output {list(y.shape)} does not match its paddings; convert again"
@@ -269,7 +282,7 @@ def lower_concatenation(b, op, _pool) -> None:
     y = b.tensor(op.outputs[0])
     if op.options.get("fused_activation_function", "NONE") != "NONE":
         raise L._refuse(f"CONCATENATION (op {op.index}) with a fused activation")
-    axis = int(op.options.get("axis", 0)) % max(len(y.shape), 1)
+    axis = _axis(op, int(op.options.get("axis", 0)), len(y.shape))
     _same_quant(b, op, op.outputs[0], *op.inputs)
     start = 0
     for k, index in enumerate(op.inputs):
@@ -300,7 +313,7 @@ def lower_split(b, op, _pool) -> None:
     else:
         data, axis = op.inputs[0], int(op.options.get("axis", 0))
     x = b.tensor(data)
-    axis %= len(x.shape)
+    axis = _axis(op, axis, len(x.shape))
     start = 0
     for k, index in enumerate(op.outputs):
         y = b.tensor(index)
@@ -432,7 +445,7 @@ def lower_mean(b, op, pool):
 
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
     axes_data = _constant(b, op, op.inputs[1], "axis")
-    axes = sorted({int(a) % len(x.shape) for a in axes_data})
+    axes = sorted({_axis(op, int(a), len(x.shape)) for a in axes_data})
     if len(x.shape) == 4 and axes == [1, 2]:
         return L._mean(b, op, pool)
     kept = [d for d in range(len(x.shape)) if d not in axes]
