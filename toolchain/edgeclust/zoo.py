@@ -149,33 +149,33 @@ def har_conv1d(seed: int = 0):
     return keras.Model(inputs, layers.Dense(HAR_CLASSES, activation="softmax")(x), name="har_conv1d")
 
 
-def _recurrent(kind: str, seed: int, bidirectional: bool = False):
+def _recurrent(kind: str, seed: int, bidirectional: bool = False, steps: int = SEQ_STEPS, units: int = 24):
     keras, layers = _keras(seed)
-    inputs = keras.Input((SEQ_STEPS, HAR_CHANNELS))
-    layer = getattr(layers, kind)(24)
+    inputs = keras.Input((steps, HAR_CHANNELS))
+    layer = getattr(layers, kind)(units)
     x = layers.Bidirectional(layer)(inputs) if bidirectional else layer(inputs)
     name = f"{'bi' if bidirectional else ''}{kind.lower()}"
     return keras.Model(inputs, layers.Dense(HAR_CLASSES, activation="softmax")(x), name=name)
 
 
-def lstm(seed: int = 0):
-    """Keras LSTM(24) over 32 steps of 9 channels (not unrolled, as users write it), Dense softmax."""
-    return _recurrent("LSTM", seed)
+def lstm(seed: int = 0, steps: int = SEQ_STEPS, units: int = 24):
+    """Keras LSTM(units, 24) over `steps` (32) steps of 9 channels (not unrolled, as users write it), Dense softmax."""
+    return _recurrent("LSTM", seed, steps=steps, units=units)
 
 
-def gru(seed: int = 0):
-    """Keras GRU(24) over 32 steps of 9 channels (not unrolled), Dense softmax."""
-    return _recurrent("GRU", seed)
+def gru(seed: int = 0, steps: int = SEQ_STEPS, units: int = 24):
+    """Keras GRU(units, 24) over `steps` (32) steps of 9 channels (not unrolled), Dense softmax."""
+    return _recurrent("GRU", seed, steps=steps, units=units)
 
 
-def simple_rnn(seed: int = 0):
-    """Keras SimpleRNN(24) over 32 steps of 9 channels, Dense softmax."""
-    return _recurrent("SimpleRNN", seed)
+def simple_rnn(seed: int = 0, steps: int = SEQ_STEPS, units: int = 24):
+    """Keras SimpleRNN(units, 24) over `steps` (32) steps of 9 channels, Dense softmax."""
+    return _recurrent("SimpleRNN", seed, steps=steps, units=units)
 
 
-def bidirectional_lstm(seed: int = 0):
-    """Bidirectional(LSTM(24)) over 32 steps of 9 channels, Dense softmax."""
-    return _recurrent("LSTM", seed, bidirectional=True)
+def bidirectional_lstm(seed: int = 0, steps: int = SEQ_STEPS, units: int = 24):
+    """Bidirectional(LSTM(units, 24)) over `steps` (32) steps of 9 channels, Dense softmax."""
+    return _recurrent("LSTM", seed, bidirectional=True, steps=steps, units=units)
 
 
 def unet(seed: int = 0):
@@ -311,11 +311,12 @@ MODELS: dict[str, Callable] = {
 }
 
 
-def build(name: str, seed: int = 0):
-    """The zoo model called `name` (see MODELS), untrained, weights seeded."""
+def build(name: str, seed: int = 0, **sizes):
+    """The zoo model called `name` (see MODELS), untrained, weights seeded; `sizes` go to builders that take
+    them (the recurrent ones: steps, units)."""
     if name not in MODELS:
         raise KeyError(f"no zoo model {name!r}; choose from {', '.join(MODELS)}")
-    return MODELS[name](seed)
+    return MODELS[name](seed, **sizes)
 
 
 def dataset(model, *, train: int = 64, test: int = 16, seed: int = 0) -> Dataset:
