@@ -91,8 +91,6 @@ def test_reduce_max_models_match_tflm_bit_for_bit(kind, keras, nx):
     data = np.random.default_rng(0).normal(size=(64, *shape)).astype(np.float32)
     tflite = nx.convert(model, data)
     ops = _ops(tflite)
-    if kind == "channels" and "CONCATENATION" not in _supported():
-        pytest.skip("CONCATENATION is not native yet")
     assert "REDUCE_MAX" in ops, ops
     lowered = nx.check_bit_exact(tflite, n=16)
     steps = [s for s in lowered.details.program.steps if isinstance(s, rd.ReduceMaxStep)]
@@ -100,10 +98,13 @@ def test_reduce_max_models_match_tflm_bit_for_bit(kind, keras, nx):
     assert "ec_reduce_max(&reduce_max_" in model_source(lowered.details.program)
 
 
-def _supported():
-    from edgeclust.backends.native.lowering import SUPPORTED_OPS
-
-    return SUPPORTED_OPS
+@pytest.mark.parametrize("kind", ["1d", "channels"])
+def test_reduce_max_runs_clean_under_asan_and_ubsan(kind, keras, nx):
+    """The strided walks (over the channels, over H and C, over time) in the sanitized host build."""
+    keras.utils.set_random_seed(1)
+    model, shape = _pool_model(keras, kind)
+    tflite = nx.convert(model, np.random.default_rng(1).normal(size=(32, *shape)).astype(np.float32))
+    nx.check_bit_exact(tflite, n=4, backend=NativeBackend(sanitize=True))
 
 
 def test_global_max_pooling_is_one_contiguous_walk():
