@@ -89,8 +89,9 @@ def plan_program(
 
 
 def _choose_in_place(steps, whole, uses_of, sizes, input_name):
-    """(steps, plan, uses, choices): every eligible convolution whose input dies at it made in place, then
-    each undone again (smallest saving first) where the arena does not grow without it."""
+    """(steps, plan, uses, choices): the eligible convolutions (input dying there) made in place, all of them
+    or those that shrink the arena or its bound one by one, whichever plan is smaller; then each undone
+    again (smallest input first) where the arena does not grow without it."""
     plan = memory_plan.plan(whole, alignment=TENSOR_ALIGNMENT)
     if not CONV_IN_PLACE:
         return steps, plan, whole, ()
@@ -114,11 +115,25 @@ def _choose_in_place(steps, whole, uses_of, sizes, input_name):
         uses = uses_of(new)
         return new, memory_plan.plan(uses, alignment=TENSOR_ALIGNMENT), uses
 
+    def score(v) -> tuple[int, int]:
+        return v[1].arena_bytes, v[1].lower_bound
+
+    # all in; and one by one, largest input first, each kept where the arena or its bound shrinks (an alias
+    # chain through several steps is one unit of its largest size, so all in can be worse than some)
     chosen = set(eligible)
     best = variant(chosen)
+    added: set[int] = set()
+    current = (steps, plan, whole)
+    for s in sorted(eligible, key=lambda s: -sizes[steps[s].inputs[0]]):
+        trial = variant(added | {s})
+        if score(trial) < score(current):
+            added.add(s)
+            current = trial
+    if score(current) < score(best):
+        chosen, best = added, current
     if best[1].arena_bytes >= plan.arena_bytes:
         return steps, plan, whole, ()
-    for s in sorted(eligible, key=lambda s: sizes[steps[s].inputs[0]]):
+    for s in sorted(chosen, key=lambda s: sizes[steps[s].inputs[0]]):
         trial = variant(chosen - {s})
         if trial[1].arena_bytes <= best[1].arena_bytes:
             chosen.discard(s)
