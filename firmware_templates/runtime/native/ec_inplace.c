@@ -82,48 +82,22 @@ void ec_depthwise_conv_inplace(const ec_depthwise_params *p, const int8_t *input
   }
 }
 
-/* One block of `n` pixels: inputs at `x` (in_c bytes each), outputs at `out` (out_c bytes each). */
-static void ec_ip_conv_block(const ec_conv_params *p, const int8_t *x, uint32_t n, int8_t *out) {
-  const uint32_t in_c = p->win.in_c, out_c = p->win.out_c;
-  for (uint32_t oc = 0; oc < out_c; ++oc) {
-    int32_t acc[EC_INPLACE_PIXELS];
-    for (uint32_t j = 0; j < n; ++j) acc[j] = p->q.bias[oc];
-    const ec_weights *w = &p->w;
-    const uint8_t *row = w->data + (size_t)oc * w->row_stride;
-    if (w->table == NULL) {
-      for (uint32_t i = 0; i < in_c; ++i) {
-        const int32_t weight = (int8_t)row[i];
-        for (uint32_t j = 0; j < n; ++j) acc[j] = ec_ip_add(acc[j], ec_ip_mul(weight, x[j * in_c + i]));
-      }
-    } else {
-      const int8_t *table = w->table + (size_t)oc * w->table_stride;
-      const uint32_t bits = w->bits, mask = (1u << bits) - 1u;
-      uint32_t buffer = 0, count = 0;
-      for (uint32_t i = 0; i < in_c; ++i) {
-        if (count < bits) {
-          buffer |= (uint32_t)(*row++) << count;
-          count += 8;
-        }
-        const int32_t weight = table[buffer & mask];
-        buffer >>= bits;
-        count -= bits;
-        for (uint32_t j = 0; j < n; ++j) acc[j] = ec_ip_add(acc[j], ec_ip_mul(weight, x[j * in_c + i]));
-      }
-    }
-    for (uint32_t j = 0; j < n; ++j) out[j * out_c + oc] = ec_ip_requantize(&p->q, acc[j], oc);
-  }
-}
-
 void ec_conv_1x1_inplace(const ec_conv_params *p, const int8_t *input, int8_t *output, int8_t *window) {
   const uint32_t in_c = p->win.in_c, out_c = p->win.out_c;
   const uint32_t pixels = (uint32_t)p->win.in_h * p->win.in_w;
   const uint32_t blocks = (pixels + EC_INPLACE_PIXELS - 1u) / EC_INPLACE_PIXELS;
+  /* each block is a 1 x n image through ec_conv (its 1x1 matrix product, the same arithmetic) */
+  ec_conv_params block_params = *p;
+  block_params.win.in_h = 1u;
+  block_params.win.out_h = 1u;
   for (uint32_t b = 0; b < blocks; ++b) {
     /* forwards when the output is no wider than the input, else from the last block back */
     const uint32_t block = out_c <= in_c ? b : blocks - 1u - b;
     const uint32_t first = block * EC_INPLACE_PIXELS;
     const uint32_t n = pixels - first < EC_INPLACE_PIXELS ? pixels - first : EC_INPLACE_PIXELS;
     memcpy(window, input + (size_t)first * in_c, (size_t)n * in_c);
-    ec_ip_conv_block(p, window, n, output + (size_t)first * out_c);
+    block_params.win.in_w = (uint16_t)n;
+    block_params.win.out_w = (uint16_t)n;
+    ec_conv(&block_params, window, output + (size_t)first * out_c);
   }
 }

@@ -10,7 +10,7 @@
 /* the most filter taps (k_h * k_w) an in-place depthwise convolution decodes at once */
 #define EC_INPLACE_MAX_TAPS 64
 /* pixels a 1x1 convolution in place takes per block (its window holds as many input pixels) */
-#define EC_INPLACE_PIXELS 4
+#define EC_INPLACE_PIXELS 8
 
 /* DEPTHWISE_CONV_2D with depth multiplier 1, one channel at a time: the channel's input plane (in_h * in_w
  * bytes) is copied to `window`, then the channel's outputs are written over the input's same channel (an
@@ -18,7 +18,7 @@
 void ec_depthwise_conv_inplace(const ec_depthwise_params *p, const int8_t *input, int8_t *output, int8_t *window);
 
 /* CONV_2D with a 1x1 filter, stride 1 and no padding, EC_INPLACE_PIXELS pixels at a time: the block's input
- * pixels (in_c bytes each) are copied to `window`, then its outputs written. Forwards when out_c <= in_c (a
+ * pixels (in_c bytes each) are copied to `window`, then its outputs written (ec_conv on a 1 x n image). Forwards when out_c <= in_c (a
  * write never reaches a pixel not yet copied), backwards otherwise (the output then ends past the input). */
 void ec_conv_1x1_inplace(const ec_conv_params *p, const int8_t *input, int8_t *output, int8_t *window);
 

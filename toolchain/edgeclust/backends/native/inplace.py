@@ -24,7 +24,7 @@ from edgeclust.backends.native.records import AddStep, ConvStep, DepthwiseStep, 
 from edgeclust.errors import CodegenError
 
 MAX_TAPS = 64  # EC_INPLACE_MAX_TAPS in ec_inplace.h
-PIXELS = 4  # EC_INPLACE_PIXELS in ec_inplace.h
+PIXELS = 8  # EC_INPLACE_PIXELS in ec_inplace.h
 
 
 @dataclass(frozen=True, eq=False)
