@@ -10,8 +10,9 @@ For each model (untrained, random weights; random data from edgeclust.zoo.datase
     edgeclust build M.keras --board qemu_mps2_an386 --data D.npz --clusters 16 --backend native --epochs 0
     edgeclust flash DIR
 
-each a fresh process, and the flashed firmware run once more under QEMU with -icount shift=0 for its
-instructions per inference. A build that fails gives its error line (the ops native lacks, or why not).
+each a fresh process; instructions per inference as flash prints them (QEMU -icount shift=0), or from one
+more run under -icount where it printed none. A build that fails gives its error line (the ops native lacks, or
+why not).
 """
 
 from __future__ import annotations
@@ -107,8 +108,11 @@ def run_model(name: str, out: Path, board_id: str, timeout: float) -> Row:
     (folder / "flash.log").write_text(flashed.stdout + flashed.stderr)
     verdict = re.search(r"self-test: (PASS|FAIL)[^\n]*", flashed.stdout)
     row.qemu = verdict.group(0).removeprefix("self-test: ") if verdict else _error(flashed)
-    if flashed.returncode == 0:
-        row.instructions = _instructions(folder / "build", board_id)
+    if flashed.returncode == 0:  # flash prints them on a QEMU board; else one more run under -icount
+        counted = re.search(r"inference: ([\d,]+) instructions", flashed.stdout)
+        row.instructions = (
+            int(counted.group(1).replace(",", "")) if counted else _instructions(folder / "build", board_id)
+        )
     row.seconds = time.perf_counter() - started
     return row
 
