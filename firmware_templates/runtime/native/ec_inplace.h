@@ -7,14 +7,12 @@
 
 /* included from ec_kernels.h, after the params structs */
 
-/* the most filter taps (k_h * k_w) an in-place depthwise convolution decodes at once */
-#define EC_INPLACE_MAX_TAPS 64
 /* pixels a 1x1 convolution in place takes per block (its window holds as many input pixels) */
 #define EC_INPLACE_PIXELS 8
 
 /* DEPTHWISE_CONV_2D with depth multiplier 1, one channel at a time: the channel's input plane (in_h * in_w
- * bytes) is copied to `window`, then the channel's outputs are written over the input's same channel (an
- * output pixel's index is never above the input pixel count, so only that channel's bytes are written). */
+ * bytes) is copied to `window`, ec_depthwise_conv writes the output plane after it (out_h * out_w bytes), and
+ * that is copied over the input's same channel (only that channel's bytes are written). */
 void ec_depthwise_conv_inplace(const ec_depthwise_params *p, const int8_t *input, int8_t *output, int8_t *window);
 
 /* CONV_2D with a 1x1 filter, stride 1 and no padding, EC_INPLACE_PIXELS pixels at a time: the block's input

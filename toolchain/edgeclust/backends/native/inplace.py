@@ -2,9 +2,9 @@
 never exist side by side; the kernel (ec_inplace.c) copies what it still has to read into a window buffer,
 alive for its one call, before the writes that clobber it.
 
-- DEPTHWISE_CONV_2D with depth multiplier 1 and at most EC_INPLACE_MAX_TAPS taps: one channel at a time, the
-  window holds one channel's input plane (in_h * in_w bytes); output channel c only ever writes channel c's
-  bytes, whose plane is in the window.
+- DEPTHWISE_CONV_2D with depth multiplier 1: one channel at a time, the window holds one channel's input
+  plane and its output plane (in_h * in_w + out_h * out_w bytes); output channel c only ever writes channel
+  c's bytes, whose plane is in the window.
 - CONV_2D 1x1, stride 1, no padding, no fused pool: EC_INPLACE_PIXELS pixels at a time, the window holds the
   block's input pixels; forwards when out_c <= in_c, backwards when the output is wider.
 
@@ -23,7 +23,6 @@ from typing import ClassVar
 from edgeclust.backends.native.records import AddStep, ConvStep, DepthwiseStep, Step
 from edgeclust.errors import CodegenError
 
-MAX_TAPS = 64  # EC_INPLACE_MAX_TAPS in ec_inplace.h
 PIXELS = 8  # EC_INPLACE_PIXELS in ec_inplace.h
 
 
@@ -35,7 +34,7 @@ class InPlaceDepthwiseStep(DepthwiseStep):
 
     @property
     def what(self) -> str:
-        return f"{super().what}, in place (one channel's input plane in a window)"
+        return f"{super().what}, in place (one channel's input and output planes in a window)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,11 +67,9 @@ def window_bytes(step: Step) -> int | None:
     """The window the in-place kernel needs for `step`, or None where it cannot run in place."""
     if type(step) is DepthwiseStep:
         w = step.window
-        if step.depth_multiplier != 1 or w.in_c != w.out_c or w.k_h * w.k_w > MAX_TAPS:
+        if step.depth_multiplier != 1 or w.in_c != w.out_c or w.out_h * w.out_w > w.in_h * w.in_w:
             return None
-        if w.out_h * w.out_w > w.in_h * w.in_w:
-            return None
-        return w.in_h * w.in_w
+        return w.in_h * w.in_w + w.out_h * w.out_w
     if type(step) is ConvStep:
         w = step.window
         one_by_one = w.k_h == 1 and w.k_w == 1 and w.stride_h == 1 and w.stride_w == 1 and w.pad_h == w.pad_w == 0
