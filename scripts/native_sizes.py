@@ -32,6 +32,7 @@ HELPERS = {
     "ec_one_over_one_plus_x": "ec_softmax",
     "ec_conv_pixel_1x2": "ec_conv",
     "ec_depthwise_fast": "ec_depthwise_conv",
+    "ec_dw3x3_run": "ec_depthwise_conv",
 }
 OUT = HERE.parent / "toolchain" / "edgeclust" / "backends" / "native" / "runtime_sizes.toml"
 
