@@ -103,12 +103,17 @@ def prepare_model(ctx: BuildContext, inputs: LoadedInputs) -> ClusteredModel:
 def convert(ctx: BuildContext, inputs: LoadedInputs, clustered: ClusteredModel) -> ConvertedModels:
     """float32 always; int8 when asked, per channel unless clustered per tensor (so the values survive)."""
     options = ctx.options
-    from edgeclust.tflite.convert import rolled_recurrent_layers
+    from edgeclust.tflite.convert import nearest_upsampling_layers, rolled_recurrent_layers
 
     if rolled := rolled_recurrent_layers(clustered.model):
         ctx.stages.info(
             f"unrolled the recurrent layers {', '.join(rolled)} over their time steps before converting "
             "(TensorFlow's int8 calibrator crashes on their loop)"
+        )
+    if upsampling := nearest_upsampling_layers(clustered.model):
+        ctx.stages.info(
+            f"converted the UpSampling2D layers {', '.join(upsampling)} as Resizing (nearest), the same values "
+            "(Keras 3 writes UpSampling2D as TILE, which TFLite Micro lacks)"
         )
     float32 = convert_model(clustered.model, quantize="float32", representative=None, per_channel=True)
     ctx.stages.info(f"float32: {len(float32):,} bytes")

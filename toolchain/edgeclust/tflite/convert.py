@@ -42,6 +42,8 @@ def to_tflite(
 
     Recurrent layers (SimpleRNN, LSTM, GRU, RNN, also inside Bidirectional) are unrolled first (`unroll_recurrent`):
     TensorFlow 2.21's int8 calibrator crashes on their loop. `unroll=False` converts them as they are.
+    Nearest-neighbour UpSampling2D layers become the equal Resizing layers (`upsampling_as_resizing`): Keras 3
+    writes UpSampling2D as TILE, which TensorFlow Lite Micro lacks, and Resizing as RESIZE_NEAREST_NEIGHBOR.
     The converter runs in a separate process (`isolated`): if it crashes, a ConversionError says so.
     """
     if quantize not in QUANTIZE_MODES:
@@ -52,6 +54,7 @@ def to_tflite(
     specs = _input_specs(model)
     if unroll:
         model = unroll_recurrent(model)
+    model = upsampling_as_resizing(model)
     calibration = None
     if quantize == "int8":
         if representative_data is None:
@@ -98,6 +101,62 @@ def unroll_recurrent(model):
     except Exception:  # a model Keras cannot rebuild converts as it is (the isolated converter catches a crash)
         return model
     return rebuilt
+
+
+def nearest_upsampling_layers(model) -> list[str]:
+    """Names of the UpSampling2D layers (nearest, channels last) that the converter would write as TILE."""
+    return [
+        layer.name
+        for layer in _layers(model)
+        if type(layer).__name__ == "UpSampling2D"
+        and getattr(layer, "interpolation", "nearest") == "nearest"
+        and getattr(layer, "data_format", "channels_last") == "channels_last"
+    ]
+
+
+def upsampling_as_resizing(model):
+    """The model rebuilt with each nearest UpSampling2D as a Resizing layer to the same size (the same values:
+    half-pixel nearest at an integer factor repeats each pixel); the model itself when it has none, or when
+    Keras cannot rebuild it from its config."""
+    names = set(nearest_upsampling_layers(model))
+    if not names:
+        return model
+    sizes = {}
+    for layer in _layers(model):
+        if layer.name in names:
+            height, width = layer.output.shape[1:3]
+            sizes[layer.name] = (int(height), int(width))
+    config = model.get_config()
+    _set_resizing(config, sizes)
+    try:
+        rebuilt = type(model).from_config(config)
+        rebuilt.set_weights(model.get_weights())
+    except Exception:  # converted as it is: TILE, which the native backend runs and TFLM does not
+        return model
+    return rebuilt
+
+
+def _set_resizing(config, sizes: dict[str, tuple[int, int]]) -> None:
+    if isinstance(config, dict):
+        inner = config.get("config")
+        if config.get("class_name") == "UpSampling2D" and isinstance(inner, dict) and inner.get("name") in sizes:
+            height, width = sizes[inner["name"]]
+            config["class_name"] = "Resizing"
+            config["config"] = {
+                "name": inner["name"],
+                "dtype": inner.get("dtype"),
+                "trainable": inner.get("trainable", True),
+                "height": height,
+                "width": width,
+                "interpolation": "nearest",
+                "crop_to_aspect_ratio": False,
+                "data_format": "channels_last",
+            }
+        for value in config.values():
+            _set_resizing(value, sizes)
+    elif isinstance(config, list):
+        for value in config:
+            _set_resizing(value, sizes)
 
 
 def _set_unroll(config) -> None:
