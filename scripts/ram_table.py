@@ -135,9 +135,10 @@ def main() -> int:
             ins = f"{r['in_place_ins']:,} (nothing in place)"
         else:
             ins = "-"
+        tflm_text = f"{r['tflm']:,}" if r["tflm"] else "-"
         print(
             f"| {r['model']} | {r['arena']:,} | {r['bound']:,} | {r['arena'] / r['bound']:.2f}x | {r['stack']:,} "
-            f"| {r['statics']:,} | {r['ram']:,} | {r['tflm'] or 0:,} | {ins} |"
+            f"| {r['statics']:,} | {r['ram']:,} | {tflm_text} | {ins} |"
         )
     for r in rows:
         tricks = ", ".join(f"{c.step} {c.kind} -{c.saved_bytes:,}" for c in r["in_place"]) or "none"
