@@ -50,9 +50,12 @@ def test_op_options_are_read_from_the_flatbuffer(residual_model):
     assert graph.tensors[graph.inputs[0]].shape == (1, 12, 12, 3)
 
 
-def test_arena_between_lower_bound_and_tflm(nx, residual_model):
+def test_arena_below_tflm_and_below_the_whole_tensor_bound_only_in_place(nx, residual_model):
     lowered = nx.check_bit_exact(residual_model)
-    assert lowered.arena_lower_bound <= lowered.arena_bytes <= tflm_arena_bytes(residual_model)
+    assert lowered.arena_bytes <= tflm_arena_bytes(residual_model)
+    in_place = lowered.summary["in_place"]
+    # the whole-tensor bound holds for any plan of whole tensors; only steps run in place go below it
+    assert lowered.arena_lower_bound <= lowered.arena_bytes or in_place
     add = next(s for s in lowered.details.program.steps if s.kernel == "ec_add")
     offsets = {b.name: b.offset for b in lowered.details.program.buffers}
     assert offsets[add.outputs[0]] in {offsets[name] for name in add.inputs}  # in place over an input that dies
