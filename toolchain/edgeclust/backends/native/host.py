@@ -11,24 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeclust.backends.native.project import KERNEL_SOURCES
 from edgeclust.device import host_build
 from edgeclust.resources import templates_dir
 
 CFLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Werror")
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g")
-RUNTIME_FILES = (
-    "ec_kernels.c",
-    "ec_kernels.h",
-    "ec_elementwise.c",
-    "ec_elementwise.h",
-    "ec_movement.c",
-    "ec_movement.h",
-    "ec_reduce.c",
-    "ec_reduce.h",
-    "ec_inplace.c",
-    "ec_inplace.h",
-    "ec_host_main.c",
-)
+RUNTIME_FILES = KERNEL_SOURCES + ("ec_host_main.c",)
 
 
 def runtime_dir() -> Path:

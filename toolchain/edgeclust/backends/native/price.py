@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeclust.backends.base import Cost, Lowered, SelfTestCase
-from edgeclust.backends.native.project import firmware_board, render_project
-from edgeclust.codegen.templates import render_template
+from edgeclust.backends.native.project import firmware_board, makefile, render_project
 from edgeclust.device import build as device_build
 from edgeclust.errors import FirmwareError
-from edgeclust.resources import templates_dir
 
 SIZES_FILE = Path(__file__).with_name("runtime_sizes.toml")
 FLASH_ADVICE = "fewer --clusters (fewer index bits per weight), or --fit to choose each layer's count"
@@ -82,8 +80,7 @@ def make_project(files: Mapping[str, bytes], board):
     if board.build_system == "make":
         return files, board
     make_board = dataclasses.replace(board, build_system="make", console="semihosting")
-    makefile = render_template(templates_dir(), "runtime/native/Makefile.j2", {"board": make_board})
-    return {**files, "Makefile": makefile}, make_board
+    return {**files, "Makefile": makefile(make_board)}, make_board
 
 
 def self_test_cases(files: Mapping[str, bytes]) -> int:

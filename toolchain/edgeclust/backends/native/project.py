@@ -21,7 +21,8 @@ from edgeclust.device.stack import StackUsage
 from edgeclust.errors import CodegenError, FirmwareError
 from edgeclust.resources import templates_dir
 
-RUNTIME_SOURCES = (
+# The kernels, a C file and its header per family: the firmware and the host oracle compile the same files.
+KERNEL_SOURCES = (
     "ec_kernels.c",
     "ec_kernels.h",
     "ec_elementwise.c",
@@ -32,6 +33,8 @@ RUNTIME_SOURCES = (
     "ec_reduce.h",
     "ec_inplace.c",
     "ec_inplace.h",
+)
+RUNTIME_SOURCES = KERNEL_SOURCES + (
     "ec_platform.h",
     "ec_platform_console.c",
     "ec_self_test.h",
@@ -49,7 +52,7 @@ def render_project(lowered: Lowered, board, cases: Sequence[SelfTestCase]) -> di
     files["ec_self_test.c"] = self_test_source(lowered, cases).encode()
     if board.build_system == "make":
         context = {"board": board}
-        files["Makefile"] = render_template(root, "runtime/native/Makefile.j2", context)
+        files["Makefile"] = makefile(board)
         files["startup.c"] = render_template(root, "board/make/startup.c.j2", context)
     files["board.json"] = board_json(lowered, board, len(cases))  # names the backend for the sizing build
     stack = firmware_stack(files, board)
@@ -58,6 +61,12 @@ def render_project(lowered: Lowered, board, cases: Sequence[SelfTestCase]) -> di
         context = {"board": firmware_board(board, stack)}
         files["linker.ld"] = render_template(root, "board/make/linker.ld.j2", context)
     return files
+
+
+def makefile(board) -> bytes:
+    """The project's Makefile for a make board: the kernels' C files, the model, the self-test, the console."""
+    kernels = [name for name in KERNEL_SOURCES if name.endswith(".c")]
+    return render_template(templates_dir(), "runtime/native/Makefile.j2", {"board": board, "kernel_sources": kernels})
 
 
 @dataclasses.dataclass(frozen=True)
