@@ -7,11 +7,13 @@ interface, build files, startup code, linker script). Nothing is written to disk
 from __future__ import annotations
 
 from pathlib import Path
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.errors import CodegenError
+
+if TYPE_CHECKING:  # jinja2 is imported when a template is rendered, so `edgeclust --help` stays light
+    import jinja2
 
 # where sources go, per build system (ESP-IDF wants them in its `main` component); the top otherwise
 _SOURCE_DIR = {"cmake-esp-idf": "main"}
@@ -55,6 +57,8 @@ def render_groups(templates_dir, groups, context: dict) -> dict[str, bytes]:
 
 def _environment(templates_dir: Path) -> jinja2.Environment:
     """The one jinja2 set-up for firmware templates: strict about missing values, files kept as written."""
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,
@@ -65,6 +69,8 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
 
 def _render(env: jinja2.Environment, name: str, context: dict) -> bytes:
     """One template rendered to UTF-8 bytes; a template error names the template."""
+    import jinja2
+
     try:
         return env.get_template(name).render(context).encode("utf-8")
     except jinja2.TemplateError as exc:
