@@ -12,7 +12,6 @@ per kernel (runtime_sizes.toml, written by scripts/native_sizes.py), and the boa
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tomllib
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeclust.backends.base import Cost, Lowered, SelfTestCase
-from edgeclust.backends.native.project import firmware_board, makefile, render_project
+from edgeclust.backends.native.project import firmware_board, make_project, render_project
 from edgeclust.device import build as device_build
 from edgeclust.errors import FirmwareError
 
@@ -71,16 +70,6 @@ def price(lowered: Lowered, board, files: Mapping[str, bytes] | None = None) -> 
         ram_advice=RAM_ADVICE,
         board_name=board.name,
     )
-
-
-def make_project(files: Mapping[str, bytes], board):
-    """(files, board) that device/ can link with make: the project as rendered for a make board; for a board
-    built another way, its sources with the native Makefile of the same board built with make and the
-    semihosting console (same kernels, model and self-test)."""
-    if board.build_system == "make":
-        return files, board
-    make_board = dataclasses.replace(board, build_system="make", console="semihosting")
-    return {**files, "Makefile": makefile(make_board)}, make_board
 
 
 def self_test_cases(files: Mapping[str, bytes]) -> int:

@@ -69,6 +69,16 @@ def makefile(board) -> bytes:
     return render_template(templates_dir(), "runtime/native/Makefile.j2", {"board": board, "kernel_sources": kernels})
 
 
+def make_project(files: Mapping[str, bytes], board):
+    """(files, board) that device/ can link with make: the project as rendered for a make board; for a board
+    built another way, its sources with the native Makefile of the same board built with make and the
+    semihosting console (same kernels, model and self-test)."""
+    if board.build_system == "make":
+        return files, board
+    make_board = dataclasses.replace(board, build_system="make", console="semihosting")
+    return {**files, "Makefile": makefile(make_board)}, make_board
+
+
 @dataclasses.dataclass(frozen=True)
 class FirmwareStack:
     """The stack the native firmware reserves: measured from the project's call graph plus the board's
@@ -94,8 +104,6 @@ def firmware_stack(files: Mapping[str, bytes], board) -> FirmwareStack:
     """Link the project (files without linker.ld) for its call graph; the board's stack when that cannot be."""
     usage = None
     if device_build.cross_compiler_present() and str(board.cpu).startswith("cortex-m"):
-        from edgeclust.backends.native.price import make_project
-
         try:
             usage = device_build.linked_size(*make_project(files, firmware_board(board)), stack=True).stack
         except FirmwareError:  # a board whose flags this toolchain cannot link
