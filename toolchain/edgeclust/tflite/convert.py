@@ -31,6 +31,7 @@ def to_tflite(
     per_channel: bool = True,
     num_calibration: int = DEFAULT_CALIBRATION,
     unroll: bool = True,
+    resize_upsampling: bool = True,
 ) -> bytes:
     """Convert a plain keras.Model to .tflite bytes with a fixed batch size of 1.
 
@@ -43,7 +44,8 @@ def to_tflite(
     Recurrent layers (SimpleRNN, LSTM, GRU, RNN, also inside Bidirectional) are unrolled first (`unroll_recurrent`):
     TensorFlow 2.21's int8 calibrator crashes on their loop. `unroll=False` converts them as they are.
     Nearest-neighbour UpSampling2D layers become the equal Resizing layers (`upsampling_as_resizing`): Keras 3
-    writes UpSampling2D as TILE, which TensorFlow Lite Micro lacks, and Resizing as RESIZE_NEAREST_NEIGHBOR.
+    writes UpSampling2D as TILE, which TensorFlow Lite Micro lacks, and Resizing as RESIZE_NEAREST_NEIGHBOR;
+    `resize_upsampling=False` keeps the TILE.
     The converter runs in a separate process (`isolated`): if it crashes, a ConversionError says so.
     """
     if quantize not in QUANTIZE_MODES:
@@ -54,7 +56,8 @@ def to_tflite(
     specs = _input_specs(model)
     if unroll:
         model = unroll_recurrent(model)
-    model = upsampling_as_resizing(model)
+    if resize_upsampling:
+        model = upsampling_as_resizing(model)
     calibration = None
     if quantize == "int8":
         if representative_data is None:
