@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from edgeclust.backends.native.records import FlashArray, Step, Window, _WeightedStep
+from edgeclust.backends.native.reduce import walk
 from edgeclust.errors import CodegenError
 
 COPY_RANK = 8  # EC_COPY_RANK in ec_movement.h
@@ -448,13 +449,10 @@ def lower_mean(b, op, pool):
     axes = sorted({_axis(op, int(a), len(x.shape)) for a in axes_data})
     if len(x.shape) == 4 and axes == [1, 2]:
         return L._mean(b, op, pool)
-    kept = [d for d in range(len(x.shape)) if d not in axes]
-    order = _grid(x).transpose(kept + axes)
-    a = _affine(order)
     reduced = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
-    if a is None or y.size != x.size // max(reduced, 1):
+    if y.size != x.size // max(reduced, 1):
         raise CodegenError(f"MEAN (op {op.index}) output {list(y.shape)} for {list(x.shape)}; convert again")
-    count, (stride,), groups = _merge(list(order.shape), [a[1]], [0] * len(kept) + [1] * len(axes))
+    kept_rank, count, stride = walk(tuple(x.shape), axes)  # the same walk as REDUCE_MAX's
     if len(count) > COPY_RANK:
         raise L._refuse(f"MEAN (op {op.index}) over a {len(count)}-D walk")
     xq, yq = L._quant(x, "input"), L._quant(y, "output")
@@ -465,7 +463,7 @@ def lower_mean(b, op, pool):
         op_index=op.index,
         inputs=b.reads(op.inputs[0]),
         outputs=b.writes(op.outputs[0], name),
-        kept_rank=sum(1 for g in groups if g == 0),
+        kept_rank=kept_rank,
         count_reduced=reduced,
         count=tuple(count),
         stride=tuple(stride),
