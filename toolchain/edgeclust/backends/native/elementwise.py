@@ -20,7 +20,7 @@ import numpy as np
 
 from edgeclust.backends.native import fixed_point as fp
 from edgeclust.backends.native.records import FlashArray, Step
-from edgeclust.codegen.carray import check_identifier
+from edgeclust.backends.native.refusals import activation_range, refuse, step_name
 from edgeclust.errors import CodegenError
 
 UNARY_OPS = ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6")
@@ -299,7 +299,7 @@ def _sigmoid_params(input_scale: float, op: str) -> tuple[int, int, int]:
     """input_multiplier, input_left_shift, input_range_radius (kInputIntegerBits 4), as TFLM's Prepare."""
     multiplier, shift = _frexp_multiplier(float(input_scale) * float(1 << 27))
     if not 0 <= shift <= 30 or multiplier >= 2**31:
-        raise _refuse(f"{op} with input scale {float(input_scale):g} (TFLM's input shift {shift} is out of range)")
+        raise refuse(f"{op} with input scale {float(input_scale):g} (TFLM's input shift {shift} is out of range)")
     radius = math.floor(1.0 * 15 * (1 << 27) / (1 << shift))
     return multiplier, shift, radius
 
@@ -312,9 +312,9 @@ def hard_swish_table(input_scale, input_zero_point: int, output_scale, output_ze
     out_m32, out_exp = fp.quantize_multiplier(float(f(hires_input_scale / f(output_scale))))
     rel_m32, rel_exp = fp.quantize_multiplier(float(f(hires_input_scale / reluish_scale)))
     if out_exp > 0:
-        raise _refuse("HARD_SWISH whose output multiplier is above one (TFLM refuses it too)")
+        raise refuse("HARD_SWISH whose output multiplier is above one (TFLM refuses it too)")
     if not -31 <= rel_exp <= 31 or out_exp < -31:
-        raise _refuse("HARD_SWISH with scales whose shifts are out of TFLM's range")
+        raise refuse("HARD_SWISH with scales whose shifts are out of TFLM's range")
     out_m16, rel_m16 = _downscale16(out_m32), _downscale16(rel_m32)
     out = {}
     for v in _int8_values().tolist():
@@ -340,7 +340,7 @@ def leaky_relu_table(input_scale, input_zero_point: int, output_scale, output_ze
     alpha_m, alpha_s = fp.quantize_multiplier(float(f(f(f(input_scale) * f(alpha)) / f(output_scale))))
     id_m, id_s = fp.quantize_multiplier(float(f(f(input_scale) / f(output_scale))))
     if alpha_m == I32_MIN:
-        raise _refuse("LEAKY_RELU with alpha multiplier -2^31")
+        raise refuse("LEAKY_RELU with alpha multiplier -2^31")
     out = {}
     for v in _int8_values().tolist():
         x = v - input_zero_point
@@ -380,21 +380,11 @@ def _wrap8(x: int) -> int:
 # ---- lowering: GraphOp -> record ----
 
 
-def _refuse(what: str) -> CodegenError:
-    from edgeclust.backends.native.lowering import _refuse as refuse
-
-    return refuse(what)
-
-
-def _step_name(op) -> str:
-    return check_identifier(f"{op.name.lower()}_{op.index}")
-
-
 def _quant(t, what: str):
     if t.quant is None or t.dtype != "int8":
-        raise _refuse(f"{what} tensor {t.name!r} that is not int8 with a scale ({t.dtype})")
+        raise refuse(f"{what} tensor {t.name!r} that is not int8 with a scale ({t.dtype})")
     if t.quant.per_channel:
-        raise _refuse(f"{what} tensor {t.name!r} with per-channel quantization")
+        raise refuse(f"{what} tensor {t.name!r} with per-channel quantization")
     return t.quant
 
 
@@ -405,7 +395,7 @@ def lower_unary(b, op, _pool) -> LutStep:
     xq, yq = _quant(x, f"{op.name} input"), _quant(y, f"{op.name} output")
     if op.name == "LOGISTIC":
         if yq.zero_point != -128:
-            raise _refuse("LOGISTIC with an output zero point other than -128 (TFLM refuses it too)")
+            raise refuse("LOGISTIC with an output zero point other than -128 (TFLM refuses it too)")
         table = logistic_table(xq.scale, xq.zero_point)
     elif op.name == "TANH":
         table = tanh_table(xq.scale, xq.zero_point)
@@ -418,8 +408,8 @@ def lower_unary(b, op, _pool) -> LutStep:
     elif op.name == "RELU6":
         table = relu6_table(xq.scale, xq.zero_point)
     else:
-        raise _refuse(f"op {op.name}")
-    name = _step_name(op)
+        raise refuse(f"op {op.name}")
+    name = step_name(op)
     return LutStep(
         name=name,
         op_index=op.index,
@@ -443,7 +433,7 @@ def _strides(shape: tuple[int, ...], out: tuple[int, ...], op) -> tuple[int, ...
         if shape[axis] == out[axis]:
             strides[axis] = step if shape[axis] > 1 else 0
         elif shape[axis] != 1:
-            raise _refuse(f"{op.name} (op {op.index}) broadcasting {list(shape)} to {list(out)}")
+            raise refuse(f"{op.name} (op {op.index}) broadcasting {list(shape)} to {list(out)}")
         step *= shape[axis]
     return tuple(strides)
 
@@ -466,21 +456,20 @@ def _binary_params(op, q1, q2, qy) -> dict:
         ("output", f(twice_max / f((1 << left_shift) * f(qy.scale)))),
     ):
         if not 0 < float(real) < 1:
-            raise _refuse(f"SUB whose {name} scale ratio {float(real):g} is outside TFLM's range")
+            raise refuse(f"SUB whose {name} scale ratio {float(real):g} is outside TFLM's range")
         values[f"{name}_multiplier"], values[f"{name}_shift"] = fp.quantize_multiplier(float(real))
     return values
 
 
 def lower_binary(b, op, _pool) -> BinaryStep:
-    from edgeclust.backends.native.lowering import _activation_range
 
     x1, x2, y = b.tensor(op.inputs[0]), b.tensor(op.inputs[1]), b.tensor(op.outputs[0])
     for t in (x1, x2, y):
         if len(t.shape) > MAX_DIMS:
-            raise _refuse(f"{op.name} on a {len(t.shape)}-D tensor (up to {MAX_DIMS}-D is supported)")
+            raise refuse(f"{op.name} on a {len(t.shape)}-D tensor (up to {MAX_DIMS}-D is supported)")
     q1, q2, qy = _quant(x1, f"{op.name} input"), _quant(x2, f"{op.name} input"), _quant(y, f"{op.name} output")
     if x1.is_constant and x2.is_constant:
-        raise _refuse(f"{op.name} of two constants (op {op.index}); convert the model again")
+        raise refuse(f"{op.name} of two constants (op {op.index}); convert the model again")
     out = _padded(y.shape)
     s1, s2 = _padded(x1.shape), _padded(x2.shape)
     if s1 == s2:  # TFLM's elementwise path (ProcessBroadcastShapes: the extended shapes are equal)
@@ -492,17 +481,17 @@ def lower_binary(b, op, _pool) -> BinaryStep:
         if any(max(a, c) != o for a, c, o in zip(s1, s2, out)):
             raise CodegenError(f"{op.name} (op {op.index}) output {list(y.shape)} is not the broadcast shape")
     params = _binary_params(op, q1, q2, qy)
-    act_min, act_max = _activation_range(op, y)
+    act_min, act_max = activation_range(op, y)
     constant_input, constant = 0, None
     data_inputs = []
     for position, (index, t) in enumerate(((op.inputs[0], x1), (op.inputs[1], x2)), 1):
         if t.is_constant:
             if t.data is None or t.dtype != "int8":
-                raise _refuse(f"{op.name} with a {t.dtype} constant operand ({t.name!r})")
+                raise refuse(f"{op.name} with a {t.dtype} constant operand ({t.name!r})")
             constant_input, constant = position, np.ascontiguousarray(t.data, np.int8).reshape(-1)
         else:
             data_inputs.append(index)
-    name = _step_name(op)
+    name = step_name(op)
     return BinaryStep(
         name=name,
         op_index=op.index,

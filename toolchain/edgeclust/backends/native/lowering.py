@@ -36,6 +36,11 @@ from edgeclust.backends.native.records import (
     Step,
     Window,
 )
+from edgeclust.backends.native.refusals import HINT, Unsupported, step_name
+from edgeclust.backends.native.refusals import activation_range as _activation_range
+from edgeclust.backends.native.refusals import dims4 as _dims4
+from edgeclust.backends.native.refusals import quant as _quant
+from edgeclust.backends.native.refusals import refuse as _refuse
 from edgeclust.codegen.carray import check_identifier
 from edgeclust.errors import CodegenError
 from edgeclust.lower.graph import Graph, GraphOp, GraphTensor
@@ -63,7 +68,6 @@ SUPPORTED_OPS = (
 )
 SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
-HINT = "use --backend tflm"
 _MIN_INPUTS = {
     "CONV_2D": 2,
     "DEPTHWISE_CONV_2D": 2,
@@ -91,14 +95,6 @@ _MIN_INPUTS.update(elementwise.MIN_INPUTS)
 _MAX_INPUTS.update(elementwise.MAX_INPUTS)
 _MIN_INPUTS.update(reduce.INPUTS)
 _MAX_INPUTS.update(reduce.INPUTS)
-
-
-class Unsupported(CodegenError):
-    """The model holds an op or option the native backend does not implement (one line, with the way out)."""
-
-
-def _refuse(what: str) -> Unsupported:
-    return Unsupported(f"the native backend does not support {what}; {HINT}")
 
 
 @dataclass
@@ -137,11 +133,6 @@ class _Builder:
         """The buffer a step writes this tensor to: `<step>_output`, unless the tensor already has one."""
         root = self.root(index)
         return (self.buffer_of.setdefault(root, check_identifier(f"{step}_output")),)
-
-
-def step_name(op: GraphOp) -> str:
-    """The C name of an op's step: its name and TFLite op index, as the comments cite it (`conv_2d_3`)."""
-    return check_identifier(f"{op.name.lower()}_{op.index}")
 
 
 def lower_graph(graph: Graph, layouts: Sequence[WeightLayout] = ()) -> Program:
@@ -298,18 +289,6 @@ def _fusable_pool(graph: Graph, op: GraphOp) -> GraphOp | None:
 # ---- helpers ----
 
 
-def _quant(t: GraphTensor, what: str):
-    if t.quant is None:
-        raise _refuse(f"an unquantized {what} tensor ({t.name!r})")
-    return t.quant
-
-
-def _dims4(t: GraphTensor, what: str) -> tuple[int, int, int]:
-    if len(t.shape) != 4 or t.shape[0] != 1:
-        raise _refuse(f"{what} of shape {list(t.shape)} (NHWC with batch 1 is supported)")
-    return t.shape[1], t.shape[2], t.shape[3]
-
-
 def _window(op: GraphOp, in_hwc, out_hwc, k_h: int, k_w: int, *, dilation: bool) -> Window:
     """The window geometry with TFLM's output size and padding (ComputePaddingHeightWidth)."""
     o = op.options
@@ -443,11 +422,6 @@ def _constant_filter(b: _Builder, op: GraphOp, index: int) -> GraphTensor:
             f"{op.name} with a {w.dtype} {'constant' if w.data is not None else 'run-time'} filter ({w.name!r})"
         )
     return w
-
-
-def _activation_range(op: GraphOp, t: GraphTensor) -> tuple[int, int]:
-    q = _quant(t, "output")
-    return fp.activation_range(op.options.get("fused_activation_function", "NONE"), q.scale, q.zero_point)
 
 
 # ---- one function per op: GraphOp -> step record (None: no kernel call) ----

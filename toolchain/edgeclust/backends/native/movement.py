@@ -22,6 +22,7 @@ import numpy as np
 
 from edgeclust.backends.native.records import FlashArray, Step, Window, _WeightedStep
 from edgeclust.backends.native.reduce import walk
+from edgeclust.backends.native.refusals import dims4, quant, refuse, step_name
 from edgeclust.errors import CodegenError
 
 COPY_RANK = 8  # EC_COPY_RANK in ec_movement.h
@@ -177,14 +178,13 @@ def _merge(count: list[int], strides: list[list[int]], groups: list[int] | None 
 
 
 def _copy_step(b, op, name: str, part: str, src_idx, dst_idx, src: int, dst: int, fill: int = NO_FILL) -> CopyStep:
-    from edgeclust.backends.native import lowering as L
 
     a, z = _affine(src_idx), _affine(dst_idx)
     if a is None or z is None or np.shape(src_idx) != np.shape(dst_idx):
-        raise L._refuse(f"{op.name} (op {op.index}) as a strided copy")
+        raise refuse(f"{op.name} (op {op.index}) as a strided copy")
     count, (s_in, s_out), _ = _merge(list(np.shape(src_idx)), [a[1], z[1]])
     if len(count) > COPY_RANK:
-        raise L._refuse(f"{op.name} (op {op.index}) needing a {len(count)}-D copy (at most {COPY_RANK})")
+        raise refuse(f"{op.name} (op {op.index}) needing a {len(count)}-D copy (at most {COPY_RANK})")
     if not count:
         count, s_in, s_out = [1], [0], [0]
     y = b.tensor(dst)
@@ -210,34 +210,29 @@ def _grid(t) -> np.ndarray:
 
 
 def _constant(b, op, index: int, what: str) -> np.ndarray:
-    from edgeclust.backends.native import lowering as L
 
     t = b.tensor(index)
     if t.data is None:
-        raise L._refuse(f"{op.name} (op {op.index}) with a run-time {what}")
+        raise refuse(f"{op.name} (op {op.index}) with a run-time {what}")
     return np.asarray(t.data).astype(np.int64).reshape(-1)
 
 
 def _axis(op, axis: int, rank: int) -> int:
     """An axis in -rank..rank-1 as TFLM accepts it, made non-negative."""
-    from edgeclust.backends.native import lowering as L
 
     if not -rank <= axis < rank:
-        raise L._refuse(f"{op.name} (op {op.index}) along axis {axis} of a {rank}-D tensor")
+        raise refuse(f"{op.name} (op {op.index}) along axis {axis} of a {rank}-D tensor")
     return axis % rank
 
 
 def _same_quant(b, op, *indices: int) -> None:
-    from edgeclust.backends.native import lowering as L
 
     if any(b.tensor(i).dtype != "int8" for i in indices):
-        raise L._refuse(f"{op.name} (op {op.index}) on tensors other than int8")
-    qs = [L._quant(b.tensor(i), "activation") for i in indices]
+        raise refuse(f"{op.name} (op {op.index}) on tensors other than int8")
+    qs = [quant(b.tensor(i), "activation") for i in indices]
     for q in qs[1:]:
         if float(q.scale) != float(qs[0].scale) or q.zero_point != qs[0].zero_point:
-            raise L._refuse(
-                f"{op.name} (op {op.index}) whose inputs and output differ in scale or zero point (TFLM too)"
-            )
+            raise refuse(f"{op.name} (op {op.index}) whose inputs and output differ in scale or zero point (TFLM too)")
 
 
 def _used(b, index: int) -> bool:
@@ -249,54 +244,52 @@ def _used(b, index: int) -> bool:
 
 def lower_pad(b, op, _pool) -> None:
     """PAD / PADV2 (TFLM pad.cc PadImpl): the output set to the pad value, then the input copied inside it."""
-    from edgeclust.backends.native import lowering as L
 
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
     pads = _constant(b, op, op.inputs[1], "padding")
     if pads.size != 2 * len(x.shape) or pads.min() < 0:
-        raise L._refuse(f"{op.name} (op {op.index}) with paddings {pads.tolist()}")
+        raise refuse(f"{op.name} (op {op.index}) with paddings {pads.tolist()}")
     pads = pads.reshape(-1, 2)
     _same_quant(b, op, op.inputs[0], op.outputs[0])
     if tuple(int(n + lo + hi) for n, (lo, hi) in zip(x.shape, pads)) != tuple(y.shape):
         raise CodegenError(
             f"{op.name} (op {op.index}) output {list(y.shape)} does not match its paddings; convert again"
         )
-    yq = L._quant(y, "output")
+    yq = quant(y, "output")
     fill = yq.zero_point
     if op.name == "PADV2":
         value = b.tensor(op.inputs[2])
-        vq = L._quant(value, "pad value")
+        vq = quant(value, "pad value")
         if value.data is None or value.dtype != "int8" or value.size != 1:
-            raise L._refuse(f"PADV2 (op {op.index}) with a run-time or non-int8 pad value")
+            raise refuse(f"PADV2 (op {op.index}) with a run-time or non-int8 pad value")
         if vq.zero_point != yq.zero_point or float(vq.scale) != float(yq.scale):
-            raise L._refuse(f"PADV2 (op {op.index}) whose pad value is quantized unlike its output (TFLM too)")
+            raise refuse(f"PADV2 (op {op.index}) whose pad value is quantized unlike its output (TFLM too)")
         fill = int(np.asarray(value.data).reshape(-1)[0])
     inside = _grid(y)[tuple(slice(int(lo), int(lo) + n) for n, (lo, _) in zip(x.shape, pads))]
-    b.steps.append(_copy_step(b, op, L.step_name(op), "", _grid(x), inside, op.inputs[0], op.outputs[0], fill))
+    b.steps.append(_copy_step(b, op, step_name(op), "", _grid(x), inside, op.inputs[0], op.outputs[0], fill))
 
 
 def lower_concatenation(b, op, _pool) -> None:
     """CONCATENATION (TFLM reference_ops::Concatenation; TFLM requires every int8 input quantized as the
     output): one copy per input into its place along the axis."""
-    from edgeclust.backends.native import lowering as L
 
     y = b.tensor(op.outputs[0])
     if op.options.get("fused_activation_function", "NONE") != "NONE":
-        raise L._refuse(f"CONCATENATION (op {op.index}) with a fused activation")
+        raise refuse(f"CONCATENATION (op {op.index}) with a fused activation")
     axis = _axis(op, int(op.options.get("axis", 0)), len(y.shape))
     _same_quant(b, op, op.outputs[0], *op.inputs)
     start = 0
     for k, index in enumerate(op.inputs):
         x = b.tensor(index)
         if x.is_constant:
-            raise L._refuse(f"CONCATENATION (op {op.index}) of a constant tensor")
+            raise refuse(f"CONCATENATION (op {op.index}) of a constant tensor")
         n = x.shape[axis] if len(x.shape) == len(y.shape) else -1
         if n < 0 or any(a != c for d, (a, c) in enumerate(zip(x.shape, y.shape)) if d != axis):
             raise CodegenError(
                 f"CONCATENATION (op {op.index}) input {list(x.shape)} for {list(y.shape)}; convert again"
             )
         where = tuple(slice(start, start + n) if d == axis else slice(None) for d in range(len(y.shape)))
-        name = f"{L.step_name(op)}_{k}"
+        name = f"{step_name(op)}_{k}"
         b.steps.append(_copy_step(b, op, name, f", input {k}", _grid(x), _grid(y)[where], index, op.outputs[0]))
         start += n
     if start != y.shape[axis]:
@@ -305,7 +298,6 @@ def lower_concatenation(b, op, _pool) -> None:
 
 def lower_split(b, op, _pool) -> None:
     """SPLIT, SPLIT_V (TFLM split.cc / split_v.cc) and UNPACK (unpack.cc): one copy per output that is read."""
-    from edgeclust.backends.native import lowering as L
 
     if op.name == "SPLIT":
         data, axis = op.inputs[1], int(_constant(b, op, op.inputs[0], "axis")[0])
@@ -325,7 +317,7 @@ def lower_split(b, op, _pool) -> None:
         if part.size != y.size:
             raise CodegenError(f"{op.name} (op {op.index}) output {list(y.shape)} for {list(x.shape)}; convert again")
         if _used(b, index):
-            name = f"{L.step_name(op)}_{k}"
+            name = f"{step_name(op)}_{k}"
             b.steps.append(
                 _copy_step(b, op, name, f", output {k}", part, np.arange(y.size).reshape(part.shape), data, index)
             )
@@ -337,22 +329,21 @@ def lower_split(b, op, _pool) -> None:
 def lower_strided_slice(b, op, _pool) -> None:
     """STRIDED_SLICE on data (TFLM reference_ops::StridedSlice; ellipsis and new-axis masks, which TFLM
     ignores, are refused): the slice applied to an index array gives the copy."""
-    from edgeclust.backends.native import lowering as L
 
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
     o = op.options
     if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0) or o.get("offset", False):
-        raise L._refuse(f"STRIDED_SLICE (op {op.index}) with ellipsis, new-axis or offset")
+        raise refuse(f"STRIDED_SLICE (op {op.index}) with ellipsis, new-axis or offset")
     begin, end = _constant(b, op, op.inputs[1], "begin"), _constant(b, op, op.inputs[2], "end")
     strides = _constant(b, op, op.inputs[3], "strides") if len(op.inputs) > 3 else np.ones_like(begin)
     if not len(begin) == len(end) == len(strides) == len(x.shape) or np.any(strides == 0):
-        raise L._refuse(f"STRIDED_SLICE (op {op.index}) with begin {begin.tolist()} strides {strides.tolist()}")
+        raise refuse(f"STRIDED_SLICE (op {op.index}) with begin {begin.tolist()} strides {strides.tolist()}")
     slices = []
     for d, n in enumerate(x.shape):
         if o.get("shrink_axis_mask", 0) >> d & 1:
             i = int(begin[d]) + (n if begin[d] < 0 else 0)
             if not 0 <= i < n:
-                raise L._refuse(f"STRIDED_SLICE (op {op.index}) shrinking axis {d} at {int(begin[d])}")
+                raise refuse(f"STRIDED_SLICE (op {op.index}) shrinking axis {d} at {int(begin[d])}")
             slices.append(slice(i, i + 1))
             continue
         lo = None if o.get("begin_mask", 0) >> d & 1 else int(begin[d])
@@ -363,24 +354,23 @@ def lower_strided_slice(b, op, _pool) -> None:
         raise CodegenError(f"STRIDED_SLICE (op {op.index}) gives {part.size} values for {list(y.shape)}; convert again")
     _same_quant(b, op, op.inputs[0], op.outputs[0])
     b.steps.append(
-        _copy_step(b, op, L.step_name(op), "", part, np.arange(y.size).reshape(part.shape), op.inputs[0], op.outputs[0])
+        _copy_step(b, op, step_name(op), "", part, np.arange(y.size).reshape(part.shape), op.inputs[0], op.outputs[0])
     )
 
 
 def lower_tile(b, op, _pool) -> None:
     """TILE (TFLite reference Tile; TFLM has no TILE kernel): copies with a zero stride over each repeat."""
-    from edgeclust.backends.native import lowering as L
 
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
     multiples = _constant(b, op, op.inputs[1], "multiples")
     if len(multiples) != len(x.shape) or multiples.min() < 1:
-        raise L._refuse(f"TILE (op {op.index}) with multiples {multiples.tolist()}")
+        raise refuse(f"TILE (op {op.index}) with multiples {multiples.tolist()}")
     if tuple(int(n * m) for n, m in zip(x.shape, multiples)) != tuple(y.shape):
         raise CodegenError(f"TILE (op {op.index}) output {list(y.shape)} does not match its multiples; convert again")
     expanded = tuple(v for n, m in zip(x.shape, multiples) for v in (int(m), n))
     src = np.broadcast_to(_grid(x).reshape(tuple(v for n in x.shape for v in (1, n))), expanded)
     dst = np.arange(y.size).reshape(expanded)
-    b.steps.append(_copy_step(b, op, L.step_name(op), "", src, dst, op.inputs[0], op.outputs[0]))
+    b.steps.append(_copy_step(b, op, step_name(op), "", src, dst, op.inputs[0], op.outputs[0]))
 
 
 def lower_alias(b, op, _pool) -> None:
@@ -413,17 +403,16 @@ def nearest(out_size: int, in_size: int, align_corners: bool, half_pixel: bool) 
 
 def lower_resize_nearest(b, op, _pool) -> ResizeNearestStep:
     """RESIZE_NEAREST_NEIGHBOR (TFLM reference_ops::ResizeNearestNeighbor)."""
-    from edgeclust.backends.native import lowering as L
 
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
-    in_h, in_w, c = L._dims4(x, "RESIZE_NEAREST_NEIGHBOR input")
-    out_h, out_w, out_c = L._dims4(y, "RESIZE_NEAREST_NEIGHBOR output")
+    in_h, in_w, c = dims4(x, "RESIZE_NEAREST_NEIGHBOR input")
+    out_h, out_w, out_c = dims4(y, "RESIZE_NEAREST_NEIGHBOR output")
     size = _constant(b, op, op.inputs[1], "size")
     if out_c != c or tuple(size.tolist()) != (out_h, out_w) or max(in_h, in_w, out_h, out_w) > 65535:
         raise CodegenError(f"RESIZE_NEAREST_NEIGHBOR (op {op.index}) {list(x.shape)} -> {list(y.shape)}; convert again")
     _same_quant(b, op, op.inputs[0], op.outputs[0])
     align, half = bool(op.options.get("align_corners", False)), bool(op.options.get("half_pixel_centers", False))
-    name = L.step_name(op)
+    name = step_name(op)
     return ResizeNearestStep(
         name=name,
         op_index=op.index,
@@ -454,10 +443,10 @@ def lower_mean(b, op, pool):
         raise CodegenError(f"MEAN (op {op.index}) output {list(y.shape)} for {list(x.shape)}; convert again")
     kept_rank, count, stride = walk(tuple(x.shape), axes)  # the same walk as REDUCE_MAX's
     if len(count) > COPY_RANK:
-        raise L._refuse(f"MEAN (op {op.index}) over a {len(count)}-D walk")
-    xq, yq = L._quant(x, "input"), L._quant(y, "output")
+        raise refuse(f"MEAN (op {op.index}) over a {len(count)}-D walk")
+    xq, yq = quant(x, "input"), quant(y, "output")
     multiplier, shift = fp.mean_params(xq.scale, yq.scale, reduced)
-    name = L.step_name(op)
+    name = step_name(op)
     return MeanNdStep(
         name=name,
         op_index=op.index,
@@ -482,12 +471,12 @@ def lower_transpose_conv(b, op, _pool) -> TransposeConvStep:
     from edgeclust.backends.native import lowering as L
 
     w, x, y = L._constant_filter(b, op, op.inputs[1]), b.tensor(op.inputs[2]), b.tensor(op.outputs[0])
-    in_hwc, out_hwc = L._dims4(x, "TRANSPOSE_CONV input"), L._dims4(y, "TRANSPOSE_CONV output")
+    in_hwc, out_hwc = dims4(x, "TRANSPOSE_CONV input"), dims4(y, "TRANSPOSE_CONV output")
     if len(w.shape) != 4 or w.shape[0] != out_hwc[2] or w.shape[3] != in_hwc[2]:
-        raise L._refuse(f"TRANSPOSE_CONV filter {list(w.shape)} for input {list(x.shape)}")
+        raise refuse(f"TRANSPOSE_CONV filter {list(w.shape)} for input {list(x.shape)}")
     shape = _constant(b, op, op.inputs[0], "output shape")
     if tuple(shape.tolist()) != tuple(y.shape):
-        raise L._refuse(f"TRANSPOSE_CONV (op {op.index}) to shape {shape.tolist()} for output {list(y.shape)}")
+        raise refuse(f"TRANSPOSE_CONV (op {op.index}) to shape {shape.tolist()} for output {list(y.shape)}")
     o = op.options
     stride_h, stride_w = int(o.get("stride_h", 1)), int(o.get("stride_w", 1))
     k_h, k_w = w.shape[1], w.shape[2]
@@ -495,18 +484,18 @@ def lower_transpose_conv(b, op, _pool) -> TransposeConvStep:
     if padding not in ("SAME", "VALID") or not (
         1 <= stride_h <= 255 and 1 <= stride_w <= 255 and k_h <= 255 and k_w <= 255
     ):
-        raise L._refuse(f"TRANSPOSE_CONV (op {op.index}) padding {padding}, stride {stride_h}x{stride_w}")
+        raise refuse(f"TRANSPOSE_CONV (op {op.index}) padding {padding}, stride {stride_h}x{stride_w}")
     pads = []
     for size, k, s in ((out_hwc[0], k_h, stride_h), (out_hwc[1], k_w, stride_w)):
         computed = (size + s - 1) // s if padding == "SAME" else (size + s - k) // s
         pads.append(max(0, (computed - 1) * s + k - size) // 2 if computed >= 0 else 0)
     for value in (*in_hwc, *out_hwc):
         if not 1 <= value <= 65535:
-            raise L._refuse(f"TRANSPOSE_CONV with a dimension of {value} (1..65535 is supported)")
+            raise refuse(f"TRANSPOSE_CONV with a dimension of {value} (1..65535 is supported)")
     rows = w.data.reshape(w.shape[0], -1)
     bias_op = dataclasses.replace(op, inputs=(op.inputs[2], op.inputs[1], op.inputs[3] if len(op.inputs) > 3 else -1))
     requant = L._requant(b, bias_op, np.zeros_like(rows), x, w, y)  # zero rows: the bias stays unfolded
-    name = L.step_name(op)
+    name = step_name(op)
     return TransposeConvStep(
         name=name,
         op_index=op.index,
@@ -515,7 +504,7 @@ def lower_transpose_conv(b, op, _pool) -> TransposeConvStep:
         weights=L._weights(b, op, w, rows, 0, lambda idx: idx.reshape(idx.shape[0], -1)),
         requant=requant,
         window=Window(*in_hwc, *out_hwc, k_h, k_w, stride_h, stride_w, 1, 1, pads[0], pads[1]),
-        input_offset=-L._quant(x, "input").zero_point,
+        input_offset=-quant(x, "input").zero_point,
     )
 
 

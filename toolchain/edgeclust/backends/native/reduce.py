@@ -17,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from edgeclust.backends.native.records import Step
+from edgeclust.backends.native.refusals import quant, refuse, step_name
 from edgeclust.errors import CodegenError
 
 RANK = 6  # EC_REDUCE_RANK in ec_reduce.h
@@ -80,33 +81,32 @@ def walk(shape: tuple[int, ...], axes: list[int]) -> tuple[int, list[int], list[
 
 def lower_reduce_max(b, op, _pool) -> ReduceMaxStep:
     """REDUCE_MAX int8 (TFLM reduce_common.cc PrepareMinMaxHelper / EvalMaxHelper)."""
-    from edgeclust.backends.native import lowering as L
 
     x, y = b.tensor(op.inputs[0]), b.tensor(op.outputs[0])
     axis_t = b.tensor(op.inputs[1])
     if axis_t.data is None or axis_t.dtype != "int32":
-        raise L._refuse(f"REDUCE_MAX (op {op.index}) over {axis_t.dtype} axes computed at run time")
+        raise refuse(f"REDUCE_MAX (op {op.index}) over {axis_t.dtype} axes computed at run time")
     axes = resolve_axes(np.asarray(axis_t.data).reshape(-1), len(x.shape))
     if axes is None:
         raise CodegenError(
             f"REDUCE_MAX (op {op.index}) over axes {np.asarray(axis_t.data).reshape(-1).tolist()} of a "
             f"{len(x.shape)}-D tensor; the model is inconsistent: convert it again"
         )
-    xq, yq = L._quant(x, "input"), L._quant(y, "output")
+    xq, yq = quant(x, "input"), quant(y, "output")
     if np.float32(xq.scale) != np.float32(yq.scale) or xq.zero_point != yq.zero_point:
-        raise L._refuse(
+        raise refuse(
             f"REDUCE_MAX (op {op.index}) whose input and output differ in scale or zero point (TFLM refuses it too)"
         )
     kept_rank, count, stride = walk(tuple(x.shape), axes)
     if len(count) > RANK:
-        raise L._refuse(f"REDUCE_MAX (op {op.index}) over a {len(count)}-D walk")
+        raise refuse(f"REDUCE_MAX (op {op.index}) over a {len(count)}-D walk")
     kept_size = int(np.prod([x.shape[d] for d in range(len(x.shape)) if d not in axes], dtype=np.int64))
     if y.size != kept_size:
         raise CodegenError(
             f"REDUCE_MAX (op {op.index}) output {list(y.shape)} for input {list(x.shape)} over axes {axes}; "
             "convert the model again"
         )
-    name = L.step_name(op)
+    name = step_name(op)
     return ReduceMaxStep(
         name=name,
         op_index=op.index,
