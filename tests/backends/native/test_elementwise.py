@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeclust.backends.native import NativeBackend
-from edgeclust.backends.native import elementwise as ew
+from edgeclust.backends.native import fixed_point as fp
 from edgeclust.lower.graph import Graph, GraphOp
 from edgeclust.pipeline.layouts import weight_layouts
 from edgeclust.tflite.parity import run_tflm
@@ -125,8 +125,8 @@ def test_gemmlowp_helpers_against_float():
     """The Python gemmlowp port is the function it claims to be (within its fixed-point error)."""
     for real in np.linspace(-7.9, 7.9, 41):
         raw = int(round(real * 2**27))
-        assert abs(ew.gemmlowp_logistic(raw) / 2**31 - 1 / (1 + np.exp(-real))) < 1e-6
-        assert abs(ew.gemmlowp_tanh(raw) / 2**31 - np.tanh(real)) < 1e-6
+        assert abs(fp.gemmlowp_logistic(raw) / 2**31 - 1 / (1 + np.exp(-real))) < 1e-6
+        assert abs(fp.gemmlowp_tanh(raw) / 2**31 - np.tanh(real)) < 1e-6
 
 
 def test_elementwise_kernels_in_one_qemu_firmware(keras, nx, tmp_path):

@@ -31,9 +31,6 @@ MAX_INPUTS = {"SUB": 2, "MUL": 2}
 BINARY_CODES = {"ADD": 0, "SUB": 1, "MUL": 2}  # EC_BINARY_ADD, EC_BINARY_SUB, EC_BINARY_MUL in ec_elementwise.h
 MAX_DIMS = 4
 
-I32_MIN, I32_MAX = -(2**31), 2**31 - 1
-
-
 # ---- records ----
 
 
@@ -94,164 +91,6 @@ class BinaryStep(Step):
         return (FlashArray(f"{self.name}_constant", self.constant, "weights"),)
 
 
-# ---- TFLM's integer arithmetic in Python (exact: Python ints, int32/int16 wrap-around where C has it) ----
-
-
-def _wrap32(x: int) -> int:
-    return ((x + 2**31) % 2**32) - 2**31
-
-
-def _wrap16(x: int) -> int:
-    return ((x + 2**15) % 2**16) - 2**15
-
-
-def _tdiv(a: int, b: int) -> int:
-    """C integer division (truncates toward zero)."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b > 0) else -q
-
-
-def srdhm(a: int, b: int) -> int:
-    """gemmlowp SaturatingRoundingDoublingHighMul, int32."""
-    if a == b == I32_MIN:
-        return I32_MAX
-    ab = a * b
-    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-    return _wrap32(_tdiv(ab + nudge, 1 << 31))
-
-
-def rdbpot(x: int, exponent: int) -> int:
-    """gemmlowp RoundingDivideByPOT, int32."""
-    mask = (1 << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (1 if x < 0 else 0)
-    return (x >> exponent) + (1 if remainder > threshold else 0)
-
-
-def _sat_pot(x: int, exponent: int) -> int:
-    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent>, int32."""
-    if exponent > 0:
-        threshold = (1 << (31 - exponent)) - 1
-        if x > threshold:
-            return I32_MAX
-        if x < -threshold:
-            return I32_MIN
-        return _wrap32(x << exponent)
-    if exponent < 0:
-        return rdbpot(x, -exponent)
-    return x
-
-
-def mbqm(x: int, multiplier: int, shift: int) -> int:
-    """TFLM MultiplyByQuantizedMultiplier (double rounding)."""
-    left, right = max(shift, 0), max(-shift, 0)
-    return rdbpot(srdhm(_wrap32(x * (1 << left)), multiplier), right)
-
-
-def _exp_quarter(a: int) -> int:
-    """gemmlowp exp_on_interval_between_negative_one_quarter_and_0_excl (Q0.31)."""
-    constant_term, one_third = 1895147668, 715827883
-    x = _wrap32(a + (1 << 28))
-    x2 = srdhm(x, x)
-    x3 = srdhm(x2, x)
-    x4 = srdhm(x2, x2)
-    x4_over_4 = rdbpot(x4, 2)
-    poly = rdbpot(_wrap32(srdhm(_wrap32(x4_over_4 + x3), one_third) + x2), 1)
-    return _wrap32(constant_term + srdhm(constant_term, _wrap32(x + poly)))
-
-
-_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401), (4, 242))
-
-
-def _exp_on_negative_values(a: int, integer_bits: int) -> int:
-    """gemmlowp exp_on_negative_values for FixedPoint<int32, integer_bits>; Q0.31 out."""
-    fractional = 31 - integer_bits
-    one_quarter = 1 << (fractional - 2)
-    a_mod = _wrap32((a & (one_quarter - 1)) - one_quarter)
-    result = _exp_quarter(_sat_pot(a_mod, integer_bits))
-    remainder = _wrap32(a_mod - a)
-    for exponent, multiplier in _EXP_BARREL:
-        if integer_bits > exponent and remainder & (1 << (fractional + exponent)):
-            result = srdhm(result, multiplier)
-    if integer_bits > 5 and a < -(1 << (36 - integer_bits)):
-        result = 0
-    return I32_MAX if a == 0 else result
-
-
-def _rounding_half_sum(a: int, b: int) -> int:
-    s = a + b
-    return _tdiv(s + (1 if s >= 0 else -1), 2)
-
-
-def _newton_reciprocal(a: int) -> int:
-    """The Newton-Raphson loop shared by gemmlowp's one_over_one_plus_x and one_minus_x_over_one_plus_x (F2)."""
-    half_denominator = _rounding_half_sum(a, I32_MAX)
-    x = _wrap32(1515870810 + srdhm(half_denominator, -1010580540))
-    for _ in range(3):
-        one_minus = _wrap32((1 << 29) - srdhm(half_denominator, x))
-        x = _wrap32(x + _sat_pot(srdhm(x, one_minus), 2))
-    return x
-
-
-def gemmlowp_logistic(a: int, integer_bits: int = 4) -> int:
-    """gemmlowp::logistic(FixedPoint<int32, integer_bits>) -> Q0.31."""
-    if a == 0:
-        return 1 << 30
-    magnitude = a if a > 0 else _wrap32(-a)
-    positive = _sat_pot(_newton_reciprocal(_exp_on_negative_values(_wrap32(-magnitude), integer_bits)), 1)
-    return positive if a > 0 else _wrap32(I32_MAX - positive)
-
-
-def gemmlowp_tanh(a: int, integer_bits: int = 4) -> int:
-    """gemmlowp::tanh(FixedPoint<int32, integer_bits>) -> Q0.31."""
-    if a == 0:
-        return 0
-    n = a if a < 0 else _wrap32(-a)
-    t = _sat_pot(_wrap32(_newton_reciprocal(_exp_on_negative_values(n, integer_bits + 1)) - (1 << 29)), 2)
-    return _wrap32(-t) if a < 0 else t
-
-
-def _srdhm16(a: int, b: int) -> int:
-    if a == b == -(2**15):
-        return 2**15 - 1
-    ab = a * b
-    nudge = (1 << 14) if ab >= 0 else 1 - (1 << 14)
-    return _wrap16(_tdiv(ab + nudge, 1 << 15))
-
-
-def _sdhm16(a: int, b: int) -> int:
-    """TFLM reference_ops SaturatingDoublingHighMul (int16, truncating)."""
-    if a == b == -(2**15):
-        return 2**15 - 1
-    return _wrap16(_tdiv(a * b, 1 << 15))
-
-
-def _rdbpot16(x: int, exponent: int) -> int:
-    """gemmlowp RoundingDivideByPOT<int16_t>: mask and threshold are int16 too."""
-    mask = _wrap16((1 << exponent) - 1)
-    remainder = _wrap16(x & mask)
-    threshold = _wrap16((mask >> 1) + (1 if x < 0 else 0))
-    return _wrap16((x >> exponent) + (1 if remainder > threshold else 0))
-
-
-def _sat_left_shift16(x: int, amount: int) -> int:
-    return min(max(x * (1 << amount), -(2**15)), 2**15 - 1)
-
-
-def _frexp_multiplier(real: float) -> tuple[int, int]:
-    """TFLM's logistic/tanh Prepare: frexp, then TfLiteRound(q * 2^31) as int32 (no halving at 2^31)."""
-    q, shift = math.frexp(real)
-    multiplier = int(fp.tflite_round(q * (1 << 31)))
-    return multiplier, shift
-
-
-def _downscale16(multiplier: int) -> int:
-    """TFLM DownScaleInt32ToInt16Multiplier."""
-    if multiplier >= I32_MAX - (1 << 15):
-        return 2**15 - 1
-    return (multiplier + (1 << 15)) >> 16
-
-
 def _int8_values() -> np.ndarray:
     return np.arange(-128, 128)
 
@@ -275,8 +114,8 @@ def logistic_table(input_scale: float, input_zero_point: int) -> np.ndarray:
         elif x >= radius:
             out[v] = 127
         else:
-            q0 = gemmlowp_logistic(mbqm(x, multiplier, shift), 4)
-            out[v] = rdbpot(q0, 31 - 8) - 128
+            q0 = fp.gemmlowp_logistic(fp.mbqm(x, multiplier, shift), 4)
+            out[v] = fp.rdbpot(q0, 31 - 8) - 128
     return _table(out)
 
 
@@ -291,13 +130,13 @@ def tanh_table(input_scale: float, input_zero_point: int) -> np.ndarray:
         elif x >= radius:
             out[v] = 127
         else:
-            out[v] = rdbpot(gemmlowp_tanh(mbqm(x, multiplier, shift), 4), 31 - 7)
+            out[v] = fp.rdbpot(fp.gemmlowp_tanh(fp.mbqm(x, multiplier, shift), 4), 31 - 7)
     return _table(out)
 
 
 def _sigmoid_params(input_scale: float, op: str) -> tuple[int, int, int]:
     """input_multiplier, input_left_shift, input_range_radius (kInputIntegerBits 4), as TFLM's Prepare."""
-    multiplier, shift = _frexp_multiplier(float(input_scale) * float(1 << 27))
+    multiplier, shift = fp.frexp_multiplier(float(input_scale) * float(1 << 27))
     if not 0 <= shift <= 30 or multiplier >= 2**31:
         raise refuse(f"{op} with input scale {float(input_scale):g} (TFLM's input shift {shift} is out of range)")
     radius = math.floor(1.0 * 15 * (1 << 27) / (1 << shift))
@@ -315,22 +154,22 @@ def hard_swish_table(input_scale, input_zero_point: int, output_scale, output_ze
         raise refuse("HARD_SWISH whose output multiplier is above one (TFLM refuses it too)")
     if not -31 <= rel_exp <= 31 or out_exp < -31:
         raise refuse("HARD_SWISH with scales whose shifts are out of TFLM's range")
-    out_m16, rel_m16 = _downscale16(out_m32), _downscale16(rel_m32)
+    out_m16, rel_m16 = fp.downscale16(out_m32), fp.downscale16(rel_m32)
     out = {}
     for v in _int8_values().tolist():
-        hires = _wrap16((v - input_zero_point) * 128)
-        preshift = _srdhm16(hires, out_m16)
+        hires = fp.wrap16((v - input_zero_point) * 128)
+        preshift = fp.srdhm16(hires, out_m16)
         reluish = hires
         if rel_exp > 0:
-            reluish = _sat_left_shift16(reluish, rel_exp - 1)
-        reluish = _srdhm16(reluish, rel_m16)
+            reluish = fp.sat_left_shift16(reluish, rel_exp - 1)
+        reluish = fp.srdhm16(reluish, rel_m16)
         if rel_exp > 0:
-            reluish = _sat_left_shift16(reluish, 1)
+            reluish = fp.sat_left_shift16(reluish, 1)
         if rel_exp < 0:
-            reluish = _rdbpot16(reluish, -rel_exp)
-        reluish = _wrap16((reluish + (1 << 15)) >> 1)
-        value = _rdbpot16(_sdhm16(reluish, preshift), -out_exp)
-        out[v] = _wrap16(value + output_zero_point)
+            reluish = fp.rdbpot16(reluish, -rel_exp)
+        reluish = fp.wrap16((reluish + (1 << 15)) >> 1)
+        value = fp.rdbpot16(fp.sdhm16(reluish, preshift), -out_exp)
+        out[v] = fp.wrap16(value + output_zero_point)
     return _table(out)
 
 
@@ -339,15 +178,15 @@ def leaky_relu_table(input_scale, input_zero_point: int, output_scale, output_ze
     f = np.float32
     alpha_m, alpha_s = fp.quantize_multiplier(float(f(f(f(input_scale) * f(alpha)) / f(output_scale))))
     id_m, id_s = fp.quantize_multiplier(float(f(f(input_scale) / f(output_scale))))
-    if alpha_m == I32_MIN:
+    if alpha_m == fp.I32_MIN:
         raise refuse("LEAKY_RELU with alpha multiplier -2^31")
     out = {}
     for v in _int8_values().tolist():
         x = v - input_zero_point
         if x >= 0:
-            out[v] = output_zero_point + mbqm(x, id_m, id_s)
+            out[v] = output_zero_point + fp.mbqm(x, id_m, id_s)
         else:
-            scaled = mbqm(x, abs(alpha_m), alpha_s)
+            scaled = fp.mbqm(x, abs(alpha_m), alpha_s)
             out[v] = output_zero_point + (-scaled if alpha_m < 0 else scaled)
     return _table(out)
 
@@ -359,7 +198,7 @@ def relu_table(input_scale, input_zero_point: int, output_scale, output_zero_poi
     act_min = max(-128, output_zero_point)
     out = {}
     for v in _int8_values().tolist():
-        out[v] = min(127, max(act_min, output_zero_point + mbqm(v - input_zero_point, m, s)))
+        out[v] = min(127, max(act_min, output_zero_point + fp.mbqm(v - input_zero_point, m, s)))
     return _table(out)
 
 
