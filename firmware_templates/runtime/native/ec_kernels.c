@@ -218,13 +218,12 @@ static inline int32_t ec_stream_sum(ec_stream *s, uint32_t n) {
 #define EC_DSP 0
 #endif
 
-/* Bytes of decoded weights the fast paths may hold (two rows); a longer packed row takes the streaming path.
- * A generator that knows the model's longest packed row can set it exactly (-DEC_ROW_SCRATCH=...). */
-#ifndef EC_ROW_SCRATCH
-#define EC_ROW_SCRATCH 1280
-#endif
-static int16_t ec_scratch[EC_ROW_SCRATCH]; /* int16 (FC inputs widened) or two int8 rows (EC_ROW) */
-#define EC_ROW(i) ((int8_t *)ec_scratch + (size_t)(i) * EC_ROW_SCRATCH)
+/* Decoded weights the fast paths hold (two rows of EC_ROW_SCRATCH bytes each, or EC_ROW_SCRATCH int16 widened
+ * FC inputs): ec_model.c defines the storage, sized by the generator for this model's kernels (plan.py
+ * row_scratch_bytes), so the RAM it takes is what the model needs. A row longer than that takes the streaming
+ * path. */
+#define EC_ROW_SCRATCH ec_row_scratch_bytes
+#define EC_ROW(i) ((int8_t *)ec_row_scratch + (size_t)(i) * EC_ROW_SCRATCH)
 
 /* The weights of `row`, n of them, as int8: the flash row itself when it is plain int8, else decoded into dst. */
 static const int8_t *ec_row(const ec_weights *w, uint32_t row, int8_t *dst, uint32_t n) {
@@ -334,8 +333,9 @@ static inline void ec_dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *
 }
 
 /* ec_dot_2x2 with the second row EC_ROW_SCRATCH bytes after the first (both in the scratch): one pointer for
- * the weights, an immediate offset for the second row, so the loop's operands all stay in registers. */
+ * the weights and a register offset for the second row, so the loop's operands all stay in registers. */
 static inline void ec_dot_2x2_scratch(const int8_t *xa, const int8_t *xb, const int8_t *w, uint32_t n, int32_t *acc) {
+  const uint32_t row1 = EC_ROW_SCRATCH;
 #if EC_DSP
   uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2], a3 = (uint32_t)acc[3];
   const int8_t *end = xa + (n & ~3u);
@@ -349,7 +349,7 @@ static inline void ec_dot_2x2_scratch(const int8_t *xa, const int8_t *xb, const 
     EC_WIDEN(v0, w_lo, w_hi);
     a0 = (uint32_t)__smlad(a_hi, w_hi, (int32_t)__smlad(a_lo, w_lo, (int32_t)a0));
     a2 = (uint32_t)__smlad(b_hi, w_hi, (int32_t)__smlad(b_lo, w_lo, (int32_t)a2));
-    const uint32_t v1 = ec_load32(w + EC_ROW_SCRATCH);
+    const uint32_t v1 = ec_load32(w + row1);
     w += 4;
     EC_WIDEN(v1, w_lo, w_hi);
     a1 = (uint32_t)__smlad(a_hi, w_hi, (int32_t)__smlad(a_lo, w_lo, (int32_t)a1));
@@ -358,7 +358,7 @@ static inline void ec_dot_2x2_scratch(const int8_t *xa, const int8_t *xb, const 
   acc[0] = (int32_t)a0, acc[1] = (int32_t)a1, acc[2] = (int32_t)a2, acc[3] = (int32_t)a3;
   n &= 3u;
 #endif
-  ec_dot_2x2(xa, xb, w, w + EC_ROW_SCRATCH, n, acc);
+  ec_dot_2x2(xa, xb, w, w + row1, n, acc);
 }
 
 /* acc[0..1] += (x . w0, x . w1) over n values: one pixel (or one FC input) times two output channels. */
@@ -482,54 +482,63 @@ static void ec_conv_patch(const ec_conv_params *p, const int8_t *input, int in_y
   }
 }
 
-/* Small filters (k <= EC_PATCH) whose rows are plain int8 on flash or all fit the scratch decoded: pixel pairs
- * outer, each pair's patches built once for every output channel (CMSIS-NN arm_convolve_s8's order). */
+/* Small filters (k <= EC_PATCH): pixel pairs outer, each pair's patches built once for a block of output
+ * channels (CMSIS-NN arm_convolve_s8's order). Plain int8 rows are read from flash, all channels in one block;
+ * packed rows are decoded into the scratch, as many channels a block as it holds (at least two). */
 static int ec_conv_pixel_major(const ec_conv_params *p, const int8_t *input, int8_t *output, uint32_t k) {
   const ec_window *w = &p->win;
   const uint32_t oc_n = w->out_c;
-  const int8_t *filter = (const int8_t *)p->w.data;
-  size_t stride = p->w.row_stride;
   if (k > EC_PATCH) return 0;
+  uint32_t block = oc_n;
   if (p->w.table != NULL) {
-    if ((size_t)oc_n * k > 2u * EC_ROW_SCRATCH) return 0;
-    for (uint32_t oc = 0; oc < oc_n; ++oc) ec_row(&p->w, oc, EC_ROW(0) + (size_t)oc * k, k);
-    filter = EC_ROW(0);
-    stride = k;
+    block = (2u * EC_ROW_SCRATCH / k) & ~1u;
+    if (block < 2u) return 0;
+    if (block > oc_n) block = oc_n;
   }
   int8_t patch[2][EC_PATCH];
-  int8_t *out = output;
-  for (int oy = 0; oy < w->out_h; ++oy) {
-    const int in_y0 = oy * w->stride_h - w->pad_h;
-    int ox = 0;
-    for (; ox + 1 < w->out_w; ox += 2, out += 2 * (size_t)oc_n) {
-      const int in_x0 = ox * w->stride_w - w->pad_w;
-      ec_conv_patch(p, input, in_y0, in_x0, patch[0]);
-      ec_conv_patch(p, input, in_y0, in_x0 + w->stride_w, patch[1]);
-      const int8_t *f = filter;
-      for (uint32_t oc = 0; oc < oc_n; oc += 2, f += 2 * stride) {
-        const int two = oc + 1 < oc_n;
-        const int32_t b0 = p->q.bias[oc], b1 = two ? p->q.bias[oc + 1] : 0;
-        int32_t acc[4] = {b0, b1, b0, b1};
-        ec_dot_2x2(patch[0], patch[1], f, two ? f + stride : f, k, acc);
-        out[oc] = ec_requantize(&p->q, acc[0], oc);
-        out[oc_n + oc] = ec_requantize(&p->q, acc[2], oc);
-        if (two) {
-          out[oc + 1] = ec_requantize(&p->q, acc[1], oc + 1);
-          out[oc_n + oc + 1] = ec_requantize(&p->q, acc[3], oc + 1);
+  for (uint32_t oc0 = 0; oc0 < oc_n; oc0 += block) {
+    const uint32_t oc_end = oc0 + block < oc_n ? oc0 + block : oc_n;
+    const int8_t *filter = (const int8_t *)p->w.data + (size_t)oc0 * p->w.row_stride;
+    size_t stride = p->w.row_stride;
+    if (p->w.table != NULL) {
+      for (uint32_t oc = oc0; oc < oc_end; ++oc) ec_row(&p->w, oc, EC_ROW(0) + (size_t)(oc - oc0) * k, k);
+      filter = EC_ROW(0);
+      stride = k;
+    }
+    int8_t *out = output;
+    for (int oy = 0; oy < w->out_h; ++oy) {
+      const int in_y0 = oy * w->stride_h - w->pad_h;
+      int ox = 0;
+      for (; ox + 1 < w->out_w; ox += 2, out += 2 * (size_t)oc_n) {
+        const int in_x0 = ox * w->stride_w - w->pad_w;
+        ec_conv_patch(p, input, in_y0, in_x0, patch[0]);
+        ec_conv_patch(p, input, in_y0, in_x0 + w->stride_w, patch[1]);
+        const int8_t *f = filter;
+        for (uint32_t oc = oc0; oc < oc_end; oc += 2, f += 2 * stride) {
+          const int two = oc + 1 < oc_end;
+          const int32_t b0 = p->q.bias[oc], b1 = two ? p->q.bias[oc + 1] : 0;
+          int32_t acc[4] = {b0, b1, b0, b1};
+          ec_dot_2x2(patch[0], patch[1], f, two ? f + stride : f, k, acc);
+          out[oc] = ec_requantize(&p->q, acc[0], oc);
+          out[oc_n + oc] = ec_requantize(&p->q, acc[2], oc);
+          if (two) {
+            out[oc + 1] = ec_requantize(&p->q, acc[1], oc + 1);
+            out[oc_n + oc + 1] = ec_requantize(&p->q, acc[3], oc + 1);
+          }
         }
       }
-    }
-    if (ox < w->out_w) {
-      ec_conv_patch(p, input, in_y0, ox * w->stride_w - w->pad_w, patch[0]);
-      const int8_t *f = filter;
-      for (uint32_t oc = 0; oc < oc_n; oc += 2, f += 2 * stride) {
-        const int two = oc + 1 < oc_n;
-        int32_t acc[2] = {p->q.bias[oc], two ? p->q.bias[oc + 1] : 0};
-        ec_dot_1x2(patch[0], f, two ? f + stride : f, k, acc);
-        out[oc] = ec_requantize(&p->q, acc[0], oc);
-        if (two) out[oc + 1] = ec_requantize(&p->q, acc[1], oc + 1);
+      if (ox < w->out_w) {
+        ec_conv_patch(p, input, in_y0, ox * w->stride_w - w->pad_w, patch[0]);
+        const int8_t *f = filter;
+        for (uint32_t oc = oc0; oc < oc_end; oc += 2, f += 2 * stride) {
+          const int two = oc + 1 < oc_end;
+          int32_t acc[2] = {p->q.bias[oc], two ? p->q.bias[oc + 1] : 0};
+          ec_dot_1x2(patch[0], f, two ? f + stride : f, k, acc);
+          out[oc] = ec_requantize(&p->q, acc[0], oc);
+          if (two) out[oc + 1] = ec_requantize(&p->q, acc[1], oc + 1);
+        }
+        out += oc_n;
       }
-      out += oc_n;
     }
   }
   return 1;
@@ -577,7 +586,7 @@ static int ec_conv_fast(const ec_conv_params *p, const int8_t *input, int8_t *ou
   const ec_window *w = &p->win;
   const uint32_t k = (uint32_t)w->k_h * w->k_w * w->in_c;
   if (p->w.table != NULL && k > EC_ROW_SCRATCH) return 0;
-  if (w->k_h == 1 && w->k_w == 1 && w->stride_h == 1 && w->stride_w == 1 && w->pad_h == 0 && w->pad_w == 0 &&
+  if (k <= EC_ROW_SCRATCH && w->k_h == 1 && w->k_w == 1 && w->stride_h == 1 && w->stride_w == 1 && w->pad_h == 0 && w->pad_w == 0 &&
       w->out_h == w->in_h && w->out_w == w->in_w) {
     ec_conv_1x1(p, input, output);
     return 1;
@@ -881,7 +890,7 @@ static int ec_fully_connected_fast(const ec_fc_params *p, const int8_t *input, i
   const uint32_t n = p->in_n;
 #if EC_DSP
   if (p->w.table != NULL && p->w.bits == 4 && n % 2 == 0 && n <= EC_ROW_SCRATCH) {
-    int16_t *x16 = ec_scratch; /* n int16 */
+    int16_t *x16 = ec_row_scratch; /* n int16 */
     for (uint32_t b = 0; b < p->batches; ++b) {
       const int8_t *x = input + (size_t)b * n;
       for (uint32_t i = 0; i < n; ++i) x16[i] = x[i];

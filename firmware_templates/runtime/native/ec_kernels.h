@@ -16,6 +16,11 @@
 extern "C" {
 #endif
 
+/* Scratch for the kernels' decoded weight rows, defined in ec_model.c and sized for that model: two rows of
+ * ec_row_scratch_bytes bytes (ec_row_scratch_bytes int16 values). */
+extern int16_t ec_row_scratch[];
+extern const uint32_t ec_row_scratch_bytes;
+
 /* One weight tensor on flash, one row per output channel. */
 typedef struct {
   const uint8_t *data;   /* packed indices, or int8 values when table is NULL */

@@ -109,6 +109,10 @@ def model_source(program: Program) -> str:
     out += [
         "static uint8_t ec_arena[EC_ARENA_BYTES] __attribute__((aligned(16)));",
         "",
+        "/* The kernels' scratch for decoded weight rows: two rows of the longest this model's fast paths decode. */",
+        f"const uint32_t ec_row_scratch_bytes = {program.row_scratch_bytes}u;",
+        f"int16_t ec_row_scratch[{program.row_scratch_bytes}] __attribute__((aligned(4)));",
+        "",
         "/* A buffer's first element, by its offset into the arena. */",
         "#define EC_INT8(offset) ((int8_t *)(ec_arena + (offset)))",
         "#define EC_FLOAT(offset) ((float *)(ec_arena + (offset)))",

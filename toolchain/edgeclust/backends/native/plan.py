@@ -14,12 +14,18 @@ import numpy as np
 from edgeclust.align import TENSOR_ALIGNMENT
 from edgeclust.backends.native import inplace
 from edgeclust.backends.native.program import Buffer, Edge, Program
-from edgeclust.backends.native.records import AddStep, Step
+from edgeclust.backends.native.records import AddStep, ConvStep, FullyConnectedStep, Step
 from edgeclust.lower import memory as memory_plan
 from edgeclust.lower.graph import Graph, GraphTensor
 
 # whether the plan may run convolutions in place (inplace.py); off, the arena is the whole-tensor plan's
 CONV_IN_PLACE = True
+
+# ec_kernels.c's fast paths: the largest filter built as a patch (EC_PATCH), the longest packed row decoded
+# (longer ones stream), and the decoded channels a block of the pixel-major path holds at most
+PATCH_BYTES = 256
+LONGEST_DECODED_ROW = 1280
+PIXEL_MAJOR_BLOCK_BYTES = 1024
 
 
 def plan_program(
@@ -85,7 +91,35 @@ def plan_program(
         model_input=_edge(graph.tensors[graph.inputs[0]]),
         model_output=_edge(graph.tensors[graph.outputs[0]]),
         in_place=choices,
+        row_scratch_bytes=row_scratch_bytes(steps),
     )
+
+
+def row_scratch_bytes(steps: tuple[Step, ...]) -> int:
+    """One row of the kernels' scratch (ec_kernels.c EC_ROW_SCRATCH; the scratch holds two): the longest
+    row these steps' fast paths decode or copy there. 1x1 convolutions copy two rows of in_c; other packed
+    convolutions decode two rows of k (a small filter's pixel-major path as many channels as fit
+    PIXEL_MAJOR_BLOCK_BYTES); a 4-bit fully connected layer widens its n inputs to int16. A row longer than
+    the scratch makes its kernel take the streaming path, so this sizes the scratch, never correctness."""
+    need = 4
+    for step in steps:
+        packed = isinstance(step, ConvStep | FullyConnectedStep) and step.weights.table is not None
+        if isinstance(step, ConvStep) and step.pool is None:
+            w = step.window
+            k = w.k_h * w.k_w * w.in_c
+            one_by_one = (w.k_h, w.k_w, w.stride_h, w.stride_w, w.pad_h, w.pad_w) == (1, 1, 1, 1, 0, 0) and (
+                w.out_h,
+                w.out_w,
+            ) == (w.in_h, w.in_w)
+            if k > LONGEST_DECODED_ROW or not (one_by_one or packed):
+                continue
+            need = max(need, k)
+            if packed and not one_by_one and k <= PATCH_BYTES:
+                need = max(need, -(-min(w.out_c * k, PIXEL_MAJOR_BLOCK_BYTES) // 2))
+        elif isinstance(step, FullyConnectedStep) and packed and step.weights.bits == 4:
+            if step.in_n % 2 == 0 and step.in_n <= LONGEST_DECODED_ROW:
+                need = max(need, step.in_n)
+    return -(-need // 4) * 4
 
 
 def _choose_in_place(steps, whole, uses_of, sizes, input_name):

@@ -47,6 +47,7 @@ class Program:
     model_input: Edge
     model_output: Edge
     in_place: tuple = ()  # inplace.InPlaceChoice per convolution the plan runs in place
+    row_scratch_bytes: int = 4  # one of the two rows of the kernels' weight scratch (plan.row_scratch_bytes)
 
     @property
     def consts(self) -> tuple[FlashArray, ...]:
