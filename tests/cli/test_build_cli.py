@@ -99,6 +99,17 @@ def test_clusters_below_two_is_refused(edgeclust, digits_inputs, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_ram_budget_the_firmware_exceeds_is_one_line_naming_ram(edgeclust, digits_inputs, tmp_path):
+    model, data = digits_inputs
+    args = ("build", model, "--board", "qemu_mps2_an386", "--data", data, "--backend", "native", "--out", "out")
+    result = edgeclust(*args, "--clusters", "8", "--epochs", "1", "--ram-budget", "1000", cwd=tmp_path)
+    assert_one_line_error(result, 1, "does not fit qemu_mps2_an386", "--ram-budget 1,000", "RAM ", "of 1,000 bytes")
+    assert list(tmp_path.iterdir()) == []
+    result = edgeclust(*args, "--ram-budget", str(10**9), cwd=tmp_path)
+    assert_one_line_error(result, 2, "--ram-budget 1,000,000,000 is more than qemu_mps2_an386's RAM")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_data_for_another_model_is_refused(edgeclust, digits_inputs, tmp_path, mnist_small):
     from edgeclust import data as edata
 

@@ -101,10 +101,18 @@ def test_fit_to_board_meets_the_budget_and_records_the_rules(digits_inputs, tmp_
     model, data = digits_inputs
     lines = []
     options = BuildOptions(
-        board="qemu_mps2_an386", out_dir=tmp_path / "out", cluster=FAST, backend="native", parity_samples=40
+        board="qemu_mps2_an386",
+        out_dir=tmp_path / "out",
+        cluster=FAST,
+        backend="native",
+        parity_samples=40,
+        ram_budget=32_768,
     )
     result = edgeclust.fit_to_board(model, data, options, flash_budget=12_000, on_line=lines.append)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
+    # the RAM budget stands in for the board's RAM: in the budget check and in the linker script
+    assert report["budget"]["ram_total"] == 32_768 >= report["budget"]["ram_used"]
+    assert "LENGTH = 32768" in (tmp_path / "out" / "firmware" / "linker.ld").read_text()
     parts = report["budget"]["flash_parts"]
     on_flash = parts["weights"] + parts.get("tables", 0) + parts["biases"]
     assert on_flash <= 12_000

@@ -95,6 +95,14 @@ from edgeclust.pipeline.task import TASK_CHOICES
     help="With --fit: flash for the model's weights, tables and biases (default: the board's flash less a "
     "code-size estimate).",
 )
+@click.option(
+    "--ram-budget",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="BYTES",
+    help="RAM the firmware may use (arena, stack and statics) in place of the board's: a smaller part of the "
+    "family, or RAM the application keeps. Checked like the board's own; the linker script gets it too.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def command(
     model,
@@ -113,6 +121,7 @@ def command(
     calibration_samples,
     fit,
     flash_budget,
+    ram_budget,
     quiet,
     **kwargs,
 ):
@@ -141,6 +150,7 @@ def command(
         parity_samples=parity_samples,
         calibration_samples=calibration_samples,
         task=task,
+        ram_budget=ram_budget,
     )
     if flash_budget is not None and not fit:
         raise click.UsageError("--flash-budget goes with --fit (the board's own flash is checked in every build)")

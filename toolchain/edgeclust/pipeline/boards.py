@@ -15,6 +15,23 @@ def board_spec(board: BoardSpec | str) -> BoardSpec:
     return load_board(board, resources.boards_dir())
 
 
+def with_ram_budget(board: BoardSpec, ram_budget: int | None) -> BoardSpec:
+    """The board with `ram_budget` bytes of RAM in place of its own (a smaller part of the family, or RAM the
+    application keeps for itself): the budget check and the linker script both use it."""
+    if ram_budget is None:
+        return board
+    if ram_budget > board.ram_bytes:
+        from edgeclust.errors import ConfigError
+
+        raise ConfigError(
+            f"--ram-budget {ram_budget:,} is more than {board.id}'s RAM ({board.ram_bytes:,} bytes); "
+            "give at most that, or pick a board with more RAM (see `edgeclust boards`)"
+        )
+    from dataclasses import replace
+
+    return replace(board, ram_bytes=ram_budget, name=f"{board.name}, --ram-budget {ram_budget:,}")
+
+
 def board_ids() -> list[str]:
     """Every board id in boards/, sorted."""
     from edgeclust import resources

@@ -14,7 +14,7 @@ from edgeclust.atomic import check_out_dir
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.errors import ConfigError
 from edgeclust.pipeline import build_steps as steps
-from edgeclust.pipeline.boards import board_spec
+from edgeclust.pipeline.boards import board_spec, with_ram_budget
 from edgeclust.pipeline.build_plan import (
     BACKEND_CHOICES,
     COMPRESS_CHOICES,
@@ -50,6 +50,7 @@ class BuildOptions:
     model_format: str = "keras"  # "tflite": a model converted elsewhere (set by build() from the file)
     task: str = "auto"  # multiclass, binary or regression (pipeline/task.py); auto: from the model and data
     fit: object | None = None  # fit.FitPlan: the counts --fit chose (set by fit.fit_to_board)
+    ram_budget: int | None = None  # RAM the firmware may use, in place of the board's (boards.with_ram_budget)
 
     def __post_init__(self):
         if self.model_format == "tflite":
@@ -70,6 +71,10 @@ class BuildOptions:
             raise ConfigError(f"`self_test_cases` must be in 1..64. Received: {self.self_test_cases}")
         if self.parity_samples is not None and self.parity_samples < 1:
             raise ConfigError(f"`parity_samples` must be >= 1. Received: {self.parity_samples}")
+        if self.ram_budget is not None and (
+            isinstance(self.ram_budget, bool) or not isinstance(self.ram_budget, int) or self.ram_budget < 1
+        ):
+            raise ConfigError(f"`ram_budget` must be a positive number of bytes. Received: {self.ram_budget!r}")
         if not isinstance(self.calibration_samples, int) or self.calibration_samples < 1:
             raise ConfigError(f"`calibration_samples` must be an integer >= 1. Received: {self.calibration_samples!r}")
 
@@ -90,7 +95,7 @@ def build(model_path, data_path, options: BuildOptions, on_progress: ProgressCal
 
 def run_build(model_path, data_path, options: BuildOptions, stages: Stages) -> BuildResult:
     """The build with progress on `stages` (whose titles hold build_titles(options), maybe after others)."""
-    board = board_spec(options.board)
+    board = with_ram_budget(board_spec(options.board), options.ram_budget)
     check_out_dir(options.out_dir, options.force)
     ctx = steps.BuildContext(options, board, stages)
     _start(ctx, "load")
