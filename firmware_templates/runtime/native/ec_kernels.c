@@ -287,11 +287,66 @@ static inline int16x2_t ec_sxtb16_ror8(uint32_t v) {
   } while (0)
 #endif
 
+/* Cortex-M55 (Helium, MVE): sixteen int8 lanes a step. VMLADAVA multiplies lane by lane and adds the sixteen
+ * products into a 32-bit scalar (wrapping, as TFLM's int32 accumulators do); the tail's loads are predicated
+ * (VCTP), lanes past n read as zero and add nothing. CMSIS-NN's MVE kernels use the same instruction
+ * (arm_nn_mat_mult_nt_t_s8's MVE path). */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#include <arm_mve.h>
+#define EC_MVE 1
+#else
+#define EC_MVE 0
+#endif
+
+#if EC_MVE
+static inline void ec_mve_dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *w0, const int8_t *w1, uint32_t n,
+                                  int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  for (; n >= 16; n -= 16, xa += 16, xb += 16, w0 += 16, w1 += 16) {
+    const int8x16_t va = vld1q_s8(xa), vb = vld1q_s8(xb), u = vld1q_s8(w0), v = vld1q_s8(w1);
+    a0 = vmladavaq_s8(a0, va, u);
+    a1 = vmladavaq_s8(a1, va, v);
+    a2 = vmladavaq_s8(a2, vb, u);
+    a3 = vmladavaq_s8(a3, vb, v);
+  }
+  if (n > 0) {
+    const mve_pred16_t p = vctp8q(n);
+    const int8x16_t va = vldrbq_z_s8(xa, p), vb = vldrbq_z_s8(xb, p);
+    const int8x16_t u = vldrbq_z_s8(w0, p), v = vldrbq_z_s8(w1, p);
+    a0 = vmladavaq_s8(a0, va, u);
+    a1 = vmladavaq_s8(a1, va, v);
+    a2 = vmladavaq_s8(a2, vb, u);
+    a3 = vmladavaq_s8(a3, vb, v);
+  }
+  acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+static inline void ec_mve_dot_1x2(const int8_t *x, const int8_t *w0, const int8_t *w1, uint32_t n, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  for (; n >= 16; n -= 16, x += 16, w0 += 16, w1 += 16) {
+    const int8x16_t vx = vld1q_s8(x);
+    a0 = vmladavaq_s8(a0, vx, vld1q_s8(w0));
+    a1 = vmladavaq_s8(a1, vx, vld1q_s8(w1));
+  }
+  if (n > 0) {
+    const mve_pred16_t p = vctp8q(n);
+    const int8x16_t vx = vldrbq_z_s8(x, p);
+    a0 = vmladavaq_s8(a0, vx, vldrbq_z_s8(w0, p));
+    a1 = vmladavaq_s8(a1, vx, vldrbq_z_s8(w1, p));
+  }
+  acc[0] = a0, acc[1] = a1;
+}
+#endif
+
 /* acc[0..3] += (xa . w0, xa . w1, xb . w0, xb . w1) over n values: two pixels times two output channels, so
  * each weight and each input loaded serves two products (the register blocking of CMSIS-NN's
  * arm_nn_mat_mult_kernel_s8_s16). Sums wrap as TFLM's int32 accumulators do. */
 static inline void ec_dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *w0, const int8_t *w1, uint32_t n,
                               int32_t *acc) {
+#if EC_MVE
+  ec_mve_dot_2x2(xa, xb, w0, w1, n, acc);
+  return;
+#endif
   uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2], a3 = (uint32_t)acc[3];
 #if EC_DSP
   for (; n >= 4; n -= 4) {
@@ -336,7 +391,7 @@ static inline void ec_dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *
  * the weights and a register offset for the second row, so the loop's operands all stay in registers. */
 static inline void ec_dot_2x2_scratch(const int8_t *xa, const int8_t *xb, const int8_t *w, uint32_t n, int32_t *acc) {
   const uint32_t row1 = EC_ROW_SCRATCH;
-#if EC_DSP
+#if EC_DSP && !EC_MVE
   uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2], a3 = (uint32_t)acc[3];
   const int8_t *end = xa + (n & ~3u);
   while (xa != end) {
@@ -363,6 +418,10 @@ static inline void ec_dot_2x2_scratch(const int8_t *xa, const int8_t *xb, const 
 
 /* acc[0..1] += (x . w0, x . w1) over n values: one pixel (or one FC input) times two output channels. */
 static inline void ec_dot_1x2(const int8_t *x, const int8_t *w0, const int8_t *w1, uint32_t n, int32_t *acc) {
+#if EC_MVE
+  ec_mve_dot_1x2(x, w0, w1, n, acc);
+  return;
+#endif
   uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1];
 #if EC_DSP
   for (; n >= 8; n -= 8) {

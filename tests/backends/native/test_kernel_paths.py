@@ -1,5 +1,5 @@
 """Every native kernel path bit-exact on the cores that take it: the DSP path (SMLAD) on the Cortex-M4F, the
-plain-C path on the Cortex-M3 and M0, and the host build (ASan and UBSan) against the tflite_micro interpreter.
+MVE (Helium) dot products on the Cortex-M55, the plain-C path on the Cortex-M3 and M0, and the host build (ASan and UBSan) against the tflite_micro interpreter.
 
 One small model whose shapes break the fast paths' blocking: odd output channel counts (a channel pair short of
 one), odd output widths (a pixel pair short of one), padding (border pixels), strides, dilation (a window in
@@ -70,6 +70,8 @@ def test_host_build_matches_tflm(nx, models, values, per_channel):
         ("qemu_mps2_an386", 16, True),  # DSP: per-channel halves in FC
         ("qemu_mps2_an386", 4, True),  # DSP: 2-bit rows decoded into the scratch
         ("qemu_mps2_an386", 0, True),  # DSP: plain int8 rows from flash
+        ("qemu_mps3_an547", 16, True),  # Cortex-M55: MVE dot products over decoded rows
+        ("qemu_mps3_an547", 0, True),  # Cortex-M55: MVE dot products over plain int8 rows
         ("qemu_lm3s6965evb", 16, True),  # Cortex-M3: plain C
         ("qemu_microbit", 16, False),  # Cortex-M0: plain C, 16 KiB of RAM
     ],
