@@ -10,6 +10,7 @@ void ec_depthwise_conv_inplace(const ec_depthwise_params *p, const int8_t *input
   const ec_window *w = &p->win;
   const uint32_t channels = w->in_c;
   const uint32_t in_pixels = (uint32_t)w->in_h * w->in_w, out_pixels = (uint32_t)w->out_h * w->out_w;
+  if (ec_depthwise_planes(p, input, output, window, in_pixels + out_pixels)) return;
   int8_t *plane_out = window + in_pixels;
   /* each channel is a one-channel image through ec_depthwise_conv (its fast paths, the same arithmetic) */
   ec_depthwise_params one = *p;

@@ -10,9 +10,17 @@
 /* pixels a 1x1 convolution in place takes per block (its window holds as many input pixels) */
 #define EC_INPLACE_PIXELS 8
 
-/* DEPTHWISE_CONV_2D with depth multiplier 1, one channel at a time: the channel's input plane (in_h * in_w
- * bytes) is copied to `window`, ec_depthwise_conv writes the output plane after it (out_h * out_w bytes), and
- * that is copied over the input's same channel (only that channel's bytes are written). */
+/* DEPTHWISE_CONV_2D 3x3 (dilation 1, stride 1 or 2, padding 0 or 1) one channel at a time through a padded
+ * copy of the channel's plane in `plane` (plane_bytes): ec_kernels.c's fastest depthwise path; output channel c
+ * writes only channel c's bytes after its plane is copied, so the output may overwrite the input (depth
+ * multiplier 1). 0 when it does not apply (another window, or a plane larger than plane_bytes). */
+int ec_depthwise_planes(const ec_depthwise_params *p, const int8_t *input, int8_t *output, int8_t *plane,
+                        uint32_t plane_bytes);
+
+/* DEPTHWISE_CONV_2D with depth multiplier 1, one channel at a time: ec_depthwise_planes with `window` as its
+ * plane where that fits (in_h * in_w + out_h * out_w bytes); else the channel's input plane (in_h * in_w bytes)
+ * is copied to `window`, ec_depthwise_conv writes the output plane after it (out_h * out_w bytes), and that is
+ * copied over the input's same channel (only that channel's bytes are written). */
 void ec_depthwise_conv_inplace(const ec_depthwise_params *p, const int8_t *input, int8_t *output, int8_t *window);
 
 /* CONV_2D with a 1x1 filter, stride 1 and no padding, EC_INPLACE_PIXELS pixels at a time: the block's input

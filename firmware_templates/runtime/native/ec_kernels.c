@@ -68,6 +68,8 @@ static inline int32_t ec_mbqm_right(int32_t x, int32_t multiplier, int r, int64_
 typedef struct {
   int64_t round; /* ec_round_right(-shift) where `right` */
   int32_t multiplier, shift, zero_point, act_min, act_max, right;
+  int32_t fast;    /* ec_rq_fast applies: right form with r = -shift in 2..23, activation range [-128, 127] */
+  int32_t high;    /* its high word: 2^(r-2) + zero_point * 2^(r-1) */
 } ec_rq;
 
 static inline void ec_rq_load(ec_rq *r, const ec_requant *q, uint32_t channel) {
@@ -79,6 +81,9 @@ static inline void ec_rq_load(ec_rq *r, const ec_requant *q, uint32_t channel) {
   r->zero_point = q->output_zero_point;
   r->act_min = q->act_min;
   r->act_max = q->act_max;
+  r->fast = r->right && r->shift <= -2 && r->shift >= -23 && r->zero_point >= -128 && r->zero_point <= 127 &&
+            r->act_min == -128 && r->act_max == 127;
+  r->high = r->fast ? (int32_t)(1u << (-r->shift - 2)) + r->zero_point * (int32_t)(1u << (-r->shift - 1)) : 0;
 }
 
 /* ec_requantize with the channel's numbers from ec_rq_load. */
@@ -217,6 +222,23 @@ static inline int32_t ec_stream_sum(ec_stream *s, uint32_t n) {
 #else
 #define EC_DSP 0
 #endif
+
+/* ec_rq_apply where r->fast: ec_mbqm_right plus the zero point (2 <= r <= 23), saturated to int8. ec_mbqm_right's
+ * 64-bit sum x * multiplier + round + (x < 0 ? -2^31 : 0) has the low word 2^30 | (x & 2^31) and the high word
+ * 2^(r-2) + (x >> 31) (-2^31 borrows one from the high word, which the bit 2^31 in the low word gives back modulo
+ * 2^32); adding zero_point * 2^(r-1) to the high word before the final shift adds zero_point to the result exactly
+ * (|high| < 2^31 for these r). One SMLAL, an AND/ORR, an ADD, a shift and an SSAT on Cortex-M4. */
+static inline int8_t ec_rq_fast(const ec_rq *r, int32_t x) {
+  const uint32_t lo = 0x40000000u | ((uint32_t)x & 0x80000000u);
+  const uint32_t hi = (uint32_t)r->high + (uint32_t)(x >> 31);
+  const int64_t v = (int64_t)(((uint64_t)hi << 32) | lo) + (int64_t)x * r->multiplier;
+  const int32_t y = (int32_t)(v >> 32) >> (-r->shift - 1);
+#if EC_DSP
+  return (int8_t)__ssat(y, 8);
+#else
+  return (int8_t)EC_MIN(EC_MAX(y, -128), 127);
+#endif
+}
 
 /* Decoded weights the fast paths hold (two rows of EC_ROW_SCRATCH bytes each, or EC_ROW_SCRATCH int16 widened
  * FC inputs): ec_model.c defines the storage, sized by the generator for this model's kernels (plan.py
@@ -387,10 +409,10 @@ static inline void ec_dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *
   acc[0] = (int32_t)a0, acc[1] = (int32_t)a1, acc[2] = (int32_t)a2, acc[3] = (int32_t)a3;
 }
 
-/* ec_dot_2x2 with the second row EC_ROW_SCRATCH bytes after the first (both in the scratch): one pointer for
- * the weights and a register offset for the second row, so the loop's operands all stay in registers. */
-static inline void ec_dot_2x2_scratch(const int8_t *xa, const int8_t *xb, const int8_t *w, uint32_t n, int32_t *acc) {
-  const uint32_t row1 = EC_ROW_SCRATCH;
+/* ec_dot_2x2 with the second row d bytes after the first (both in the scratch, or both on flash): one pointer
+ * for the weights and a register offset for the second row, so the loop's operands all stay in registers. */
+static inline void ec_dot_2x2_rows(const int8_t *xa, const int8_t *xb, const int8_t *w, size_t d, uint32_t n,
+                                   int32_t *acc) {
 #if EC_DSP && !EC_MVE
   uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2], a3 = (uint32_t)acc[3];
   const int8_t *end = xa + (n & ~3u);
@@ -404,7 +426,7 @@ static inline void ec_dot_2x2_scratch(const int8_t *xa, const int8_t *xb, const 
     EC_WIDEN(v0, w_lo, w_hi);
     a0 = (uint32_t)__smlad(a_hi, w_hi, (int32_t)__smlad(a_lo, w_lo, (int32_t)a0));
     a2 = (uint32_t)__smlad(b_hi, w_hi, (int32_t)__smlad(b_lo, w_lo, (int32_t)a2));
-    const uint32_t v1 = ec_load32(w + row1);
+    const uint32_t v1 = ec_load32(w + d);
     w += 4;
     EC_WIDEN(v1, w_lo, w_hi);
     a1 = (uint32_t)__smlad(a_hi, w_hi, (int32_t)__smlad(a_lo, w_lo, (int32_t)a1));
@@ -413,7 +435,7 @@ static inline void ec_dot_2x2_scratch(const int8_t *xa, const int8_t *xb, const 
   acc[0] = (int32_t)a0, acc[1] = (int32_t)a1, acc[2] = (int32_t)a2, acc[3] = (int32_t)a3;
   n &= 3u;
 #endif
-  ec_dot_2x2(xa, xb, w, w + row1, n, acc);
+  ec_dot_2x2(xa, xb, w, w + d, n, acc);
 }
 
 /* acc[0..1] += (x . w0, x . w1) over n values: one pixel (or one FC input) times two output channels. */
@@ -603,38 +625,68 @@ static int ec_conv_pixel_major(const ec_conv_params *p, const int8_t *input, int
   return 1;
 }
 
-/* 1x1, stride 1, no padding: a matrix product, [pixels x in_c] times [in_c x out_c]. Pixels two at a time over
- * the whole image (rows do not break the pairs), output channels two at a time. */
+/* One output channel pair (the second row d bytes after the first; two: whether there is a second channel) over
+ * `pixels` pixels of c inputs: pixels two at a time (ec_dot_2x2_rows), requantized by ec_rq_fast where both
+ * channels allow (`fast`), else ec_rq_apply. The requantization is copied to locals: the int8 stores could alias
+ * it, and GCC would reload it. */
+__attribute__((always_inline)) static inline void ec_1x1_loop(const int8_t *x, uint32_t pixels, uint32_t c,
+                                                              const int8_t *w0, size_t d, int8_t *out, size_t oc_n,
+                                                              int two, int32_t b0, int32_t b1, const ec_rq *rq0,
+                                                              const ec_rq *rq1, int fast) {
+  const ec_rq q0 = *rq0, q1 = *rq1;
+  uint32_t px = 0;
+  for (; px + 2 <= pixels; px += 2, x += 2 * (size_t)c, out += 2 * oc_n) {
+    int32_t acc[4] = {b0, b1, b0, b1};
+    ec_dot_2x2_rows(x, x + c, w0, d, c, acc);
+    out[0] = fast ? ec_rq_fast(&q0, acc[0]) : ec_rq_apply(&q0, acc[0]);
+    out[oc_n] = fast ? ec_rq_fast(&q0, acc[2]) : ec_rq_apply(&q0, acc[2]);
+    if (two) {
+      out[1] = fast ? ec_rq_fast(&q1, acc[1]) : ec_rq_apply(&q1, acc[1]);
+      out[oc_n + 1] = fast ? ec_rq_fast(&q1, acc[3]) : ec_rq_apply(&q1, acc[3]);
+    }
+  }
+  if (px < pixels) {
+    int32_t acc[2] = {b0, b1};
+    ec_dot_1x2(x, w0, w0 + d, c, acc);
+    out[0] = ec_rq_apply(&q0, acc[0]);
+    if (two) out[1] = ec_rq_apply(&q1, acc[1]);
+  }
+}
+
+__attribute__((noinline)) static void ec_1x1_pair(const int8_t *x, uint32_t pixels, uint32_t c, const int8_t *w0,
+                                                  size_t d, int8_t *out, size_t oc_n, int two, int32_t b0, int32_t b1,
+                                                  const ec_rq *q0, const ec_rq *q1) {
+  if (q0->fast && q1->fast) {
+    ec_1x1_loop(x, pixels, c, w0, d, out, oc_n, two, b0, b1, q0, q1, 1);
+  } else {
+    ec_1x1_loop(x, pixels, c, w0, d, out, oc_n, two, b0, b1, q0, q1, 0);
+  }
+}
+
+/* 1x1, stride 1, no padding: a matrix product, [pixels x in_c] times [in_c x out_c]. Output channels two at a
+ * time, outer (CMSIS-NN arm_nn_mat_mult_nt_t_s8's 2x2 blocking: each weight and input load serves two products);
+ * pixels two at a time over the whole image (rows do not break the pairs). Plain int8 rows are read on flash,
+ * packed ones decoded into the scratch. */
 static void ec_conv_1x1(const ec_conv_params *p, const int8_t *input, int8_t *output) {
   const ec_window *w = &p->win;
   const uint32_t c = w->in_c, oc_n = w->out_c, pixels = (uint32_t)w->out_h * w->out_w;
   for (uint32_t oc = 0; oc < oc_n; oc += 2) {
     const int two = oc + 1 < oc_n;
-    const int8_t *w0 = ec_row_copy(&p->w, oc, EC_ROW(0), c);
-    const int8_t *w1 = two ? ec_row_copy(&p->w, oc + 1, EC_ROW(1), c) : ec_row_copy(&p->w, oc, EC_ROW(1), c);
-    const int32_t b0 = p->q.bias[oc], b1 = two ? p->q.bias[oc + 1] : 0;
+    const int8_t *w0;
+    size_t d;
+    if (p->w.table == NULL) {
+      w0 = (const int8_t *)p->w.data + (size_t)oc * p->w.row_stride;
+      d = two ? p->w.row_stride : 0u;
+    } else {
+      w0 = ec_row(&p->w, oc, EC_ROW(0), c);
+      if (two) ec_row_copy(&p->w, oc + 1, EC_ROW(1), c);
+      d = two ? EC_ROW_SCRATCH : 0u;
+    }
     ec_rq q0, q1;
     ec_rq_load(&q0, &p->q, oc);
     ec_rq_load(&q1, &p->q, two ? oc + 1 : oc);
-    const int8_t *x = input;
-    int8_t *out = output + oc;
-    uint32_t px = 0;
-    for (; px + 2 <= pixels; px += 2, x += 2 * (size_t)c, out += 2 * (size_t)oc_n) {
-      int32_t acc[4] = {b0, b1, b0, b1};
-      ec_dot_2x2_scratch(x, x + c, w0, c, acc);
-      out[0] = ec_rq_apply(&q0, acc[0]);
-      out[oc_n] = ec_rq_apply(&q0, acc[2]);
-      if (two) {
-        out[1] = ec_rq_apply(&q1, acc[1]);
-        out[oc_n + 1] = ec_rq_apply(&q1, acc[3]);
-      }
-    }
-    if (px < pixels) {
-      int32_t acc[2] = {b0, b1};
-      ec_dot_1x2(x, w0, w1, c, acc);
-      out[0] = ec_rq_apply(&q0, acc[0]);
-      if (two) out[1] = ec_rq_apply(&q1, acc[1]);
-    }
+    ec_1x1_pair(input, pixels, c, w0, d, output + oc, oc_n, two, p->q.bias[oc], two ? p->q.bias[oc + 1] : 0, &q0,
+                &q1);
   }
 }
 
@@ -645,7 +697,7 @@ static int ec_conv_fast(const ec_conv_params *p, const int8_t *input, int8_t *ou
   const ec_window *w = &p->win;
   const uint32_t k = (uint32_t)w->k_h * w->k_w * w->in_c;
   if (p->w.table != NULL && k > EC_ROW_SCRATCH) return 0;
-  if (k <= EC_ROW_SCRATCH && w->k_h == 1 && w->k_w == 1 && w->stride_h == 1 && w->stride_w == 1 && w->pad_h == 0 && w->pad_w == 0 &&
+  if (w->k_h == 1 && w->k_w == 1 && w->stride_h == 1 && w->stride_w == 1 && w->pad_h == 0 && w->pad_w == 0 &&
       w->out_h == w->in_h && w->out_w == w->in_w) {
     ec_conv_1x1(p, input, output);
     return 1;
@@ -779,9 +831,12 @@ __attribute__((noinline)) static void ec_dw3x3_run(const int8_t *x, int8_t *out,
   }
 }
 
+static int ec_depthwise_planes_scratch(const ec_depthwise_params *p, const int8_t *input, int8_t *output);
+
 static int ec_depthwise_fast(const ec_depthwise_params *p, const int8_t *input, int8_t *output) {
   const ec_window *w = &p->win;
   const uint32_t taps = (uint32_t)w->k_h * w->k_w;
+  if (ec_depthwise_planes_scratch(p, input, output)) return 1;
   if (taps > EC_DW_MAX_TAPS) return 0;
   const size_t c_in = w->in_c, c_out = w->out_c;
   int32_t offset[EC_DW_MAX_TAPS]; /* input offset of each tap from the window's corner */
@@ -854,6 +909,124 @@ static int ec_depthwise_fast(const ec_depthwise_params *p, const int8_t *input, 
     }
   }
   return 1;
+}
+
+/* ---- DEPTHWISE_CONV_2D 3x3 over padded planes: every window inside, no border cases ----
+ * Each input channel is copied into a plane with its padding written out (the input zero point), so every
+ * output's 3x3 window lies inside the plane and is one unrolled sum; a row of a plane is contiguous, so one
+ * 32-bit load brings four neighbours: with stride 1, two adjacent outputs take each row's three taps as one
+ * SMLAD over [x0, x2] / [x1, x3] and one 16-bit multiply (CMSIS-NN arm_depthwise_conv_3x3_s8 works four channels
+ * of one pixel instead; the sums are TFLM's DepthwiseConvPerChannel either way, the padding reading the zero
+ * point as TFLM's offset makes it contribute nothing). */
+
+/* The plane of a 3x3, dilation-1 window: rows of pw bytes, ph rows (the padding included), 4 bytes of slack for
+ * the word loads past the last tap. 0 when the window is not 3x3 with dilation 1 and stride 1 or 2. */
+static uint32_t ec_dw_plane_bytes(const ec_window *w, uint32_t *pw, uint32_t *ph) {
+  if (w->k_h != 3 || w->k_w != 3 || w->dil_h != 1 || w->dil_w != 1) return 0;
+  if (w->stride_h < 1 || w->stride_h > 2 || w->stride_w < 1 || w->stride_w > 2) return 0;
+  *pw = (uint32_t)(w->out_w - 1) * w->stride_w + 3u;
+  *ph = (uint32_t)(w->out_h - 1) * w->stride_h + 3u;
+  return *pw * *ph + 4u;
+}
+
+/* One channel's outputs (out_step apart) from its plane; `fast`: rq->fast (ec_rq_fast), else ec_rq_apply. */
+__attribute__((always_inline)) static inline void ec_dw3x3_plane_loop(const int8_t *plane, uint32_t pw,
+                                                                      const ec_window *w, int8_t *out,
+                                                                      size_t out_step, const int8_t *f,
+                                                                      int32_t bias, const ec_rq *rq, int fast) {
+  const uint32_t sw = w->stride_w, row_step = (uint32_t)w->stride_h * pw, out_h = w->out_h, out_w = w->out_w;
+  /* the requantization in locals: the int8 stores below could alias *rq, and GCC would reload it */
+  ec_rq q = *rq;
+#if EC_DSP
+  /* per filter row: [f0, f2] for SMLAD, f1 in a 16-bit half (rows 0 and 1 share one register) */
+  const int16x2_t g0 = ec_pkhbt(f[0], f[2]), g1 = ec_pkhbt(f[3], f[5]), g2 = ec_pkhbt(f[6], f[8]);
+  const int16x2_t h01 = ec_pkhbt(f[1], f[4]);
+  const int32_t h2 = f[7];
+#endif
+  const int32_t f0 = f[0], f1 = f[1], f2 = f[2], f3 = f[3], f4 = f[4], f5 = f[5], f6 = f[6], f7 = f[7], f8 = f[8];
+  for (uint32_t oy = 0; oy < out_h; ++oy, plane += row_step) {
+    const int8_t *x = plane;
+    uint32_t ox = 0;
+#if EC_DSP
+    if (sw == 1) {
+      for (; ox + 2 <= out_w; ox += 2, x += 2, out += 2 * out_step) {
+        /* outputs ox and ox + 1: row taps (x0, x1, x2) and (x1, x2, x3) */
+        const uint32_t v0 = ec_load32(x), v1 = ec_load32(x + pw), v2 = ec_load32(x + 2 * pw);
+        const int16x2_t l0 = __sxtb16(v0), u0 = ec_sxtb16_ror8(v0); /* [x0, x2], [x1, x3] */
+        int32_t a = __smlad(l0, g0, bias), b = __smlad(u0, g0, bias);
+        a = __smlabb(u0, h01, a), b = __smlatb(l0, h01, b);
+        const int16x2_t l1 = __sxtb16(v1), u1 = ec_sxtb16_ror8(v1);
+        a = __smlad(l1, g1, a), b = __smlad(u1, g1, b);
+        a = __smlabt(u1, h01, a), b = __smlatt(l1, h01, b);
+        const int16x2_t l2 = __sxtb16(v2), u2 = ec_sxtb16_ror8(v2);
+        a = __smlad(l2, g2, a), b = __smlad(u2, g2, b);
+        a = __smlabb(u2, h2, a), b = __smlatb(l2, h2, b);
+        if (fast) {
+          out[0] = ec_rq_fast(&q, a);
+          out[out_step] = ec_rq_fast(&q, b);
+        } else {
+          out[0] = ec_rq_apply(&q, a);
+          out[out_step] = ec_rq_apply(&q, b);
+        }
+      }
+    }
+#endif
+    for (; ox < out_w; ++ox, x += sw, out += out_step) {
+      const int8_t *x1 = x + pw, *x2 = x1 + pw;
+      uint32_t sum = (uint32_t)bias;
+      sum += (uint32_t)(f0 * x[0]) + (uint32_t)(f1 * x[1]) + (uint32_t)(f2 * x[2]);
+      sum += (uint32_t)(f3 * x1[0]) + (uint32_t)(f4 * x1[1]) + (uint32_t)(f5 * x1[2]);
+      sum += (uint32_t)(f6 * x2[0]) + (uint32_t)(f7 * x2[1]) + (uint32_t)(f8 * x2[2]);
+      out[0] = fast ? ec_rq_fast(&q, (int32_t)sum) : ec_rq_apply(&q, (int32_t)sum);
+    }
+  }
+}
+
+__attribute__((noinline)) static void ec_dw3x3_plane(const int8_t *plane, uint32_t pw, const ec_window *w,
+                                                     int8_t *out, size_t out_step, const int8_t *f, int32_t bias,
+                                                     const ec_rq *rq) {
+  if (rq->fast) {
+    ec_dw3x3_plane_loop(plane, pw, w, out, out_step, f, bias, rq, 1);
+  } else {
+    ec_dw3x3_plane_loop(plane, pw, w, out, out_step, f, bias, rq, 0);
+  }
+}
+
+/* DEPTHWISE_CONV_2D 3x3 through planes (see above), `plane` holding plane_bytes: 0 when it does not apply. The
+ * input and output may be the same bytes with depth multiplier 1 (ec_inplace.c): channel c's plane is copied
+ * before its outputs, which write only channel c, are. */
+int ec_depthwise_planes(const ec_depthwise_params *p, const int8_t *input, int8_t *output, int8_t *plane,
+                        uint32_t plane_bytes) {
+  const ec_window *w = &p->win;
+  uint32_t pw, ph;
+  const uint32_t need = ec_dw_plane_bytes(w, &pw, &ph);
+  if (need == 0 || need > plane_bytes || w->pad_h > 1 || w->pad_w > 1) return 0;
+  const size_t c_in = w->in_c, c_out = w->out_c;
+  /* the padding, once: the copies below write only the inside */
+  memset(plane, (int8_t)p->input_zero_point, need);
+  const uint32_t rows = EC_MIN((uint32_t)w->in_h, ph - w->pad_h), cols = EC_MIN((uint32_t)w->in_w, pw - w->pad_w);
+  for (uint32_t ic = 0; ic < c_in; ++ic) {
+    const int8_t *src = input + ic;
+    for (uint32_t y = 0; y < rows; ++y) {
+      int8_t *dst = plane + (size_t)(y + w->pad_h) * pw + w->pad_w;
+      const int8_t *s = src + (size_t)y * w->in_w * c_in;
+      for (uint32_t x = 0; x < cols; ++x, s += c_in) dst[x] = *s;
+    }
+    for (uint32_t m = 0; m < p->depth_multiplier; ++m) {
+      const uint32_t oc = ic * p->depth_multiplier + m;
+      int8_t filter[9];
+      const int8_t *f = ec_row(&p->w, oc, filter, 9);
+      ec_rq rq;
+      ec_rq_load(&rq, &p->q, oc);
+      ec_dw3x3_plane(plane, pw, w, output + oc, c_out, f, p->q.bias[oc], &rq);
+    }
+  }
+  return 1;
+}
+
+/* ec_depthwise_planes in the row scratch (its two rows), where the input and output are apart. */
+static int ec_depthwise_planes_scratch(const ec_depthwise_params *p, const int8_t *input, int8_t *output) {
+  return ec_depthwise_planes(p, input, output, EC_ROW(0), 2u * EC_ROW_SCRATCH);
 }
 
 /* FULLY_CONNECTED (TFLM reference_integer_ops::FullyConnected), two output channels per pass over the input.

@@ -3,9 +3,10 @@ MVE (Helium) dot products on the Cortex-M55, the plain-C path on the Cortex-M3 a
 
 One small model whose shapes break the fast paths' blocking: odd output channel counts (a channel pair short of
 one), odd output widths (a pixel pair short of one), padding (border pixels), strides, dilation (a window in
-runs of one pixel), 1x1 and non-square filters, depthwise 3x3 (unrolled) and 5x5 with a depth multiplier (the
-tap loop), fully connected layers with even and odd input counts; weights at 16 values (4-bit rows) per tensor
-and per channel, 4 values (2-bit) and unclustered (plain int8 rows).
+runs of one pixel), 1x1 and non-square filters, depthwise 3x3 (padded planes: stride 1 and 2, with and without
+padding, a depth multiplier) and 5x5 with a depth multiplier (the tap loop), fully connected layers with even
+and odd input counts; weights at 16 values (4-bit rows) per tensor and per channel, 4 values (2-bit) and
+unclustered (plain int8 rows).
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ def blocking_breaker(keras):
     inputs = keras.Input((9, 11, 3), batch_size=1)
     x = layers.Conv2D(5, 3, padding="same", activation="relu")(inputs)  # odd channels, odd width, border
     x = layers.Conv2D(6, 3, padding="same", dilation_rate=2)(x)  # dilated: a window in runs of one pixel
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)  # 3x3 planes, stride 1, odd width
+    x = layers.DepthwiseConv2D(3, depth_multiplier=2)(x)  # 3x3 planes, no padding, a depth multiplier
+    x = layers.Conv2D(6, 1)(x)  # 1x1 over 63 pixels: a pixel pair short of one
     x = layers.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)  # 3x3 unrolled, stride 2
     x = layers.DepthwiseConv2D(5, padding="same", depth_multiplier=2)(x)  # 25 taps: the tap loop
     x = layers.Conv2D(7, 1, activation="relu6")(x)  # 1x1, odd channels
     x = layers.Conv2D(4, (2, 3), strides=(2, 1), padding="valid")(x)  # non-square, strided, valid
     x = layers.Flatten()(x)
-    x = layers.Dense(9, activation="relu")(x)  # 32 inputs: even
+    x = layers.Dense(9, activation="relu")(x)  # 24 inputs: even
     outputs = layers.Dense(5)(x)  # 9 inputs: odd
     return keras.Model(inputs, outputs)
 

@@ -14,7 +14,7 @@ import numpy as np
 from edgeclust.align import TENSOR_ALIGNMENT
 from edgeclust.backends.native import inplace
 from edgeclust.backends.native.program import Buffer, Edge, Program
-from edgeclust.backends.native.records import AddStep, ConvStep, FullyConnectedStep, Step
+from edgeclust.backends.native.records import AddStep, ConvStep, DepthwiseStep, FullyConnectedStep, Step
 from edgeclust.lower import memory as memory_plan
 from edgeclust.lower.graph import Graph, GraphTensor
 
@@ -95,12 +95,24 @@ def plan_program(
     )
 
 
+def depthwise_plane_bytes(w) -> int:
+    """ec_kernels.c ec_dw_plane_bytes: the padded plane of one channel that the 3x3 depthwise path (dilation 1,
+    stride 1 or 2, padding 0 or 1) holds, 4 bytes of slack included; 0 where that path does not apply."""
+    if (w.k_h, w.k_w, w.dil_h, w.dil_w) != (3, 3, 1, 1) or w.stride_h not in (1, 2) or w.stride_w not in (1, 2):
+        return 0
+    if w.pad_h > 1 or w.pad_w > 1:
+        return 0
+    return ((w.out_w - 1) * w.stride_w + 3) * ((w.out_h - 1) * w.stride_h + 3) + 4
+
+
 def row_scratch_bytes(steps: tuple[Step, ...]) -> int:
     """One row of the kernels' scratch (ec_kernels.c EC_ROW_SCRATCH; the scratch holds two): the longest
-    row these steps' fast paths decode or copy there. 1x1 convolutions copy two rows of in_c; other packed
-    convolutions decode two rows of k (a small filter's pixel-major path as many channels as fit
-    PIXEL_MAJOR_BLOCK_BYTES); a 4-bit fully connected layer widens its n inputs to int16. A row longer than
-    the scratch makes its kernel take the streaming path, so this sizes the scratch, never correctness."""
+    row these steps' fast paths decode there. Packed 1x1 convolutions decode two rows of in_c (plain int8 ones
+    read their rows on flash); other packed convolutions decode two rows of k (a small filter's pixel-major
+    path as many channels as fit PIXEL_MAJOR_BLOCK_BYTES); a 3x3 depthwise convolution not in place holds one
+    channel's padded plane in both rows (depthwise_plane_bytes, up to two LONGEST_DECODED_ROW); a 4-bit fully
+    connected layer widens its n inputs to int16. A row longer than the scratch makes its kernel take a slower
+    path, so this sizes the scratch, never correctness."""
     need = 4
     for step in steps:
         packed = isinstance(step, ConvStep | FullyConnectedStep) and step.weights.table is not None
@@ -111,11 +123,15 @@ def row_scratch_bytes(steps: tuple[Step, ...]) -> int:
                 w.out_h,
                 w.out_w,
             ) == (w.in_h, w.in_w)
-            if k > LONGEST_DECODED_ROW or not (one_by_one or packed):
+            if k > LONGEST_DECODED_ROW or not packed:
                 continue
             need = max(need, k)
-            if packed and not one_by_one and k <= PATCH_BYTES:
+            if not one_by_one and k <= PATCH_BYTES:
                 need = max(need, -(-min(w.out_c * k, PIXEL_MAJOR_BLOCK_BYTES) // 2))
+        elif isinstance(step, DepthwiseStep) and not isinstance(step, inplace.InPlaceDepthwiseStep):
+            plane = depthwise_plane_bytes(step.window)
+            if 0 < plane <= 2 * LONGEST_DECODED_ROW:
+                need = max(need, -(-plane // 2))
         elif isinstance(step, FullyConnectedStep) and packed and step.weights.bits == 4:
             if step.in_n % 2 == 0 and step.in_n <= LONGEST_DECODED_ROW:
                 need = max(need, step.in_n)
