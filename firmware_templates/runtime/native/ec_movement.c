@@ -23,7 +23,9 @@ static inline void ec_step_index(uint32_t *idx, const uint32_t *count, const int
 
 /* PAD / PADV2 (TFLM reference_ops::PadImpl), CONCATENATION (reference_ops::Concatenation), SPLIT, SPLIT_V,
  * UNPACK, STRIDED_SLICE (reference_ops::StridedSlice), TILE (TFLite's Tile): one strided copy each. */
-void ec_copy(const ec_copy_params *p, const int8_t *input, int8_t *output) {
+void ec_copy(const ec_copy_params *p, const void *input_bytes, void *output_bytes) {
+  const int8_t *input = (const int8_t *)input_bytes;
+  int8_t *output = (int8_t *)output_bytes;
   if (p->fill >= -128 && p->fill <= 127) memset(output, (int8_t)p->fill, p->output_size);
   if (p->rank == 0) return;
   uint32_t idx[EC_COPY_RANK] = {0};

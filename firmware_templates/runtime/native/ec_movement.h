@@ -12,9 +12,10 @@ extern "C" {
 
 #define EC_COPY_RANK 8
 
-/* An N-D strided copy: for every index i over count[], output[dst_offset + sum(i * dst_stride)] =
- * input[src_offset + sum(i * src_stride)] (strides in elements, possibly 0 or negative). When fill is in
- * -128..127 the whole output (output_size bytes) is set to it first (PAD). */
+/* An N-D strided copy of bytes: for every index i over count[], output[dst_offset + sum(i * dst_stride)] =
+ * input[src_offset + sum(i * src_stride)] (strides in bytes, possibly 0 or negative; a float32 tensor's value
+ * is an innermost run of four). When fill is in -128..127 the whole output (output_size bytes) is set to it
+ * first (PAD). */
 typedef struct {
   uint32_t output_size;
   int32_t fill; /* -129: no fill */
@@ -50,7 +51,7 @@ typedef struct {
   int32_t input_offset; /* -input zero point */
 } ec_transpose_conv_params;
 
-void ec_copy(const ec_copy_params *p, const int8_t *input, int8_t *output);
+void ec_copy(const ec_copy_params *p, const void *input, void *output);
 void ec_resize_nearest(const ec_resize_params *p, const int8_t *input, int8_t *output);
 void ec_mean_nd(const ec_mean_nd_params *p, const int8_t *input, int8_t *output);
 void ec_transpose_conv(const ec_transpose_conv_params *p, const int8_t *input, int8_t *output);

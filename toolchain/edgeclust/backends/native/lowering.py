@@ -229,7 +229,8 @@ def unsupported_reason(graph: Graph) -> str | None:
         first = movement.DATA_INPUT.get(op.name, 0)
         activations = [graph.tensors[i] for i in op.inputs[first : first + 1] + op.outputs if i >= 0]
         expected = {"QUANTIZE": ("float32", "int8"), "DEQUANTIZE": ("int8", "float32")}.get(op.name, ("int8", "int8"))
-        if activations and (activations[0].dtype, activations[-1].dtype) != expected:
+        dtypes = (activations[0].dtype, activations[-1].dtype) if activations else expected
+        if dtypes != expected and not (op.name in movement.FLOAT_COPIES and dtypes == ("float32", "float32")):
             return (
                 f"{op.name} from {activations[0].dtype} to {activations[-1].dtype} (op {op.index}); only int8 "
                 f"kernels (and float edges) are native; {HINT}"

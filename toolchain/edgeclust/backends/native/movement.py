@@ -64,6 +64,8 @@ MAX_INPUTS = {
 }
 MULTI_OUTPUT = ("SPLIT", "SPLIT_V", "UNPACK")
 DATA_INPUT = {"SPLIT": 1, "TRANSPOSE_CONV": 2}  # which input is the int8 data (others: 0)
+# pure copies that also move float32 values (the converter leaves float islands between a DEQUANTIZE and QUANTIZEs)
+FLOAT_COPIES = frozenset({"SPLIT", "SPLIT_V", "UNPACK", "CONCATENATION"})
 
 
 # ---- records ----
@@ -182,12 +184,18 @@ def _copy_step(b, op, name: str, part: str, src_idx, dst_idx, src: int, dst: int
     a, z = _affine(src_idx), _affine(dst_idx)
     if a is None or z is None or np.shape(src_idx) != np.shape(dst_idx):
         raise refuse(f"{op.name} (op {op.index}) as a strided copy")
-    count, (s_in, s_out), _ = _merge(list(np.shape(src_idx)), [a[1], z[1]])
+    y = b.tensor(dst)
+    size = 4 if y.dtype == "float32" else 1  # bytes a value: a float32 value is a run of four bytes
+    shape, s_in, s_out = (
+        list(np.shape(src_idx)) + [size],
+        [st * size for st in a[1]] + [1],
+        [st * size for st in z[1]] + [1],
+    )
+    count, (s_in, s_out), _ = _merge(shape, [s_in, s_out])
     if len(count) > COPY_RANK:
         raise refuse(f"{op.name} (op {op.index}) needing a {len(count)}-D copy (at most {COPY_RANK})")
     if not count:
         count, s_in, s_out = [1], [0], [0]
-    y = b.tensor(dst)
     return CopyStep(
         name=name,
         op_index=op.index,
@@ -195,13 +203,13 @@ def _copy_step(b, op, name: str, part: str, src_idx, dst_idx, src: int, dst: int
         outputs=b.writes(dst, name),
         op=op.name,
         part=part,
-        output_size=y.size,
+        output_size=y.size * size,
         fill=fill,
         count=tuple(count),
         src_stride=tuple(s_in),
         dst_stride=tuple(s_out),
-        src_offset=a[0],
-        dst_offset=z[0],
+        src_offset=a[0] * size,
+        dst_offset=z[0] * size,
     )
 
 
@@ -223,6 +231,15 @@ def _axis(op, axis: int, rank: int) -> int:
     if not -rank <= axis < rank:
         raise refuse(f"{op.name} (op {op.index}) along axis {axis} of a {rank}-D tensor")
     return axis % rank
+
+
+def _same_values(b, op, *indices: int) -> None:
+    """A pure copy's tensors: all float32 (the converter leaves float islands between a DEQUANTIZE and
+    QUANTIZEs: values copied as they are), or all int8 quantized alike (_same_quant)."""
+
+    if all(b.tensor(i).dtype == "float32" for i in indices):
+        return
+    _same_quant(b, op, *indices)
 
 
 def _same_quant(b, op, *indices: int) -> None:
@@ -277,7 +294,7 @@ def lower_concatenation(b, op, _pool) -> None:
     if op.options.get("fused_activation_function", "NONE") != "NONE":
         raise refuse(f"CONCATENATION (op {op.index}) with a fused activation")
     axis = _axis(op, int(op.options.get("axis", 0)), len(y.shape))
-    _same_quant(b, op, op.outputs[0], *op.inputs)
+    _same_values(b, op, op.outputs[0], *op.inputs)
     start = 0
     for k, index in enumerate(op.inputs):
         x = b.tensor(index)
@@ -311,7 +328,7 @@ def lower_split(b, op, _pool) -> None:
     for k, index in enumerate(op.outputs):
         y = b.tensor(index)
         n = 1 if op.name == "UNPACK" else y.shape[axis]
-        _same_quant(b, op, data, index)
+        _same_values(b, op, data, index)
         where = tuple(slice(start, start + n) if d == axis else slice(None) for d in range(len(x.shape)))
         part = _grid(x)[where]
         if part.size != y.size:
