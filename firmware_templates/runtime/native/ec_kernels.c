@@ -223,6 +223,14 @@ static inline int32_t ec_stream_sum(ec_stream *s, uint32_t n) {
 #define EC_DSP 0
 #endif
 
+/* Cortex-M55 (Helium, MVE): the dot products and the decode of packed rows take sixteen int8 lanes a step. */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#include <arm_mve.h>
+#define EC_MVE 1
+#else
+#define EC_MVE 0
+#endif
+
 /* ec_rq_apply where r->fast: ec_mbqm_right plus the zero point (2 <= r <= 23), saturated to int8. ec_mbqm_right's
  * 64-bit sum x * multiplier + round + (x < 0 ? -2^31 : 0) has the low word 2^30 | (x & 2^31) and the high word
  * 2^(r-2) + (x >> 31) (-2^31 borrows one from the high word, which the bit 2^31 in the low word gives back modulo
@@ -247,6 +255,23 @@ static inline int8_t ec_rq_fast(const ec_rq *r, int32_t x) {
 #define EC_ROW_SCRATCH ec_row_scratch_bytes
 #define EC_ROW(i) ((int8_t *)ec_row_scratch + (size_t)(i) * EC_ROW_SCRATCH)
 
+#if EC_MVE
+/* ec_row's 4-bit decode, sixteen weights a step: eight packed bytes widened to 16-bit lanes, their low and high
+ * nibbles narrowed into the even and odd byte lanes (the bitstream's order), then one gather load (VLDRB with
+ * offsets) from the table. Returns how many weights it decoded (a multiple of 16). */
+static inline uint32_t ec_mve_decode4(const uint8_t *p, const int8_t *table, int8_t *dst, uint32_t n) {
+  uint32_t i = 0;
+  for (; i + 16u <= n; i += 16u, p += 8) {
+    const uint16x8_t b = vldrbq_u16(p);
+    uint8x16_t idx = vdupq_n_u8(0);
+    idx = vmovnbq_u16(idx, vandq_u16(b, vdupq_n_u16(15)));
+    idx = vmovntq_u16(idx, vshrq_n_u16(b, 4));
+    vst1q_s8(dst + i, vldrbq_gather_offset_s8(table, idx));
+  }
+  return i;
+}
+#endif
+
 /* The weights of `row`, n of them, as int8: the flash row itself when it is plain int8, else decoded into dst. */
 static const int8_t *ec_row(const ec_weights *w, uint32_t row, int8_t *dst, uint32_t n) {
   const uint8_t *p = w->data + (size_t)row * w->row_stride;
@@ -254,6 +279,10 @@ static const int8_t *ec_row(const ec_weights *w, uint32_t row, int8_t *dst, uint
   const int8_t *table = w->table + (size_t)row * w->table_stride;
   uint32_t i = 0;
   if (w->bits == 4) {
+#if EC_MVE
+    i = ec_mve_decode4(p, table, dst, n);
+    p += i / 2u;
+#endif
     for (; i + 2 <= n; i += 2) {
       const uint32_t b = *p++;
       dst[i] = table[b & 15u];
@@ -309,18 +338,10 @@ static inline int16x2_t ec_sxtb16_ror8(uint32_t v) {
   } while (0)
 #endif
 
-/* Cortex-M55 (Helium, MVE): sixteen int8 lanes a step. VMLADAVA multiplies lane by lane and adds the sixteen
- * products into a 32-bit scalar (wrapping, as TFLM's int32 accumulators do); the tail's loads are predicated
- * (VCTP), lanes past n read as zero and add nothing. CMSIS-NN's MVE kernels use the same instruction
- * (arm_nn_mat_mult_nt_t_s8's MVE path). */
-#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
-#include <arm_mve.h>
-#define EC_MVE 1
-#else
-#define EC_MVE 0
-#endif
-
 #if EC_MVE
+/* The dot products on Cortex-M55: VMLADAVA multiplies sixteen int8 lanes and adds the products into a 32-bit
+ * scalar (wrapping, as TFLM's int32 accumulators do); the tail's loads are predicated (VCTP), lanes past n read
+ * as zero and add nothing. CMSIS-NN's MVE kernels use the same instruction (arm_nn_mat_mult_nt_t_s8). */
 static inline void ec_mve_dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *w0, const int8_t *w1, uint32_t n,
                                   int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
