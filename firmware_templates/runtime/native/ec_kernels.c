@@ -1273,7 +1273,54 @@ void ec_depthwise_conv(const ec_depthwise_params *p, const int8_t *input, int8_t
 
 /* ---- FULLY_CONNECTED (TFLM reference_integer_ops::FullyConnected / FullyConnectedPerChannel) ---- */
 
+#if EC_MVE
+/* acc + x . (a 4-bit row, n a multiple of 16): sixteen weights a step decoded in registers as ec_mve_decode4
+ * does, straight into VMLADAVA; nothing goes through memory but the packed bytes and the table. */
+static inline int32_t ec_mve_dot_4bit(const int8_t *x, const uint8_t *p, const int8_t *table, uint32_t n,
+                                      int32_t acc) {
+  for (uint32_t i = 0; i < n; i += 16u, p += 8, x += 16) {
+    const uint16x8_t b = vldrbq_u16(p);
+    uint8x16_t idx = vdupq_n_u8(0);
+    idx = vmovnbq_u16(idx, vandq_u16(b, vdupq_n_u16(15)));
+    idx = vmovntq_u16(idx, vshrq_n_u16(b, 4));
+    acc = vmladavaq_s8(acc, vld1q_s8(x), vldrbq_gather_offset_s8(table, idx));
+  }
+  return acc;
+}
+
+/* FULLY_CONNECTED on Cortex-M55: plain int8 rows two at a time (ec_dot_1x2's VMLADAVA), 4-bit rows of a
+ * multiple of 16 weights decoded in registers (ec_mve_dot_4bit). 0 when neither applies. */
+static int ec_mve_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *output) {
+  const uint32_t n = p->in_n;
+  const int packed4 = p->w.table != NULL && p->w.bits == 4 && n % 16u == 0;
+  if (p->w.table != NULL && !packed4) return 0;
+  for (uint32_t b = 0; b < p->batches; ++b) {
+    const int8_t *x = input + (size_t)b * n;
+    int8_t *out = output + (size_t)b * p->out_n;
+    for (uint32_t oc = 0; oc < p->out_n; oc += 2) {
+      const int two = oc + 1 < p->out_n;
+      const uint8_t *r0 = p->w.data + (size_t)oc * p->w.row_stride;
+      const uint8_t *r1 = two ? r0 + p->w.row_stride : r0;
+      int32_t acc[2] = {p->q.bias[oc], two ? p->q.bias[oc + 1] : 0};
+      if (packed4) {
+        const int8_t *t0 = p->w.table + (size_t)oc * p->w.table_stride;
+        acc[0] = ec_mve_dot_4bit(x, r0, t0, n, acc[0]);
+        if (two) acc[1] = ec_mve_dot_4bit(x, r1, t0 + p->w.table_stride, n, acc[1]);
+      } else {
+        ec_dot_1x2(x, (const int8_t *)r0, (const int8_t *)r1, n, acc);
+      }
+      out[oc] = ec_requantize(&p->q, acc[0], oc);
+      if (two) out[oc + 1] = ec_requantize(&p->q, acc[1], oc + 1);
+    }
+  }
+  return 1;
+}
+#endif
+
 void ec_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *output) {
+#if EC_MVE
+  if (ec_mve_fully_connected(p, input, output)) return;
+#endif
   if (ec_fully_connected_fast(p, input, output)) return;
   for (uint32_t b = 0; b < p->batches; ++b) {
     const int8_t *x = input + (size_t)b * p->in_n;

@@ -39,7 +39,8 @@ def blocking_breaker(keras):
     x = layers.Conv2D(7, 1, activation="relu6")(x)  # 1x1, odd channels
     x = layers.Conv2D(4, (2, 3), strides=(2, 1), padding="valid")(x)  # non-square, strided, valid
     x = layers.Flatten()(x)
-    x = layers.Dense(9, activation="relu")(x)  # 24 inputs: even
+    x = layers.Dense(16, activation="relu")(x)  # 24 inputs: even
+    x = layers.Dense(9, activation="relu")(x)  # 16 inputs: the M55 decodes 4-bit rows in registers
     outputs = layers.Dense(5)(x)  # 9 inputs: odd
     return keras.Model(inputs, outputs)
 
