@@ -14,7 +14,8 @@ its SysTick ticks become instructions with the machine's calibration (edgeclust.
     TFLM_ROOT=~/tflm/tree-ref python scripts/speed_matrix.py --tflm-cmsis-root ~/tflm/tree-cmsis ...
 
 Columns: instructions per inference, instructions per MAC, flash (text + data) and RAM (data + bss + stack)
-of the linked firmware, for each runtime.
+of the linked firmware, for each runtime; last, the native firmware's flash (less its self-test data) over the
+physical limit of its model (every weight at its packed width + index tables + biases + the linked code).
 """
 
 from __future__ import annotations
@@ -207,6 +208,17 @@ def build_tflite(name: str, clusters: int, seed: int):
 # ---- firmwares ----
 
 
+def flash_over_limit(program, flash: int, n_cases: int) -> float:
+    """The native firmware's flash (less its self-test data) over the physical limit of its model: every weight
+    at its packed width (weights x bits / 8, no row padding) + index tables + biases + the code as linked.
+    The rest is row padding, the requantization arrays and nothing else."""
+    parts = program.flash_parts()
+    self_test = n_cases * (program.input.size + program.output.size)
+    code = flash - sum(parts.values()) - self_test
+    packed = sum(p.weights * p.bits / 8 for p in program.packed)
+    return (flash - self_test) / (packed + parts.get("tables", 0) + parts.get("biases", 0) + code)
+
+
 def run_native(backend, lowered, x, y, board, templates: str, kernels: Path | None):
     """(instructions, flash, ram, verdict) of the native firmware on `board`."""
     from edgeclust.backends.base import SelfTestCase
@@ -289,8 +301,10 @@ def main() -> int:
     if args.tflm_cmsis_root:
         runtimes.append("tflm-cmsis")
     backend = NativeBackend()
-    header = f"{'model':<10} {'N':>3} {'board':<17} {'MACs':>8} " + " ".join(
-        f"{r + ' instr':>15} {'/MAC':>6} {'flash':>8} {'RAM':>7} {'self-test':>9}" for r in runtimes
+    header = (
+        f"{'model':<10} {'N':>3} {'board':<17} {'MACs':>8} "
+        + " ".join(f"{r + ' instr':>15} {'/MAC':>6} {'flash':>8} {'RAM':>7} {'self-test':>9}" for r in runtimes)
+        + f" {'flash/limit':>11}"
     )
     print(header, flush=True)
     for name in args.models:
@@ -306,7 +320,7 @@ def main() -> int:
                 print(f"{name} N={clusters}: the native host build differs from tflite_micro", flush=True)
             n_macs = macs(tflite)
             for board in boards:
-                cells = []
+                cells, limit = [], "-"
                 for runtime in runtimes:
                     try:
                         if runtime == args.label:
@@ -320,8 +334,13 @@ def main() -> int:
                     instr, flash, ram, verdict = r
                     per_mac = f"{instr / n_macs:.2f}" if instr and n_macs else "-"
                     cells.append(f"{_fmt_count(instr):>15} {per_mac:>6} {flash:>8,} {ram:>7,} {verdict:>9}")
+                    if runtime == args.label:
+                        program = lowered.details.program
+                        limit = f"{flash_over_limit(program, flash, len(x)):.3f}x" if flash else "-"
                 print(
-                    f"{name:<10} {clusters or 'int8':>3} {board.id:<17} {n_macs / 1e6:>7.2f}M " + " ".join(cells),
+                    f"{name:<10} {clusters or 'int8':>3} {board.id:<17} {n_macs / 1e6:>7.2f}M "
+                    + " ".join(cells)
+                    + f" {limit:>11}",
                     flush=True,
                 )
     return 0
