@@ -40,6 +40,17 @@ HELPERS = {
     "ec_dot_halves": "ec_conv",
     "ec_fc_pairs_4bit": "ec_fully_connected",
     "ec_pair_table": "ec_fully_connected",
+    "ec_conv_pool_fast": "ec_conv",
+    "ec_conv_pool_block": "ec_conv",
+    "ec_conv_pool_locate": "ec_conv",
+    "ec_pool_run4": "ec_conv",
+    "ec_pool_widen": "ec_conv",
+    "ec_pool_requantize": "ec_conv",
+    "ec_dot_4rows": "ec_fully_connected",
+    "ec_widen_pairs": "ec_fully_connected",
+    "ec_fc_int8": "ec_fully_connected",
+    "ec_fc_4bit": "ec_fully_connected",
+    "ec_dot_4bit_2rows": "ec_fully_connected",
 }
 OUT = HERE.parent / "toolchain" / "edgeclust" / "backends" / "native" / "runtime_sizes.toml"
 

@@ -1050,13 +1050,83 @@ static int ec_depthwise_planes_scratch(const ec_depthwise_params *p, const int8_
   return ec_depthwise_planes(p, input, output, EC_ROW(0), 2u * EC_ROW_SCRATCH);
 }
 
-/* FULLY_CONNECTED (TFLM reference_integer_ops::FullyConnected), two output channels per pass over the input.
- * Every weight is used once per inference, so decoding is the cost: plain int8 rows are read from flash with
- * SXTB16; on DSP cores 4-bit rows meet inputs widened once into int16 pairs: with one table for the tensor, a
- * 256-entry table (built per call on the stack, 1 KB) turns one byte of two indices into the int16 pair SMLAD
- * takes; with a table per channel, two 16-entry tables per row (low and high halves) do it with one ORR.
- * Other rows take the streaming loop. 0 when no fast path applies. */
+/* ec_mbqm_right for r >= 2 with its 64-bit addend built from two words: ec_round_right(r) is 2^(r-2) : 2^30
+ * (high : low word) and x < 0 adds -2^31, that is -1 : 2^31 (no carry: the low word's bit 31 is clear). */
+static inline int32_t ec_mbqm_right2(int32_t x, int32_t multiplier, int r) {
+  const uint32_t lo = 0x40000000u | ((uint32_t)x & 0x80000000u);
+  const uint32_t hi = (1u << (r - 2)) + (uint32_t)(x >> 31);
+  const int64_t v = (int64_t)(((uint64_t)hi << 32) | lo) + (int64_t)x * multiplier;
+  return (int32_t)(v >> 32) >> (r - 1);
+}
+
+/* ec_requantize through ec_mbqm_right2 where it applies (multiplier >= 0, a right shift of 2 or more). */
+static inline int8_t ec_requantize_r2(const ec_requant *q, int32_t acc, uint32_t channel) {
+  const uint32_t i = channel * q->channel_stride;
+  const int32_t m = q->multiplier[i], shift = q->shift[i];
+  int32_t v = m >= 0 && shift <= -2 ? ec_mbqm_right2(acc, m, -shift) : ec_mbqm(acc, m, shift);
+  v = ec_add_wrap(v, q->output_zero_point);
+  v = EC_MAX(v, q->act_min);
+  return (int8_t)EC_MIN(v, q->act_max);
+}
+
+/* FULLY_CONNECTED (TFLM reference_integer_ops::FullyConnected). Every weight is used once per inference, so
+ * the loads and the decoding are the cost. Plain int8 rows: on DSP cores the inputs are widened once into int16
+ * pairs in the scratch, then four rows a pass over them (CMSIS-NN arm_nn_vec_mat_mult_t_s8 takes two and widens
+ * each input word per pass), so a load of widened inputs serves four rows; elsewhere two rows a pass. 4-bit rows on DSP cores meet inputs widened once into int16 (the scratch): with one table for the
+ * tensor, a 256-entry table (built per call on the stack, 1 KB) turns one byte of two indices into the int16
+ * pair SMLAD takes; with a table per channel, two rows a pass, each index looked up in the row's int8 table on
+ * flash and multiplied by SMLABB / SMLABT. Other rows take the streaming loop. 0 when no fast path applies. */
 #if EC_DSP
+/* acc[0..3] += x . (four int8 rows, `stride` apart from w) over n values (a multiple of 4, at least 4), x
+ * widened (ec_widen_pairs). The loop is written out (GCC 12 spills three of its thirteen registers): per four
+ * inputs one LDRD of the widened inputs and, per row, one LDR, two SXTB16 and two SMLAD. */
+__attribute__((noinline)) static void ec_dot_4rows(const uint32_t *xw, const int8_t *w, size_t stride, uint32_t n,
+                                                   int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  const int8_t *w2 = w + 2 * stride;
+  const uint32_t *end = xw + n / 2;
+  uint32_t xl, xh, v, t;
+  __asm__ volatile(
+      "1:\n\t"
+      "ldrd %[xl], %[xh], [%[x]], #8\n\t"
+      "ldr %[v], [%[w], %[s]]\n\t"
+      "sxtb16 %[t], %[v]\n\t"
+      "sxtb16 %[v], %[v], ror #8\n\t"
+      "smlad %[a1], %[xl], %[t], %[a1]\n\t"
+      "smlad %[a1], %[xh], %[v], %[a1]\n\t"
+      "ldr %[v], [%[w]], #4\n\t"
+      "sxtb16 %[t], %[v]\n\t"
+      "sxtb16 %[v], %[v], ror #8\n\t"
+      "smlad %[a0], %[xl], %[t], %[a0]\n\t"
+      "smlad %[a0], %[xh], %[v], %[a0]\n\t"
+      "ldr %[v], [%[w2], %[s]]\n\t"
+      "sxtb16 %[t], %[v]\n\t"
+      "sxtb16 %[v], %[v], ror #8\n\t"
+      "smlad %[a3], %[xl], %[t], %[a3]\n\t"
+      "smlad %[a3], %[xh], %[v], %[a3]\n\t"
+      "ldr %[v], [%[w2]], #4\n\t"
+      "sxtb16 %[t], %[v]\n\t"
+      "sxtb16 %[v], %[v], ror #8\n\t"
+      "smlad %[a2], %[xl], %[t], %[a2]\n\t"
+      "smlad %[a2], %[xh], %[v], %[a2]\n\t"
+      "cmp %[x], %[end]\n\t"
+      "bne 1b\n\t"
+      : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xw), [w] "+r"(w), [w2] "+r"(w2),
+        [xl] "=&r"(xl), [xh] "=&r"(xh), [v] "=&r"(v), [t] "=&r"(t)
+      : [s] "r"(stride), [end] "r"(end)
+      : "cc", "memory");
+  acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+/* n int8 (a multiple of 4 of them) widened into int16 pairs in SXTB16's order, [x0 x2] [x1 x3] every four. */
+static void ec_widen_pairs(const int8_t *x, uint32_t n, uint32_t *xw) {
+  for (uint32_t i = 0; i + 4 <= n; i += 4, xw += 2) {
+    const uint32_t v = ec_load32(x + i);
+    xw[0] = (uint32_t)__sxtb16(v);
+    xw[1] = (uint32_t)ec_sxtb16_ror8(v);
+  }
+}
+
 /* The 256 int16 pairs (table[low nibble], table[high nibble]) one byte of two 4-bit indices stands for.
  * (noinline here and below: inlined, GCC 12 rebuilds the stack tables' addresses inside the loops.) */
 __attribute__((noinline)) static void ec_pair_table(const int8_t *table, uint32_t entries, uint32_t *pairs) {
@@ -1068,8 +1138,8 @@ __attribute__((noinline)) static void ec_pair_table(const int8_t *table, uint32_
 }
 
 /* sum(w[i] * x[i]) over a 4-bit row of n (even) weights through its pair table, x as int16. */
-__attribute__((noinline)) static int32_t ec_dot_pairs(const uint8_t *r, const uint32_t *pairs, const int16_t *x, uint32_t n,
-                                   int32_t acc) {
+__attribute__((noinline)) static int32_t ec_dot_pairs(const uint8_t *r, const uint32_t *pairs, const int16_t *x,
+                                                      uint32_t n, int32_t acc) {
   uint32_t i = 0;
   for (; i + 4 <= n; i += 4, r += 2, x += 4) {
     int16x2_t xl, xh;
@@ -1086,58 +1156,100 @@ __attribute__((noinline)) static int32_t ec_dot_pairs(const uint8_t *r, const ui
   return acc;
 }
 
-/* The same through a table of 32 words: the low halves [0, 16) and the high halves [16, 32) of the pairs. */
-__attribute__((noinline)) static int32_t ec_dot_halves(const uint8_t *r, const uint32_t *halves, const int16_t *x,
-                                                       uint32_t n, int32_t acc) {
-  const uint32_t *lo = halves, *hi = halves + 16;
-  uint32_t i = 0;
-  for (; i + 8 <= n; i += 8, r += 4, x += 8) {
-    uint32_t h;
-    int16x2_t x0, x1, x2, x3;
-    memcpy(&h, r, 4);
-    memcpy(&x0, x, 4);
-    memcpy(&x1, x + 2, 4);
-    memcpy(&x2, x + 4, 4);
-    memcpy(&x3, x + 6, 4);
-    acc = __smlad(x0, (int16x2_t)(lo[h & 15u] | hi[(h >> 4) & 15u]), acc);
-    acc = __smlad(x1, (int16x2_t)(lo[(h >> 8) & 15u] | hi[(h >> 12) & 15u]), acc);
-    acc = __smlad(x2, (int16x2_t)(lo[(h >> 16) & 15u] | hi[(h >> 20) & 15u]), acc);
-    acc = __smlad(x3, (int16x2_t)(lo[(h >> 24) & 15u] | hi[h >> 28]), acc);
+/* acc[0..1] += x . (4-bit rows r0, r1 through their int8 tables t0, t1) over n (even) values, x as int16:
+ * eight indices of each row a word, each looked up and multiplied into the bottom or top half of an input pair. */
+#define EC_NIB(h, k) (((h) >> (4 * (k))) & 15u)
+#define EC_4BIT_STEP(j)                                                   \
+  do {                                                                    \
+    int32_t xp;                                                           \
+    memcpy(&xp, x + 2 * (j), 4);                                          \
+    a0 = __smlabb(t0[EC_NIB(h0, 2 * (j))], xp, a0);                       \
+    a1 = __smlabb(t1[EC_NIB(h1, 2 * (j))], xp, a1);                       \
+    a0 = __smlabt(t0[EC_NIB(h0, 2 * (j) + 1)], xp, a0);                   \
+    a1 = __smlabt(t1[EC_NIB(h1, 2 * (j) + 1)], xp, a1);                   \
+  } while (0)
+__attribute__((noinline)) static void ec_dot_4bit_2rows(const uint8_t *r0, const uint8_t *r1, const int8_t *t0,
+                                                        const int8_t *t1, const int16_t *x, uint32_t n,
+                                                        int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  const int16_t *end = x + (n & ~7u);
+  for (; x != end; x += 8, r0 += 4, r1 += 4) {
+    uint32_t h0, h1;
+    memcpy(&h0, r0, 4);
+    memcpy(&h1, r1, 4);
+    EC_4BIT_STEP(0);
+    EC_4BIT_STEP(1);
+    EC_4BIT_STEP(2);
+    EC_4BIT_STEP(3);
   }
-  for (; i < n; i += 2, ++r, x += 2) {
-    int16x2_t xl;
-    memcpy(&xl, x, 4);
-    acc = __smlad(xl, (int16x2_t)(lo[r[0] & 15u] | hi[r[0] >> 4]), acc);
+  for (uint32_t i = n & 7u; i > 0; i -= 2, x += 2, ++r0, ++r1) {
+    const uint32_t h0 = *r0, h1 = *r1;
+    EC_4BIT_STEP(0);
   }
-  return acc;
+  acc[0] = a0, acc[1] = a1;
 }
+#undef EC_4BIT_STEP
+#undef EC_NIB
 
-/* 4-bit rows: one pair table for the whole tensor (built once per call), or, with a table per channel, the
- * row's 32-word halves (a 256-entry table per row costs more to build than it saves below ~500 weights). */
-static void ec_fc_pairs_4bit(const ec_fc_params *p, const int16_t *x16, int8_t *out) {
-  const uint32_t n = p->in_n;
+/* 4-bit rows: one pair table for the whole tensor (built once per call), or each row's own int8 table. */
+static void ec_fc_4bit(const ec_fc_params *p, const int16_t *x16, int8_t *out) {
+  const uint32_t n = p->in_n, out_n = p->out_n;
   const uint32_t stride = p->w.table_stride;
-  const uint32_t entries = stride == 0 || stride > 16 ? 16 : stride;
-  uint32_t pairs[256];
-  uint32_t halves[32];
-  if (stride == 0) ec_pair_table(p->w.table, entries, pairs);
-  for (uint32_t oc = 0; oc < p->out_n; ++oc) {
-    const uint8_t *r = p->w.data + (size_t)oc * p->w.row_stride;
-    int32_t acc = p->q.bias[oc];
-    if (stride == 0) {
-      acc = ec_dot_pairs(r, pairs, x16, n, acc);
-    } else {
-      const int8_t *t = p->w.table + (size_t)oc * stride;
-      for (uint32_t k = 0; k < entries; ++k) {
-        halves[k] = (uint32_t)(int32_t)t[k] & 0xFFFFu;
-        halves[16u + k] = (uint32_t)(int32_t)t[k] << 16;
-      }
-      acc = ec_dot_halves(r, halves, x16, n, acc);
+  const uint8_t *data = p->w.data;
+  const size_t rs = p->w.row_stride;
+  if (stride == 0) {
+    uint32_t pairs[256];
+    ec_pair_table(p->w.table, 16, pairs);
+    for (uint32_t oc = 0; oc < out_n; ++oc) {
+      out[oc] = ec_requantize_r2(&p->q, ec_dot_pairs(data + oc * rs, pairs, x16, n, p->q.bias[oc]), oc);
     }
-    out[oc] = ec_requantize(&p->q, acc, oc);
+    return;
+  }
+  const int8_t *t = p->w.table;
+  for (uint32_t oc = 0; oc < out_n; oc += 2) {
+    const int two = oc + 1 < out_n;
+    const uint32_t oc1 = two ? oc + 1 : oc;
+    int32_t acc[2] = {p->q.bias[oc], p->q.bias[oc1]};
+    ec_dot_4bit_2rows(data + oc * rs, data + oc1 * rs, t + oc * stride, t + oc1 * stride, x16, n, acc);
+    out[oc] = ec_requantize_r2(&p->q, acc[0], oc);
+    if (two) out[oc + 1] = ec_requantize_r2(&p->q, acc[1], oc + 1);
   }
 }
 #endif
+
+/* Plain int8 rows, one batch. */
+static void ec_fc_int8(const ec_fc_params *p, const int8_t *x, int8_t *out) {
+  const uint32_t n = p->in_n, out_n = p->out_n;
+  const size_t stride = p->w.row_stride;
+  const int8_t *w = (const int8_t *)p->w.data;
+  uint32_t oc = 0;
+#if EC_DSP
+  if (n >= 4 && (n & ~3u) <= EC_ROW_SCRATCH) {
+    uint32_t *xw = (uint32_t *)(void *)ec_row_scratch; /* n & ~3 int16 */
+    const uint32_t n4 = n & ~3u;
+    ec_widen_pairs(x, n4, xw);
+    for (; oc + 4 <= out_n; oc += 4) {
+      int32_t acc[4] = {p->q.bias[oc], p->q.bias[oc + 1], p->q.bias[oc + 2], p->q.bias[oc + 3]};
+      const int8_t *r = w + oc * stride;
+      ec_dot_4rows(xw, r, stride, n4, acc);
+      for (uint32_t i = n4; i < n; ++i) {
+        const int32_t v = x[i];
+        acc[0] += v * r[i], acc[1] += v * r[stride + i], acc[2] += v * r[2 * stride + i];
+        acc[3] += v * r[3 * stride + i];
+      }
+      for (uint32_t j = 0; j < 4; ++j) out[oc + j] = ec_requantize_r2(&p->q, acc[j], oc + j);
+    }
+  }
+#endif
+  for (; oc < out_n; oc += 2) {
+    const int two = oc + 1 < out_n;
+    const int8_t *w0 = w + oc * stride;
+    int32_t acc[2] = {p->q.bias[oc], two ? p->q.bias[oc + 1] : 0};
+    ec_dot_1x2(x, w0, two ? w0 + stride : w0, n, acc);
+    out[oc] = ec_requantize_r2(&p->q, acc[0], oc);
+    if (two) out[oc + 1] = ec_requantize_r2(&p->q, acc[1], oc + 1);
+  }
+}
 
 static int ec_fully_connected_fast(const ec_fc_params *p, const int8_t *input, int8_t *output) {
   const uint32_t n = p->in_n;
@@ -1147,24 +1259,13 @@ static int ec_fully_connected_fast(const ec_fc_params *p, const int8_t *input, i
     for (uint32_t b = 0; b < p->batches; ++b) {
       const int8_t *x = input + (size_t)b * n;
       for (uint32_t i = 0; i < n; ++i) x16[i] = x[i];
-      ec_fc_pairs_4bit(p, x16, output + (size_t)b * p->out_n);
+      ec_fc_4bit(p, x16, output + (size_t)b * p->out_n);
     }
     return 1;
   }
 #endif
   if (p->w.table != NULL) return 0;
-  for (uint32_t oc = 0; oc < p->out_n; oc += 2) {
-    const int two = oc + 1 < p->out_n;
-    const int8_t *w0 = (const int8_t *)(p->w.data + (size_t)oc * p->w.row_stride);
-    const int8_t *w1 = two ? w0 + p->w.row_stride : w0;
-    for (uint32_t b = 0; b < p->batches; ++b) {
-      int32_t acc[2] = {p->q.bias[oc], two ? p->q.bias[oc + 1] : 0};
-      ec_dot_1x2(input + (size_t)b * n, w0, w1, n, acc);
-      int8_t *out = output + (size_t)b * p->out_n + oc;
-      out[0] = ec_requantize(&p->q, acc[0], oc);
-      if (two) out[1] = ec_requantize(&p->q, acc[1], oc + 1);
-    }
-  }
+  for (uint32_t b = 0; b < p->batches; ++b) ec_fc_int8(p, input + (size_t)b * n, output + (size_t)b * p->out_n);
   return 1;
 }
 
@@ -1199,6 +1300,226 @@ static int32_t ec_conv_acc(const ec_conv_params *p, const int8_t *input, int oy,
   return acc;
 }
 
+/* CONV_2D with its fused MAX_POOL_2D, fast: pool outputs outer, output channels in blocks inner (CMSIS-NN
+ * arm_convolve_s8's pixel-major order), so a window's conv pixels are located (or built as patches) once for the
+ * block's channels. A channel's requantization is non-decreasing in its accumulator where the multiplier is >= 0
+ * and there is no left shift (SRDHM, the rounding shift, the zero point and the clamp all are), so only the
+ * window's largest accumulator is requantized: TFLM's MaxPool of the requantized values, bit for bit.
+ * DSP cores take the window's pixels four at a time, widened once into int16 pairs, so the loop widens only the
+ * weights and every weight load serves four pixels; elsewhere (and for pixels longer than EC_POOL_WIDE values or
+ * not one run) two pixels times two channels (ec_dot_2x2). 0 (the value-by-value path) for a channel with a
+ * left shift, rows that do not fit the scratch, or windows across the padding longer than EC_PATCH. */
+#define EC_POOL_BLOCK 64 /* channels a block holds: int32 maxima on the stack */
+#define EC_POOL_WIDE 64  /* values of a pixel the DSP path widens (4 pixels: 1 KB of stack) */
+
+static inline int ec_rq_monotone(const ec_requant *q, uint32_t channel) {
+  const uint32_t i = channel * q->channel_stride;
+  return q->multiplier[i] >= 0 && q->shift[i] <= 0;
+}
+
+/* out[c] = the pool's clamp of the conv's requantization of top[c], for `count` channels from oc0 whose
+ * requantization ec_rq_monotone accepts (multiplier >= 0, shift <= 0); `empty`: the window had no pixel, and
+ * TFLM's MaxPool gives the lowest int8. */
+static void ec_pool_requantize(const ec_requant *q, const ec_pool_fusion *pool, uint32_t oc0, uint32_t count,
+                               const int32_t *top, int empty, int8_t *out) {
+  const uint32_t cs = q->channel_stride;
+  const int32_t *mult = q->multiplier + (size_t)oc0 * cs;
+  const int8_t *shift = q->shift + (size_t)oc0 * cs;
+  const int32_t zp = q->output_zero_point;
+  /* the conv's clamp then the pool's: one clamp to the ranges' intersection, or a constant where they miss */
+  int32_t lo = EC_MAX(q->act_min, pool->act_min), hi = EC_MIN(q->act_max, pool->act_max);
+  if (empty || lo > hi) {
+    int32_t v = empty ? -128 : EC_MIN(EC_MAX(q->act_min, pool->act_min), q->act_max);
+    v = EC_MIN(EC_MAX(v, pool->act_min), pool->act_max);
+    lo = hi = v;
+  }
+  for (uint32_t c = 0; c < count; ++c, mult += cs, shift += cs) {
+    int32_t v = *shift <= -2 ? ec_mbqm_right2(top[c], *mult, -*shift) : ec_mbqm(top[c], *mult, *shift);
+    v = ec_add_wrap(v, zp);
+    out[c] = (int8_t)EC_MIN(EC_MAX(v, lo), hi);
+  }
+}
+
+/* One or two conv pixels' inputs: `segs` runs of `seg` values, dy apart (the filter rows), in the input or in a
+ * patch; xb NULL for one pixel. */
+typedef struct {
+  const int8_t *xa, *xb;
+  size_t dy;
+  uint32_t segs, seg;
+} ec_pool_px;
+
+/* top[c] = max(top[c], the conv accumulators of the pixels) for `count` channels whose rows (int8, `stride`
+ * apart) start at w. */
+__attribute__((noinline)) static void ec_conv_pool_block(const ec_pool_px *x, const int8_t *w, size_t stride,
+                                                         const int32_t *bias, uint32_t count, int32_t *top) {
+  const uint32_t segs = x->segs, seg = x->seg;
+  const size_t dy = x->dy;
+  uint32_t c = 0;
+  for (; c + 2 <= count; c += 2, w += 2 * stride) {
+    const int8_t *xa = x->xa, *xb = x->xb, *w0 = w, *w1 = w + stride;
+    int32_t acc[4] = {bias[c], bias[c + 1], bias[c], bias[c + 1]};
+    if (xb != NULL) {
+      for (uint32_t s = 0; s < segs; ++s, xa += dy, xb += dy, w0 += seg, w1 += seg) ec_dot_2x2(xa, xb, w0, w1, seg, acc);
+      acc[0] = EC_MAX(acc[0], acc[2]);
+      acc[1] = EC_MAX(acc[1], acc[3]);
+    } else {
+      for (uint32_t s = 0; s < segs; ++s, xa += dy, w0 += seg, w1 += seg) ec_dot_1x2(xa, w0, w1, seg, acc);
+    }
+    top[c] = EC_MAX(top[c], acc[0]);
+    top[c + 1] = EC_MAX(top[c + 1], acc[1]);
+  }
+  if (c < count) {
+    const int8_t *xa = x->xa, *xb = x->xb != NULL ? x->xb : x->xa, *w0 = w;
+    int32_t acc[2] = {bias[c], bias[c]};
+    for (uint32_t s = 0; s < segs; ++s, xa += dy, xb += dy, w0 += seg) {
+      int32_t t[4] = {0, 0, 0, 0};
+      ec_dot_2x2(xa, xb, w0, w0, seg, t);
+      acc[0] = ec_add_wrap(acc[0], t[0]);
+      acc[1] = ec_add_wrap(acc[1], t[2]);
+    }
+    top[c] = EC_MAX(top[c], EC_MAX(acc[0], acc[1]));
+  }
+}
+
+#if EC_DSP
+/* Pixel j (of 4) of a group, n int8 values (a multiple of 4), widened into xw: for every 4 values, eight words,
+ * [x0 x2] [x1 x3] of pixel 0, then of pixels 1, 2, 3. */
+static void ec_pool_widen(const int8_t *x, uint32_t n, uint32_t j, uint32_t *xw) {
+  uint32_t *d = xw + 2 * j;
+  uint32_t i = 0;
+  for (; i + 4 <= n; i += 4, d += 8) {
+    const uint32_t v = ec_load32(x + i);
+    d[0] = (uint32_t)__sxtb16(v);
+    d[1] = (uint32_t)ec_sxtb16_ror8(v);
+  }
+}
+
+/* top[c] = max(top[c], the accumulators of the 4 widened pixels) over n values (a multiple of 4) for `count`
+ * channels whose rows follow each other from w (n apart). */
+__attribute__((noinline)) static void ec_pool_run4(const uint32_t *xw, uint32_t n, const int8_t *w,
+                                                   const int32_t *bias, uint32_t count, int32_t *top) {
+  const uint32_t *xend = xw + 2 * n;
+  for (int32_t *end = top + count; top != end; ++top) {
+    int32_t a0 = *bias++, a1 = a0, a2 = a0, a3 = a0;
+    for (const uint32_t *x = xw; x != xend; x += 8) {
+      const uint32_t v = ec_load32(w);
+      w += 4;
+      const int16x2_t wl = __sxtb16(v), wh = ec_sxtb16_ror8(v);
+      a0 = __smlad((int16x2_t)x[0], wl, a0);
+      a0 = __smlad((int16x2_t)x[1], wh, a0);
+      a1 = __smlad((int16x2_t)x[2], wl, a1);
+      a1 = __smlad((int16x2_t)x[3], wh, a1);
+      a2 = __smlad((int16x2_t)x[4], wl, a2);
+      a2 = __smlad((int16x2_t)x[5], wh, a2);
+      a3 = __smlad((int16x2_t)x[6], wl, a3);
+      a3 = __smlad((int16x2_t)x[7], wh, a3);
+    }
+    const int32_t m = EC_MAX(EC_MAX(a0, a1), EC_MAX(a2, a3));
+    *top = EC_MAX(*top, m);
+  }
+}
+#endif
+
+/* The pixel's inputs as runs: in the input where its window lies inside (a filter row one run: dil_w 1), else a
+ * patch (ec_conv_pool_fast has checked that k <= EC_PATCH wherever a pixel needs one). */
+static void ec_conv_pool_locate(const ec_conv_params *p, const int8_t *input, int oy, int ox, int8_t *patch,
+                                ec_pool_px *px) {
+  const ec_window *w = &p->win;
+  const uint32_t k = (uint32_t)w->k_h * w->k_w * w->in_c;
+  const int in_y0 = oy * w->stride_h - w->pad_h, in_x0 = ox * w->stride_w - w->pad_w;
+  const int inside = in_y0 >= 0 && in_y0 + (w->k_h - 1) * w->dil_h < w->in_h && in_x0 >= 0 &&
+                     in_x0 + (w->k_w - 1) * w->dil_w < w->in_w;
+  if (inside && (w->dil_w == 1 || w->k_w == 1)) {
+    px->xa = input + ((size_t)in_y0 * w->in_w + (size_t)in_x0) * w->in_c;
+    px->segs = w->k_h, px->seg = (uint32_t)w->k_w * w->in_c;
+    px->dy = (size_t)w->dil_h * w->in_w * w->in_c;
+    if (w->k_h == 1 || px->dy == px->seg) px->segs = 1, px->seg = k, px->dy = 0;
+    return;
+  }
+  ec_conv_patch(p, input, in_y0, in_x0, patch);
+  px->xa = patch;
+  px->segs = 1, px->seg = k, px->dy = 0;
+}
+
+static int ec_conv_pool_fast(const ec_conv_params *p, const int8_t *input, int8_t *output) {
+  const ec_window *w = &p->win;
+  const ec_pool_fusion *pool = p->pool;
+  const uint32_t k = (uint32_t)w->k_h * w->k_w * w->in_c, oc_n = w->out_c;
+  for (uint32_t oc = 0; oc < oc_n; ++oc) {
+    if (!ec_rq_monotone(&p->q, oc)) return 0;
+  }
+  if (k > EC_PATCH) { /* no patches: every conv pixel's window inside the input, its filter rows runs */
+    const int last_y = (w->out_h - 1) * w->stride_h - w->pad_h + (w->k_h - 1) * w->dil_h;
+    const int last_x = (w->out_w - 1) * w->stride_w - w->pad_w + (w->k_w - 1) * w->dil_w;
+    if (w->pad_h != 0 || w->pad_w != 0 || last_y >= w->in_h || last_x >= w->in_w) return 0;
+    if (w->dil_w != 1 && w->k_w != 1) return 0;
+  }
+  uint32_t block = EC_POOL_BLOCK;
+  if (p->w.table != NULL) {
+    block = EC_MIN(block, (2u * EC_ROW_SCRATCH / k) & ~1u);
+    if (block < 2u) return 0;
+  }
+  int8_t patch[2][EC_PATCH];
+  int32_t top[EC_POOL_BLOCK];
+#if EC_DSP
+  uint32_t xw[2 * EC_POOL_WIDE + 8]; /* four pixels widened (ec_pool_widen) */
+#endif
+  for (uint32_t oc0 = 0; oc0 < oc_n; oc0 += block) {
+    const uint32_t count = EC_MIN(block, oc_n - oc0);
+    const int8_t *rows = (const int8_t *)p->w.data + (size_t)oc0 * p->w.row_stride;
+    size_t stride = p->w.row_stride;
+    if (p->w.table != NULL) {
+      for (uint32_t c = 0; c < count; ++c) ec_row(&p->w, oc0 + c, EC_ROW(0) + (size_t)c * k, k);
+      rows = EC_ROW(0), stride = k;
+    }
+    const int32_t *bias = p->q.bias + oc0;
+    int8_t *out = output + oc0;
+    for (int py = 0; py < pool->out_h; ++py) {
+      const int y0 = py * pool->stride_h - pool->pad_h;
+      const int y_start = EC_MAX(0, y0), y_end = EC_MIN((int)w->out_h, y0 + pool->k_h);
+      for (int px = 0; px < pool->out_w; ++px, out += oc_n) {
+        const int x0 = px * pool->stride_w - pool->pad_w;
+        const int x_start = EC_MAX(0, x0), x_end = EC_MIN((int)w->out_w, x0 + pool->k_w);
+        for (uint32_t c = 0; c < count; ++c) top[c] = INT32_MIN;
+        /* the window's conv pixels in row order: (oy, ox) the next one */
+        int oy = x_start < x_end ? y_start : y_end, ox = x_start;
+#if EC_DSP
+        uint32_t j = 0; /* pixels widened into xw */
+#endif
+        ec_pool_px held = {NULL, NULL, 0, 0, 0}; /* a pixel waiting for a second (the pair path) */
+        while (oy < y_end) {
+          ec_pool_px cur;
+          ec_conv_pool_locate(p, input, oy, ox, patch[held.xa == patch[0]], &cur);
+          if (++ox == x_end) ox = x_start, ++oy;
+#if EC_DSP
+          if (cur.segs == 1 && k <= EC_POOL_WIDE && k % 4u == 0 && stride == k) {
+            ec_pool_widen(cur.xa, k, j, xw);
+            if (++j == 4 || oy >= y_end) {
+              for (; j < 4; ++j) ec_pool_widen(cur.xa, k, j, xw); /* a group short of 4 repeats its last */
+              ec_pool_run4(xw, k, rows, bias, count, top);
+              j = 0;
+            }
+            continue;
+          }
+#endif
+          cur.xb = NULL;
+          if (held.xa != NULL && held.segs == cur.segs && held.dy == cur.dy) {
+            held.xb = cur.xa;
+            ec_conv_pool_block(&held, rows, stride, bias, count, top);
+            held.xa = NULL;
+          } else {
+            if (held.xa != NULL) ec_conv_pool_block(&held, rows, stride, bias, count, top);
+            held = cur;
+          }
+        }
+        if (held.xa != NULL) ec_conv_pool_block(&held, rows, stride, bias, count, top);
+        ec_pool_requantize(&p->q, pool, oc0, count, top, y_start >= y_end || x_start >= x_end, out);
+      }
+    }
+  }
+  return 1;
+}
+
 void ec_conv(const ec_conv_params *p, const int8_t *input, int8_t *output) {
   const ec_window *w = &p->win;
   const ec_pool_fusion *pool = p->pool;
@@ -1214,6 +1535,7 @@ void ec_conv(const ec_conv_params *p, const int8_t *input, int8_t *output) {
     }
     return;
   }
+  if (ec_conv_pool_fast(p, input, output)) return;
   /* MAX_POOL_2D over the conv's output (TFLM reference_integer_ops::MaxPool), computed value by value. */
   int8_t *out = output;
   for (int py = 0; py < pool->out_h; ++py) {

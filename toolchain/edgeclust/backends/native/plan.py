@@ -109,10 +109,11 @@ def row_scratch_bytes(steps: tuple[Step, ...]) -> int:
     """One row of the kernels' scratch (ec_kernels.c EC_ROW_SCRATCH; the scratch holds two): the longest
     row these steps' fast paths decode there. Packed 1x1 convolutions decode two rows of in_c (plain int8 ones
     read their rows on flash); other packed convolutions decode two rows of k (a small filter's pixel-major
-    path as many channels as fit PIXEL_MAJOR_BLOCK_BYTES); a 3x3 depthwise convolution not in place holds one
-    channel's padded plane in both rows (depthwise_plane_bytes, up to two LONGEST_DECODED_ROW); a 4-bit fully
-    connected layer widens its n inputs to int16. A row longer than the scratch makes its kernel take a slower
-    path, so this sizes the scratch, never correctness."""
+    path as many channels as fit PIXEL_MAJOR_BLOCK_BYTES, and so does a packed convolution with a fused max
+    pool, two channels at least); a 3x3 depthwise convolution not in place holds one channel's padded plane in
+    both rows (depthwise_plane_bytes, up to two LONGEST_DECODED_ROW); a fully connected layer widens its n
+    inputs to int16 (4-bit rows: all n; plain int8 rows: the whole fours of them, four rows a pass). A row
+    longer than the scratch makes its kernel take a slower path, so this sizes the scratch, never correctness."""
     need = 4
     for step in steps:
         packed = isinstance(step, ConvStep | FullyConnectedStep) and step.weights.table is not None
@@ -128,6 +129,12 @@ def row_scratch_bytes(steps: tuple[Step, ...]) -> int:
             need = max(need, k)
             if not one_by_one and k <= PATCH_BYTES:
                 need = max(need, -(-min(w.out_c * k, PIXEL_MAJOR_BLOCK_BYTES) // 2))
+        elif isinstance(step, ConvStep) and packed:
+            # a fused max pool: the pool path decodes the channels in blocks (two rows of k at least)
+            w = step.window
+            k = w.k_h * w.k_w * w.in_c
+            if k <= LONGEST_DECODED_ROW:
+                need = max(need, k, -(-min(w.out_c * k, PIXEL_MAJOR_BLOCK_BYTES) // 2))
         elif isinstance(step, DepthwiseStep) and not isinstance(step, inplace.InPlaceDepthwiseStep):
             plane = depthwise_plane_bytes(step.window)
             if 0 < plane <= 2 * LONGEST_DECODED_ROW:
@@ -135,6 +142,10 @@ def row_scratch_bytes(steps: tuple[Step, ...]) -> int:
         elif isinstance(step, FullyConnectedStep) and packed and step.weights.bits == 4:
             if step.in_n % 2 == 0 and step.in_n <= LONGEST_DECODED_ROW:
                 need = max(need, step.in_n)
+        elif isinstance(step, FullyConnectedStep) and not packed and 4 <= step.in_n:
+            # plain int8 rows: the inputs widened once to int16 pairs, the whole fours of them
+            if step.in_n <= LONGEST_DECODED_ROW:
+                need = max(need, step.in_n & ~3)
     return -(-need // 4) * 4
 
 

@@ -157,8 +157,8 @@ static const ec_softmax_params softmax_6 = {
 static uint8_t ec_arena[EC_ARENA_BYTES] __attribute__((aligned(16)));
 
 /* The kernels' scratch for decoded weight rows: two rows of the longest this model's fast paths decode. */
-const uint32_t ec_row_scratch_bytes = 16u;
-int16_t ec_row_scratch[16] __attribute__((aligned(4)));
+const uint32_t ec_row_scratch_bytes = 36u;
+int16_t ec_row_scratch[36] __attribute__((aligned(4)));
 
 /* A buffer's first element, by its offset into the arena. */
 #define EC_INT8(offset) ((int8_t *)(ec_arena + (offset)))

@@ -119,8 +119,8 @@ static const ec_dequantize_params dequantize_4 = {
 static uint8_t ec_arena[EC_ARENA_BYTES] __attribute__((aligned(16)));
 
 /* The kernels' scratch for decoded weight rows: two rows of the longest this model's fast paths decode. */
-const uint32_t ec_row_scratch_bytes = 4u;
-int16_t ec_row_scratch[4] __attribute__((aligned(4)));
+const uint32_t ec_row_scratch_bytes = 8u;
+int16_t ec_row_scratch[8] __attribute__((aligned(4)));
 
 /* A buffer's first element, by its offset into the arena. */
 #define EC_INT8(offset) ((int8_t *)(ec_arena + (offset)))
