@@ -11,7 +11,7 @@ its SysTick ticks become instructions with the machine's calibration (edgeclust.
     python scripts/speed_matrix.py                                   # everything (long: ~100 firmwares)
     python scripts/speed_matrix.py --models ds_cnn fc_ae --boards qemu_mps2_an386 --clusters 0 16
     python scripts/speed_matrix.py --kernels /tmp/ec_kernels_before.c --label before ...   # another kernel file
-    TFLM_ROOT=~/tflm/tree-ref python scripts/speed_matrix.py --tflm-cmsis-root ~/tflm/tree-cmsis ...
+    TFLM_ROOT=~/tflm/tree-ref python scripts/speed_matrix.py --tflm-cmsis-root ~/tflm/tree-cmsis ...   # TFLM at -O2
 
 Columns: instructions per inference, instructions per MAC, flash (text + data) and RAM (data + bss + stack)
 of the linked firmware, for each runtime; last, the native firmware's flash (less its self-test data) over the
@@ -235,7 +235,7 @@ def run_native(backend, lowered, x, y, board, templates: str, kernels: Path | No
     return _result(status, "\n".join(lines), board, templates, size)
 
 
-def run_tflm(tflite, x, y, board, templates: str, tflm_root: Path):
+def run_tflm(tflite, x, y, board, templates: str, tflm_root: Path, opt: str = "-O2"):
     """(instructions, flash, ram, verdict) of the TFLM firmware (reference or CMSIS-NN tree) on `board`."""
     from edgeclust.backends.base import SelfTestCase
     from edgeclust.backends.tflm import TflmBackend
@@ -247,7 +247,8 @@ def run_tflm(tflite, x, y, board, templates: str, tflm_root: Path):
     lowered = backend.lower(tflite, weight_layouts(tflite))
     files = backend.render(lowered, board, [SelfTestCase(x[i], y[i]) for i in range(len(x))])
     with tempfile.TemporaryDirectory(prefix="edgeclust-speed-tflm-") as tmp:
-        elf = build_make_project(write_project(files, Path(tmp)), board, tflm_root=tflm_root, jobs=2)
+        project = write_project(files, Path(tmp))
+        elf = build_make_project(project, board, tflm_root=tflm_root, jobs=2, make_args=(f"OPT={opt}",))
         status, lines = icount.run_icount(elf, board, timeout_s=3600)
         size = elf_size(elf, board)
     return _result(status, "\n".join(lines), board, templates, size)
@@ -281,6 +282,9 @@ def main() -> int:
     parser.add_argument("--label", default="native", help="the native column's name (with --kernels)")
     parser.add_argument("--tflm-root", type=Path, default=os.environ.get("TFLM_ROOT") or None)
     parser.add_argument("--tflm-cmsis-root", type=Path, default=os.environ.get("TFLM_CMSIS_ROOT") or None)
+    parser.add_argument(
+        "--tflm-opt", default="-O2", help="optimisation of the TFLM firmwares and library (the project's default: -Os)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -327,7 +331,7 @@ def main() -> int:
                             r = run_native(backend, lowered, x, y, board, templates, args.kernels)
                         else:
                             root = args.tflm_root if runtime == "tflm-ref" else args.tflm_cmsis_root
-                            r = run_tflm(tflite, x, y, board, templates, root)
+                            r = run_tflm(tflite, x, y, board, templates, root, args.tflm_opt)
                     except EdgeclustError as e:
                         r = (None, 0, 0, "ERROR")
                         print(f"  {name} {board.id} {runtime}: {str(e)[:200]}", flush=True)
