@@ -1,5 +1,6 @@
 """Every native kernel path bit-exact on the cores that take it: the DSP path (SMLAD) on the Cortex-M4F, the
-MVE (Helium) dot products on the Cortex-M55, the plain-C path on the Cortex-M3 and M0, and the host build (ASan and UBSan) against the tflite_micro interpreter.
+MVE (Helium) dot products on the Cortex-M55, the plain-C path on the Cortex-M3 and M0, and the host build (ASan
+and UBSan) against the tflite_micro interpreter.
 
 One small model whose shapes break the fast paths' blocking: odd output channel counts (a channel pair short of
 one), odd output widths (a pixel pair short of one), padding (border pixels), strides, dilation (a window in
