@@ -89,6 +89,27 @@ def check_bit_exact(tflite: bytes, n: int = 8, *, layouts=None, backend: NativeB
     return lowered
 
 
+def qemu_self_test(tflite: bytes, board_id: str, folder, n: int = 3, *, lowered=None) -> list[str]:
+    """The native firmware for `board_id` with `n` self-test cases (expected outputs from the host build),
+    built in `folder` and run under QEMU -icount: asserts its self-test passed bit-exact; returns its lines."""
+    from edgeclust.backends.base import SelfTestCase
+    from edgeclust.codegen.board import load_board
+    from edgeclust.device.build import build_make_project, write_project
+    from edgeclust.device.icount import run_icount
+    from edgeclust.resources import boards_dir
+
+    board = load_board(board_id, boards_dir())
+    backend = NativeBackend()
+    lowered = lowered or backend.lower(tflite, weight_layouts(tflite))
+    x = int8_inputs(tflite, n)
+    expected = backend.run_host(lowered, x)
+    files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(n)])
+    status, lines = run_icount(build_make_project(write_project(files, folder), board), board)
+    console = "\n".join(lines)
+    assert status == 0 and f"self-test: PASS ({n}/{n} outputs bit-identical" in console, console
+    return lines
+
+
 @pytest.fixture(scope="session")
 def keras():
     import keras
@@ -104,6 +125,7 @@ class Helpers:
     weights_with_values = staticmethod(weights_with_values)
     int8_inputs = staticmethod(int8_inputs)
     check_bit_exact = staticmethod(check_bit_exact)
+    qemu_self_test = staticmethod(qemu_self_test)
 
 
 @pytest.fixture(scope="session")

@@ -132,12 +132,6 @@ def test_gemmlowp_helpers_against_float():
 def test_elementwise_kernels_in_one_qemu_firmware(keras, nx, tmp_path):
     """Squeeze-excite MUL, constant SUB / MUL, a broadcast ADD and every table op in one firmware on
     qemu_mps2_an386: the self-test (the host build's outputs) passes bit for bit."""
-    from edgeclust.backends.base import SelfTestCase
-    from edgeclust.codegen.board import load_board
-    from edgeclust.device.build import build_make_project, write_project
-    from edgeclust.device.icount import run_icount
-    from edgeclust.resources import boards_dir
-
     keras.utils.set_random_seed(3)
     L = keras.layers
     inputs = keras.Input((4, 4, 8), batch_size=1)
@@ -160,16 +154,7 @@ def test_elementwise_kernels_in_one_qemu_firmware(keras, nx, tmp_path):
     lowered = nx.check_bit_exact(tflite, n=4)
     kernels = {step.kernel for step in lowered.details.program.steps}
     assert {"ec_lut", "ec_binary", "ec_binary_const"} <= kernels
-    board = load_board("qemu_mps2_an386", boards_dir())
-    backend = NativeBackend()
-    x = nx.int8_inputs(tflite, 3)
-    expected = backend.run_host(lowered, x)
-    files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])
-    elf = build_make_project(write_project(files, tmp_path), board)
-    status, lines = run_icount(elf, board)
-    console = "\n".join(lines)
-    assert status == 0, console
-    assert "self-test: PASS (3/3 outputs bit-identical" in console
+    nx.qemu_self_test(tflite, "qemu_mps2_an386", tmp_path, lowered=lowered)
 
 
 def _fuzz_module():

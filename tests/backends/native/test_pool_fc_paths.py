@@ -15,14 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeclust.backends.base import SelfTestCase
 from edgeclust.backends.native import NativeBackend
 from edgeclust.backends.native.records import ConvStep
-from edgeclust.codegen.board import load_board
-from edgeclust.device.build import build_make_project, cross_compiler_present, write_project
-from edgeclust.device.icount import inference_ticks, run_icount
+from edgeclust.device.build import cross_compiler_present
+from edgeclust.device.icount import inference_ticks
 from edgeclust.pipeline.layouts import weight_layouts
-from edgeclust.resources import boards_dir
 
 pytestmark = pytest.mark.skipif(not cross_compiler_present(), reason="arm-none-eabi-gcc is not installed")
 
@@ -88,15 +85,5 @@ def test_host_build_matches_tflm(nx, models, values, per_channel):
     ],
 )
 def test_firmware_self_test_is_bit_exact(nx, models, board_id, values, per_channel, tmp_path):
-    tflite = models[values, per_channel]
-    board = load_board(board_id, boards_dir())
-    backend = NativeBackend()
-    lowered = backend.lower(tflite, weight_layouts(tflite))
-    x = nx.int8_inputs(tflite, 3)
-    expected = backend.run_host(lowered, x)
-    files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])
-    elf = build_make_project(write_project(files, tmp_path), board)
-    status, lines = run_icount(elf, board)
-    console = "\n".join(lines)
-    assert status == 0 and "self-test: PASS (3/3" in console, console
+    lines = nx.qemu_self_test(models[values, per_channel], board_id, tmp_path)
     assert inference_ticks(lines) > 0
