@@ -129,3 +129,20 @@ def test_lut_model_accuracy_equals_int8_in_tflm(plain, test_set, lut):
     lut = lut(plain.int8)
     with_lut = parity.compare("lut", parity.run_tflm(lut.model, x), labels=y, reference=parity.run_tflm(plain.int8, x))
     assert with_lut.bit_exact and with_lut.max_lsb_diff == 0
+
+
+def test_arena_search_survives_sizes_on_which_tflm_crashes():
+    """The FC autoencoder of scripts/speed_matrix.py (640 -> 4 x 128 -> 8 -> 4 x 128 -> 640, random weights, int8):
+    the tflite_micro wheel segfaults when given 22,032 bytes for it (22,016 fails cleanly, 22,048 runs); the
+    search counts such a size as too small instead of failing the build."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "speed_matrix.py"
+    spec = importlib.util.spec_from_file_location("speed_matrix", script)
+    speed_matrix = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed_matrix)
+    tflite, _ = speed_matrix.build_tflite("fc_ae", 0, 0)
+    arena = parity.tflm_arena_bytes(tflite)
+    assert arena % 16 == 0
+    assert parity.run_tflm(tflite, np.zeros((1, 640), np.int8), arena_size=arena).shape == (1, 640)
