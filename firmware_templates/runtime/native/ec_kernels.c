@@ -711,6 +711,229 @@ static void ec_conv_1x1(const ec_conv_params *p, const int8_t *input, int8_t *ou
   }
 }
 
+/* ---- CONV_2D through an int16 im2col: four output pixels widened once, every output channel over them ----
+ * CMSIS-NN arm_convolve_s8's order (pixels outer, channels inner), blocked the other way round: four pixels
+ * times one channel, so each weight word is widened once for four pixels and the pixels' int16 pairs come in
+ * by LDM, four words an instruction. The group's windows are laid out for that: per four values of k, eight
+ * words, [x0 x2] [x1 x3] (SXTB16's pairs) of pixel 0, then of pixels 1, 2, 3. */
+#if !EC_MVE /* Cortex-M55 keeps the int8 paths, whose dot products are MVE's */
+
+#if EC_DSP
+/* One group of four values: one LDR and two SXTB16 of the weights, two LDM of the pixels' pairs (fixed
+ * registers r8-r11: LDM wants them ascending), eight SMLAD. */
+#define EC_DOT4PX_GROUP                 \
+  "ldr %[v], [%[w]], #4\n\t"            \
+  "sxtb16 %[t], %[v]\n\t"               \
+  "sxtb16 %[v], %[v], ror #8\n\t"       \
+  "ldmia %[x]!, {r8, r9, r10, r11}\n\t" \
+  "smlad %[a0], r8, %[t], %[a0]\n\t"    \
+  "smlad %[a0], r9, %[v], %[a0]\n\t"    \
+  "smlad %[a1], r10, %[t], %[a1]\n\t"   \
+  "smlad %[a1], r11, %[v], %[a1]\n\t"   \
+  "ldmia %[x]!, {r8, r9, r10, r11}\n\t" \
+  "smlad %[a2], r8, %[t], %[a2]\n\t"    \
+  "smlad %[a2], r9, %[v], %[a2]\n\t"    \
+  "smlad %[a3], r10, %[t], %[a3]\n\t"   \
+  "smlad %[a3], r11, %[v], %[a3]\n\t"
+#endif
+
+/* a0..a3 += the dot products of the int8 row w (n values, a multiple of 4) with the group's four pixels xw. */
+#if EC_DSP
+#define EC_DOT_4PX(X, W, N, A0, A1, A2, A3)                                                                     \
+  do {                                                                                                           \
+    const uint32_t *x_ = (X), *end_ = x_ + 2u * (N);                                                            \
+    const int8_t *w_ = (W);                                                                                      \
+    uint32_t v_, t_;                                                                                             \
+    if ((N) & 4u) {                                                                                              \
+      __asm__ volatile(EC_DOT4PX_GROUP                                                                           \
+                       : [a0] "+r"(A0), [a1] "+r"(A1), [a2] "+r"(A2), [a3] "+r"(A3), [x] "+r"(x_), [w] "+r"(w_), \
+                         [v] "=&r"(v_), [t] "=&r"(t_)                                                            \
+                       :                                                                                         \
+                       : "r8", "r9", "r10", "r11", "memory");                                                    \
+    }                                                                                                            \
+    if (x_ != end_) {                                                                                            \
+      __asm__ volatile("1:\n\t" EC_DOT4PX_GROUP EC_DOT4PX_GROUP                                                    \
+                       "cmp %[x], %[end]\n\t"                                                                    \
+                       "bne 1b\n\t"                                                                              \
+                       : [a0] "+r"(A0), [a1] "+r"(A1), [a2] "+r"(A2), [a3] "+r"(A3), [x] "+r"(x_), [w] "+r"(w_), \
+                         [v] "=&r"(v_), [t] "=&r"(t_)                                                            \
+                       : [end] "r"(end_)                                                                         \
+                       : "r8", "r9", "r10", "r11", "cc", "memory");                                              \
+    }                                                                                                            \
+  } while (0)
+#else
+static inline void ec_dot_4px_c(const uint32_t *xw, const int8_t *w, uint32_t n, int32_t *a) {
+  uint32_t s[4] = {(uint32_t)a[0], (uint32_t)a[1], (uint32_t)a[2], (uint32_t)a[3]};
+  for (uint32_t i = 0; i < n; i += 4, w += 4, xw += 8) {
+    const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+    for (uint32_t j = 0; j < 4; ++j) {
+      const uint32_t lo = xw[2 * j], hi = xw[2 * j + 1];
+      s[j] += (uint32_t)((int16_t)(lo & 0xFFFFu) * w0) + (uint32_t)((int16_t)(lo >> 16) * w2) +
+              (uint32_t)((int16_t)(hi & 0xFFFFu) * w1) + (uint32_t)((int16_t)(hi >> 16) * w3);
+    }
+  }
+  a[0] = (int32_t)s[0], a[1] = (int32_t)s[1], a[2] = (int32_t)s[2], a[3] = (int32_t)s[3];
+}
+#define EC_DOT_4PX(xw, w, n, a0, a1, a2, a3) \
+  do {                                       \
+    int32_t s_[4] = {a0, a1, a2, a3};        \
+    ec_dot_4px_c((xw), (w), (n), s_);        \
+    a0 = s_[0], a1 = s_[1], a2 = s_[2], a3 = s_[3]; \
+  } while (0)
+#endif
+
+/* n int8 (a multiple of 4) widened into one pixel's slots of a group: dst[0], dst[1] every eight words;
+ * sixteen values a pass. */
+static inline void ec_im2col_widen(const int8_t *x, uint32_t n, uint32_t *dst) {
+#if EC_DSP
+  for (const int8_t *end = x + (n & ~15u); x != end; x += 16, dst += 32) {
+    const uint32_t v0 = ec_load32(x), v1 = ec_load32(x + 4), v2 = ec_load32(x + 8), v3 = ec_load32(x + 12);
+    dst[0] = (uint32_t)__sxtb16(v0), dst[1] = (uint32_t)ec_sxtb16_ror8(v0);
+    dst[8] = (uint32_t)__sxtb16(v1), dst[9] = (uint32_t)ec_sxtb16_ror8(v1);
+    dst[16] = (uint32_t)__sxtb16(v2), dst[17] = (uint32_t)ec_sxtb16_ror8(v2);
+    dst[24] = (uint32_t)__sxtb16(v3), dst[25] = (uint32_t)ec_sxtb16_ror8(v3);
+  }
+  for (const int8_t *end = x + (n & 15u); x != end; x += 4, dst += 8) {
+    const uint32_t v = ec_load32(x);
+    dst[0] = (uint32_t)__sxtb16(v), dst[1] = (uint32_t)ec_sxtb16_ror8(v);
+  }
+#else
+  for (const int8_t *end = x + n; x != end; x += 4, dst += 8) {
+    dst[0] = (uint32_t)(uint16_t)(int16_t)x[0] | (uint32_t)(uint16_t)(int16_t)x[2] << 16;
+    dst[1] = (uint32_t)(uint16_t)(int16_t)x[1] | (uint32_t)(uint16_t)(int16_t)x[3] << 16;
+  }
+#endif
+}
+
+/* The group's pixels from `pix` on (count of them; the others repeat the last). A window inside the input is
+ * widened row by row where its filter rows are whole fours of values (`direct`), else copied row by row into
+ * the int8 patch (k4 bytes, the tail past k zero) and widened from there; a window across the padding is built
+ * by ec_conv_patch. */
+__attribute__((noinline)) static void ec_im2col_group(const ec_conv_params *p, const int8_t *input, uint32_t pix,
+                                                      uint32_t count, uint32_t k4, int direct, uint32_t *xw,
+                                                      int8_t *patch) {
+  const ec_window *w = &p->win;
+  const uint32_t c = w->in_c, run = (uint32_t)w->k_w * c;
+  const size_t in_row = (size_t)w->in_w * c, dy = (size_t)w->dil_h * in_row;
+  for (uint32_t j = 0; j < 4; ++j) {
+    const uint32_t q = pix + (j < count ? j : count - 1u);
+    const int oy = (int)(q / w->out_w), ox = (int)(q % w->out_w);
+    const int in_y0 = oy * w->stride_h - w->pad_h, in_x0 = ox * w->stride_w - w->pad_w;
+    uint32_t *d = xw + 2u * j;
+    if (w->dil_w == 1 && in_y0 >= 0 && in_y0 + (w->k_h - 1) * w->dil_h < w->in_h && in_x0 >= 0 &&
+        in_x0 + w->k_w <= w->in_w) {
+      const int8_t *x = input + (size_t)in_y0 * in_row + (size_t)in_x0 * c;
+      if (direct) {
+        for (int ky = 0; ky < w->k_h; ++ky, x += dy, d += 2u * run) ec_im2col_widen(x, run, d);
+        continue;
+      }
+      int8_t *t = patch;
+      for (int ky = 0; ky < w->k_h; ++ky, x += dy) {
+        for (uint32_t i = 0; i < run; ++i) *t++ = x[i];
+      }
+    } else {
+      ec_conv_patch(p, input, in_y0, in_x0, patch);
+    }
+    ec_im2col_widen(patch, k4, d);
+  }
+}
+
+/* One group's outputs for the channels [oc0, oc_end): each row (`stride` apart from f) over the four pixels,
+ * requantized by ec_rq_fast where the channel allows (`fast`: the layer's zero point and range do), the first
+ * `count` stored. */
+__attribute__((always_inline)) static inline void ec_im2col_channels_n(const ec_conv_params *p, const uint32_t *xw,
+                                                                       const int8_t *f, size_t stride, uint32_t k4,
+                                                                       uint32_t oc0, uint32_t oc_end,
+                                                                       uint32_t count, int fast, int8_t *out) {
+  const ec_requant *rq = &p->q;
+  const size_t oc_n = p->win.out_c;
+  const uint32_t cs = rq->channel_stride;
+  const int32_t zp = rq->output_zero_point;
+  const int32_t *bias = rq->bias + oc0, *mult = rq->multiplier + (size_t)oc0 * cs;
+  const int8_t *shift = rq->shift + (size_t)oc0 * cs;
+  out += oc0;
+  for (uint32_t oc = oc0; oc < oc_end; ++oc, f += stride, mult += cs, shift += cs, ++out) {
+    int32_t a0 = *bias++, a1 = a0, a2 = a0, a3 = a0;
+    EC_DOT_4PX(xw, f, k4, a0, a1, a2, a3);
+    const int32_t m = *mult, s = *shift;
+    ec_rq q;
+    if (fast && m >= 0 && s <= -2 && s >= -23) {
+      q.multiplier = m, q.shift = s;
+      q.high = (int32_t)(1u << (-s - 2)) + zp * (int32_t)(1u << (-s - 1));
+      out[0] = ec_rq_fast(&q, a0);
+      if (count > 1) out[oc_n] = ec_rq_fast(&q, a1);
+      if (count > 2) out[2 * oc_n] = ec_rq_fast(&q, a2);
+      if (count > 3) out[3 * oc_n] = ec_rq_fast(&q, a3);
+    } else {
+      ec_rq_load(&q, rq, oc);
+      out[0] = ec_rq_apply(&q, a0);
+      if (count > 1) out[oc_n] = ec_rq_apply(&q, a1);
+      if (count > 2) out[2 * oc_n] = ec_rq_apply(&q, a2);
+      if (count > 3) out[3 * oc_n] = ec_rq_apply(&q, a3);
+    }
+  }
+}
+
+/* ec_im2col_channels_n for a whole group of four pixels, and for fewer. */
+__attribute__((noinline)) static void ec_im2col_channels4(const ec_conv_params *p, const uint32_t *xw,
+                                                          const int8_t *f, size_t stride, uint32_t k4, uint32_t oc0,
+                                                          uint32_t oc_end, int fast, int8_t *out) {
+  ec_im2col_channels_n(p, xw, f, stride, k4, oc0, oc_end, 4, fast, out);
+}
+
+__attribute__((noinline)) static void ec_im2col_channels(const ec_conv_params *p, const uint32_t *xw,
+                                                         const int8_t *f, size_t stride, uint32_t k4, uint32_t oc0,
+                                                         uint32_t oc_end, uint32_t count, int fast, int8_t *out) {
+  ec_im2col_channels_n(p, xw, f, stride, k4, oc0, oc_end, count, fast, out);
+}
+
+/* The int16 im2col path: the group's windows at the scratch's start (8 * k4 bytes, k4: k rounded up to a
+ * multiple of 4), then an int8 patch (k4 bytes); plain int8 rows of k4 values are read on flash, other rows
+ * (packed, or k not a multiple of 4) copied or decoded into the rest of the scratch, k4 bytes apart and zero
+ * past k, as many channels a block as fit. 0 when the scratch holds not the windows and one row. */
+static int ec_conv_im2col(const ec_conv_params *p, const int8_t *input, int8_t *output, uint32_t k) {
+  const ec_window *w = &p->win;
+  const uint32_t k4 = (k + 3u) & ~3u, oc_n = w->out_c;
+  const size_t room = 2u * (size_t)EC_ROW_SCRATCH, cols = 9u * (size_t)k4;
+  const int on_flash = p->w.table == NULL && k == k4;
+  if (cols + (on_flash ? 0u : k4) > room) return 0;
+  uint32_t block = on_flash ? oc_n : (uint32_t)((room - cols) / k4);
+  if (block > oc_n) block = oc_n;
+  uint32_t *xw = (uint32_t *)(void *)ec_row_scratch;
+  int8_t *patch = (int8_t *)(xw + 2u * k4), *rows = patch + k4;
+  memset(patch + k, 0, k4 - k);
+  const int direct = ((uint32_t)w->k_w * w->in_c) % 4u == 0;
+  const uint32_t pixels = (uint32_t)w->out_h * w->out_w;
+  const int32_t zp = p->q.output_zero_point;
+  const int fast = zp >= -128 && zp <= 127 && p->q.act_min == -128 && p->q.act_max == 127;
+  for (uint32_t oc0 = 0; oc0 < oc_n; oc0 += block) {
+    const uint32_t oc_end = oc0 + block < oc_n ? oc0 + block : oc_n;
+    const int8_t *filter = (const int8_t *)p->w.data + (size_t)oc0 * p->w.row_stride;
+    size_t stride = p->w.row_stride;
+    if (!on_flash) {
+      for (uint32_t oc = oc0; oc < oc_end; ++oc) {
+        int8_t *r = rows + (size_t)(oc - oc0) * k4;
+        ec_row_copy(&p->w, oc, r, k);
+        memset(r + k, 0, k4 - k);
+      }
+      filter = rows;
+      stride = k4;
+    }
+    for (uint32_t pix = 0; pix < pixels; pix += 4) {
+      const uint32_t count = pixels - pix < 4u ? pixels - pix : 4u;
+      ec_im2col_group(p, input, pix, count, k4, direct, xw, patch);
+      int8_t *out = output + (size_t)pix * oc_n;
+      if (count == 4) {
+        ec_im2col_channels4(p, xw, filter, stride, k4, oc0, oc_end, fast, out);
+      } else {
+        ec_im2col_channels(p, xw, filter, stride, k4, oc0, oc_end, count, fast, out);
+      }
+    }
+  }
+  return 1;
+}
+#endif
+
 /* CONV_2D without a fused pool (TFLM reference_integer_ops::ConvPerChannel): output channels two at a time,
  * their rows decoded once, then every output pixel; two pixels of a row whose windows lie inside the input
  * share each weight and input load (ec_dot_2x2). 0 when the rows do not fit the scratch. */
@@ -723,6 +946,9 @@ static int ec_conv_fast(const ec_conv_params *p, const int8_t *input, int8_t *ou
     ec_conv_1x1(p, input, output);
     return 1;
   }
+#if !EC_MVE
+  if (ec_conv_im2col(p, input, output, k)) return 1;
+#endif
   if (ec_conv_pixel_major(p, input, output, k)) return 1;
   const int contiguous = w->dil_w == 1; /* a filter row's k_w * in_c inputs are one run */
   const uint32_t seg = contiguous ? (uint32_t)w->k_w * w->in_c : w->in_c;
@@ -1708,19 +1934,105 @@ void ec_mean_hw(const ec_mean_params *p, const int8_t *input, int8_t *output) {
   }
 }
 
-/* ---- ADD of two same-shape tensors (TFLM reference_integer_ops::AddFunc) ---- */
+/* ---- ADD of two same-shape tensors (TFLM reference_integer_ops::AddElementwise) ---- */
 
-void ec_add(const ec_add_params *p, const int8_t *input1, const int8_t *input2, int8_t *output) {
+/* TFLM's arithmetic, element by element. */
+static void ec_add_plain(const ec_add_params *p, const int8_t *input1, const int8_t *input2, int8_t *output) {
   for (uint32_t i = 0; i < p->size; ++i) {
     const int32_t a = ec_shl(p->input1_offset + input1[i], p->left_shift);
     const int32_t b = ec_shl(p->input2_offset + input2[i], p->left_shift);
     const int32_t sa = ec_multiply_by_quantized_multiplier(a, p->input1_multiplier, p->input1_shift);
     const int32_t sb = ec_multiply_by_quantized_multiplier(b, p->input2_multiplier, p->input2_shift);
-    int32_t v = ec_multiply_by_quantized_multiplier(sa + sb, p->output_multiplier, p->output_shift) +
-                p->output_offset;
+    int32_t v = ec_add_wrap(ec_multiply_by_quantized_multiplier(ec_add_wrap(sa, sb), p->output_multiplier,
+                                                                p->output_shift),
+                            p->output_offset);
     v = EC_MAX(v, p->act_min);
     v = EC_MIN(v, p->act_max);
     output[i] = (int8_t)v;
+  }
+}
+
+/* Each input's scaled value, MultiplyByQuantizedMultiplierSmallerThanOneExp((x + offset) << left_shift), depends
+ * on its int8 alone: two tables of 256 int32 (built per call in the scratch, 2 KB) leave per element two
+ * lookups, a wrapping add and the output's requantization, ec_rq_fast with the output offset in its high word
+ * where the output multiplier allows (right shift 2..23), else ec_mbqm_right; TFLM's own arithmetic for fewer
+ * than 512 elements (plan.py ADD_TABLES_FROM: the tables cost ~15k instructions) or a scratch too small. 17
+ * instructions an element on Cortex-M4 where TFLM's arithmetic takes 104. */
+__attribute__((noinline)) static void ec_add_tables(const ec_add_params *p, int32_t *t) {
+  for (int32_t v = -128; v < 128; ++v) {
+    t[(uint8_t)v] = ec_mbqm(ec_shl(p->input1_offset + v, p->left_shift), p->input1_multiplier, p->input1_shift);
+    t[256 + (uint8_t)v] = ec_mbqm(ec_shl(p->input2_offset + v, p->left_shift), p->input2_multiplier,
+                                  p->input2_shift);
+  }
+}
+
+/* The elements through the tables t (input 1) and t + 256 (input 2), requantized by ec_rq_fast's arithmetic
+ * (multiplier m, high word `high`, right shift r - 1 after the high word), clamped below at lo (the top of the
+ * range is 127: the saturation). */
+__attribute__((noinline)) static void ec_add_fast(const int32_t *t, const uint8_t *a, const uint8_t *b, int8_t *out,
+                                                  uint32_t n, int32_t m, int32_t high, int32_t r, int32_t lo) {
+  const int32_t *t2 = t + 256;
+  int8_t *end = out + n;
+#if EC_DSP
+  /* GCC 12 spills the loop's operands; written out it is 17 instructions an element */
+  if (out != end) {
+    const int32_t sh = r - 1;
+    uint32_t x, y, z;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldrb %[x], [%[a]], #1\n\t"
+        "ldrb %[y], [%[b]], #1\n\t"
+        "ldr %[x], [%[t], %[x], lsl #2]\n\t"
+        "ldr %[y], [%[t2], %[y], lsl #2]\n\t"
+        "add %[x], %[x], %[y]\n\t"
+        "and %[y], %[x], #0x80000000\n\t"
+        "orr %[y], %[y], #0x40000000\n\t"
+        "add %[z], %[high], %[x], asr #31\n\t"
+        "smlal %[y], %[z], %[x], %[m]\n\t"
+        "asr %[z], %[z], %[sh]\n\t"
+        "ssat %[z], #8, %[z]\n\t"
+        "cmp %[z], %[lo]\n\t"
+        "it lt\n\t"
+        "movlt %[z], %[lo]\n\t"
+        "strb %[z], [%[out]], #1\n\t"
+        "cmp %[out], %[end]\n\t"
+        "bne 1b\n\t"
+        : [a] "+r"(a), [b] "+r"(b), [out] "+r"(out), [x] "=&r"(x), [y] "=&r"(y), [z] "=&r"(z)
+        : [t] "r"(t), [t2] "r"(t2), [end] "r"(end), [high] "r"(high), [m] "r"(m), [sh] "r"(sh), [lo] "r"(lo)
+        : "cc", "memory");
+  }
+#else
+  for (; out != end; ++out) {
+    const int32_t x = ec_add_wrap(t[*a++], t2[*b++]);
+    const uint32_t wl = 0x40000000u | ((uint32_t)x & 0x80000000u);
+    const uint32_t wh = (uint32_t)high + (uint32_t)(x >> 31);
+    const int64_t v = (int64_t)(((uint64_t)wh << 32) | wl) + (int64_t)x * m;
+    const int32_t y = (int32_t)(v >> 32) >> (r - 1);
+    *out = (int8_t)EC_MAX(EC_MIN(EC_MAX(y, -128), 127), lo);
+  }
+#endif
+}
+
+void ec_add(const ec_add_params *p, const int8_t *input1, const int8_t *input2, int8_t *output) {
+  const int32_t m = p->output_multiplier, shift = p->output_shift, zp = p->output_offset;
+  const int32_t lo = p->act_min, hi = p->act_max;
+  if (p->size < 512u || EC_ROW_SCRATCH < 1024u || !ec_right_form(m, shift) || lo < -128 || hi > 127) {
+    ec_add_plain(p, input1, input2, output);
+    return;
+  }
+  int32_t *t = (int32_t *)(void *)ec_row_scratch;
+  ec_add_tables(p, t);
+  const uint8_t *a = (const uint8_t *)input1, *b = (const uint8_t *)input2;
+  const int r = -shift;
+  if (r >= 2 && r <= 23 && zp >= -128 && zp <= 127 && hi == 127) {
+    const int32_t high = (int32_t)(1u << (r - 2)) + zp * (int32_t)(1u << (r - 1));
+    ec_add_fast(t, a, b, output, p->size, m, high, r, lo);
+    return;
+  }
+  const int64_t round = ec_round_right(r);
+  for (uint32_t i = 0; i < p->size; ++i) {
+    const int32_t v = ec_add_wrap(ec_mbqm_right(ec_add_wrap(t[a[i]], t[256 + b[i]]), m, r, round), zp);
+    output[i] = (int8_t)EC_MIN(EC_MAX(v, lo), hi);
   }
 }
 

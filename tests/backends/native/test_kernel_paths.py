@@ -95,3 +95,55 @@ def test_firmware_self_test_is_bit_exact(nx, models, board_id, values, per_chann
     console = "\n".join(lines)
     assert status == 0 and "self-test: PASS (3/3" in console, console
     assert inference_ticks(lines) > 0
+
+
+def im2col_breaker(keras):
+    """Shapes that break the int16 im2col path's blocking (ec_conv_im2col): windows widened straight from the
+    input with an odd count of four-value groups (k = 36), stride 2 with padding, relu6 (requantized without
+    ec_rq_fast), 25 pixels (a group of four short of three), packed rows in two blocks (17 channels of 288:
+    more than the block holds), k not a multiple of 4 (rows copied into the scratch), 1x1 with stride 2."""
+    layers = keras.layers
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((9, 9, 4), batch_size=1)
+    x = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu6")(inputs)  # 5x5x32, k = 36
+    x = layers.Conv2D(17, 3, padding="same")(x)  # k = 288, 17 channels, 25 pixels
+    x = layers.Conv2D(8, 1, strides=2, padding="same", activation="relu")(x)  # 1x1 s2, k = 17
+    x = layers.Conv2D(4, 1, strides=2)(x)  # 1x1 s2, k = 8: straight from the input
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(3)(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def im2col_models(nx, keras):
+    data = np.random.default_rng(0).normal(size=(64, 9, 9, 4)).astype(np.float32)
+    built = {}
+    for values in (16, 4, 0):
+        model = im2col_breaker(keras)
+        if values:
+            nx.weights_with_values(model, values)
+        built[values] = nx.convert(model, data, per_channel=True)
+    return built
+
+
+@pytest.mark.parametrize("values", [16, 4, 0], ids=["4bit", "2bit", "int8"])
+def test_im2col_host_build_matches_tflm(nx, im2col_models, values):
+    nx.check_bit_exact(im2col_models[values], n=6, backend=NativeBackend(sanitize=True))
+
+
+@pytest.mark.parametrize(
+    "board_id,values",
+    [("qemu_mps2_an386", 16), ("qemu_mps2_an386", 0), ("qemu_mps3_an547", 16), ("qemu_lm3s6965evb", 0)],
+)
+def test_im2col_firmware_is_bit_exact(nx, im2col_models, board_id, values, tmp_path):
+    tflite = im2col_models[values]
+    board = load_board(board_id, boards_dir())
+    backend = NativeBackend()
+    lowered = backend.lower(tflite, weight_layouts(tflite))
+    x = nx.int8_inputs(tflite, 3)
+    expected = backend.run_host(lowered, x)
+    files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])
+    elf = build_make_project(write_project(files, tmp_path), board)
+    status, lines = run_icount(elf, board)
+    console = "\n".join(lines)
+    assert status == 0 and "self-test: PASS (3/3" in console, console

@@ -26,6 +26,11 @@ CONV_IN_PLACE = True
 PATCH_BYTES = 256
 LONGEST_DECODED_ROW = 1280
 PIXEL_MAJOR_BLOCK_BYTES = 1024
+# the int16 im2col path (ec_conv_im2col): the longest window it widens, and the decoded rows a block holds
+IM2COL_MAX_K = 768
+IM2COL_BLOCK_BYTES = 4096
+# ec_add's tables (2 KB of scratch) from this many elements on: building them costs ~15k instructions
+ADD_TABLES_FROM = 512
 
 
 def plan_program(
@@ -107,13 +112,18 @@ def depthwise_plane_bytes(w) -> int:
 
 def row_scratch_bytes(steps: tuple[Step, ...]) -> int:
     """One row of the kernels' scratch (ec_kernels.c EC_ROW_SCRATCH; the scratch holds two): the longest
-    row these steps' fast paths decode there. Packed 1x1 convolutions decode two rows of in_c (plain int8 ones
-    read their rows on flash); other packed convolutions decode two rows of k (a small filter's pixel-major
-    path as many channels as fit PIXEL_MAJOR_BLOCK_BYTES, and so does a packed convolution with a fused max
-    pool, two channels at least); a 3x3 depthwise convolution not in place holds one channel's padded plane in
-    both rows (depthwise_plane_bytes, up to two LONGEST_DECODED_ROW); a fully connected layer widens its n
-    inputs to int16 (4-bit rows: all n; plain int8 rows: the whole fours of them, four rows a pass). A row
-    longer than the scratch makes its kernel take a slower path, so this sizes the scratch, never correctness."""
+    row these steps' fast paths decode or build there. A convolution other than the 1x1 matrix product with
+    k <= IM2COL_MAX_K takes the int16 im2col path (ec_conv_im2col): four pixels' windows widened to int16
+    (8 * k4 bytes, k4 = k rounded up to 4) and an int8 patch (k4), then, for packed rows or k not a multiple
+    of 4, its rows decoded or copied k4 apart (all channels, up to IM2COL_BLOCK_BYTES, one row at least); an
+    ADD of ADD_TABLES_FROM elements or more holds its two tables of 256 int32 (2 KB). Packed 1x1 convolutions
+    decode two rows of in_c (plain int8 ones read their rows on flash); other packed convolutions decode two
+    rows of k (a small filter's pixel-major path, on the Cortex-M55, as many channels as fit
+    PIXEL_MAJOR_BLOCK_BYTES, and so does a packed convolution with a fused max pool, two channels at least); a
+    3x3 depthwise convolution not in place holds one channel's padded plane in both rows
+    (depthwise_plane_bytes, up to two LONGEST_DECODED_ROW); a fully connected layer widens its n inputs to
+    int16 (4-bit rows: all n; plain int8 rows: the whole fours of them, four rows a pass). A row longer than
+    the scratch makes its kernel take a slower path, so this sizes the scratch, never correctness."""
     need = 4
     for step in steps:
         packed = isinstance(step, ConvStep | FullyConnectedStep) and step.weights.table is not None
@@ -124,6 +134,11 @@ def row_scratch_bytes(steps: tuple[Step, ...]) -> int:
                 w.out_h,
                 w.out_w,
             ) == (w.in_h, w.in_w)
+            if not one_by_one and k <= IM2COL_MAX_K:
+                # the int16 im2col path: four pixels' windows and a patch, then the decoded rows
+                k4 = -(-k // 4) * 4
+                rows = min(w.out_c * k4, max(IM2COL_BLOCK_BYTES, k4)) if packed or k != k4 else 0
+                need = max(need, -(-(9 * k4 + rows) // 2))
             if k > LONGEST_DECODED_ROW or not packed:
                 continue
             need = max(need, k)
@@ -135,6 +150,8 @@ def row_scratch_bytes(steps: tuple[Step, ...]) -> int:
             k = w.k_h * w.k_w * w.in_c
             if k <= LONGEST_DECODED_ROW:
                 need = max(need, k, -(-min(w.out_c * k, PIXEL_MAJOR_BLOCK_BYTES) // 2))
+        elif isinstance(step, AddStep) and step.size >= ADD_TABLES_FROM:
+            need = max(need, 1024)  # ec_add's two tables of 256 int32
         elif isinstance(step, DepthwiseStep) and not isinstance(step, inplace.InPlaceDepthwiseStep):
             plane = depthwise_plane_bytes(step.window)
             if 0 < plane <= 2 * LONGEST_DECODED_ROW:
