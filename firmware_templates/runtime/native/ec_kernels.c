@@ -248,10 +248,17 @@ static inline int8_t ec_rq_fast(const ec_rq *r, int32_t x) {
 #endif
 }
 
-/* Decoded weights the fast paths hold (two rows of EC_ROW_SCRATCH bytes each, or EC_ROW_SCRATCH int16 widened
- * FC inputs): ec_model.c defines the storage, sized by the generator for this model's kernels (plan.py
- * row_scratch_bytes), so the RAM it takes is what the model needs. A row longer than that takes the streaming
- * path. */
+/* Decoded weights, widened inputs and tables the fast paths hold: two rows of EC_ROW_SCRATCH bytes each (or
+ * EC_ROW_SCRATCH int16 values), set per kernel call by ec_use_scratch; the generator sizes each kernel's from
+ * what its paths need (plan.py scratch_row_bytes). A path that does not fit falls back to a slower one. */
+static int16_t *ec_row_scratch;
+static uint32_t ec_row_scratch_bytes;
+
+void ec_use_scratch(void *scratch, uint32_t row_bytes) {
+  ec_row_scratch = (int16_t *)scratch;
+  ec_row_scratch_bytes = scratch != NULL ? row_bytes : 0u;
+}
+
 #define EC_ROW_SCRATCH ec_row_scratch_bytes
 #define EC_ROW(i) ((int8_t *)ec_row_scratch + (size_t)(i) * EC_ROW_SCRATCH)
 

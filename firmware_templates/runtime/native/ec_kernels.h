@@ -16,10 +16,11 @@
 extern "C" {
 #endif
 
-/* Scratch for the kernels' decoded weight rows, defined in ec_model.c and sized for that model: two rows of
- * ec_row_scratch_bytes bytes (ec_row_scratch_bytes int16 values). */
-extern int16_t ec_row_scratch[];
-extern const uint32_t ec_row_scratch_bytes;
+/* The scratch the next kernel calls may use for decoded weight rows, widened inputs and tables: two rows of
+ * row_bytes bytes at `scratch` (4-byte aligned), or none (NULL, 0). ec_model_invoke() gives each kernel that
+ * uses scratch its own, in the arena beside the buffers alive at that step; a fast path that does not fit it
+ * takes a slower one. */
+void ec_use_scratch(void *scratch, uint32_t row_bytes);
 
 /* One weight tensor on flash, one row per output channel. */
 typedef struct {

@@ -109,10 +109,6 @@ def model_source(program: Program) -> str:
     out += [
         "static uint8_t ec_arena[EC_ARENA_BYTES] __attribute__((aligned(16)));",
         "",
-        "/* The kernels' scratch for decoded weight rows: two rows of the longest this model's fast paths decode. */",
-        f"const uint32_t ec_row_scratch_bytes = {program.row_scratch_bytes}u;",
-        f"int16_t ec_row_scratch[{program.row_scratch_bytes}] __attribute__((aligned(4)));",
-        "",
         "/* A buffer's first element, by its offset into the arena. */",
         "#define EC_INT8(offset) ((int8_t *)(ec_arena + (offset)))",
         "#define EC_FLOAT(offset) ((float *)(ec_arena + (offset)))",
@@ -123,7 +119,15 @@ def model_source(program: Program) -> str:
         "void ec_model_invoke(void) {",
     ]
     buffers = {b.name: b for b in program.buffers}
+    scratch = {name: (buffer, row) for name, buffer, row in program.scratch}
+    current = None  # the scratch ec_use_scratch last set: unknown at the start of an inference
     for step in program.steps:
+        wanted = scratch.get(step.name, (None, 0))
+        if wanted != current:  # each kernel sees its own scratch, or none (its fast paths check the size)
+            buffer, row = wanted
+            where = f"ec_arena + {_offset_name(buffer)}" if buffer is not None else "NULL"
+            out.append(_call("ec_use_scratch", [where, f"{row}u"]))
+            current = wanted
         args = [f"&{step.name}"] + [_pointer(buffers[name]) for name in (*step.inputs, *step.outputs)]
         out.append(_call(step.kernel, args))
     out.append("}")
@@ -302,7 +306,9 @@ def _offset_name(buffer: Buffer) -> str:
 def _buffer_table(program: Program) -> list[str]:
     """The activation buffers as named byte offsets into the arena."""
     lines = ["/* Activation buffers: byte offsets into the arena, placed by lifetime (buffers never alive together"]
-    lines.append(" * share memory; an ADD writes over an input that dies there). */")
+    lines.append(
+        " * share memory; an ADD writes over an input that dies there; a kernel's scratch lives for its step). */"
+    )
     names = [_offset_name(b) for b in program.buffers]
     width = max(len(f"#define {n} {b.offset}u") for n, b in zip(names, program.buffers))
     for name, b in zip(names, program.buffers):

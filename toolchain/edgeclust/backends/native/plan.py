@@ -36,9 +36,10 @@ ADD_TABLES_FROM = 512
 def plan_program(
     graph: Graph, steps: tuple[Step, ...], buffer_of: Mapping[int, str], root: Callable[[int], int]
 ) -> Program:
-    """The Program: `steps` with every buffer they name placed in one arena (buffer_of: root tensor -> name).
-    Convolutions run in place where that makes the arena smaller (inplace.py); arena_lower_bound stays the
-    whole-tensor bound (every tensor whole, no convolution in place)."""
+    """The Program: `steps` with every buffer they name placed in one arena (buffer_of: root tensor -> name),
+    and each kernel's scratch (scratch_row_bytes) placed there for its step alone. Convolutions run in place
+    where that makes the arena smaller (inplace.py); arena_lower_bound stays the whole-tensor bound (every
+    tensor whole, no convolution in place, no scratch)."""
     model_in, model_out = root(graph.inputs[0]), root(graph.outputs[0])
     names = dict(buffer_of)
     names.setdefault(model_out, "model_output")  # a model whose output no step writes
@@ -46,7 +47,7 @@ def plan_program(
     input_name, output_name = names[model_in], names[model_out]
     sizes = {name: _nbytes(graph.tensors[t]) for name, t in tensor_of.items()}
 
-    def uses_of(steps: tuple[Step, ...]) -> list[memory_plan.BufferUse]:
+    def uses_of(steps: tuple[Step, ...], with_scratch: bool = True) -> list[memory_plan.BufferUse]:
         n = len(steps)
         first: dict[str, int] = {input_name: 0}
         last: dict[str, int] = {input_name: 0}
@@ -66,10 +67,17 @@ def plan_program(
                         in_place[step.outputs[0]] = name
                         break
         order = sorted(first, key=lambda name: (tensor_of.get(name, len(graph.tensors)), name))
-        return [memory_plan.BufferUse(name, sizes[name], first[name], last[name], in_place.get(name)) for name in order]
+        uses = [memory_plan.BufferUse(name, sizes[name], first[name], last[name], in_place.get(name)) for name in order]
+        if with_scratch:  # each kernel's scratch, alive at its step alone
+            uses += [
+                memory_plan.BufferUse(scratch_name(step), 2 * scratch_row_bytes(step), s, s)
+                for s, step in enumerate(steps)
+                if scratch_row_bytes(step)
+            ]
+        return uses
 
     whole = uses_of(steps)
-    bound = memory_plan.lower_bound(whole, alignment=TENSOR_ALIGNMENT)
+    bound = memory_plan.lower_bound(uses_of(steps, with_scratch=False), alignment=TENSOR_ALIGNMENT)
     steps, plan, uses, choices = _choose_in_place(steps, whole, uses_of, sizes, input_name)
     memory_plan.check_plan(plan, uses)
     inplace.check_steps(steps, plan.offsets, sizes, keep=(output_name,))
@@ -79,7 +87,7 @@ def plan_program(
         tensor = graph.tensors[t] if t is not None else None
         buffers[use.name] = Buffer(
             use.name,
-            sizes[use.name],
+            use.size,
             tensor.dtype if tensor is not None else "int8",
             plan.offsets[use.name],
             t if t is not None else -1,
@@ -96,8 +104,16 @@ def plan_program(
         model_input=_edge(graph.tensors[graph.inputs[0]]),
         model_output=_edge(graph.tensors[graph.outputs[0]]),
         in_place=choices,
-        row_scratch_bytes=row_scratch_bytes(steps),
+        scratch=tuple(
+            (step.name, buffers[scratch_name(step)], scratch_row_bytes(step))
+            for step in steps
+            if scratch_row_bytes(step)
+        ),
     )
+
+
+def scratch_name(step: Step) -> str:
+    return f"{step.name}_scratch"
 
 
 def depthwise_plane_bytes(w) -> int:
@@ -110,9 +126,10 @@ def depthwise_plane_bytes(w) -> int:
     return ((w.out_w - 1) * w.stride_w + 3) * ((w.out_h - 1) * w.stride_h + 3) + 4
 
 
-def row_scratch_bytes(steps: tuple[Step, ...]) -> int:
-    """One row of the kernels' scratch (ec_kernels.c EC_ROW_SCRATCH; the scratch holds two): the longest
-    row these steps' fast paths decode or build there. A convolution other than the 1x1 matrix product with
+def scratch_row_bytes(step: Step) -> int:
+    """One row of the scratch `step`'s kernel may use (ec_kernels.c EC_ROW_SCRATCH; the scratch holds two, placed
+    in the arena for that step alone, ec_use_scratch), 0 for none: the longest row its fast paths decode or
+    build there. A convolution other than the 1x1 matrix product with
     k <= IM2COL_MAX_K takes the int16 im2col path (ec_conv_im2col): four pixels' windows widened to int16
     (8 * k4 bytes, k4 = k rounded up to 4) and an int8 patch (k4), then, for packed rows or k not a multiple
     of 4, its rows decoded or copied k4 apart (all channels, up to IM2COL_BLOCK_BYTES, one row at least); an
@@ -124,46 +141,49 @@ def row_scratch_bytes(steps: tuple[Step, ...]) -> int:
     (depthwise_plane_bytes, up to two LONGEST_DECODED_ROW); a fully connected layer widens its n inputs to
     int16 (4-bit rows: all n; plain int8 rows: the whole fours of them, four rows a pass). A row longer than
     the scratch makes its kernel take a slower path, so this sizes the scratch, never correctness."""
-    need = 4
-    for step in steps:
-        packed = isinstance(step, ConvStep | FullyConnectedStep) and step.weights.table is not None
-        if isinstance(step, ConvStep) and step.pool is None:
-            w = step.window
-            k = w.k_h * w.k_w * w.in_c
-            one_by_one = (w.k_h, w.k_w, w.stride_h, w.stride_w, w.pad_h, w.pad_w) == (1, 1, 1, 1, 0, 0) and (
-                w.out_h,
-                w.out_w,
-            ) == (w.in_h, w.in_w)
-            if not one_by_one and k <= IM2COL_MAX_K:
-                # the int16 im2col path: four pixels' windows and a patch, then the decoded rows
-                k4 = -(-k // 4) * 4
-                rows = min(w.out_c * k4, max(IM2COL_BLOCK_BYTES, k4)) if packed or k != k4 else 0
-                need = max(need, -(-(9 * k4 + rows) // 2))
-            if k > LONGEST_DECODED_ROW or not packed:
-                continue
-            need = max(need, k)
-            if not one_by_one and k <= PATCH_BYTES:
-                need = max(need, -(-min(w.out_c * k, PIXEL_MAJOR_BLOCK_BYTES) // 2))
-        elif isinstance(step, ConvStep) and packed:
-            # a fused max pool: the pool path decodes the channels in blocks (two rows of k at least)
-            w = step.window
-            k = w.k_h * w.k_w * w.in_c
-            if k <= LONGEST_DECODED_ROW:
-                need = max(need, k, -(-min(w.out_c * k, PIXEL_MAJOR_BLOCK_BYTES) // 2))
-        elif isinstance(step, AddStep) and step.size >= ADD_TABLES_FROM:
-            need = max(need, 1024)  # ec_add's two tables of 256 int32
-        elif isinstance(step, DepthwiseStep) and not isinstance(step, inplace.InPlaceDepthwiseStep):
-            plane = depthwise_plane_bytes(step.window)
-            if 0 < plane <= 2 * LONGEST_DECODED_ROW:
-                need = max(need, -(-plane // 2))
-        elif isinstance(step, FullyConnectedStep) and packed and step.weights.bits == 4:
-            if step.in_n % 2 == 0 and step.in_n <= LONGEST_DECODED_ROW:
-                need = max(need, step.in_n)
-        elif isinstance(step, FullyConnectedStep) and not packed and 4 <= step.in_n:
-            # plain int8 rows: the inputs widened once to int16 pairs, the whole fours of them
-            if step.in_n <= LONGEST_DECODED_ROW:
-                need = max(need, step.in_n & ~3)
+    if isinstance(step, ConvStep):
+        return -(-_conv_scratch_row(step) // 4) * 4
+    need = 0
+    packed = isinstance(step, FullyConnectedStep) and step.weights.table is not None
+    if isinstance(step, AddStep) and step.size >= ADD_TABLES_FROM:
+        need = 1024  # ec_add's two tables of 256 int32
+    elif isinstance(step, DepthwiseStep) and not isinstance(step, inplace.InPlaceDepthwiseStep):
+        plane = depthwise_plane_bytes(step.window)
+        if 0 < plane <= 2 * LONGEST_DECODED_ROW:
+            need = -(-plane // 2)
+    elif isinstance(step, FullyConnectedStep) and packed and step.weights.bits == 4:
+        if step.in_n % 2 == 0 and step.in_n <= LONGEST_DECODED_ROW:
+            need = step.in_n
+    elif isinstance(step, FullyConnectedStep) and not packed and 4 <= step.in_n <= LONGEST_DECODED_ROW:
+        need = step.in_n & ~3  # plain int8 rows: the inputs widened once to int16 pairs, the whole fours of them
     return -(-need // 4) * 4
+
+
+def _conv_scratch_row(step: ConvStep) -> int:
+    packed = step.weights.table is not None
+    w = step.window
+    k = w.k_h * w.k_w * w.in_c
+    if step.pool is not None:
+        # a fused max pool: the pool path decodes packed channels in blocks (two rows of k at least)
+        if not packed or k > LONGEST_DECODED_ROW:
+            return 0
+        return max(k, -(-min(w.out_c * k, PIXEL_MAJOR_BLOCK_BYTES) // 2))
+    need = 0
+    one_by_one = (w.k_h, w.k_w, w.stride_h, w.stride_w, w.pad_h, w.pad_w) == (1, 1, 1, 1, 0, 0) and (
+        w.out_h,
+        w.out_w,
+    ) == (w.in_h, w.in_w)
+    if not one_by_one and k <= IM2COL_MAX_K:
+        # the int16 im2col path: four pixels' windows and a patch, then the decoded rows
+        k4 = -(-k // 4) * 4
+        rows = min(w.out_c * k4, max(IM2COL_BLOCK_BYTES, k4)) if packed or k != k4 else 0
+        need = -(-(9 * k4 + rows) // 2)
+    if k > LONGEST_DECODED_ROW or not packed:
+        return need
+    need = max(need, k)
+    if not one_by_one and k <= PATCH_BYTES:
+        need = max(need, -(-min(w.out_c * k, PIXEL_MAJOR_BLOCK_BYTES) // 2))
+    return need
 
 
 def _choose_in_place(steps, whole, uses_of, sizes, input_name):

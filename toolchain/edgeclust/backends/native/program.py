@@ -47,7 +47,8 @@ class Program:
     model_input: Edge
     model_output: Edge
     in_place: tuple = ()  # inplace.InPlaceChoice per convolution the plan runs in place
-    row_scratch_bytes: int = 4  # one of the two rows of the kernels' weight scratch (plan.row_scratch_bytes)
+    # (step name, its scratch buffer, one row's bytes) for each kernel that uses scratch (plan.scratch_row_bytes)
+    scratch: tuple[tuple[str, Buffer, int], ...] = ()
 
     @property
     def consts(self) -> tuple[FlashArray, ...]:

@@ -146,19 +146,17 @@ static const ec_softmax_params softmax_6 = {
 };
 
 /* Activation buffers: byte offsets into the arena, placed by lifetime (buffers never alive together
- * share memory; an ADD writes over an input that dies there). */
-#define EC_OFFSET_MODEL_INPUT 0u                /* 72 B int8: input */
-#define EC_OFFSET_CONV_2D_0_OUTPUT 80u          /* 36 B int8: pool */
-#define EC_OFFSET_DEPTHWISE_CONV_2D_2_OUTPUT 0u /* 36 B int8: depthwise */
-#define EC_OFFSET_MEAN_3_OUTPUT 48u             /* 4 B int8: mean */
-#define EC_OFFSET_FULLY_CONNECTED_5_OUTPUT 16u  /* 3 B int8: dense */
-#define EC_OFFSET_SOFTMAX_6_OUTPUT 0u           /* 3 B int8: softmax */
+ * share memory; an ADD writes over an input that dies there; a kernel's scratch lives for its step). */
+#define EC_OFFSET_MODEL_INPUT 80u                 /* 72 B int8: input */
+#define EC_OFFSET_CONV_2D_0_OUTPUT 160u           /* 36 B int8: pool */
+#define EC_OFFSET_DEPTHWISE_CONV_2D_2_OUTPUT 0u   /* 36 B int8: depthwise */
+#define EC_OFFSET_MEAN_3_OUTPUT 48u               /* 4 B int8: mean */
+#define EC_OFFSET_FULLY_CONNECTED_5_OUTPUT 16u    /* 3 B int8: dense */
+#define EC_OFFSET_SOFTMAX_6_OUTPUT 0u             /* 3 B int8: softmax */
+#define EC_OFFSET_CONV_2D_0_SCRATCH 0u            /* 72 B int8 */
+#define EC_OFFSET_DEPTHWISE_CONV_2D_2_SCRATCH 48u /* 32 B int8 */
 
 static uint8_t ec_arena[EC_ARENA_BYTES] __attribute__((aligned(16)));
-
-/* The kernels' scratch for decoded weight rows: two rows of the longest this model's fast paths decode. */
-const uint32_t ec_row_scratch_bytes = 36u;
-int16_t ec_row_scratch[36] __attribute__((aligned(4)));
 
 /* A buffer's first element, by its offset into the arena. */
 #define EC_INT8(offset) ((int8_t *)(ec_arena + (offset)))
@@ -168,10 +166,13 @@ void *ec_model_input(void) { return ec_arena + EC_OFFSET_MODEL_INPUT; }
 const void *ec_model_output(void) { return ec_arena + EC_OFFSET_SOFTMAX_6_OUTPUT; }
 
 void ec_model_invoke(void) {
+  ec_use_scratch(ec_arena + EC_OFFSET_CONV_2D_0_SCRATCH, 36u);
   ec_conv(&conv_2d_0, EC_INT8(EC_OFFSET_MODEL_INPUT), EC_INT8(EC_OFFSET_CONV_2D_0_OUTPUT));
+  ec_use_scratch(ec_arena + EC_OFFSET_DEPTHWISE_CONV_2D_2_SCRATCH, 16u);
   ec_depthwise_conv(&depthwise_conv_2d_2,
                     EC_INT8(EC_OFFSET_CONV_2D_0_OUTPUT),
                     EC_INT8(EC_OFFSET_DEPTHWISE_CONV_2D_2_OUTPUT));
+  ec_use_scratch(NULL, 0u);
   ec_mean_hw(&mean_3, EC_INT8(EC_OFFSET_DEPTHWISE_CONV_2D_2_OUTPUT), EC_INT8(EC_OFFSET_MEAN_3_OUTPUT));
   ec_fully_connected(&fully_connected_5, EC_INT8(EC_OFFSET_MEAN_3_OUTPUT), EC_INT8(EC_OFFSET_FULLY_CONNECTED_5_OUTPUT));
   ec_softmax(&softmax_6, EC_INT8(EC_OFFSET_FULLY_CONNECTED_5_OUTPUT), EC_INT8(EC_OFFSET_SOFTMAX_6_OUTPUT));

@@ -27,7 +27,7 @@
 #define EC_MODEL_OUTPUT_SCALE 0.00390625f
 #define EC_MODEL_OUTPUT_ZERO_POINT (-128)
 
-#define EC_ARENA_BYTES 128u /* activations, planned by lifetime; lower bound 128 */
+#define EC_ARENA_BYTES 208u /* activations, planned by lifetime; lower bound 128 */
 
 #ifdef __cplusplus
 extern "C" {

@@ -108,19 +108,16 @@ static const ec_dequantize_params dequantize_4 = {
 };
 
 /* Activation buffers: byte offsets into the arena, placed by lifetime (buffers never alive together
- * share memory; an ADD writes over an input that dies there). */
+ * share memory; an ADD writes over an input that dies there; a kernel's scratch lives for its step). */
 #define EC_OFFSET_MODEL_INPUT 0u               /* 32 B float32: x */
 #define EC_OFFSET_QUANTIZE_0_OUTPUT 32u        /* 8 B int8: x/quantized */
 #define EC_OFFSET_FULLY_CONNECTED_1_OUTPUT 16u /* 4 B int8: a */
 #define EC_OFFSET_FULLY_CONNECTED_2_OUTPUT 0u  /* 4 B int8: b */
 #define EC_OFFSET_ADD_3_OUTPUT 16u             /* 4 B int8: sum */
 #define EC_OFFSET_DEQUANTIZE_4_OUTPUT 0u       /* 16 B float32: y */
+#define EC_OFFSET_FULLY_CONNECTED_1_SCRATCH 0u /* 16 B int8 */
 
 static uint8_t ec_arena[EC_ARENA_BYTES] __attribute__((aligned(16)));
-
-/* The kernels' scratch for decoded weight rows: two rows of the longest this model's fast paths decode. */
-const uint32_t ec_row_scratch_bytes = 8u;
-int16_t ec_row_scratch[8] __attribute__((aligned(4)));
 
 /* A buffer's first element, by its offset into the arena. */
 #define EC_INT8(offset) ((int8_t *)(ec_arena + (offset)))
@@ -130,10 +127,13 @@ void *ec_model_input(void) { return ec_arena + EC_OFFSET_MODEL_INPUT; }
 const void *ec_model_output(void) { return ec_arena + EC_OFFSET_DEQUANTIZE_4_OUTPUT; }
 
 void ec_model_invoke(void) {
+  ec_use_scratch(NULL, 0u);
   ec_quantize(&quantize_0, EC_FLOAT(EC_OFFSET_MODEL_INPUT), EC_INT8(EC_OFFSET_QUANTIZE_0_OUTPUT));
+  ec_use_scratch(ec_arena + EC_OFFSET_FULLY_CONNECTED_1_SCRATCH, 8u);
   ec_fully_connected(&fully_connected_1,
                      EC_INT8(EC_OFFSET_QUANTIZE_0_OUTPUT),
                      EC_INT8(EC_OFFSET_FULLY_CONNECTED_1_OUTPUT));
+  ec_use_scratch(NULL, 0u);
   ec_fully_connected(&fully_connected_2,
                      EC_INT8(EC_OFFSET_QUANTIZE_0_OUTPUT),
                      EC_INT8(EC_OFFSET_FULLY_CONNECTED_2_OUTPUT));
