@@ -51,6 +51,21 @@ HELPERS = {
     "ec_fc_int8": "ec_fully_connected",
     "ec_fc_4bit": "ec_fully_connected",
     "ec_dot_4bit_2rows": "ec_fully_connected",
+    "ec_fully_connected_fast": "ec_fully_connected",
+    "ec_conv_1x1": "ec_conv",
+    "ec_1x1_pair": "ec_conv",
+    "ec_conv_pixel_major": "ec_conv",
+    "ec_conv_im2col": "ec_conv",
+    "ec_im2col_group": "ec_conv",
+    "ec_im2col_channels4": "ec_conv",
+    "ec_im2col_channels": "ec_conv",
+    "ec_depthwise_planes": "ec_depthwise_conv",
+    "ec_depthwise_planes_scratch": "ec_depthwise_conv",
+    "ec_dw_plane_bytes": "ec_depthwise_conv",
+    "ec_dw3x3_plane": "ec_depthwise_conv",
+    "ec_add_plain": "ec_add",
+    "ec_add_tables": "ec_add",
+    "ec_add_fast": "ec_add",
 }
 OUT = HERE.parent / "toolchain" / "edgeclust" / "backends" / "native" / "runtime_sizes.toml"
 
@@ -120,6 +135,7 @@ def measure(tflite: bytes, board):
                     "ec_multiply",
                     "ec_systick",
                     "ec_row",  # the row decoder every weighted kernel shares
+                    "ec_use_scratch",
                 )
             ):  # the shared part of the runtime: counted in base
                 continue
@@ -152,7 +168,11 @@ def main() -> int:
         kernels["ec_average_pool"] = kernels.get("ec_average_pool", 0) + kernels.get("ec_max_pool", 0)
         # kernels these two models do not use (the elementwise, data-movement and reduce ops) keep the sizes
         # measured for them before (nm -S of their own object file)
-        kept = {k: v for k, v in earlier.get(profile, {}).items() if k not in kernels and k.startswith("ec_")}
+        kept = {
+            k: v
+            for k, v in earlier.get(profile, {}).items()
+            if k not in kernels and k.startswith("ec_") and k not in HELPERS and k != "ec_use_scratch"
+        }
         kernels.update(kept)
         lines += ["", f"[{profile}]", f"base = {base}", f"default_kernel = {max(kernels.values())}"]
         lines += [f"{name} = {size}" for name, size in sorted(kernels.items())]
