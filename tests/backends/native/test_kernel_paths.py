@@ -15,13 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeclust.backends.base import SelfTestCase
 from edgeclust.backends.native import NativeBackend
-from edgeclust.codegen.board import load_board
-from edgeclust.device.build import build_make_project, cross_compiler_present, write_project
-from edgeclust.device.icount import inference_ticks, run_icount
-from edgeclust.pipeline.layouts import weight_layouts
-from edgeclust.resources import boards_dir
+from edgeclust.device.build import cross_compiler_present
+from edgeclust.device.icount import inference_ticks
 
 pytestmark = pytest.mark.skipif(not cross_compiler_present(), reason="arm-none-eabi-gcc is not installed")
 
@@ -83,17 +79,7 @@ def test_host_build_matches_tflm(nx, models, values, per_channel):
     ],
 )
 def test_firmware_self_test_is_bit_exact(nx, models, board_id, values, per_channel, tmp_path):
-    tflite = models[values, per_channel]
-    board = load_board(board_id, boards_dir())
-    backend = NativeBackend()
-    lowered = backend.lower(tflite, weight_layouts(tflite))
-    x = nx.int8_inputs(tflite, 3)
-    expected = backend.run_host(lowered, x)
-    files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])
-    elf = build_make_project(write_project(files, tmp_path), board)
-    status, lines = run_icount(elf, board)
-    console = "\n".join(lines)
-    assert status == 0 and "self-test: PASS (3/3" in console, console
+    lines = nx.qemu_self_test(models[values, per_channel], board_id, tmp_path)
     assert inference_ticks(lines) > 0
 
 
@@ -136,14 +122,4 @@ def test_im2col_host_build_matches_tflm(nx, im2col_models, values):
     [("qemu_mps2_an386", 16), ("qemu_mps2_an386", 0), ("qemu_mps3_an547", 16), ("qemu_lm3s6965evb", 0)],
 )
 def test_im2col_firmware_is_bit_exact(nx, im2col_models, board_id, values, tmp_path):
-    tflite = im2col_models[values]
-    board = load_board(board_id, boards_dir())
-    backend = NativeBackend()
-    lowered = backend.lower(tflite, weight_layouts(tflite))
-    x = nx.int8_inputs(tflite, 3)
-    expected = backend.run_host(lowered, x)
-    files = backend.render(lowered, board, [SelfTestCase(x[i], expected[i]) for i in range(len(x))])
-    elf = build_make_project(write_project(files, tmp_path), board)
-    status, lines = run_icount(elf, board)
-    console = "\n".join(lines)
-    assert status == 0 and "self-test: PASS (3/3" in console, console
+    nx.qemu_self_test(im2col_models[values], board_id, tmp_path)
