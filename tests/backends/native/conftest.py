@@ -89,6 +89,18 @@ def check_bit_exact(tflite: bytes, n: int = 8, *, layouts=None, backend: NativeB
     return lowered
 
 
+def clustered_variants(build, data, variants=((16, False), (16, True), (4, True), (0, True))) -> dict:
+    """{(values, per_channel): .tflite}: the model build() returns with each kernel set to `values` distinct
+    values (0: left as built), converted to int8 per channel or per tensor, calibrated on `data`."""
+    built = {}
+    for values, per_channel in variants:
+        model = build()
+        if values:
+            weights_with_values(model, values)
+        built[values, per_channel] = convert(model, data, per_channel=per_channel)
+    return built
+
+
 def qemu_self_test(tflite: bytes, board_id: str, folder, n: int = 3, *, lowered=None) -> list[str]:
     """The native firmware for `board_id` with `n` self-test cases (expected outputs from the host build),
     built in `folder` and run under QEMU -icount: asserts its self-test passed bit-exact; returns its lines."""
@@ -126,6 +138,7 @@ class Helpers:
     int8_inputs = staticmethod(int8_inputs)
     check_bit_exact = staticmethod(check_bit_exact)
     qemu_self_test = staticmethod(qemu_self_test)
+    clustered_variants = staticmethod(clustered_variants)
 
 
 @pytest.fixture(scope="session")

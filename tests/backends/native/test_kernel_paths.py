@@ -46,13 +46,7 @@ def blocking_breaker(keras):
 def models(nx, keras):
     """values per kernel (0: unclustered) and per-channel int8 -> .tflite"""
     data = np.random.default_rng(0).normal(size=(64, 9, 11, 3)).astype(np.float32)
-    built = {}
-    for values, per_channel in ((16, False), (16, True), (4, True), (0, True)):
-        model = blocking_breaker(keras)
-        if values:
-            nx.weights_with_values(model, values)
-        built[values, per_channel] = nx.convert(model, data, per_channel=per_channel)
-    return built
+    return nx.clustered_variants(lambda: blocking_breaker(keras), data)
 
 
 @pytest.mark.parametrize(
