@@ -269,3 +269,36 @@ def test_constant_data_mutations_end_in_a_clear_error_or_matching_c(models):
         for _ in range(rng.randint(1, 4)):
             data[rng.randrange(start, end)] = rng.choice([0x80, 0x7F, 0xFF, 0x00, 0x02, rng.randrange(256)])
         fuzz.run_case(bytes(data))
+
+
+def test_a_float32_split_island_copies_the_values_as_they_are():
+    """DEQUANTIZE -> SPLIT (float32) -> QUANTIZE, as TensorFlow's int8 converter leaves in some unrolled GRU/LSTM
+    models: the split copies four-byte values; with the QUANTIZE at the DEQUANTIZE's scale and zero point each
+    output is its slice of the input, exactly."""
+    from edgeclust.backends.native import emit_c, host
+    from edgeclust.backends.native.lowering import lower_graph
+    from edgeclust.lower.graph import Graph, GraphOp, GraphTensor, Quant
+
+    q = Quant((0.05,), (3,))
+    tensors = (
+        GraphTensor(0, "input", (1, 4, 6), "int8", q),
+        GraphTensor(1, "dequantized", (1, 4, 6), "float32"),
+        GraphTensor(2, "axis", (), "int32", None, np.array(2, np.int32)),
+        GraphTensor(3, "left", (1, 4, 1), "float32"),
+        GraphTensor(4, "middle", (1, 4, 3), "float32"),
+        GraphTensor(5, "right", (1, 4, 2), "float32"),
+        GraphTensor(6, "axis_v", (), "int32", None, np.array(2, np.int32)),
+        GraphTensor(7, "sizes", (3,), "int32", None, np.array([1, 3, 2], np.int32)),
+        GraphTensor(8, "output", (1, 4, 3), "int8", q),
+    )
+    ops = (
+        GraphOp(0, "DEQUANTIZE", (0,), (1,)),
+        GraphOp(1, "SPLIT_V", (1, 7, 6), (3, 4, 5), {"num_splits": 3}),
+        GraphOp(2, "QUANTIZE", (4,), (8,)),
+    )
+    program = lower_graph(Graph(tensors, ops, (0,), (8,)))
+    assert any(b.dtype == "float32" for b in program.buffers if b not in (program.input, program.output))
+    files = {"ec_model.c": emit_c.model_source(program).encode(), "ec_model.h": emit_c.model_header(program).encode()}
+    x = np.random.default_rng(0).integers(-128, 128, (5, 4, 6)).astype(np.int8)
+    out = host.run_host_binary(host.build_host(files, sanitize=True), x, (4, 3), "int8")
+    assert np.array_equal(out, x[:, :, 1:4])

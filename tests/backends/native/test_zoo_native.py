@@ -25,10 +25,9 @@ MODELS = {
     "squeeze_excite": ({}, {"MUL", "LOGISTIC"}),
     "har_conv1d": ({}, {"RESHAPE", "MAX_POOL_2D", "MEAN"}),
     "fire_module": ({}, {"CONCATENATION"}),
-    # unrolled; this one the int8 converter converts all int8
+    # unrolled; at some sizes, on some installs, the int8 converter leaves a float32 SPLIT between a DEQUANTIZE
+    # and QUANTIZEs (test_movement's float32 island test covers those copies); this one converts all int8
     "lstm": ({"steps": 6, "units": 8}, {"UNPACK", "SPLIT", "LOGISTIC", "TANH", "MUL", "ADD"}),
-    # at this size (and LSTM 32x24) it leaves a float32 SPLIT between a DEQUANTIZE and QUANTIZEs: float copies
-    "gru": ({"steps": 8, "units": 24}, {"SPLIT", "UNPACK"}),
 }
 
 
@@ -56,10 +55,6 @@ def test_zoo_model_builds_natively_and_passes_its_qemu_self_test(name, tmp_path)
     assert result.report["parity"]["backend"] == "native"
     assert result.report["parity"]["firmware_equals_tflm_bit_for_bit"]
     assert covers <= set(result.lowered.result.op_names), sorted(result.lowered.result.op_names)
-    if name == "gru":  # a float32 island inside the graph, moved by SPLIT's copies
-        program = result.lowered.result.details.program
-        inner = [b for b in program.buffers if b.dtype == "float32" and b not in (program.input, program.output)]
-        assert inner, [(b.name, b.dtype) for b in program.buffers]
 
     lines: list[str] = []
     outcome = flash_project(tmp_path / "build", None, timeout_s=120, on_output=lines.append)
