@@ -69,10 +69,11 @@ def plan_program(
         order = sorted(first, key=lambda name: (tensor_of.get(name, len(graph.tensors)), name))
         uses = [memory_plan.BufferUse(name, sizes[name], first[name], last[name], in_place.get(name)) for name in order]
         if with_scratch:  # each kernel's scratch, alive at its step alone
+            rows = [scratch_row_bytes(step) for step in steps]
             uses += [
-                memory_plan.BufferUse(scratch_name(step), 2 * scratch_row_bytes(step), s, s)
-                for s, step in enumerate(steps)
-                if scratch_row_bytes(step)
+                memory_plan.BufferUse(scratch_name(step), 2 * row, s, s)
+                for s, (step, row) in enumerate(zip(steps, rows))
+                if row
             ]
         return uses
 
@@ -104,10 +105,10 @@ def plan_program(
         model_input=_edge(graph.tensors[graph.inputs[0]]),
         model_output=_edge(graph.tensors[graph.outputs[0]]),
         in_place=choices,
-        scratch=tuple(
-            (step.name, buffers[scratch_name(step)], scratch_row_bytes(step))
+        scratch=tuple(  # the scratch buffers planned above: two rows each
+            (step.name, buffers[scratch_name(step)], buffers[scratch_name(step)].size // 2)
             for step in steps
-            if scratch_row_bytes(step)
+            if scratch_name(step) in buffers
         ),
     )
 
