@@ -49,3 +49,54 @@ void ec_conv_1x1_inplace(const ec_conv_params *p, const int8_t *input, int8_t *o
     ec_conv(&block_params, window, output + (size_t)first * out_c);
   }
 }
+
+void ec_conv_rows(const ec_conv_params *p, const int8_t *input, int8_t *output) {
+  const ec_window *w = &p->win;
+  const size_t in_row = (size_t)w->in_w * w->in_c, out_row = (size_t)w->out_w * w->out_c;
+  const int span = (w->k_h - 1) * w->dil_h + 1; /* input rows one output row's window covers */
+  ec_conv_params row = *p;
+  row.win.out_h = 1u;
+  for (uint32_t r = 0; r < w->out_h; ++r) {
+    const int y0 = (int)r * w->stride_h - w->pad_h; /* the window's first row, in the padding when < 0 */
+    int first = y0 > 0 ? y0 : 0, end = y0 + span;
+    if (first > (int)w->in_h - 1) first = (int)w->in_h - 1;
+    if (end > (int)w->in_h) end = (int)w->in_h;
+    /* the rows [first, end) as a small image; rows of the window outside it are the padding they were */
+    row.win.in_h = (uint16_t)(end - first > 1 ? end - first : 1);
+    row.win.pad_h = (int16_t)(first - y0);
+    ec_conv(&row, input + (size_t)first * in_row, output + (size_t)r * out_row);
+  }
+}
+
+void ec_pw_dw_rows(const ec_pw_dw_params *p, const int8_t *input, int8_t *output, int8_t *ring) {
+  const ec_window *pw = &p->pw->win, *dw = &p->dw->win;
+  const size_t in_row = (size_t)pw->in_w * pw->in_c, mid_row = (size_t)dw->in_w * dw->in_c;
+  const size_t out_row = (size_t)dw->out_w * dw->out_c;
+  const int span = (dw->k_h - 1) * dw->dil_h + 1, rows = (int)dw->in_h;
+  ec_conv_params conv = *p->pw;
+  ec_depthwise_params depth = *p->dw;
+  depth.win.out_h = 1u;
+  int lo = 0, hi = 0; /* the pointwise rows [lo, hi) are in the ring, row lo at its start */
+  for (uint32_t r = 0; r < dw->out_h; ++r) {
+    const int y0 = (int)r * dw->stride_h - dw->pad_h; /* the window's first row, in the padding when < 0 */
+    int first = y0 > 0 ? y0 : 0, end = y0 + span;
+    if (first > rows - 1) first = rows - 1;
+    if (end > rows) end = rows;
+    if (end <= first) end = first + 1;
+    if (first >= hi) {
+      lo = hi = first; /* nothing in the ring is read again */
+    } else if (first > lo) {
+      memmove(ring, ring + (size_t)(first - lo) * mid_row, (size_t)(hi - first) * mid_row);
+      lo = first;
+    }
+    if (end > hi) { /* the pointwise rows [hi, end), as a small image */
+      conv.win.in_h = (uint16_t)(end - hi);
+      conv.win.out_h = (uint16_t)(end - hi);
+      ec_conv(&conv, input + (size_t)hi * in_row, ring + (size_t)(hi - lo) * mid_row);
+      hi = end;
+    }
+    depth.win.in_h = (uint16_t)(end - first);
+    depth.win.pad_h = (int16_t)(first - y0);
+    ec_depthwise_conv(&depth, ring, output + (size_t)r * out_row);
+  }
+}

@@ -28,4 +28,22 @@ void ec_depthwise_conv_inplace(const ec_depthwise_params *p, const int8_t *input
  * write never reaches a pixel not yet copied), backwards otherwise (the output then ends past the input). */
 void ec_conv_1x1_inplace(const ec_conv_params *p, const int8_t *input, int8_t *output, int8_t *window);
 
+/* CONV_2D one output row at a time (ec_conv on the rows that output row reads), so the output may start below
+ * the input and overwrite the input rows already consumed: output row r's bytes may reach up to where row r's
+ * first input row starts (the plan's ShiftedConvStep; input row first(r) = clamp(r * stride_h - pad_h, 0,
+ * in_h - 1)). Each row's call is TFLM's ConvPerChannel on that row, bit for bit. */
+void ec_conv_rows(const ec_conv_params *p, const int8_t *input, int8_t *output);
+
+/* A 1x1 CONV_2D and the DEPTHWISE_CONV_2D that alone reads its output, fused row by row: for each depthwise
+ * output row, the pointwise rows it reads that `ring` lacks are computed into it (ec_conv on those rows, rows
+ * still needed moved to the ring's start), then the row itself (ec_depthwise_conv on the ring's rows). The
+ * pointwise output never exists whole: the ring holds (k_h - 1) * dil_h + 1 of its rows. The output may start
+ * below the input and overwrite input rows already consumed (the plan's PointwiseDepthwiseStep). */
+typedef struct {
+  const ec_conv_params *pw;
+  const ec_depthwise_params *dw;
+} ec_pw_dw_params;
+
+void ec_pw_dw_rows(const ec_pw_dw_params *p, const int8_t *input, int8_t *output, int8_t *ring);
+
 #endif /* EDGECLUST_EC_INPLACE_H_ */

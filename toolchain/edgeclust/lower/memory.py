@@ -24,7 +24,9 @@ class BufferUse:
     """A buffer of `size` bytes alive from op step `first` to `last` inclusive.
 
     alias_of: the name of a buffer whose memory this one occupies (an in-place element-wise op's output, a
-    reshape); an alias chain is placed as one unit of the largest member's size, alive over the union.
+    reshape); an alias chain is placed as one unit spanning its members, alive over the union.
+    alias_offset: where this buffer starts relative to alias_of's start (a multiple of the alignment; negative
+    below it): a convolution writing over its input from `delta` bytes below it (inplace.ShiftedConvStep).
     """
 
     name: str
@@ -32,6 +34,7 @@ class BufferUse:
     first: int
     last: int
     alias_of: str | None = None
+    alias_offset: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,12 +50,21 @@ class MemoryPlan:
 
 @dataclass(frozen=True)
 class _Unit:
-    """One placement unit: an alias group, with its members' names, aligned size and joint lifetime."""
+    """One placement unit: an alias group, with its members' names, aligned size and joint lifetime, and each
+    member's start within the unit."""
 
     names: tuple[str, ...]
     size: int
     first: int
     last: int
+    starts: tuple[int, ...] = ()
+    # (start, aligned size, first, last) per member of an alias group: a group whose members differ in size or
+    # place is placed by its parts, so a buffer may sit in a part of the group that is dead at its steps
+    parts: tuple[tuple[int, int, int, int], ...] = ()
+
+
+def _parts(unit: _Unit) -> tuple[tuple[int, int, int, int], ...]:
+    return unit.parts or ((0, unit.size, unit.first, unit.last),)
 
 
 def lower_bound(buffers: Iterable[BufferUse], *, alignment: int = TENSOR_ALIGNMENT) -> int:
@@ -116,10 +128,10 @@ def check_plan(memory_plan: MemoryPlan, buffers: Iterable[BufferUse]) -> None:
                 f"Buffer {b.name!r} ({b.size} B at offset {offset}) runs past the arena of "
                 f"{memory_plan.arena_bytes} B; re-run the planner."
             )
-        if b.alias_of is not None and offset != offsets.get(b.alias_of):
+        if b.alias_of is not None and offset != offsets.get(b.alias_of, 0) + b.alias_offset:
             raise CodegenError(
                 f"Buffer {b.name!r} aliases {b.alias_of!r} but sits at offset {offset}, not "
-                f"{offsets.get(b.alias_of)}; re-run the planner."
+                f"{offsets.get(b.alias_of, 0) + b.alias_offset}; re-run the planner."
             )
     root = _roots(buffers)
     by_first = sorted(buffers, key=lambda b: (b.first, b.last))
@@ -185,7 +197,10 @@ def _fit(
     *,
     best_fit: bool,
 ) -> int:
-    """The offset for `want` among `placed` (sorted by offset): TFLM's gap scan, or the tightest gap it finds."""
+    """The offset for `want` among `placed` (sorted by offset): TFLM's gap scan, or the tightest gap it finds;
+    the lowest offset where no part collides where alias groups are placed by their parts."""
+    if want.parts or any(units[j].parts for _, _, j in placed):
+        return _fit_parts(units, placed, want)
     candidate = 0
     best: tuple[int, int] | None = None  # (gap, offset)
     for offset, _, j in placed:
@@ -200,6 +215,28 @@ def _fit(
                 best = (gap, candidate)
         candidate = max(candidate, offset + other.size)
     return best[1] if best is not None else candidate
+
+
+def _fit_parts(units: Sequence[_Unit], placed: Sequence[tuple[int, int, int]], want: _Unit) -> int:
+    """The lowest offset at which no part of `want` meets a part of a placed unit alive at the same step: 0 or
+    where one of its parts starts right after a part it meets (the lowest fit is always one of those)."""
+    blocks = []  # (start, end) of a placed part, (start, size) of the part of `want` it meets
+    candidates = {0}
+    for offset, _, j in placed:
+        other = units[j]
+        if other.first > want.last or want.first > other.last:
+            continue
+        for q_start, q_size, q_first, q_last in _parts(other):
+            for p_start, p_size, p_first, p_last in _parts(want):
+                if q_first <= p_last and p_first <= q_last and q_size and p_size:
+                    lo, hi = offset + q_start, offset + q_start + q_size
+                    blocks.append((lo, hi, p_start, p_size))
+                    if hi - p_start >= 0:
+                        candidates.add(hi - p_start)
+    for c in sorted(candidates):
+        if all(not (c + p_start < hi and lo < c + p_start + p_size) for lo, hi, p_start, p_size in blocks):
+            return c
+    raise AssertionError("unreachable: the highest candidate clears every part")
 
 
 def _arena(units: Sequence[_Unit], offsets: Sequence[int]) -> int:
@@ -220,10 +257,10 @@ def _exact(units: Sequence[_Unit], incumbent: int, bound: int) -> list[int] | No
         if not remaining:
             best_arena, best = arena, list(offsets)
             return best_arena == bound
-        tried: set[_Unit] = set()
+        tried: set[tuple] = set()
         for k, i in enumerate(remaining):
             unit = units[i]
-            key = _Unit((), unit.size, unit.first, unit.last)
+            key = (unit.size, unit.first, unit.last, unit.parts)
             if key in tried:
                 continue  # an identical unit at this level gives the same layouts
             tried.add(key)
@@ -249,8 +286,13 @@ def _exact(units: Sequence[_Unit], incumbent: int, bound: int) -> list[int] | No
 def _units_lower_bound(units: Sequence[_Unit]) -> int:
     events: dict[int, int] = {}
     for u in units:
-        events[u.first] = events.get(u.first, 0) + u.size
-        events[u.last + 1] = events.get(u.last + 1, 0) - u.size
+        parts = _parts(u)
+        before = 0  # the unit's bytes alive before each step it changes at: the span of its parts alive there
+        for step in sorted({p[2] for p in parts} | {p[3] + 1 for p in parts}):
+            alive = [p for p in parts if p[2] <= step <= p[3]]
+            span = max(p[0] + p[1] for p in alive) - min(p[0] for p in alive) if alive else 0
+            events[step] = events.get(step, 0) + span - before
+            before = span
     alive = peak = 0
     for step in sorted(events):
         alive += events[step]
@@ -265,7 +307,11 @@ def _make_plan(
     alignment: int,
     strategy: str,
 ) -> MemoryPlan:
-    by_name = {name: offset for unit, offset in zip(units, unit_offsets) for name in unit.names}
+    by_name = {
+        name: offset + start
+        for unit, offset in zip(units, unit_offsets)
+        for name, start in zip(unit.names, unit.starts or (0,) * len(unit.names))
+    }
     offsets = MappingProxyType({b.name: by_name[b.name] for b in buffers})
     return MemoryPlan(
         offsets=offsets,
@@ -282,18 +328,48 @@ def _units(buffers: Sequence[BufferUse], alignment: int) -> list[_Unit]:
         raise CodegenError(f"Memory plan alignment must be a positive integer. Received: {alignment!r}")
     _validate(buffers)
     root = _roots(buffers)
+    position = _positions(buffers)
     groups: dict[str, list[BufferUse]] = {}
     for b in buffers:
         groups.setdefault(root[b.name], []).append(b)
-    return [
-        _Unit(
-            names=tuple(b.name for b in members),
-            size=align(max(b.size for b in members), alignment),
-            first=min(b.first for b in members),
-            last=max(b.last for b in members),
+    units = []
+    for members in groups.values():
+        low = min(position[b.name] for b in members)
+        starts = tuple(position[b.name] - low for b in members)
+        if any(start % alignment for start in starts):
+            raise CodegenError(
+                f"Buffers {[b.name for b in members]!r} alias each other at offsets {starts!r}, not multiples of "
+                f"{alignment}; this is a bug in the lowering, please report it."
+            )
+        units.append(
+            _Unit(
+                names=tuple(b.name for b in members),
+                size=align(max(start + b.size for start, b in zip(starts, members)), alignment),
+                first=min(b.first for b in members),
+                last=max(b.last for b in members),
+                starts=starts,
+                parts=tuple((start, align(b.size, alignment), b.first, b.last) for start, b in zip(starts, members))
+                if len(members) > 1
+                else (),
+            )
         )
-        for members in groups.values()
-    ]
+    return units
+
+
+def _positions(buffers: Sequence[BufferUse]) -> dict[str, int]:
+    """Each buffer's start relative to its alias root's (the sum of alias_offset along the chain)."""
+    parent = {b.name: (b.alias_of, b.alias_offset) for b in buffers}
+    position: dict[str, int] = {}
+    for name in parent:
+        chain, at = [], name
+        while at not in position and parent[at][0] is not None:
+            chain.append(at)
+            at = parent[at][0]  # type: ignore[assignment]
+        base = position.setdefault(at, 0)
+        for member in reversed(chain):
+            base += parent[member][1]
+            position[member] = base
+    return position
 
 
 def _roots(buffers: Sequence[BufferUse]) -> dict[str, str]:

@@ -217,7 +217,21 @@ EMITTERS: dict[type, Callable[..., list[tuple[str, str, Fields]]]] = {
 }
 EMITTERS.update(elementwise.EMITTERS)
 EMITTERS.update(reduce.EMITTERS)
-EMITTERS.update({inplace.InPlaceDepthwiseStep: _depthwise, inplace.InPlaceConvStep: _conv})
+
+
+def _pointwise_depthwise(step: inplace.PointwiseDepthwiseStep):
+    fields: Fields = [("pw", f"&{step.pointwise.name}"), ("dw", f"&{step.depthwise.name}")]
+    return [*_conv(step.pointwise), *_depthwise(step.depthwise), ("ec_pw_dw_params", step.name, fields)]
+
+
+EMITTERS.update(
+    {
+        inplace.InPlaceDepthwiseStep: _depthwise,
+        inplace.InPlaceConvStep: _conv,
+        inplace.ShiftedConvStep: _conv,
+        inplace.PointwiseDepthwiseStep: _pointwise_depthwise,
+    }
+)
 
 
 # ---- pieces shared by the emitters ----

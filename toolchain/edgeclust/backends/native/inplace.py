@@ -7,6 +7,10 @@ alive for its one call, before the writes that clobber it.
   c's bytes, whose plane is in the window.
 - CONV_2D 1x1, stride 1, no padding, no fused pool: EC_INPLACE_PIXELS pixels at a time, the window holds the
   block's input pixels; forwards when out_c <= in_c, backwards when the output is wider.
+- Any other CONV_2D without a fused pool, shifted (ShiftedConvStep): one output row at a time, the output
+  placed `shift` bytes below the input, the least shift at which no output row reaches an input row that row or
+  a later one still reads (shift_bytes); no window. The first layer of an image model, whose input is the
+  largest tensor, writes its output over the rows it has consumed.
 
 The plan chooses (plan.py): every eligible step whose input dies there is made in place, then each is undone
 again where the arena does not grow without it (each one costs instructions: the window copy, and a plainer
@@ -20,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from edgeclust.backends.native.records import AddStep, ConvStep, DepthwiseStep, Step
+from edgeclust.align import TENSOR_ALIGNMENT, align
+from edgeclust.backends.native.records import AddStep, ConvStep, DepthwiseStep, Step, Window
 from edgeclust.errors import CodegenError
 
 PIXELS = 8  # EC_INPLACE_PIXELS in ec_inplace.h
@@ -48,12 +53,50 @@ class InPlaceConvStep(ConvStep):
         return f"{super().what}, in place ({PIXELS} input pixels at a time in a window)"
 
 
+@dataclass(frozen=True, eq=False)
+class ShiftedConvStep(ConvStep):
+    """A ConvStep whose output starts `shift` bytes below its input and overwrites the input rows it has
+    consumed (ec_conv_rows: one output row at a time)."""
+
+    KERNEL: ClassVar[str] = "ec_conv_rows"
+
+    shift: int = 0
+
+    @property
+    def what(self) -> str:
+        return f"{super().what}, row by row over its consumed input (output {self.shift} B below it)"
+
+
+@dataclass(frozen=True, eq=False)
+class PointwiseDepthwiseStep(Step):
+    """A 1x1 CONV_2D whose output only a DEPTHWISE_CONV_2D reads, fused (ec_pw_dw_rows): the pointwise output
+    never exists whole, only the rows one depthwise output row reads, in a ring (outputs = (output, ring)); the
+    output starts `shift` bytes below the input and overwrites the input rows already consumed."""
+
+    KERNEL: ClassVar[str] = "ec_pw_dw_rows"
+    OP: ClassVar[str] = "CONV_2D + DEPTHWISE_CONV_2D"
+
+    pointwise: ConvStep = None  # type: ignore[assignment]
+    depthwise: DepthwiseStep = None  # type: ignore[assignment]
+    shift: int = 0
+
+    @property
+    def what(self) -> str:
+        return f"{self.pointwise.what} + {self.depthwise.what}, by rows ({ring_rows(self.depthwise.window)} in a ring)"
+
+    def arrays(self):
+        return self.pointwise.arrays() + self.depthwise.arrays()
+
+    def packed(self):
+        return self.pointwise.packed() + self.depthwise.packed()
+
+
 @dataclass(frozen=True)
 class InPlaceChoice:
     """One step made in place: which, how, its window's bytes, and what the arena saved by it."""
 
     step: str
-    kind: str  # "depthwise" or "conv 1x1"
+    kind: str  # "depthwise", "conv 1x1", "conv rows" or "pointwise + depthwise"
     window_bytes: int
     copy_bytes: int  # bytes the kernel copies into its window (its added work)
     macs: int  # the step's multiply-accumulates, for scale
@@ -79,19 +122,99 @@ def window_bytes(step: Step) -> int | None:
     return None
 
 
-def in_place_step(step: Step, window: str) -> Step:
-    """The in-place record of `step` (an eligible DepthwiseStep or ConvStep), writing `window` too."""
-    cls = InPlaceDepthwiseStep if isinstance(step, DepthwiseStep) else InPlaceConvStep
+def fusion_choice(pointwise: ConvStep, depthwise: DepthwiseStep) -> InPlaceChoice:
+    """The report's line for a fused pair: the ring, the bytes moved within it, the pair's MACs."""
+    w, pw = depthwise.window, pointwise.window
+    kept = max(ring_rows(w) - w.stride_h, 0)  # rows moved to the ring's start before each output row
+    macs = pw.out_h * pw.out_w * pw.out_c * pw.in_c + w.out_h * w.out_w * w.out_c * w.k_h * w.k_w
+    moved = kept * w.in_w * w.in_c * w.out_h
+    return InPlaceChoice(f"{pointwise.name}_{depthwise.name}", "pointwise + depthwise", ring_bytes(depthwise), moved, macs)
+
+
+def shift_bytes(step: Step) -> int | None:
+    """The shift a ShiftedConvStep of `step` needs (aligned, at least 0), or None where `step` cannot run so (a
+    depthwise, a 1x1 that runs in place by window, a fused pool). Output row r is written over
+    [r * out_row, (r + 1) * out_row) less the shift, after which the rows from _first_row(r) on are still read."""
+    if type(step) is not ConvStep or step.pool is not None or window_bytes(step) is not None:
+        return None
+    w = step.window
+    in_row, out_row = w.in_w * w.in_c, w.out_w * w.out_c
+    need = max((r + 1) * out_row - _first_row(w, r) * in_row for r in range(w.out_h))
+    return align(max(need, 0), TENSOR_ALIGNMENT)
+
+
+def ring_rows(w: Window) -> int:
+    """The rows of the depthwise's input one of its output rows reads (ec_pw_dw_rows's ring holds as many)."""
+    return min((w.k_h - 1) * w.dil_h + 1, w.in_h)
+
+
+def fused_shift(pointwise: ConvStep, depthwise: DepthwiseStep) -> int | None:
+    """The shift of the PointwiseDepthwiseStep of the two (aligned, at least 0), or None where they cannot be
+    fused: `pointwise` a 1x1 convolution that could run in place (window_bytes), `depthwise` reading its output
+    (type checks only: the plan checks that the output dies there). Output row r is written once the input rows
+    before _rows_read(r) are consumed."""
+    if type(pointwise) is not ConvStep or window_bytes(pointwise) is None or type(depthwise) is not DepthwiseStep:
+        return None
+    w, pw = depthwise.window, pointwise.window
+    if depthwise.inputs[0] != pointwise.outputs[0] or (w.in_h, w.in_w, w.in_c) != (pw.out_h, pw.out_w, pw.out_c):
+        return None
+    in_row, out_row = pw.in_w * pw.in_c, w.out_w * w.out_c
+    read = 0
+    need = 0
+    for r in range(w.out_h):
+        read = max(read, _rows_read(w, r))
+        if read < w.in_h:
+            need = max(need, (r + 1) * out_row - read * in_row)
+    return align(need, TENSOR_ALIGNMENT)
+
+
+def _rows_read(w: Window, r: int) -> int:
+    """ec_pw_dw_rows: the end of the input rows output row r reads (clamped as the kernel clamps)."""
+    first = _first_row(w, r)
+    return max(min(r * w.stride_h - w.pad_h + (w.k_h - 1) * w.dil_h + 1, w.in_h), first + 1)
+
+
+def fuse(pointwise: ConvStep, depthwise: DepthwiseStep, ring: str, shift: int) -> PointwiseDepthwiseStep:
+    """The fused step of the two, reading the pointwise's input and writing the depthwise's output and `ring`."""
+    return PointwiseDepthwiseStep(
+        name=f"{pointwise.name}_{depthwise.name}",  # as fusion_choice names it
+        op_index=pointwise.op_index,
+        inputs=pointwise.inputs,
+        outputs=(depthwise.outputs[0], ring),
+        pointwise=pointwise,
+        depthwise=depthwise,
+        shift=shift,
+    )
+
+
+def ring_bytes(depthwise: DepthwiseStep) -> int:
+    w = depthwise.window
+    return ring_rows(w) * w.in_w * w.in_c
+
+
+def _first_row(w: Window, r: int) -> int:
+    """ec_conv_rows: the first input row output row r reads (the row its pointer starts at)."""
+    return min(max(r * w.stride_h - w.pad_h, 0), w.in_h - 1)
+
+
+def in_place_step(step: Step, window: str | None, shift: int = 0) -> Step:
+    """The in-place record of `step` (an eligible DepthwiseStep or ConvStep), writing `window` too; or, with no
+    window, its ShiftedConvStep."""
     values = {f.name: getattr(step, f.name) for f in dataclasses.fields(step)}
+    if window is None:
+        return ShiftedConvStep(**values, shift=shift)
+    cls = InPlaceDepthwiseStep if isinstance(step, DepthwiseStep) else InPlaceConvStep
     values["outputs"] = (*step.outputs, window)
     return cls(**values)
 
 
-def choice_for(step: Step, window: int) -> InPlaceChoice:
+def choice_for(step: Step, window: int | None, shift: int = 0) -> InPlaceChoice:
     w = step.window
     depthwise = isinstance(step, DepthwiseStep)
     copy = w.in_h * w.in_w * w.in_c
     macs = w.out_h * w.out_w * w.out_c * (w.k_h * w.k_w if depthwise else w.in_c)
+    if window is None:  # no window, nothing copied: its cost is one kernel call per output row
+        return InPlaceChoice(step.name, "conv rows", 0, 0, macs)
     return InPlaceChoice(step.name, "depthwise" if depthwise else "conv 1x1", window, copy, macs)
 
 
@@ -141,10 +264,26 @@ def check_steps(
 
 def _reads_before_write(step: Step, src: str, out: str, offsets: Mapping[str, int]) -> bool:
     """Whether `step` writing `out` over input `src` is the kernel's in-place contract (see check_steps)."""
-    if offsets[src] != offsets[out]:
+    if isinstance(step, PointwiseDepthwiseStep):
+        need = fused_shift(step.pointwise, step.depthwise)
+        return (
+            offsets[src] - offsets[out] == step.shift
+            and out == step.outputs[0]
+            and src == step.inputs[0]
+            and need is not None
+            and step.shift >= need
+        )
+    if isinstance(step, ShiftedConvStep):
+        if offsets[src] - offsets[out] != step.shift:
+            return False
+    elif offsets[src] != offsets[out]:
         return False
     if isinstance(step, AddStep):
         return out == step.outputs[0]
+    if isinstance(step, ShiftedConvStep):
+        values = {f.name: getattr(step, f.name) for f in dataclasses.fields(ConvStep)}
+        need = shift_bytes(ConvStep(**values))
+        return out == step.outputs[0] and src == step.inputs[0] and need is not None and step.shift >= need
     if isinstance(step, InPlaceDepthwiseStep | InPlaceConvStep):
         plain = DepthwiseStep if isinstance(step, DepthwiseStep) else ConvStep
         values = {f.name: getattr(step, f.name) for f in dataclasses.fields(step)}

@@ -59,15 +59,23 @@ def plan_program(
                 last[name] = max(last[name], s)
         last[output_name] = max(n - 1, 0)
         first.setdefault(output_name, 0)
-        in_place: dict[str, str] = {}
+        in_place: dict[str, tuple[str, int]] = {}  # output -> (the input it overwrites, its offset from it)
+        taken: set[str] = set()
         for s, step in enumerate(steps):
-            if isinstance(step, AddStep | inplace.InPlaceDepthwiseStep | inplace.InPlaceConvStep):
+            if isinstance(step, inplace.ShiftedConvStep | inplace.PointwiseDepthwiseStep):  # the model input too
+                in_place[step.outputs[0]] = (step.inputs[0], -step.shift)
+                taken.add(step.inputs[0])
+            elif isinstance(step, AddStep | inplace.InPlaceDepthwiseStep | inplace.InPlaceConvStep):
                 for name in step.inputs[:1] if not isinstance(step, AddStep) else step.inputs:
-                    if last[name] == s and name != input_name and name not in in_place.values():
-                        in_place[step.outputs[0]] = name
+                    if last[name] == s and name != input_name and name not in taken:
+                        in_place[step.outputs[0]] = (name, 0)
+                        taken.add(name)
                         break
         order = sorted(first, key=lambda name: (tensor_of.get(name, len(graph.tensors)), name))
-        uses = [memory_plan.BufferUse(name, sizes[name], first[name], last[name], in_place.get(name)) for name in order]
+        uses = [
+            memory_plan.BufferUse(name, sizes[name], first[name], last[name], *in_place.get(name, (None, 0)))
+            for name in order
+        ]
         if with_scratch:  # each kernel's scratch, alive at its step alone
             rows = [scratch_row_bytes(step) for step in steps]
             uses += [
@@ -77,9 +85,8 @@ def plan_program(
             ]
         return uses
 
-    whole = uses_of(steps)
     bound = memory_plan.lower_bound(uses_of(steps, with_scratch=False), alignment=TENSOR_ALIGNMENT)
-    steps, plan, uses, choices = _choose_in_place(steps, whole, uses_of, sizes, input_name)
+    steps, plan, uses, choices = _choose_fusions(steps, uses_of, sizes, input_name)
     memory_plan.check_plan(plan, uses)
     inplace.check_steps(steps, plan.offsets, sizes, keep=(output_name,))
     buffers = {}
@@ -142,6 +149,10 @@ def scratch_row_bytes(step: Step) -> int:
     (depthwise_plane_bytes, up to two LONGEST_DECODED_ROW); a fully connected layer widens its n inputs to
     int16 (4-bit rows: all n; plain int8 rows: the whole fours of them, four rows a pass). A row longer than
     the scratch makes its kernel take a slower path, so this sizes the scratch, never correctness."""
+    if isinstance(step, inplace.PointwiseDepthwiseStep):  # each row's two kernel calls, one after the other
+        w = step.depthwise.window
+        band = dataclasses.replace(step.depthwise, window=dataclasses.replace(w, in_h=inplace.ring_rows(w), out_h=1))
+        return max(scratch_row_bytes(step.pointwise), scratch_row_bytes(band))
     if isinstance(step, ConvStep):
         return -(-_conv_scratch_row(step) // 4) * 4
     need = 0
@@ -187,6 +198,51 @@ def _conv_scratch_row(step: ConvStep) -> int:
     return need
 
 
+# the pointwise + depthwise pairs the plan tries to fuse, largest pointwise output first (each try plans again)
+FUSION_TRIES = 4
+
+
+def _choose_fusions(steps, uses_of, sizes, input_name):
+    """_choose_in_place's (steps, plan, uses, choices), with 1x1 + depthwise pairs fused (PointwiseDepthwiseStep)
+    where that shrinks the arena: the pointwise output read by the depthwise alone, its input dying there;
+    largest pointwise output first, each kept where the arena shrinks."""
+    best = _choose_in_place(steps, uses_of(steps), uses_of, sizes, input_name)
+    if not CONV_IN_PLACE:
+        return best
+    last: dict[str, int] = {}
+    for s, step in enumerate(steps):
+        for name in step.inputs:
+            last[name] = s
+    pairs = {}
+    for s in range(len(steps) - 1):
+        pw, dw = steps[s], steps[s + 1]
+        shift = inplace.fused_shift(pw, dw)
+        if shift is not None and last.get(pw.outputs[0]) == s + 1 and last.get(pw.inputs[0]) == s:
+            pairs[s] = shift
+    chosen: set[int] = set()
+    saved: dict[int, int] = {}  # the arena before the fusion less the arena after
+    for s in sorted(pairs, key=lambda s: -sizes[steps[s].outputs[0]])[:FUSION_TRIES]:
+        new = []
+        for i, step in enumerate(steps):
+            if i - 1 in chosen | {s}:
+                continue  # the depthwise of a fused pair
+            if i in chosen | {s}:
+                ring = f"{step.name}_{steps[i + 1].name}_ring"
+                sizes[ring] = inplace.ring_bytes(steps[i + 1])
+                step = inplace.fuse(step, steps[i + 1], ring, pairs[i])
+            new.append(step)
+        trial = _choose_in_place(tuple(new), uses_of(tuple(new)), uses_of, sizes, input_name)
+        if trial[1].arena_bytes < best[1].arena_bytes:
+            saved[s] = best[1].arena_bytes - trial[1].arena_bytes
+            chosen.add(s)
+            best = trial
+    fused = tuple(
+        dataclasses.replace(inplace.fusion_choice(steps[s], steps[s + 1]), saved_bytes=saved[s]) for s in sorted(chosen)
+    )
+    order = [step.name for step in best[0]]
+    return (*best[:3], tuple(sorted(best[3] + fused, key=lambda c: order.index(c.step))))
+
+
 def _choose_in_place(steps, whole, uses_of, sizes, input_name):
     """(steps, plan, uses, choices): the eligible convolutions (input dying there) made in place, all of them
     or those that shrink the arena or its bound one by one, whichever plan is smaller; then each undone
@@ -195,18 +251,26 @@ def _choose_in_place(steps, whole, uses_of, sizes, input_name):
     if not CONV_IN_PLACE:
         return steps, plan, whole, ()
     last = {u.name: u.last for u in whole}
-    eligible: dict[int, int] = {}
+    eligible: dict[int, int] = {}  # step -> its window's bytes
+    shifts: dict[int, int] = {}  # step -> the shift of its ShiftedConvStep (no window)
     for s, step in enumerate(steps):
-        window = inplace.window_bytes(step)
+        window, shift = inplace.window_bytes(step), inplace.shift_bytes(step)
         src = step.inputs[0] if step.inputs else None
-        if window is not None and src != input_name and last.get(src) == s:
+        if src is None or last.get(src) != s:
+            continue
+        if window is not None and src != input_name:
             eligible[s] = window
+        elif shift is not None:
+            eligible[s], shifts[s] = 0, shift
     if not eligible:
         return steps, plan, whole, ()
 
     def variant(chosen) -> tuple[tuple[Step, ...], memory_plan.MemoryPlan, list]:
         new = list(steps)
         for s in chosen:
+            if s in shifts:
+                new[s] = inplace.in_place_step(steps[s], None, shifts[s])
+                continue
             window = f"{steps[s].name}_window"
             sizes[window] = eligible[s]
             new[s] = inplace.in_place_step(steps[s], window)
@@ -241,8 +305,10 @@ def _choose_in_place(steps, whole, uses_of, sizes, input_name):
     for s in sorted(chosen):
         without = variant(chosen - {s})[1].arena_bytes
         saved = max(without - best[1].arena_bytes, 0)
-        choices.append(dataclasses.replace(inplace.choice_for(steps[s], eligible[s]), saved_bytes=saved))
-    for s in set(eligible) - chosen:
+        window = None if s in shifts else eligible[s]
+        choice = inplace.choice_for(steps[s], window, shifts.get(s, 0))
+        choices.append(dataclasses.replace(choice, saved_bytes=saved))
+    for s in set(eligible) - chosen - set(shifts):
         sizes.pop(f"{steps[s].name}_window", None)
     return best[0], best[1], best[2], tuple(choices)
 
