@@ -74,8 +74,8 @@ typedef struct {
 
 static inline void ec_rq_load(ec_rq *r, const ec_requant *q, uint32_t channel) {
   const uint32_t i = channel * q->channel_stride;
-  r->multiplier = q->multiplier[i];
-  r->shift = q->shift[i];
+  r->multiplier = ec_requant_multiplier(q, i);
+  r->shift = ec_requant_shift(q, i);
   r->right = ec_right_form(r->multiplier, r->shift);
   r->round = r->right ? ec_round_right(-r->shift) : 0;
   r->zero_point = q->output_zero_point;
@@ -97,7 +97,7 @@ static inline int8_t ec_rq_apply(const ec_rq *r, int32_t acc) {
 
 static inline int8_t ec_requantize(const ec_requant *q, int32_t acc, uint32_t channel) {
   const uint32_t i = channel * q->channel_stride;
-  int32_t v = ec_mbqm(acc, q->multiplier[i], q->shift[i]);
+  int32_t v = ec_mbqm(acc, ec_requant_multiplier(q, i), ec_requant_shift(q, i));
   v = ec_add_wrap(v, q->output_zero_point);
   v = EC_MAX(v, q->act_min);
   v = EC_MIN(v, q->act_max);
@@ -856,13 +856,12 @@ __attribute__((always_inline)) static inline void ec_im2col_channels_n(const ec_
   const size_t oc_n = p->win.out_c;
   const uint32_t cs = rq->channel_stride;
   const int32_t zp = rq->output_zero_point;
-  const int32_t *bias = rq->bias + oc0, *mult = rq->multiplier + (size_t)oc0 * cs;
-  const int8_t *shift = rq->shift + (size_t)oc0 * cs;
+  const int32_t *bias = rq->bias + oc0;
   out += oc0;
-  for (uint32_t oc = oc0; oc < oc_end; ++oc, f += stride, mult += cs, shift += cs, ++out) {
+  for (uint32_t oc = oc0; oc < oc_end; ++oc, f += stride, ++out) {
     int32_t a0 = *bias++, a1 = a0, a2 = a0, a3 = a0;
     EC_DOT_4PX(xw, f, k4, a0, a1, a2, a3);
-    const int32_t m = *mult, s = *shift;
+    const int32_t m = ec_requant_multiplier(rq, oc * cs), s = ec_requant_shift(rq, oc * cs);
     ec_rq q;
     if (fast && m >= 0 && s <= -2 && s >= -23) {
       q.multiplier = m, q.shift = s;
@@ -1295,7 +1294,7 @@ static inline int32_t ec_mbqm_right2(int32_t x, int32_t multiplier, int r) {
 /* ec_requantize through ec_mbqm_right2 where it applies (multiplier >= 0, a right shift of 2 or more). */
 static inline int8_t ec_requantize_r2(const ec_requant *q, int32_t acc, uint32_t channel) {
   const uint32_t i = channel * q->channel_stride;
-  const int32_t m = q->multiplier[i], shift = q->shift[i];
+  const int32_t m = ec_requant_multiplier(q, i), shift = ec_requant_shift(q, i);
   int32_t v = m >= 0 && shift <= -2 ? ec_mbqm_right2(acc, m, -shift) : ec_mbqm(acc, m, shift);
   v = ec_add_wrap(v, q->output_zero_point);
   v = EC_MAX(v, q->act_min);
@@ -1547,7 +1546,7 @@ static int32_t ec_conv_acc(const ec_conv_params *p, const int8_t *input, int oy,
 
 static inline int ec_rq_monotone(const ec_requant *q, uint32_t channel) {
   const uint32_t i = channel * q->channel_stride;
-  return q->multiplier[i] >= 0 && q->shift[i] <= 0;
+  return ec_requant_multiplier(q, i) >= 0 && ec_requant_shift(q, i) <= 0;
 }
 
 /* out[c] = the pool's clamp of the conv's requantization of top[c], for `count` channels from oc0 whose
@@ -1556,8 +1555,6 @@ static inline int ec_rq_monotone(const ec_requant *q, uint32_t channel) {
 static void ec_pool_requantize(const ec_requant *q, const ec_pool_fusion *pool, uint32_t oc0, uint32_t count,
                                const int32_t *top, int empty, int8_t *out) {
   const uint32_t cs = q->channel_stride;
-  const int32_t *mult = q->multiplier + (size_t)oc0 * cs;
-  const int8_t *shift = q->shift + (size_t)oc0 * cs;
   const int32_t zp = q->output_zero_point;
   /* the conv's clamp then the pool's: one clamp to the ranges' intersection, or a constant where they miss */
   int32_t lo = EC_MAX(q->act_min, pool->act_min), hi = EC_MIN(q->act_max, pool->act_max);
@@ -1566,8 +1563,9 @@ static void ec_pool_requantize(const ec_requant *q, const ec_pool_fusion *pool, 
     v = EC_MIN(EC_MAX(v, pool->act_min), pool->act_max);
     lo = hi = v;
   }
-  for (uint32_t c = 0; c < count; ++c, mult += cs, shift += cs) {
-    int32_t v = *shift <= -2 ? ec_mbqm_right2(top[c], *mult, -*shift) : ec_mbqm(top[c], *mult, *shift);
+  for (uint32_t c = 0; c < count; ++c) {
+    const int32_t m = ec_requant_multiplier(q, (oc0 + c) * cs), s = ec_requant_shift(q, (oc0 + c) * cs);
+    int32_t v = s <= -2 ? ec_mbqm_right2(top[c], m, -s) : ec_mbqm(top[c], m, s);
     v = ec_add_wrap(v, zp);
     out[c] = (int8_t)EC_MIN(EC_MAX(v, lo), hi);
   }

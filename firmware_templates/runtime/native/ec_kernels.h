@@ -35,11 +35,23 @@ typedef struct {
 typedef struct {
   const int32_t *bias;       /* per output channel, folded with input_offset * sum(w) */
   const int32_t *multiplier; /* from QuantizeMultiplier at generation time: per channel, or one for all */
-  const int8_t *shift;       /* as many as multiplier */
+  const int8_t *shift;       /* shift_stride apart: see ec_requant_shift */
   uint32_t channel_stride;   /* 1: multiplier and shift per output channel; 0: one pair for every channel */
   int32_t output_zero_point;
   int32_t act_min, act_max;
+  uint32_t shift_stride; /* channel_stride, or 0 where the multiplier words carry the channels' shifts */
 } ec_requant;
+
+/* Entry i (channel * channel_stride) of a requantization. A multiplier word is bits 29..0 of a multiplier in
+ * [2^30, 2^31) (bit 30 set, as QuantizeMultiplier gives; edgeclust stores a zero multiplier as 2^30 with shift
+ * -31, the same for every accumulator it can reach) and, in bits 31..30, a number the shift byte is added to:
+ * 0..3 over one byte for every channel (shift_stride 0), or 1 over a byte per channel. */
+static inline int32_t ec_requant_multiplier(const ec_requant *q, uint32_t i) {
+  return (int32_t)(((uint32_t)q->multiplier[i] & 0x3FFFFFFFu) | 0x40000000u);
+}
+static inline int32_t ec_requant_shift(const ec_requant *q, uint32_t i) {
+  return q->shift[i * q->shift_stride] + (int32_t)((uint32_t)q->multiplier[i] >> 30);
+}
 
 /* A 2-D window over an NHWC tensor (batch 1): stride, dilation and top/left padding. */
 typedef struct {

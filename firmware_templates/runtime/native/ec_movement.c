@@ -119,7 +119,8 @@ void ec_transpose_conv(const ec_transpose_conv_params *p, const int8_t *input, i
         }
         acc += (uint32_t)p->q.bias[oc];
         const uint32_t i = oc * p->q.channel_stride;
-        int32_t v = ec_multiply_by_quantized_multiplier((int32_t)acc, p->q.multiplier[i], p->q.shift[i]);
+        int32_t v = ec_multiply_by_quantized_multiplier((int32_t)acc, ec_requant_multiplier(&p->q, i),
+                                                    ec_requant_shift(&p->q, i));
         v = (int32_t)((uint32_t)v + (uint32_t)p->q.output_zero_point);
         v = v < p->q.act_min ? p->q.act_min : (v > p->q.act_max ? p->q.act_max : v);
         *output++ = (int8_t)v;

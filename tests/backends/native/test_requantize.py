@@ -1,14 +1,20 @@
 """The one-shift requantization the kernels use where the shift is a right shift (ec_mbqm_right) against TFLM's
 double rounding as ec_mbqm writes it, on the host under UBSan: the int32 edges, ties (multiplier 2^30) and random
-pairs, for every right shift 1..31."""
+pairs, for every right shift 1..31; and the multiplier words that carry the shifts on flash."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from edgeclust.backends.native import fixed_point as fp
+from edgeclust.backends.native.lowering import _nonzero_multipliers
+from edgeclust.backends.native.records import Requant
+from edgeclust.errors import EdgeclustError
 from edgeclust.resources import templates_dir
 
 CHECK = r"""
@@ -54,3 +60,37 @@ def test_one_shift_requantization_equals_tflm_double_rounding(tmp_path):
     subprocess.run(["gcc", *flags, "-I", str(runtime), str(tmp_path / "check.c"), "-o", str(exe), "-lm"], check=True)
     done = subprocess.run([str(exe)], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and " 0 differ" in done.stdout, done.stdout + done.stderr
+
+
+def _decode(q, channel: int) -> tuple[int, int]:
+    """ec_requant_multiplier and ec_requant_shift (ec_kernels.h) in Python."""
+    i = channel if q.per_channel else 0
+    word = int(q.multiplier_words.view(np.uint32)[i])
+    return (word & 0x3FFFFFFF) | 0x40000000, int(q.shift_bytes[i * q.shift_stride]) + (word >> 30)
+
+
+@pytest.mark.parametrize(
+    "shifts",
+    [[-7, -6, -9, -8, -7], [-7, -6, -10, -8, -7], [-31, -7, -7, -6, -8], [3]],
+    ids=["packed", "spread-of-five", "zero-scale-channel", "per-tensor"],
+)
+def test_multiplier_words_carry_the_shifts_where_they_are_within_four(shifts):
+    rng = np.random.default_rng(0)
+    m = rng.integers(2**30, 2**31, len(shifts)).astype(np.int32)
+    q = Requant(np.zeros(len(shifts), np.int32), m, np.array(shifts, np.int8), 0, -128, 127)
+    assert q.packs_shift == (max(shifts) - min(shifts) <= 3)
+    assert q.shift_bytes.size == (1 if q.packs_shift else len(shifts))
+    assert [_decode(q, c) for c in range(len(shifts))] == list(zip(m.tolist(), shifts))
+
+
+def test_a_zero_multiplier_becomes_two_to_the_thirty_with_shift_minus_31():
+    """TFLM's zero multiplier gives 0 for every accumulator; (2^30, -31) too, but at -2^31 and 2^31 - 1."""
+    xs = [-(2**31) + 1, -(2**31) + 2, -(2**30), -1, 0, 1, 2**30, 2**31 - 2] + list(range(-3000, 3000, 7))
+    assert all(fp.mbqm(x, 2**30, -31) == 0 == fp.mbqm(x, 0, 0) for x in xs)
+    assert fp.mbqm(2**31 - 1, 2**30, -31) == 1
+    op = SimpleNamespace(name="CONV_2D")
+    rows = np.full((2, 9), 127, np.int8)
+    m, s = _nonzero_multipliers(op, [0, 2**30 + 5], [0, -7], np.array([100, -100]), rows)
+    assert (m, s) == ([2**30, 2**30 + 5], [-31, -7])
+    with pytest.raises(EdgeclustError, match="below 2"):
+        _nonzero_multipliers(op, [0], [0], np.array([2**31 - 100]), rows)

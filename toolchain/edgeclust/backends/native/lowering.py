@@ -375,8 +375,10 @@ def _requant(
     *,
     channel_axis: int = 0,
     float_product: bool = False,
+    acc_rows: np.ndarray | None = None,
 ) -> Requant:
-    """Folded biases, multipliers/shifts (per channel, or once for a per-tensor filter) and the activation range."""
+    """Folded biases, multipliers/shifts (per channel, or once for a per-tensor filter) and the activation range.
+    acc_rows: the weights the accumulators sum, where `rows` are not them (zeros: a bias left unfolded)."""
     xq, wq, yq = _quant(x, "input"), _quant(w, "filter"), _quant(y, "output")
     out_c = rows.shape[0]
     if len(wq.scales) not in (1, out_c) or (wq.per_channel and wq.axis != channel_axis):
@@ -405,6 +407,7 @@ def _requant(
         m, s = fp.quantize_multiplier(real)
         multipliers.append(m)
         shifts.append(s)
+    multipliers, shifts = _nonzero_multipliers(op, multipliers, shifts, folded, rows if acc_rows is None else acc_rows)
     act_min, act_max = fp.activation_range(op.options.get("fused_activation_function", "NONE"), yq.scale, yq.zero_point)
     return Requant(
         folded.astype(np.int32),
@@ -414,6 +417,23 @@ def _requant(
         act_min,
         act_max,
     )
+
+
+def _nonzero_multipliers(op: GraphOp, multipliers, shifts, folded, rows) -> tuple[list, list]:
+    """A zero multiplier (a scale below 2^-32: every output is the zero point) as (2^30, -31), which gives 0 too
+    for every accumulator but -2^31 and 2^31 - 1, so that the kernels can put bit 30 of every multiplier back
+    (records.Requant.multiplier_words). Refused where an accumulator could reach those two values."""
+    if min(multipliers) > 0:
+        return multipliers, shifts
+    w = np.abs(rows.astype(np.int64)).reshape(rows.shape[0], -1).sum(axis=1)  # rows: one per output channel
+    bound = int(np.abs(folded).max(initial=0) + 255 * w.max(initial=0))  # |x + input offset| <= 255
+    if bound > 2**31 - 2:
+        raise _refuse(f"{op.name} with a requantization scale below 2^-32 and accumulators that may reach 2^31")
+    zero = [i for i, m in enumerate(multipliers) if m == 0]
+    multipliers, shifts = list(multipliers), list(shifts)
+    for i in zero:
+        multipliers[i], shifts[i] = 2**30, -31
+    return multipliers, shifts
 
 
 def _constant_filter(b: _Builder, op: GraphOp, index: int) -> GraphTensor:

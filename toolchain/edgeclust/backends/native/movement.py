@@ -511,7 +511,7 @@ def lower_transpose_conv(b, op, _pool) -> TransposeConvStep:
             raise refuse(f"TRANSPOSE_CONV with a dimension of {value} (1..65535 is supported)")
     rows = w.data.reshape(w.shape[0], -1)
     bias_op = dataclasses.replace(op, inputs=(op.inputs[2], op.inputs[1], op.inputs[3] if len(op.inputs) > 3 else -1))
-    requant = L._requant(b, bias_op, np.zeros_like(rows), x, w, y)  # zero rows: the bias stays unfolded
+    requant = L._requant(b, bias_op, np.zeros_like(rows), x, w, y, acc_rows=rows)  # zero rows: the bias stays unfolded
     name = step_name(op)
     return TransposeConvStep(
         name=name,

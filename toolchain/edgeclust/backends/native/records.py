@@ -84,6 +84,36 @@ class Requant:
     def per_channel(self) -> bool:
         return self.multiplier.size > 1
 
+    @property
+    def packs_shift(self) -> bool:
+        """The shifts ride in the multiplier words: each word holds bits 29..0 of a multiplier in [2^30, 2^31)
+        (bit 30 set, bit 31 clear, as QuantizeMultiplier gives: two bits that carry nothing) and, in bits 31..30,
+        the shift's distance from the layer's smallest (0..3), which is then the only shift byte on flash. Else
+        the words are the multipliers and one shift byte a channel follows, less the 1 their bits 31..30 add."""
+        m, s = self.multiplier.astype(np.int64), self.shift.astype(np.int64)
+        return bool(m.min() >= 2**30 and s.max() - s.min() <= 3)
+
+    @property
+    def multiplier_words(self) -> np.ndarray:
+        """The int32 multiplier words on flash (ec_requant_multiplier reads them)."""
+        if not self.packs_shift:
+            return self.multiplier
+        m = self.multiplier.astype(np.uint32) & np.uint32(0x3FFFFFFF)
+        e = (self.shift.astype(np.int64) - int(self.shift.min())).astype(np.uint32) << np.uint32(30)
+        return (m | e).view(np.int32)
+
+    @property
+    def shift_bytes(self) -> np.ndarray:
+        """The int8 shift array on flash (ec_requant_shift adds bits 31..30 of the multiplier word)."""
+        if self.packs_shift:
+            return self.shift.min(keepdims=True).reshape(1)
+        return (self.shift.astype(np.int16) - 1).astype(np.int8)
+
+    @property
+    def shift_stride(self) -> int:
+        """Entries between consecutive channels' shift bytes: 0 for one byte for every channel."""
+        return 0 if self.packs_shift or not self.per_channel else 1
+
 
 @dataclass(frozen=True)
 class Window:
@@ -168,8 +198,8 @@ class _WeightedStep(Step):
             out.append(FlashArray(f"{self.name}_table", w.table.reshape(-1), "tables"))
         out += [
             FlashArray(f"{self.name}_bias", q.bias, "biases"),
-            FlashArray(f"{self.name}_multiplier", q.multiplier, "requant"),
-            FlashArray(f"{self.name}_shift", q.shift, "requant"),
+            FlashArray(f"{self.name}_multiplier", q.multiplier_words, "requant"),
+            FlashArray(f"{self.name}_shift", q.shift_bytes, "requant"),
         ]
         return tuple(out)
 

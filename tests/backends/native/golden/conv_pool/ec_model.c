@@ -27,11 +27,11 @@ static const int32_t conv_2d_0_bias[4] __attribute__((aligned(4))) = {
 };
 
 static const int32_t conv_2d_0_multiplier[4] __attribute__((aligned(4))) = {
-  1099511628, 1099511628, 1649267442, 1649267442,
+  25769804, 1099511628, 575525618, 1649267442,
 };
 
-static const int8_t conv_2d_0_shift[4] __attribute__((aligned(4))) = {
-  -7, -6, -7, -6,
+static const int8_t conv_2d_0_shift[1] __attribute__((aligned(4))) = {
+  -7,
 };
 
 static const ec_pool_fusion conv_2d_0_pool = {
@@ -50,7 +50,7 @@ static const ec_pool_fusion conv_2d_0_pool = {
 static const ec_conv_params conv_2d_0 = {
   .w = {.data = conv_2d_0_weights, .table = conv_2d_0_table, .row_stride = 3, .table_stride = 2, .bits = 1},
   .q = {.bias = conv_2d_0_bias, .multiplier = conv_2d_0_multiplier, .shift = conv_2d_0_shift, .channel_stride = 1,
-        .output_zero_point = -128, .act_min = -128, .act_max = 127},
+        .output_zero_point = -128, .act_min = -128, .act_max = 127, .shift_stride = 0},
   .win = {.in_h = 6, .in_w = 6, .in_c = 2, .out_h = 6, .out_w = 6, .out_c = 4, .k_h = 3, .k_w = 3, .stride_h = 1,
           .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1},
   .input_zero_point = -3,
@@ -73,7 +73,7 @@ static const int32_t depthwise_conv_2d_2_bias[4] __attribute__((aligned(4))) = {
 };
 
 static const int32_t depthwise_conv_2d_2_multiplier[1] __attribute__((aligned(4))) = {
-  1717986918,
+  644245094,
 };
 
 static const int8_t depthwise_conv_2d_2_shift[1] __attribute__((aligned(4))) = {
@@ -85,7 +85,7 @@ static const ec_depthwise_params depthwise_conv_2d_2 = {
         .bits = 3},
   .q = {.bias = depthwise_conv_2d_2_bias, .multiplier = depthwise_conv_2d_2_multiplier,
         .shift = depthwise_conv_2d_2_shift, .channel_stride = 0, .output_zero_point = 5, .act_min = -128,
-        .act_max = 127},
+        .act_max = 127, .shift_stride = 0},
   .win = {.in_h = 3, .in_w = 3, .in_c = 4, .out_h = 3, .out_w = 3, .out_c = 4, .k_h = 3, .k_w = 3, .stride_h = 1,
           .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1},
   .input_zero_point = -128,
@@ -118,7 +118,7 @@ static const int32_t fully_connected_5_bias[3] __attribute__((aligned(4))) = {
 };
 
 static const int32_t fully_connected_5_multiplier[1] __attribute__((aligned(4))) = {
-  1649267360,
+  575525536,
 };
 
 static const int8_t fully_connected_5_shift[1] __attribute__((aligned(4))) = {
@@ -129,7 +129,7 @@ static const ec_fc_params fully_connected_5 = {
   .w = {.data = fully_connected_5_weights, .table = fully_connected_5_table, .row_stride = 1, .table_stride = 0,
         .bits = 2},
   .q = {.bias = fully_connected_5_bias, .multiplier = fully_connected_5_multiplier, .shift = fully_connected_5_shift,
-        .channel_stride = 0, .output_zero_point = 2, .act_min = -128, .act_max = 127},
+        .channel_stride = 0, .output_zero_point = 2, .act_min = -128, .act_max = 127, .shift_stride = 0},
   .batches = 1,
   .in_n = 4,
   .out_n = 3,

@@ -32,7 +32,7 @@ static const int32_t fully_connected_1_bias[4] __attribute__((aligned(4))) = {
 };
 
 static const int32_t fully_connected_1_multiplier[1] __attribute__((aligned(4))) = {
-  1649267360,
+  575525536,
 };
 
 static const int8_t fully_connected_1_shift[1] __attribute__((aligned(4))) = {
@@ -43,7 +43,7 @@ static const ec_fc_params fully_connected_1 = {
   .w = {.data = (const uint8_t *)fully_connected_1_weights, .table = NULL, .row_stride = 8, .table_stride = 0,
         .bits = 8},
   .q = {.bias = fully_connected_1_bias, .multiplier = fully_connected_1_multiplier, .shift = fully_connected_1_shift,
-        .channel_stride = 0, .output_zero_point = -4, .act_min = -128, .act_max = 127},
+        .channel_stride = 0, .output_zero_point = -4, .act_min = -128, .act_max = 127, .shift_stride = 0},
   .batches = 1,
   .in_n = 8,
   .out_n = 4,
@@ -64,7 +64,7 @@ static const int32_t fully_connected_2_bias[4] __attribute__((aligned(4))) = {
 };
 
 static const int32_t fully_connected_2_multiplier[1] __attribute__((aligned(4))) = {
-  1178048114,
+  104306290,
 };
 
 static const int8_t fully_connected_2_shift[1] __attribute__((aligned(4))) = {
@@ -75,7 +75,7 @@ static const ec_fc_params fully_connected_2 = {
   .w = {.data = fully_connected_2_weights, .table = fully_connected_2_table, .row_stride = 1, .table_stride = 0,
         .bits = 1},
   .q = {.bias = fully_connected_2_bias, .multiplier = fully_connected_2_multiplier, .shift = fully_connected_2_shift,
-        .channel_stride = 0, .output_zero_point = 3, .act_min = 3, .act_max = 127},
+        .channel_stride = 0, .output_zero_point = 3, .act_min = 3, .act_max = 127, .shift_stride = 0},
   .batches = 1,
   .in_n = 8,
   .out_n = 4,
