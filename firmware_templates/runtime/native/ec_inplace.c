@@ -23,7 +23,7 @@ void ec_depthwise_conv_inplace(const ec_depthwise_params *p, const int8_t *input
     one.w.table = p->w.table == NULL ? NULL : p->w.table + (size_t)c * p->w.table_stride;
     one.q.bias = p->q.bias + c;
     one.q.multiplier = p->q.multiplier + (size_t)c * p->q.channel_stride;
-    one.q.shift = p->q.shift + (size_t)c * p->q.shift_stride;
+    one.q.shift = p->q.shift + (size_t)c * p->q.channel_stride;
     ec_depthwise_conv(&one, window, plane_out);
     int8_t *dst = output + c;
     for (uint32_t i = 0; i < out_pixels; ++i) dst[(size_t)i * channels] = plane_out[i];
@@ -54,17 +54,20 @@ void ec_conv_rows(const ec_conv_params *p, const int8_t *input, int8_t *output) 
   const ec_window *w = &p->win;
   const size_t in_row = (size_t)w->in_w * w->in_c, out_row = (size_t)w->out_w * w->out_c;
   const int span = (w->k_h - 1) * w->dil_h + 1; /* input rows one output row's window covers */
-  ec_conv_params row = *p;
-  row.win.out_h = 1u;
-  for (uint32_t r = 0; r < w->out_h; ++r) {
-    const int y0 = (int)r * w->stride_h - w->pad_h; /* the window's first row, in the padding when < 0 */
-    int first = y0 > 0 ? y0 : 0, end = y0 + span;
+  /* bands of whole fours of pixels where the row allows (ec_conv's groups of four pixels stay full) */
+  const uint32_t band = w->out_w % 4u == 0 ? 1u : w->out_w % 2u == 0 ? 2u : 4u;
+  ec_conv_params rows = *p;
+  for (uint32_t r = 0; r < w->out_h; r += band) {
+    const uint32_t n = w->out_h - r < band ? w->out_h - r : band;
+    const int y0 = (int)r * w->stride_h - w->pad_h; /* the band's first window row, in the padding when < 0 */
+    int first = y0 > 0 ? y0 : 0, end = y0 + (int)(n - 1u) * w->stride_h + span;
     if (first > (int)w->in_h - 1) first = (int)w->in_h - 1;
     if (end > (int)w->in_h) end = (int)w->in_h;
-    /* the rows [first, end) as a small image; rows of the window outside it are the padding they were */
-    row.win.in_h = (uint16_t)(end - first > 1 ? end - first : 1);
-    row.win.pad_h = (int16_t)(first - y0);
-    ec_conv(&row, input + (size_t)first * in_row, output + (size_t)r * out_row);
+    /* the rows [first, end) as a small image; rows of the windows outside it are the padding they were */
+    rows.win.in_h = (uint16_t)(end - first > 1 ? end - first : 1);
+    rows.win.out_h = (uint16_t)n;
+    rows.win.pad_h = (int16_t)(first - y0);
+    ec_conv(&rows, input + (size_t)first * in_row, output + (size_t)r * out_row);
   }
 }
 

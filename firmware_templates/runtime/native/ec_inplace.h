@@ -28,10 +28,11 @@ void ec_depthwise_conv_inplace(const ec_depthwise_params *p, const int8_t *input
  * write never reaches a pixel not yet copied), backwards otherwise (the output then ends past the input). */
 void ec_conv_1x1_inplace(const ec_conv_params *p, const int8_t *input, int8_t *output, int8_t *window);
 
-/* CONV_2D one output row at a time (ec_conv on the rows that output row reads), so the output may start below
- * the input and overwrite the input rows already consumed: output row r's bytes may reach up to where row r's
- * first input row starts (the plan's ShiftedConvStep; input row first(r) = clamp(r * stride_h - pad_h, 0,
- * in_h - 1)). Each row's call is TFLM's ConvPerChannel on that row, bit for bit. */
+/* CONV_2D a band of output rows at a time (ec_conv on the rows that band reads; a band is as many rows as make
+ * whole fours of pixels: 1, 2 or 4), so the output may start below the input and overwrite the input rows
+ * already consumed: band b's bytes may reach up to where its first input row starts (the plan's
+ * ShiftedConvStep; first row = clamp(r * stride_h - pad_h, 0, in_h - 1) for the band's first output row r).
+ * Each band's call is TFLM's ConvPerChannel on those rows, bit for bit. */
 void ec_conv_rows(const ec_conv_params *p, const int8_t *input, int8_t *output);
 
 /* A 1x1 CONV_2D and the DEPTHWISE_CONV_2D that alone reads its output, fused row by row: for each depthwise

@@ -7,9 +7,9 @@ alive for its one call, before the writes that clobber it.
   c's bytes, whose plane is in the window.
 - CONV_2D 1x1, stride 1, no padding, no fused pool: EC_INPLACE_PIXELS pixels at a time, the window holds the
   block's input pixels; forwards when out_c <= in_c, backwards when the output is wider.
-- Any other CONV_2D without a fused pool, shifted (ShiftedConvStep): one output row at a time, the output
-  placed `shift` bytes below the input, the least shift at which no output row reaches an input row that row or
-  a later one still reads (shift_bytes); no window. The first layer of an image model, whose input is the
+- Any other CONV_2D without a fused pool, shifted (ShiftedConvStep): a band of output rows at a time, the
+  output placed `shift` bytes below the input, the least shift at which no band reaches an input row that band
+  or a later one still reads (shift_bytes); no window. The first layer of an image model, whose input is the
   largest tensor, writes its output over the rows it has consumed.
 
 The plan chooses (plan.py): every eligible step whose input dies there is made in place, then each is undone
@@ -56,7 +56,7 @@ class InPlaceConvStep(ConvStep):
 @dataclass(frozen=True, eq=False)
 class ShiftedConvStep(ConvStep):
     """A ConvStep whose output starts `shift` bytes below its input and overwrites the input rows it has
-    consumed (ec_conv_rows: one output row at a time)."""
+    consumed (ec_conv_rows: a band of output rows at a time)."""
 
     KERNEL: ClassVar[str] = "ec_conv_rows"
 
@@ -64,7 +64,7 @@ class ShiftedConvStep(ConvStep):
 
     @property
     def what(self) -> str:
-        return f"{super().what}, row by row over its consumed input (output {self.shift} B below it)"
+        return f"{super().what}, by bands of rows over its consumed input ({self.shift} B below)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,14 +133,20 @@ def fusion_choice(pointwise: ConvStep, depthwise: DepthwiseStep) -> InPlaceChoic
 
 def shift_bytes(step: Step) -> int | None:
     """The shift a ShiftedConvStep of `step` needs (aligned, at least 0), or None where `step` cannot run so (a
-    depthwise, a 1x1 that runs in place by window, a fused pool). Output row r is written over
-    [r * out_row, (r + 1) * out_row) less the shift, after which the rows from _first_row(r) on are still read."""
+    depthwise, a 1x1 that runs in place by window, a fused pool). The band of output rows [r, r + band_rows) is
+    written less the shift, while the input rows from _first_row(r) on are still to be read."""
     if type(step) is not ConvStep or step.pool is not None or window_bytes(step) is not None:
         return None
     w = step.window
     in_row, out_row = w.in_w * w.in_c, w.out_w * w.out_c
-    need = max((r + 1) * out_row - _first_row(w, r) * in_row for r in range(w.out_h))
+    band = band_rows(w)
+    need = max(min(r + band, w.out_h) * out_row - _first_row(w, r) * in_row for r in range(0, w.out_h, band))
     return align(max(need, 0), TENSOR_ALIGNMENT)
+
+
+def band_rows(w: Window) -> int:
+    """ec_conv_rows: the output rows a band holds, as many as make whole fours of pixels (1, 2 or 4)."""
+    return 1 if w.out_w % 4 == 0 else 2 if w.out_w % 2 == 0 else 4
 
 
 def ring_rows(w: Window) -> int:
@@ -193,7 +199,7 @@ def ring_bytes(depthwise: DepthwiseStep) -> int:
 
 
 def _first_row(w: Window, r: int) -> int:
-    """ec_conv_rows: the first input row output row r reads (the row its pointer starts at)."""
+    """ec_conv_rows, ec_pw_dw_rows: the first input row output row r reads (where the call's input starts)."""
     return min(max(r * w.stride_h - w.pad_h, 0), w.in_h - 1)
 
 
