@@ -258,6 +258,7 @@ def _requant(step: str, q: Requant) -> Fields:
         ("output_zero_point", str(q.output_zero_point)),
         ("act_min", str(q.act_min)),
         ("act_max", str(q.act_max)),
+        ("shift_stride", str(q.shift_stride)),
     ]
 
 
