@@ -38,10 +38,27 @@ void ec_conv_1x1_inplace(const ec_conv_params *p, const int8_t *input, int8_t *o
   ec_conv_params block_params = *p;
   block_params.win.in_h = 1u;
   block_params.win.out_h = 1u;
+  if (out_c <= in_c) {
+    /* forwards: a write never reaches a pixel not yet copied. The pixels after the block are still whole, so
+     * with 4-bit rows (ec_conv_1x1_ahead) each row pair decoded once serves the block and as many of the pixels
+     * after it as the scratch holds outputs for (their inputs all read before any of theirs is written). */
+    for (uint32_t first = 0; first < pixels;) {
+      const uint32_t n = pixels - first < EC_INPLACE_PIXELS ? pixels - first : EC_INPLACE_PIXELS;
+      memcpy(window, input + (size_t)first * in_c, (size_t)n * in_c);
+      uint32_t ahead = 0;
+      const int8_t *rest = input + (size_t)(first + n) * in_c;
+      if (!ec_conv_1x1_ahead(p, window, n, rest, pixels - first - n, output + (size_t)first * out_c, &ahead)) {
+        block_params.win.in_w = (uint16_t)n;
+        block_params.win.out_w = (uint16_t)n;
+        ec_conv(&block_params, window, output + (size_t)first * out_c);
+      }
+      first += n + ahead;
+    }
+    return;
+  }
   for (uint32_t b = 0; b < blocks; ++b) {
-    /* forwards when the output is no wider than the input, else from the last block back */
-    const uint32_t block = out_c <= in_c ? b : blocks - 1u - b;
-    const uint32_t first = block * EC_INPLACE_PIXELS;
+    /* backwards, from the last block (the output then ends past the input) */
+    const uint32_t first = (blocks - 1u - b) * EC_INPLACE_PIXELS;
     const uint32_t n = pixels - first < EC_INPLACE_PIXELS ? pixels - first : EC_INPLACE_PIXELS;
     memcpy(window, input + (size_t)first * in_c, (size_t)n * in_c);
     block_params.win.in_w = (uint16_t)n;

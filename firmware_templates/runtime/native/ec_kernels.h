@@ -132,6 +132,13 @@ typedef struct {
 int32_t ec_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift);
 
 void ec_conv(const ec_conv_params *p, const int8_t *input, int8_t *output);
+/* For ec_conv_1x1_inplace (a 1x1 CONV_2D, stride 1, no padding, no pool): n pixels from `window` into output,
+ * and with the same decoded rows up to ahead_max pixels from `ahead` (the input after them, read before any of
+ * it is written) into output + n * out_c, as many as the kernel's scratch holds (*ahead_done). 1 when done, 0
+ * (nothing written) where the fast path does not apply: 4-bit rows on a DSP core (not Helium), in_c a multiple
+ * of 4, the decoded rows fitting the scratch. */
+int ec_conv_1x1_ahead(const ec_conv_params *p, const int8_t *window, uint32_t n, const int8_t *ahead,
+                      uint32_t ahead_max, int8_t *output, uint32_t *ahead_done);
 void ec_depthwise_conv(const ec_depthwise_params *p, const int8_t *input, int8_t *output);
 void ec_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *output);
 void ec_max_pool(const ec_pool_params *p, const int8_t *input, int8_t *output);

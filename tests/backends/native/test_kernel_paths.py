@@ -117,3 +117,43 @@ def test_im2col_host_build_matches_tflm(nx, im2col_models, values):
 )
 def test_im2col_firmware_is_bit_exact(nx, im2col_models, board_id, values, tmp_path):
     nx.qemu_self_test(im2col_models[values], board_id, tmp_path)
+
+
+def pointwise_in_place(keras):
+    """A 1x1 convolution in place (InPlaceConvStep, forwards: 40 -> 36 channels over 90 pixels) whose 4-bit rows
+    pay for their tables: on DSP cores each row pair is decoded once as int16 pairs for the window's block and
+    the pixels after it (ec_conv_1x1_ahead), 90 = (8 + 24) * 2 + 26 pixels, the last pass short."""
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((10, 9, 1), batch_size=1)
+    x = layers.Conv2D(40, 3, padding="same", activation="relu")(inputs)
+    x = layers.Conv2D(36, 1, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(5)(x))
+
+
+@pytest.fixture(scope="module")
+def pointwise_models(nx, keras):
+    data = np.random.default_rng(0).normal(size=(64, 10, 9, 1)).astype(np.float32)
+    model = pointwise_in_place(keras)
+    nx.weights_with_values(model, 16)
+    return {16: nx.convert(model, data, per_channel=True)}
+
+
+def test_pointwise_runs_in_place_with_4bit_rows(pointwise_models):
+    from edgeclust.backends.native import inplace, plan
+    from edgeclust.pipeline.layouts import weight_layouts
+
+    program = NativeBackend().lower(pointwise_models[16], weight_layouts(pointwise_models[16])).details.program
+    (step,) = [s for s in program.steps if isinstance(s, inplace.InPlaceConvStep)]
+    assert step.weights.bits == 4 and step.window.in_c % 4 == 0
+    assert plan.scratch_row_bytes(step) * 2 >= 4 * step.window.in_c + 24 * step.window.out_c
+
+
+def test_pointwise_host_build_matches_tflm(nx, pointwise_models):
+    nx.check_bit_exact(pointwise_models[16], n=6, backend=NativeBackend(sanitize=True))
+
+
+@pytest.mark.parametrize("board_id", ["qemu_mps2_an386", "qemu_lm3s6965evb"])
+def test_pointwise_firmware_is_bit_exact(nx, pointwise_models, board_id, tmp_path):
+    nx.qemu_self_test(pointwise_models[16], board_id, tmp_path)

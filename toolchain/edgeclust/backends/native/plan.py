@@ -31,6 +31,9 @@ IM2COL_MAX_K = 768
 IM2COL_BLOCK_BYTES = 4096
 # ec_add's tables (2 KB of scratch) from this many elements on: building them costs ~15k instructions
 ADD_TABLES_FROM = 512
+# an in-place 1x1 convolution with 4-bit rows (ec_conv_1x1_ahead): the pixels after each window block whose
+# outputs its scratch holds, so that a row pair decoded once serves 8 + this many pixels
+INPLACE_1X1_AHEAD_PIXELS = 24
 
 
 def plan_program(
@@ -142,10 +145,12 @@ def scratch_row_bytes(step: Step) -> int:
     (8 * k4 bytes, k4 = k rounded up to 4) and an int8 patch (k4), then, for packed rows or k not a multiple
     of 4, its rows decoded or copied k4 apart (all channels, up to IM2COL_BLOCK_BYTES, one row at least); an
     ADD of ADD_TABLES_FROM elements or more holds its two tables of 256 int32 (2 KB). Packed 1x1 convolutions
-    decode two rows of in_c (plain int8 ones read their rows on flash); other packed convolutions decode two
-    rows of k (a small filter's pixel-major path, on the Cortex-M55, as many channels as fit
-    PIXEL_MAJOR_BLOCK_BYTES, and so does a packed convolution with a fused max pool, two channels at least); a
-    3x3 depthwise convolution not in place holds one channel's padded plane in both rows
+    decode two rows of in_c (plain int8 ones read their rows on flash); 4-bit ones with in_c a multiple of 4
+    decode them as int16 pairs, 2 * in_c bytes each (ec_row4_pairs), and in place with out_c <= in_c hold the
+    outputs of INPLACE_1X1_AHEAD_PIXELS pixels after each window block besides (ec_conv_1x1_ahead); other
+    packed convolutions decode two rows of k (a small filter's pixel-major path, on the Cortex-M55, as many
+    channels as fit PIXEL_MAJOR_BLOCK_BYTES, and so does a packed convolution with a fused max pool, two
+    channels at least); a 3x3 depthwise convolution not in place holds one channel's padded plane in both rows
     (depthwise_plane_bytes, up to two LONGEST_DECODED_ROW); a fully connected layer widens its n inputs to
     int16 (4-bit rows: all n; plain int8 rows: the whole fours of them, four rows a pass). A row longer than
     the scratch makes its kernel take a slower path, so this sizes the scratch, never correctness."""
@@ -193,6 +198,10 @@ def _conv_scratch_row(step: ConvStep) -> int:
     if k > LONGEST_DECODED_ROW or not packed:
         return need
     need = max(need, k)
+    if one_by_one and step.weights.bits == 4 and w.in_c % 4 == 0:
+        need = max(need, 2 * k)  # ec_conv_1x1 decodes 4-bit rows as int16 pairs (ec_row4_pairs): two rows of 2 * k
+        if isinstance(step, inplace.InPlaceConvStep) and w.out_c <= w.in_c:
+            need = max(need, -(-(4 * k + INPLACE_1X1_AHEAD_PIXELS * w.out_c) // 2))  # and the outputs held ahead
     if not one_by_one and k <= PATCH_BYTES:
         need = max(need, -(-min(w.out_c * k, PIXEL_MAJOR_BLOCK_BYTES) // 2))
     return need
