@@ -162,6 +162,29 @@ def test_every_index_width_packs_and_matches_tflm(nx, keras, bits):
         assert dense1.bits == 8 and dense1.table_bytes == 0
 
 
+@pytest.mark.parametrize(
+    "bits,board", [(3, "qemu_microbit"), (5, "qemu_mps2_an386"), (5, "qemu_mps3_an547"), (6, "qemu_lm3s6965evb")]
+)
+def test_odd_index_widths_decode_eight_at_a_time_in_qemu(nx, keras, bits, board, tmp_path):
+    """ec_row's EC_DECODE8 (eight indices from `bits` bytes) on each core's compiler: rows of 27, 72 and 9 weights
+    (whole eights and a tail), bit-identical to the host build, itself checked against tflite_micro (7-bit rows
+    on the host: test_every_index_width_packs_and_matches_tflm)."""
+    model = sequential(
+        keras,
+        (6, 6, 3),
+        keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.DepthwiseConv2D(3, padding="same"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(5),
+    )
+    nx.weights_with_values(model, 2**bits, seed=bits)
+    tflite = nx.convert(model, data_for((6, 6, 3)), per_channel=False)
+    lowered = nx.check_bit_exact(tflite)
+    assert any(p.bits == bits for p in lowered.details.program.packed if p.op == "CONV_2D"), lowered.notes
+    nx.qemu_self_test(tflite, board, tmp_path, lowered=lowered)
+
+
 def test_per_channel_tables_match_tflm(nx, keras):
     from edgeclust.lower.weights import layout_for
     from edgeclust.tflite.flatbuffer import read_model
