@@ -370,6 +370,13 @@ static inline int16x2_t ec_sxtb16_ror8(uint32_t v) {
     lo = __sxtb16(v);            \
     hi = ec_sxtb16_ror8(v);      \
   } while (0)
+
+/* [lo, hi] as the int16 pair SMLAD takes (PKHBT; lo sign-extended from int8 keeps its low half). */
+static inline int16x2_t ec_pkhbt(int32_t lo, int32_t hi) {
+  int16x2_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+  return r;
+}
 #endif
 
 #if EC_MVE
@@ -680,6 +687,63 @@ static int ec_conv_pixel_major(const ec_conv_params *p, const int8_t *input, int
   return 1;
 }
 
+#if EC_DSP && !EC_MVE
+/* A 4-bit row of c weights (c a multiple of 4) through its int8 table t, decoded straight into the int16 pairs
+ * SMLAD takes, in SXTB16's order ([w0 w2] [w1 w3] every four: the inputs' pairs, ec_widen_pairs), into dst[0],
+ * dst[1] of every four words: two rows decoded to dst and dst + 2 interleave, so the dot product reads both rows'
+ * four weights with two LDRD from one pointer. Per eight weights one LDR of indices, eight UBFX and LDRSB, four
+ * PKHBT and four STR: no int8 copy of the row, no SXTB16 of the weights in the pixel loop. */
+__attribute__((noinline)) static void ec_row4_pairs(const uint8_t *p, const int8_t *t, uint32_t c, uint32_t *dst) {
+  uint32_t i = 0;
+  for (; i + 8u <= c; i += 8u, p += 4, dst += 8) {
+    uint32_t h;
+    memcpy(&h, p, 4);
+    dst[0] = (uint32_t)ec_pkhbt(t[h & 15u], t[(h >> 8) & 15u]);
+    dst[1] = (uint32_t)ec_pkhbt(t[(h >> 4) & 15u], t[(h >> 12) & 15u]);
+    dst[4] = (uint32_t)ec_pkhbt(t[(h >> 16) & 15u], t[(h >> 24) & 15u]);
+    dst[5] = (uint32_t)ec_pkhbt(t[(h >> 20) & 15u], t[h >> 28]);
+  }
+  if (i < c) {
+    const uint32_t h = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+    dst[0] = (uint32_t)ec_pkhbt(t[h & 15u], t[(h >> 8) & 15u]);
+    dst[1] = (uint32_t)ec_pkhbt(t[(h >> 4) & 15u], t[h >> 12]);
+  }
+}
+
+/* acc[0..3] += (xa . w0, xa . w1, xb . w0, xb . w1), xb = xa + c, over c values (a multiple of 4), the rows as
+ * ec_row4_pairs interleaves them: per four values two LDR and four SXTB16 of the inputs, two LDRD of the
+ * weights, eight SMLAD (ec_dot_2x2_rows also widens the weights: two more LDR-less SXTB16 pairs). */
+static inline void ec_dot16_2x2(const int8_t *xa, uint32_t c, const uint32_t *w, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  for (const int8_t *end = xa + c; xa != end; xa += 4, w += 4) {
+    int16x2_t a_lo, a_hi, b_lo, b_hi;
+    const uint32_t va = ec_load32(xa), vb = ec_load32(xa + c);
+    EC_WIDEN(va, a_lo, a_hi);
+    EC_WIDEN(vb, b_lo, b_hi);
+    const int16x2_t u0 = (int16x2_t)w[0], u1 = (int16x2_t)w[1];
+    a0 = __smlad(a_hi, u1, __smlad(a_lo, u0, a0));
+    a2 = __smlad(b_hi, u1, __smlad(b_lo, u0, a2));
+    const int16x2_t v0 = (int16x2_t)w[2], v1 = (int16x2_t)w[3];
+    a1 = __smlad(a_hi, v1, __smlad(a_lo, v0, a1));
+    a3 = __smlad(b_hi, v1, __smlad(b_lo, v0, a3));
+  }
+  acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+/* acc[0..1] += (x . w0, x . w1) over c values, the rows as ec_row4_pairs interleaves them. */
+static inline void ec_dot16_1x2(const int8_t *x, uint32_t c, const uint32_t *w, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  for (const int8_t *end = x + c; x != end; x += 4, w += 4) {
+    int16x2_t lo, hi;
+    const uint32_t v = ec_load32(x);
+    EC_WIDEN(v, lo, hi);
+    a0 = __smlad(hi, (int16x2_t)w[1], __smlad(lo, (int16x2_t)w[0], a0));
+    a1 = __smlad(hi, (int16x2_t)w[3], __smlad(lo, (int16x2_t)w[2], a1));
+  }
+  acc[0] = a0, acc[1] = a1;
+}
+#endif
+
 /* One output channel pair (the second row d bytes after the first; two: whether there is a second channel) over
  * `pixels` pixels of c inputs: pixels two at a time (ec_dot_2x2_rows), requantized by ec_rq_fast where both
  * channels allow (`fast`), else ec_rq_apply. The requantization is copied to locals: the int8 stores could alias
@@ -718,6 +782,88 @@ __attribute__((noinline)) static void ec_1x1_pair(const int8_t *x, uint32_t pixe
   }
 }
 
+#if EC_DSP && !EC_MVE
+/* ec_1x1_loop over two rows decoded as int16 pairs (ec_row4_pairs; w the interleaved words). */
+__attribute__((always_inline)) static inline void ec_1x1_loop16(const int8_t *x, uint32_t pixels, uint32_t c,
+                                                                const uint32_t *w, int8_t *out, size_t oc_n, int two,
+                                                                int32_t b0, int32_t b1, const ec_rq *rq0,
+                                                                const ec_rq *rq1, int fast) {
+  const ec_rq q0 = *rq0, q1 = *rq1;
+  uint32_t px = 0;
+  for (; px + 2 <= pixels; px += 2, x += 2 * (size_t)c, out += 2 * oc_n) {
+    int32_t acc[4] = {b0, b1, b0, b1};
+    ec_dot16_2x2(x, c, w, acc);
+    out[0] = fast ? ec_rq_fast(&q0, acc[0]) : ec_rq_apply(&q0, acc[0]);
+    out[oc_n] = fast ? ec_rq_fast(&q0, acc[2]) : ec_rq_apply(&q0, acc[2]);
+    if (two) {
+      out[1] = fast ? ec_rq_fast(&q1, acc[1]) : ec_rq_apply(&q1, acc[1]);
+      out[oc_n + 1] = fast ? ec_rq_fast(&q1, acc[3]) : ec_rq_apply(&q1, acc[3]);
+    }
+  }
+  if (px < pixels) {
+    int32_t acc[2] = {b0, b1};
+    ec_dot16_1x2(x, c, w, acc);
+    out[0] = ec_rq_apply(&q0, acc[0]);
+    if (two) out[1] = ec_rq_apply(&q1, acc[1]);
+  }
+}
+
+__attribute__((noinline)) static void ec_1x1_pair16(const int8_t *x, uint32_t pixels, uint32_t c, const uint32_t *w,
+                                                    int8_t *out, size_t oc_n, int two, int32_t b0, int32_t b1,
+                                                    const ec_rq *q0, const ec_rq *q1) {
+  if (q0->fast && q1->fast) {
+    ec_1x1_loop16(x, pixels, c, w, out, oc_n, two, b0, b1, q0, q1, 1);
+  } else {
+    ec_1x1_loop16(x, pixels, c, w, out, oc_n, two, b0, b1, q0, q1, 0);
+  }
+}
+#endif
+
+/* 1x1 with 4-bit rows on DSP cores: each row pair decoded as int16 pairs (ec_row4_pairs, two rows of 2 * in_c
+ * bytes in the scratch), then `pixels` pixels from x into output; then, where the scratch holds more than the rows
+ * and `ahead` is given, up to ahead_max further pixels from `ahead` (in_c apart) with the same decoded rows, their
+ * outputs held in the rest of the scratch and copied to output + pixels * out_c after the last row pair (so
+ * `ahead` may be the not yet consumed input of an in-place 1x1, ec_conv_1x1_inplace). *ahead_done: how many.
+ * 0 (nothing written) where the rows are not 4-bit, in_c is not a multiple of 4 or the rows do not fit. */
+static int ec_conv_1x1_4bit(const ec_conv_params *p, const int8_t *x, uint32_t pixels, const int8_t *ahead,
+                            uint32_t ahead_max, int8_t *output, uint32_t *ahead_done) {
+#if EC_DSP && !EC_MVE
+  const uint32_t c = p->win.in_c, oc_n = p->win.out_c;
+  const size_t room = 2u * (size_t)EC_ROW_SCRATCH, rows_bytes = 4u * (size_t)c;
+  if (p->w.table == NULL || p->w.bits != 4 || c % 4u != 0 || rows_bytes > room) return 0;
+  uint32_t more = ahead == NULL ? 0u : (uint32_t)((room - rows_bytes) / oc_n);
+  if (more > ahead_max) more = ahead_max;
+  uint32_t *rows = (uint32_t *)(void *)ec_row_scratch;
+  int8_t *held = (int8_t *)(void *)(rows + c);
+  const size_t rs = p->w.row_stride, ts = p->w.table_stride;
+  for (uint32_t oc = 0; oc < oc_n; oc += 2) {
+    const int two = oc + 1 < oc_n;
+    const uint32_t oc1 = two ? oc + 1 : oc;
+    ec_row4_pairs(p->w.data + oc * rs, p->w.table + oc * ts, c, rows);
+    ec_row4_pairs(p->w.data + oc1 * rs, p->w.table + oc1 * ts, c, rows + 2);
+    ec_rq q0, q1;
+    ec_rq_load(&q0, &p->q, oc);
+    ec_rq_load(&q1, &p->q, oc1);
+    const int32_t b0 = p->q.bias[oc], b1 = p->q.bias[oc1];
+    ec_1x1_pair16(x, pixels, c, rows, output + oc, oc_n, two, b0, b1, &q0, &q1);
+    if (more > 0) ec_1x1_pair16(ahead, more, c, rows, held + oc, oc_n, two, b0, b1, &q0, &q1);
+  }
+  if (more > 0) memcpy(output + (size_t)pixels * oc_n, held, (size_t)more * oc_n);
+  if (ahead_done != NULL) *ahead_done = more;
+  return 1;
+#else
+  (void)p, (void)x, (void)pixels, (void)ahead, (void)ahead_max, (void)output, (void)ahead_done;
+  return 0;
+#endif
+}
+
+int ec_conv_1x1_ahead(const ec_conv_params *p, const int8_t *window, uint32_t n, const int8_t *ahead,
+                      uint32_t ahead_max, int8_t *output, uint32_t *ahead_done) {
+  *ahead_done = 0;
+  if (p->pool != NULL) return 0;
+  return ec_conv_1x1_4bit(p, window, n, ahead, ahead_max, output, ahead_done);
+}
+
 /* 1x1, stride 1, no padding: a matrix product, [pixels x in_c] times [in_c x out_c]. Output channels two at a
  * time, outer (CMSIS-NN arm_nn_mat_mult_nt_t_s8's 2x2 blocking: each weight and input load serves two products);
  * pixels two at a time over the whole image (rows do not break the pairs). Plain int8 rows are read on flash,
@@ -725,6 +871,9 @@ __attribute__((noinline)) static void ec_1x1_pair(const int8_t *x, uint32_t pixe
 static void ec_conv_1x1(const ec_conv_params *p, const int8_t *input, int8_t *output) {
   const ec_window *w = &p->win;
   const uint32_t c = w->in_c, oc_n = w->out_c, pixels = (uint32_t)w->out_h * w->out_w;
+#if EC_DSP && !EC_MVE
+  if (ec_conv_1x1_4bit(p, input, pixels, NULL, 0, output, NULL)) return;
+#endif
   for (uint32_t oc = 0; oc < oc_n; oc += 2) {
     const int two = oc + 1 < oc_n;
     const int8_t *w0;
@@ -1059,14 +1208,6 @@ static int ec_conv_fast(const ec_conv_params *p, const int8_t *input, int8_t *ou
 /* `count` outputs of one channel along a row, 3x3 windows all inside the input: x the first window's corner,
  * cs and rs the distances between its columns and rows. Its own function, specialised for the one-shift
  * requantization, so that the weights get the registers (inside ec_depthwise_fast GCC spills them). */
-#if EC_DSP
-/* [lo, hi] as the int16 pair SMLAD takes (PKHBT; lo sign-extended from int8 keeps its low half). */
-static inline int16x2_t ec_pkhbt(int32_t lo, int32_t hi) {
-  int16x2_t r;
-  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
-  return r;
-}
-#endif
 
 __attribute__((always_inline)) static inline void ec_dw3x3_loop(const int8_t *x, int8_t *out, uint32_t count,
                                                                 size_t x_step, size_t out_step, size_t cs,
