@@ -239,26 +239,20 @@ def run_tflm(tflite, x, y, board, templates: str, tflm_root: Path, opt: str = "-
     """(instructions, flash, ram, verdict) of the TFLM firmware (reference or CMSIS-NN tree) on `board`."""
     from edgeclust.backends.base import SelfTestCase
     from edgeclust.backends.tflm import TflmBackend
-    from edgeclust.backends.tflm.arena import ARENA_MARGIN
     from edgeclust.device import icount
     from edgeclust.device.build import build_make_project, elf_size, write_project
     from edgeclust.pipeline.layouts import weight_layouts
 
-    # The arena is measured in the host interpreter, whose kernels are TFLM's reference ones; CMSIS-NN kernels also
-    # ask for scratch buffers in the arena (the M55's MVE depthwise conv: 4 x 124 x kh x kw bytes), so a CMSIS-NN
-    # firmware can fail AllocateTensors in it: grow the margin until it allocates (the arena does not change the
-    # instruction count; the RAM column shows the larger arena).
-    for margin in (ARENA_MARGIN, 1.0, 3.0, 10.0):
-        backend = TflmBackend(arena_margin=margin)
-        lowered = backend.lower(tflite, weight_layouts(tflite))
-        files = backend.render(lowered, board, [SelfTestCase(x[i], y[i]) for i in range(len(x))])
-        with tempfile.TemporaryDirectory(prefix="edgeclust-speed-tflm-") as tmp:
-            project = write_project(files, Path(tmp))
-            elf = build_make_project(project, board, tflm_root=tflm_root, jobs=2, make_args=(f"OPT={opt}",))
-            status, lines = icount.run_icount(elf, board, timeout_s=3600)
-            size = elf_size(elf, board)
-        if not any("AllocateTensors() failed" in line for line in lines):
-            break
+    # the arena: the host interpreter's measure (reference kernels) plus, under CMSIS_NN, the scratch and kernel
+    # sums CMSIS-NN's kernels for this core ask for (backends/tflm/cmsis.py); an AllocateTensors failure is a FAIL
+    backend = TflmBackend()
+    lowered = backend.lower(tflite, weight_layouts(tflite))
+    files = backend.render(lowered, board, [SelfTestCase(x[i], y[i]) for i in range(len(x))])
+    with tempfile.TemporaryDirectory(prefix="edgeclust-speed-tflm-") as tmp:
+        project = write_project(files, Path(tmp))
+        elf = build_make_project(project, board, tflm_root=tflm_root, jobs=2, make_args=(f"OPT={opt}",))
+        status, lines = icount.run_icount(elf, board, timeout_s=3600)
+        size = elf_size(elf, board)
     return _result(status, "\n".join(lines), board, templates, size)
 
 

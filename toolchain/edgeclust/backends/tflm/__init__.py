@@ -93,6 +93,7 @@ class TflmBackend:
     def render(self, lowered: Lowered, board: BoardSpec, cases: Sequence[SelfTestCase]) -> dict[str, bytes]:
         """The TFLM project's files for `board` (render.py)."""
         from edgeclust import resources
+        from edgeclust.backends.tflm.cmsis import cmsis_nn_arena
         from edgeclust.backends.tflm.render import render_files
         from edgeclust.tflite.inspect import DECODE_OP
 
@@ -105,6 +106,7 @@ class TflmBackend:
             arena=lowered.details.arena,
             templates_dir=self.templates_dir or resources.templates_dir(),
             compressed=DECODE_OP in lowered.op_names,
+            cmsis=cmsis_nn_arena(lowered.model, board.cpu),
         )
 
     def _arena(self, original: bytes, model: bytes) -> TflmArena:

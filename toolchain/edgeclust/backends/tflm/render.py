@@ -16,6 +16,7 @@ import numpy as np
 from edgeclust.backends.base import ModelInterface, SelfTestCase, TensorSpec
 from edgeclust.backends.tflm import resolver
 from edgeclust.backends.tflm.arena import TflmArena
+from edgeclust.backends.tflm.cmsis import CmsisNnArena
 from edgeclust.codegen import carray
 from edgeclust.codegen.board import BoardSpec
 from edgeclust.codegen.project import PROJECT_FILE, project_json
@@ -47,10 +48,12 @@ def render_files(
     templates_dir,
     compressed: bool = False,
     model_symbol: str = "g_model",
+    cmsis: CmsisNnArena | None = None,
 ) -> dict[str, bytes]:
     """The project's files as {relative path: bytes}, sorted by path.
 
-    `arena` is the tensor arena lower() decided (arena.tflm_arena): the firmware reserves `arena.reserved`.
+    `arena` is the tensor arena lower() decided (arena.tflm_arena): the firmware reserves `arena.reserved`, and
+    `cmsis.extra` more where it is built with CMSIS-NN (cmsis.cmsis_nn_arena for the board's core).
     """
     model_data = bytes(model_data)
     _check_model(model_data)
@@ -79,6 +82,7 @@ def render_files(
         "arena_measured": arena.measured,
         "arena_margin_percent": f"{arena.margin * 100:.6g}",
         "arena_size": arena.reserved,
+        "cmsis": cmsis or CmsisNnArena("plain", 0, 0),
         "float_ulp_tolerance": FLOAT_ULP_TOLERANCE,
         "decoded_bytes": arena.decoded,
         "input": _tensor_context(interface.inputs[0], 0),
