@@ -160,7 +160,7 @@ def test_stem_runs_over_its_input_and_fuses_the_widest_pair(nx, stems, values):
 
 
 def test_stem_firmware_passes_its_self_test_on_dsp_helium_and_plain_cores(nx, stems, tmp_path):
-    for board in ("qemu_mps2_an386", "qemu_mps3_an547", "qemu_lm3s6965evb"):
+    for board in ("qemu_mps2_an386", "qemu_mps2_an500", "qemu_mps3_an547", "qemu_lm3s6965evb"):
         nx.qemu_self_test(stems[16], board, tmp_path / board)
 
 

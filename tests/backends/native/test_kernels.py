@@ -163,7 +163,14 @@ def test_every_index_width_packs_and_matches_tflm(nx, keras, bits):
 
 
 @pytest.mark.parametrize(
-    "bits,board", [(3, "qemu_microbit"), (5, "qemu_mps2_an386"), (5, "qemu_mps3_an547"), (6, "qemu_lm3s6965evb")]
+    "bits,board",
+    [
+        (3, "qemu_microbit"),
+        (3, "qemu_mps2_an500"),
+        (5, "qemu_mps2_an386"),
+        (5, "qemu_mps3_an547"),
+        (6, "qemu_lm3s6965evb"),
+    ],
 )
 def test_odd_index_widths_decode_eight_at_a_time_in_qemu(nx, keras, bits, board, tmp_path):
     """ec_row's EC_DECODE8 (eight indices from `bits` bytes) on each core's compiler: rows of 27, 72 and 9 weights
