@@ -1474,7 +1474,9 @@ static inline int8_t ec_requantize_r2(const ec_requant *q, int32_t acc, uint32_t
  * pairs in the scratch, then four rows a pass over them (CMSIS-NN arm_nn_vec_mat_mult_t_s8 takes two and widens
  * each input word per pass), so a load of widened inputs serves four rows; elsewhere two rows a pass. 4-bit rows on DSP cores meet inputs widened once into int16 (the scratch): with one table for the
  * tensor, a 256-entry table (built per call on the stack, 1 KB) turns one byte of two indices into the int16
- * pair SMLAD takes; with a table per channel, two rows a pass, each index looked up in the row's int8 table on
+ * pair SMLAD takes; with a table per channel whose rows share tables in groups (p->order: the generator's
+ * lowering.fc_row_groups), the same through one pair table per group in the scratch, four rows a pass (ec_fc_group;
+ * ~1.6 instructions a weight against ~3.4); else two rows a pass, each index looked up in the row's int8 table on
  * flash and multiplied by SMLABB / SMLABT. Other rows take the streaming loop. 0 when no fast path applies. */
 #if EC_DSP
 /* acc[0..3] += x . (four int8 rows, `stride` apart from w) over n values (a multiple of 4, at least 4), x
@@ -1591,21 +1593,235 @@ __attribute__((noinline)) static void ec_dot_4bit_2rows(const uint8_t *r0, const
 #undef EC_4BIT_STEP
 #undef EC_NIB
 
-/* 4-bit rows: one pair table for the whole tensor (built once per call), or each row's own int8 table. */
-static void ec_fc_4bit(const ec_fc_params *p, const int16_t *x16, int8_t *out) {
+/* ec_pair_table for a table of `entries` (1..16), in about 400 instructions instead of ~1,650 (it is built once
+ * per group of rows, ec_fc_4bit): row 0 (high nibble 0) built entry by entry, then each row hi is row hi - 1 with
+ * (t[hi] - t[hi - 1]) << 16 added to every entry (the low halves stay), eight entries an LDM, eight ADD and an
+ * STM (fixed registers r4-r11). The words of indices past `entries` hold whatever they held: never read. */
+__attribute__((noinline)) static void ec_pair_table16(const int8_t *t, uint32_t entries, uint32_t *pairs) {
+  /* indices from `entries` on never occur: their rows and columns of the table are left as they are */
+  const int32_t t0 = t[0];
+  for (uint32_t k = 0; k < entries; ++k) pairs[k] = (uint32_t)ec_pkhbt(t[k], t0);
+  if (entries < 2u) return;
+  const uint32_t *src = pairs;
+  uint32_t *dst = pairs + 16;
+  const int8_t *th = t, *end = t + entries - 1u;
+  int32_t prev, delta;
+  __asm__ volatile(
+      "1:\n\t"
+      "ldrsb %[prev], [%[th]], #1\n\t"
+      "ldrsb %[delta], [%[th]]\n\t"
+      "sub %[delta], %[delta], %[prev]\n\t"
+      "ldmia %[src]!, {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+      "add r4, r4, %[delta], lsl #16\n\t"
+      "add r5, r5, %[delta], lsl #16\n\t"
+      "add r6, r6, %[delta], lsl #16\n\t"
+      "add r7, r7, %[delta], lsl #16\n\t"
+      "add r8, r8, %[delta], lsl #16\n\t"
+      "add r9, r9, %[delta], lsl #16\n\t"
+      "add r10, r10, %[delta], lsl #16\n\t"
+      "add r11, r11, %[delta], lsl #16\n\t"
+      "stmia %[dst]!, {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+      "ldmia %[src]!, {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+      "add r4, r4, %[delta], lsl #16\n\t"
+      "add r5, r5, %[delta], lsl #16\n\t"
+      "add r6, r6, %[delta], lsl #16\n\t"
+      "add r7, r7, %[delta], lsl #16\n\t"
+      "add r8, r8, %[delta], lsl #16\n\t"
+      "add r9, r9, %[delta], lsl #16\n\t"
+      "add r10, r10, %[delta], lsl #16\n\t"
+      "add r11, r11, %[delta], lsl #16\n\t"
+      "stmia %[dst]!, {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+      "cmp %[th], %[end]\n\t"
+      "bne 1b\n\t"
+      : [th] "+r"(th), [src] "+r"(src), [dst] "+r"(dst), [prev] "=&r"(prev), [delta] "=&r"(delta)
+      : [end] "r"(end)
+      : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
+}
+
+/* Accumulators of m rows order[0..m) (bit 15 aside) of one group through its pair table, x the n inputs as
+ * int16, into acc: two rows a pass, an odd last row alone. The dot product is written out (GCC 12 reloads the
+ * inputs word by word and copies the row pointers): per eight values of the two rows one LDM of the inputs'
+ * four int16 pairs (fixed registers r8-r11: LDM wants them ascending), then per row four LDRB of index bytes,
+ * four LDR of their pairs and four SMLAD, 1.69 instructions a weight. */
+#define EC_PAIRS_1ROW_STEP(X)                 \
+  "ldrb %[t], [%[r0]], #1\n\t"                \
+  "ldr %[t], [%[pt], %[t], lsl #2]\n\t"       \
+  "smlad %[a0], " X ", %[t], %[a0]\n\t"
+#define EC_PAIRS_2ROWS_STEP(X)                \
+  "ldrb %[t], [%[r0]], #1\n\t"                \
+  "ldr %[t], [%[pt], %[t], lsl #2]\n\t"       \
+  "smlad %[a0], " X ", %[t], %[a0]\n\t"       \
+  "ldrb %[u], [%[r1]], #1\n\t"                \
+  "ldr %[u], [%[pt], %[u], lsl #2]\n\t"       \
+  "smlad %[a1], " X ", %[u], %[a1]\n\t"
+/* Four rows a pass where the pair table follows the inputs (n a multiple of 16: the loop, sixteen values a step,
+ * ends where the table starts, which frees a register): per four values one LDRD of two int16 pairs, then per
+ * row two LDRB, two LDR and two SMLAD, 1.59 instructions a weight. */
+#define EC_PAIRS_4ROWS_STEP(R, A, X)          \
+  "ldrb %[t], [" R "], #1\n\t"                \
+  "ldr %[t], [%[pt], %[t], lsl #2]\n\t"       \
+  "smlad " A ", " X ", %[t], " A "\n\t"
+#define EC_PAIRS_4ROWS_HALF                                                                                \
+  "ldrd %[xl], %[xh], [%[x]], #8\n\t" EC_PAIRS_4ROWS_STEP("%[r0]", "%[a0]", "%[xl]")                        \
+      EC_PAIRS_4ROWS_STEP("%[r0]", "%[a0]", "%[xh]") EC_PAIRS_4ROWS_STEP("%[r1]", "%[a1]", "%[xl]")           \
+          EC_PAIRS_4ROWS_STEP("%[r1]", "%[a1]", "%[xh]") EC_PAIRS_4ROWS_STEP("%[r2]", "%[a2]", "%[xl]")       \
+              EC_PAIRS_4ROWS_STEP("%[r2]", "%[a2]", "%[xh]") EC_PAIRS_4ROWS_STEP("%[r3]", "%[a3]", "%[xl]")   \
+                  EC_PAIRS_4ROWS_STEP("%[r3]", "%[a3]", "%[xh]")
+__attribute__((noinline)) static void ec_dot_pairs_4rows(const uint8_t *data, size_t rs, const int32_t *bias,
+                                                         const uint16_t *order, uint32_t passes,
+                                                         const uint32_t *pairs, const int16_t *x, int32_t *acc) {
+  for (; passes > 0; --passes, order += 4, acc += 4) {
+    const uint32_t o0 = order[0] & 0x7FFFu, o1 = order[1] & 0x7FFFu, o2 = order[2] & 0x7FFFu;
+    const uint32_t o3 = order[3] & 0x7FFFu;
+    const uint8_t *r0 = data + o0 * rs, *r1 = data + o1 * rs, *r2 = data + o2 * rs, *r3 = data + o3 * rs;
+    int32_t a0 = bias[o0], a1 = bias[o1], a2 = bias[o2], a3 = bias[o3];
+    const int16_t *xp = x;
+    uint32_t t, xl, xh;
+    __asm__ volatile("1:\n\t" EC_PAIRS_4ROWS_HALF EC_PAIRS_4ROWS_HALF EC_PAIRS_4ROWS_HALF EC_PAIRS_4ROWS_HALF
+                     "cmp %[x], %[pt]\n\t"
+                     "bne 1b\n\t"
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [r0] "+r"(r0),
+                       [r1] "+r"(r1), [r2] "+r"(r2), [r3] "+r"(r3), [t] "=&r"(t), [xl] "=&r"(xl), [xh] "=&r"(xh)
+                     : [pt] "r"(pairs)
+                     : "cc", "memory");
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+  }
+}
+
+__attribute__((noinline)) static void ec_fc_group_dots(const ec_fc_params *p, const uint16_t *order, uint32_t m,
+                                                       const uint32_t *pairs, const int16_t *x, int32_t *acc) {
+  const uint8_t *data = p->w.data;
+  const size_t rs = p->w.row_stride;
+  const int32_t *bias = p->q.bias;
+  const uint32_t n = p->in_n;
+  const int16_t *x_end = x + (n & ~7u);
+  uint32_t i = 0;
+  if (n % 16u == 0 && (const void *)x_end == (const void *)pairs) {
+    ec_dot_pairs_4rows(data, rs, bias, order, m / 4u, pairs, x, acc);
+    i = m & ~3u;
+  }
+  for (; i + 2u <= m; i += 2) {
+    const uint32_t oc0 = order[i] & 0x7FFFu, oc1 = order[i + 1] & 0x7FFFu;
+    const uint8_t *r0 = data + oc0 * rs, *r1 = data + oc1 * rs;
+    int32_t a0 = bias[oc0], a1 = bias[oc1];
+    const int16_t *xp = x;
+    if (xp != x_end) {
+      uint32_t t, u;
+      __asm__ volatile("1:\n\t"
+                       "ldmia %[x]!, {r8, r9, r10, r11}\n\t" EC_PAIRS_2ROWS_STEP("r8") EC_PAIRS_2ROWS_STEP("r9")
+                           EC_PAIRS_2ROWS_STEP("r10") EC_PAIRS_2ROWS_STEP("r11") "cmp %[x], %[end]\n\t"
+                                                                                 "bne 1b\n\t"
+                       : [a0] "+r"(a0), [a1] "+r"(a1), [x] "+r"(xp), [r0] "+r"(r0), [r1] "+r"(r1), [t] "=&r"(t),
+                         [u] "=&r"(u)
+                       : [pt] "r"(pairs), [end] "r"(x_end)
+                       : "r8", "r9", "r10", "r11", "cc", "memory");
+    }
+    for (uint32_t k = n & 7u; k > 0; k -= 2, xp += 2) {
+      int16x2_t xv;
+      memcpy(&xv, xp, 4);
+      a0 = __smlad(xv, (int16x2_t)pairs[*r0++], a0);
+      a1 = __smlad(xv, (int16x2_t)pairs[*r1++], a1);
+    }
+    acc[i] = a0;
+    acc[i + 1] = a1;
+  }
+  if (i < m) { /* the last row alone: per eight values one LDM, four LDRB, four LDR and four SMLAD */
+    const uint32_t oc = order[i] & 0x7FFFu;
+    const uint8_t *r0 = data + oc * rs;
+    int32_t a0 = bias[oc];
+    const int16_t *xp = x;
+    if (xp != x_end) {
+      uint32_t t;
+      __asm__ volatile("1:\n\t"
+                       "ldmia %[x]!, {r8, r9, r10, r11}\n\t" EC_PAIRS_1ROW_STEP("r8") EC_PAIRS_1ROW_STEP("r9")
+                           EC_PAIRS_1ROW_STEP("r10") EC_PAIRS_1ROW_STEP("r11") "cmp %[x], %[end]\n\t"
+                                                                               "bne 1b\n\t"
+                       : [a0] "+r"(a0), [x] "+r"(xp), [r0] "+r"(r0), [t] "=&r"(t)
+                       : [pt] "r"(pairs), [end] "r"(x_end)
+                       : "r8", "r9", "r10", "r11", "cc", "memory");
+    }
+    for (uint32_t k = n & 7u; k > 0; k -= 2, xp += 2) {
+      int16x2_t xv;
+      memcpy(&xv, xp, 4);
+      a0 = __smlad(xv, (int16x2_t)pairs[*r0++], a0);
+    }
+    acc[i] = a0;
+  }
+}
+
+__attribute__((noinline)) static int32_t ec_mbqm_call(int32_t x, int32_t multiplier, int shift) {
+  return ec_mbqm(x, multiplier, shift);
+}
+
+/* out[order[i]] = the requantized acc[i], i < m: ec_requantize_r2, its one-shift form inline and the general
+ * one a call (ec_mbqm_call), so the loop's numbers stay in registers. */
+__attribute__((noinline)) static void ec_fc_group_requant(const ec_requant *q, const uint16_t *order, uint32_t m,
+                                                          const int32_t *acc, int8_t *out) {
+  const uint32_t cmask = q->channel_stride != 0 ? 0x7FFFu : 0u;
+  const int32_t zp = q->output_zero_point, lo = q->act_min, hi = q->act_max;
+  for (const uint16_t *end = order + m; order != end; ++order) {
+    const uint32_t oc = *order & 0x7FFFu, c = oc & cmask;
+    const int32_t x = *acc++, mm = ec_requant_multiplier(q, c), sh = ec_requant_shift(q, c);
+    int32_t v;
+    if (mm >= 0 && sh <= -2) {
+      const uint32_t low = 0x40000000u | ((uint32_t)x & 0x80000000u);
+      const uint32_t high = (0x40000000u >> (sh + 32)) + (uint32_t)(x >> 31); /* 2^(-sh-2): -31 <= sh <= -2 */
+      const int64_t r = (int64_t)(((uint64_t)high << 32) | low) + (int64_t)x * mm;
+      v = (int32_t)(r >> 32) >> (-sh - 1);
+    } else {
+      v = ec_mbqm_call(x, mm, sh);
+    }
+    v = ec_add_wrap(v, zp);
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    out[oc] = (int8_t)v;
+  }
+}
+
+/* One group of `count` rows order[0..count) that share a table (ec_fc_4bit), sixteen rows at a time: their
+ * accumulators first, then their requantization, each loop with its numbers in registers. */
+static void ec_fc_group(const ec_fc_params *p, const uint16_t *order, uint32_t count, const uint32_t *pairs,
+                        const int16_t *x, int8_t *out) {
+  int32_t acc[16];
+  for (uint32_t i = 0; i < count; i += 16u) {
+    const uint32_t m = count - i < 16u ? count - i : 16u;
+    ec_fc_group_dots(p, order + i, m, pairs, x, acc);
+    ec_fc_group_requant(&p->q, order + i, m, acc, out);
+  }
+}
+#undef EC_PAIRS_1ROW_STEP
+#undef EC_PAIRS_2ROWS_STEP
+#undef EC_PAIRS_4ROWS_STEP
+#undef EC_PAIRS_4ROWS_HALF
+
+/* 4-bit rows: one pair table for the whole tensor (built once per call, on the stack); rows in groups that
+ * share a table (p->order) through one pair table per group in `pairs` (256 words of scratch; NULL: none), two
+ * rows of a group a pass; else each row's own int8 table. */
+static void ec_fc_4bit(const ec_fc_params *p, const int16_t *x16, uint32_t *pairs, int8_t *out) {
   const uint32_t n = p->in_n, out_n = p->out_n;
   const uint32_t stride = p->w.table_stride;
   const uint8_t *data = p->w.data;
   const size_t rs = p->w.row_stride;
   if (stride == 0) {
-    uint32_t pairs[256];
-    ec_pair_table(p->w.table, 16, pairs);
+    uint32_t stack_pairs[256];
+    ec_pair_table(p->w.table, 16, stack_pairs);
     for (uint32_t oc = 0; oc < out_n; ++oc) {
-      out[oc] = ec_requantize_r2(&p->q, ec_dot_pairs(data + oc * rs, pairs, x16, n, p->q.bias[oc]), oc);
+      out[oc] = ec_requantize_r2(&p->q, ec_dot_pairs(data + oc * rs, stack_pairs, x16, n, p->q.bias[oc]), oc);
     }
     return;
   }
   const int8_t *t = p->w.table;
+  if (p->order != NULL && pairs != NULL) {
+    const uint16_t *order = p->order;
+    for (uint32_t i = 0; i < out_n;) {
+      uint32_t count = 1;
+      while (i + count < out_n && !(order[i + count] & 0x8000u)) ++count;
+      ec_pair_table16(t + (order[i] & 0x7FFFu) * stride, stride < 16u ? stride : 16u, pairs);
+      ec_fc_group(p, order + i, count, pairs, x16, out);
+      i += count;
+    }
+    return;
+  }
   for (uint32_t oc = 0; oc < out_n; oc += 2) {
     const int two = oc + 1 < out_n;
     const uint32_t oc1 = two ? oc + 1 : oc;
@@ -1655,11 +1871,19 @@ static int ec_fully_connected_fast(const ec_fc_params *p, const int8_t *input, i
   const uint32_t n = p->in_n;
 #if EC_DSP
   if (p->w.table != NULL && p->w.bits == 4 && n % 2 == 0 && n <= EC_ROW_SCRATCH) {
-    int16_t *x16 = ec_row_scratch; /* n int16 */
+    int16_t *x16 = ec_row_scratch; /* n int16, then a group's pair table (256 words) where the scratch holds it */
+    uint32_t *pairs = 2u * (size_t)n + 1024u <= 2u * (size_t)EC_ROW_SCRATCH ? (uint32_t *)(void *)(x16 + n) : NULL;
     for (uint32_t b = 0; b < p->batches; ++b) {
       const int8_t *x = input + (size_t)b * n;
-      for (uint32_t i = 0; i < n; ++i) x16[i] = x[i];
-      ec_fc_4bit(p, x16, output + (size_t)b * p->out_n);
+      uint32_t i = 0;
+      for (; i + 4u <= n; i += 4u) { /* [x0 x1] [x2 x3]: SXTB16's pairs [x0 x2] [x1 x3] repacked */
+        const uint32_t v = ec_load32(x + i);
+        const uint32_t even = (uint32_t)__sxtb16(v), odd = (uint32_t)ec_sxtb16_ror8(v);
+        const uint32_t w[2] = {(even & 0xFFFFu) | (odd << 16), (odd & 0xFFFF0000u) | (even >> 16)};
+        memcpy(x16 + i, w, 8);
+      }
+      for (; i < n; ++i) x16[i] = x[i];
+      ec_fc_4bit(p, x16, pairs, output + (size_t)b * p->out_n);
     }
     return 1;
   }

@@ -89,6 +89,9 @@ typedef struct {
   ec_weights w;
   ec_requant q;
   uint32_t batches, in_n, out_n;
+  /* NULL, or 4-bit rows with a table per channel whose rows share tables in groups: the rows by group, bit 15
+   * set on each group's first row (its table is the group's; the DSP kernel builds one pair table per group) */
+  const uint16_t *order;
 } ec_fc_params;
 
 typedef struct {

@@ -81,3 +81,79 @@ def test_host_build_matches_tflm(nx, models, values, per_channel):
 def test_firmware_self_test_is_bit_exact(nx, models, board_id, values, per_channel, tmp_path):
     lines = nx.qemu_self_test(models[values, per_channel], board_id, tmp_path)
     assert inference_ticks(lines) > 0
+
+
+def fc_groups_breaker(keras):
+    """Fully connected layers whose 4-bit per-channel rows share tables in groups (FullyConnectedStep.order), three
+    groups a layer (kernels_in_bands): 48 inputs (the DSP kernel's four-row pass, sixteen values a step) into
+    42 outputs (groups of 14: two rows left after the four-row passes), 42 inputs (two rows a pass, a tail of two)
+    into 35 outputs (groups of 12 and 11: one row alone), odd inputs (no groups)."""
+    layers = keras.layers
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((48,), batch_size=1)
+    x = layers.Dense(42, activation="relu")(inputs)  # 48 inputs
+    x = layers.Dense(35, activation="relu")(x)  # 42 inputs
+    x = layers.Dense(19)(x)  # 35 inputs: odd, no groups
+    outputs = layers.Dense(9)(x)  # 19 inputs
+    return keras.Model(inputs, outputs)
+
+
+def kernels_in_bands(model, seed: int = 1) -> None:
+    """16 values per kernel (a clustered one), each output channel drawing from one of three bands of them whose
+    largest magnitudes differ: per-channel int8 then gives the channels of a band one table and the bands
+    different ones (more than 16 values in the tensor), as BatchNorm folding and per-tensor clustering do."""
+    rng = np.random.default_rng(seed)
+    centroids = np.linspace(-0.5, 0.5, 16).astype(np.float32)
+    bands = (np.arange(0, 16), np.arange(3, 13), np.arange(1, 15))
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights or weights[0].ndim != 2:
+            continue
+        kernel = weights[0]
+        for j in range(kernel.shape[1]):
+            band = bands[j % 3]
+            kernel[:, j] = centroids[rng.choice(band, kernel.shape[0])]
+            kernel[: len(band), j][: kernel.shape[0]] = centroids[band][: kernel.shape[0]]
+        layer.set_weights([kernel, *weights[1:]])
+
+
+@pytest.fixture(scope="module")
+def fc_models(nx, keras):
+    data = np.random.default_rng(1).normal(size=(64, 48)).astype(np.float32)
+    built = {}
+    for per_channel in (True, False):
+        model = fc_groups_breaker(keras)
+        kernels_in_bands(model)
+        built[16, per_channel] = nx.convert(model, data, per_channel=per_channel)
+    return built
+
+
+def test_fc_rows_share_tables_in_groups(fc_models):
+    from edgeclust.backends.native.records import FullyConnectedStep
+
+    lowered = NativeBackend().lower(fc_models[16, True], weight_layouts(fc_models[16, True]))
+    steps = lowered.details.program.steps
+    grouped = {s.in_n: s for s in steps if isinstance(s, FullyConnectedStep) and s.order is not None}
+    assert set(grouped) == {48, 42}
+    for step in grouped.values():
+        oc = step.order & 0x7FFF
+        assert sorted(oc.tolist()) == list(range(step.out_n)) and step.order[0] & 0x8000
+        w = step.weights  # every row's table is its group's: rows of one group have the same table
+        starts = np.flatnonzero(step.order & 0x8000).tolist() + [step.out_n]
+        for a, b in zip(starts, starts[1:]):
+            assert (w.table[oc[a:b]] == w.table[oc[a]]).all()
+        assert len(starts) - 1 < step.out_n  # tables shared
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["channel", "tensor"])
+def test_fc_groups_host_build_matches_tflm(nx, fc_models, per_channel):
+    nx.check_bit_exact(fc_models[16, per_channel], n=6, backend=NativeBackend(sanitize=True))
+
+
+@pytest.mark.parametrize(
+    "board_id,per_channel",
+    [("qemu_mps2_an386", True), ("qemu_mps2_an386", False), ("qemu_lm3s6965evb", True)],
+)
+def test_fc_groups_firmware_is_bit_exact(nx, fc_models, board_id, per_channel, tmp_path):
+    lines = nx.qemu_self_test(fc_models[16, per_channel], board_id, tmp_path)
+    assert inference_ticks(lines) > 0

@@ -169,7 +169,8 @@ def _depthwise(step: DepthwiseStep):
 
 
 def _fully_connected(step: FullyConnectedStep):
-    return [("ec_fc_params", step.name, _weighted(step) + _numbers(step, "batches in_n out_n"))]
+    order: Fields = [] if step.order is None else [("order", f"{step.name}_order")]
+    return [("ec_fc_params", step.name, _weighted(step) + _numbers(step, "batches in_n out_n") + order)]
 
 
 def _pool(step: PoolStep):

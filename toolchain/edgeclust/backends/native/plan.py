@@ -152,8 +152,9 @@ def scratch_row_bytes(step: Step) -> int:
     channels as fit PIXEL_MAJOR_BLOCK_BYTES, and so does a packed convolution with a fused max pool, two
     channels at least); a 3x3 depthwise convolution not in place holds one channel's padded plane in both rows
     (depthwise_plane_bytes, up to two LONGEST_DECODED_ROW); a fully connected layer widens its n inputs to
-    int16 (4-bit rows: all n; plain int8 rows: the whole fours of them, four rows a pass). A row longer than
-    the scratch makes its kernel take a slower path, so this sizes the scratch, never correctness."""
+    int16 (4-bit rows: all n, and with rows in groups, step.order, a group's pair table of 256 int32 after
+    them; plain int8 rows: the whole fours of them, four rows a pass). A row longer than the scratch makes its
+    kernel take a slower path, so this sizes the scratch, never correctness."""
     if isinstance(step, inplace.PointwiseDepthwiseStep):  # each row's two kernel calls, one after the other
         w = step.depthwise.window
         band = dataclasses.replace(step.depthwise, window=dataclasses.replace(w, in_h=inplace.ring_rows(w), out_h=1))
@@ -170,7 +171,7 @@ def scratch_row_bytes(step: Step) -> int:
             need = -(-plane // 2)
     elif isinstance(step, FullyConnectedStep) and packed and step.weights.bits == 4:
         if step.in_n % 2 == 0 and step.in_n <= LONGEST_DECODED_ROW:
-            need = step.in_n
+            need = step.in_n if step.order is None else step.in_n + 512  # and a group's pair table, 256 words
     elif isinstance(step, FullyConnectedStep) and not packed and 4 <= step.in_n <= LONGEST_DECODED_ROW:
         need = step.in_n & ~3  # plain int8 rows: the inputs widened once to int16 pairs, the whole fours of them
     return -(-need // 4) * 4

@@ -241,6 +241,14 @@ class FullyConnectedStep(_WeightedStep):
     batches: int
     in_n: int
     out_n: int
+    # 4-bit rows with a table per channel, re-indexed (fc_row_groups) so that groups of rows share one table: the
+    # rows in group order, uint16, bit 15 set on each group's first row (the DSP kernel builds the group's pair
+    # table there); None: natural order, no groups
+    order: np.ndarray | None = None
+
+    def arrays(self) -> tuple[FlashArray, ...]:
+        out = super().arrays()
+        return out if self.order is None else (*out, FlashArray(f"{self.name}_order", self.order, "order"))
 
 
 @dataclass(frozen=True, eq=False)
