@@ -1116,15 +1116,297 @@ static int ec_conv_im2col(const ec_conv_params *p, const int8_t *input, int8_t *
 }
 #endif
 
+#if EC_MVE
+/* ---- CONV_2D on the Cortex-M55 (Helium): CMSIS-NN arm_convolve_s8's MVE path ----
+ * Four output pixels' windows as int8 (im2col, the padding filled with the input zero point: the bias holds
+ * input_offset * sum(w)), then each output channel over the four (arm_nn_mat_mul_core_4x_s8: one weight load
+ * serves four VMLADAVA), the four accumulators requantized together (arm_requantize_mve: VQRDMULH and a
+ * rounding shift, TFLM's double rounding) and stored by one scatter (VSTRB.32, outputs oc_n apart). */
+
+/* acc + (x0 . w, x1 . w, x2 . w, x3 . w) over k values: a low-overhead loop (WLS/LE) of sixteen values a step,
+ * five loads and four VMLADAVA (whose accumulators must be even registers: constraint Te), then the tail's loads
+ * predicated (VCTP; lanes past k read as zero and add nothing). In assembly because GCC 12 at -Os spills the
+ * five pointers of the intrinsics' loop. */
+__attribute__((always_inline)) static inline int32x4_t ec_mve_dot_4x1(const int8_t *x0, const int8_t *x1,
+                                                                      const int8_t *x2, const int8_t *x3,
+                                                                      const int8_t *w, uint32_t k, int32_t acc) {
+  int32_t a0 = acc, a1 = acc, a2 = acc, a3 = acc;
+  __asm__ volatile(
+      "lsr lr, %[k], #4\n\t"
+      "wls lr, lr, 2f\n"
+      "1:\n\t"
+      "vldrb.8 q0, [%[w]], #16\n\t"
+      "vldrb.8 q1, [%[x0]], #16\n\t"
+      "vldrb.8 q2, [%[x1]], #16\n\t"
+      "vmladava.s8 %[a0], q1, q0\n\t"
+      "vldrb.8 q1, [%[x2]], #16\n\t"
+      "vmladava.s8 %[a1], q2, q0\n\t"
+      "vldrb.8 q2, [%[x3]], #16\n\t"
+      "vmladava.s8 %[a2], q1, q0\n\t"
+      "vmladava.s8 %[a3], q2, q0\n\t"
+      "le lr, 1b\n"
+      "2:\n\t"
+      "ands %[k], %[k], #15\n\t"
+      "beq 3f\n\t"
+      "vctp.8 %[k]\n\t"
+      "vpstttt\n\t"
+      "vldrbt.8 q0, [%[w]]\n\t"
+      "vldrbt.8 q1, [%[x0]]\n\t"
+      "vldrbt.8 q2, [%[x1]]\n\t"
+      "vldrbt.8 q3, [%[x2]]\n\t"
+      "vmladava.s8 %[a0], q1, q0\n\t"
+      "vpst\n\t"
+      "vldrbt.8 q1, [%[x3]]\n\t"
+      "vmladava.s8 %[a1], q2, q0\n\t"
+      "vmladava.s8 %[a2], q3, q0\n\t"
+      "vmladava.s8 %[a3], q1, q0\n"
+      "3:\n\t"
+      : [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3), [x0] "+r"(x0), [x1] "+r"(x1),
+        [x2] "+r"(x2), [x3] "+r"(x3), [w] "+r"(w), [k] "+r"(k)
+      :
+      : "q0", "q1", "q2", "q3", "lr", "cc", "memory");
+  int32x4_t v = vdupq_n_s32(a0); /* single-lane moves: VMOV of two lanes pairs its registers crosswise */
+  v = vsetq_lane_s32(a1, v, 1);
+  v = vsetq_lane_s32(a2, v, 2);
+  return vsetq_lane_s32(a3, v, 3);
+}
+
+/* ec_mve_dot_4x1 over four windows interleaved in 16-byte chunks (ec_mve_put's layout: chunk i of window j at
+ * x + 64 * i + 16 * j), so one pointer with immediate offsets reaches all four and the loop holds two pointers;
+ * the tail's weights predicated (the windows' bytes past k are whatever the chunk holds: times zero). */
+__attribute__((always_inline)) static inline int32x4_t ec_mve_dot_4x1i(const int8_t *x, const int8_t *w, uint32_t k,
+                                                                       int32_t acc) {
+  int32_t a0 = acc, a1 = acc, a2 = acc, a3 = acc;
+  __asm__ volatile(
+      "lsr lr, %[k], #4\n\t"
+      "wls lr, lr, 2f\n"
+      "1:\n\t"
+      "vldrb.8 q0, [%[w]], #16\n\t"
+      "vldrb.8 q1, [%[x]], #64\n\t"
+      "vldrb.8 q2, [%[x], #-48]\n\t"
+      "vmladava.s8 %[a0], q1, q0\n\t"
+      "vldrb.8 q1, [%[x], #-32]\n\t"
+      "vmladava.s8 %[a1], q2, q0\n\t"
+      "vldrb.8 q2, [%[x], #-16]\n\t"
+      "vmladava.s8 %[a2], q1, q0\n\t"
+      "vmladava.s8 %[a3], q2, q0\n\t"
+      "le lr, 1b\n"
+      "2:\n\t"
+      "ands %[k], %[k], #15\n\t"
+      "beq 3f\n\t"
+      "vctp.8 %[k]\n\t"
+      "vpst\n\t"
+      "vldrbt.8 q0, [%[w]]\n\t"
+      "vldrb.8 q1, [%[x]]\n\t"
+      "vldrb.8 q2, [%[x], #16]\n\t"
+      "vmladava.s8 %[a0], q1, q0\n\t"
+      "vldrb.8 q1, [%[x], #32]\n\t"
+      "vmladava.s8 %[a1], q2, q0\n\t"
+      "vldrb.8 q2, [%[x], #48]\n\t"
+      "vmladava.s8 %[a2], q1, q0\n\t"
+      "vmladava.s8 %[a3], q2, q0\n"
+      "3:\n\t"
+      : [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3), [x] "+r"(x), [w] "+r"(w), [k] "+r"(k)
+      :
+      : "q0", "q1", "q2", "lr", "cc", "memory");
+  int32x4_t v = vdupq_n_s32(a0);
+  v = vsetq_lane_s32(a1, v, 1);
+  v = vsetq_lane_s32(a2, v, 2);
+  return vsetq_lane_s32(a3, v, 3);
+}
+
+/* TFLM MultiplyByQuantizedMultiplier on four lanes (CMSIS-NN arm_requantize_mve): the left shift wraps as
+ * ec_shl does, VQRDMULH is SaturatingRoundingDoublingHighMul, and RoundingDivideByPOT is VRSHL (round half up)
+ * of x - 1 where x < 0 (saturating, so INT32_MIN stays), i.e. half away from zero; then the zero point (wrapping,
+ * as ec_add_wrap) and the activation clamp. */
+__attribute__((always_inline)) static inline int32x4_t ec_mve_requantize(int32x4_t v, int32_t multiplier, int32_t shift, int32_t zero_point,
+                                          int32x4_t lo, int32x4_t hi) {
+  if (shift > 0) v = vshlq_r_s32(v, shift);
+  v = vqrdmulhq_n_s32(v, multiplier);
+  if (shift < 0) v = vrshlq_n_s32(vqaddq_s32(v, vshrq_n_s32(v, 31)), shift);
+  v = vaddq_n_s32(v, zero_point);
+  return vminq_s32(vmaxq_s32(v, lo), hi);
+}
+
+/* n bytes from src into window position m of an interleaved window (chunk i at dst + 64 * i): whole chunks by
+ * one load and store each where m starts one, the rest in pieces that stay inside a chunk, each a predicated load
+ * and store. */
+__attribute__((always_inline)) static inline void ec_mve_put(int8_t *dst, uint32_t m, const int8_t *src, uint32_t n) {
+  if ((m & 15u) == 0) {
+    for (; n >= 16u; n -= 16u, m += 16u, src += 16) vst1q_s8(dst + 4u * m, vld1q_s8(src));
+  }
+  while (n > 0) {
+    const uint32_t off = m & 15u, len = EC_MIN(16u - off, n);
+    const mve_pred16_t p = vctp8q(len);
+    vstrbq_p_s8(dst + 4u * (m - off) + off, vldrbq_z_s8(src, p), p);
+    m += len, src += len, n -= len;
+  }
+}
+
+/* Four pixels' values, n each from x0..x3, interleaved in dst (ec_mve_dot_4x1i's layout; the last chunk's bytes
+ * past n are read only where they lie before x_j + n). */
+__attribute__((always_inline)) static inline void ec_mve_interleave(int8_t *dst, const int8_t *x0, const int8_t *x1,
+                                                                    const int8_t *x2, const int8_t *x3, uint32_t n) {
+  for (uint32_t i = 0; i < n; i += 16u, dst += 64) {
+    const mve_pred16_t p = vctp8q(n - i);
+    vst1q_s8(dst, vldrbq_z_s8(x0 + i, p));
+    vst1q_s8(dst + 16, vldrbq_z_s8(x1 + i, p));
+    vst1q_s8(dst + 32, vldrbq_z_s8(x2 + i, p));
+    vst1q_s8(dst + 48, vldrbq_z_s8(x3 + i, p));
+  }
+}
+
+/* One output pixel's window (k values, filter rows in order) into slot dst of the interleaved windows (dst + 16 *
+ * j for window j): a window inside the input, filter rows one run each (dil_w 1), is copied row by row; another
+ * is filled with the input zero point and its taps inside the input copied over it (TFLM skips padded taps; the
+ * folded bias makes the zero point add nothing). */
+static void ec_mve_window(const ec_conv_params *p, const int8_t *input, int in_y0, int in_x0, uint32_t k,
+                          int8_t *dst) {
+  const ec_window *w = &p->win;
+  const uint32_t c = w->in_c, run = (uint32_t)w->k_w * c;
+  const size_t in_row = (size_t)w->in_w * c;
+  if (w->dil_w == 1 && in_y0 >= 0 && in_y0 + (w->k_h - 1) * w->dil_h < w->in_h && in_x0 >= 0 &&
+      in_x0 + w->k_w <= w->in_w) {
+    const int8_t *x = input + (size_t)in_y0 * in_row + (size_t)in_x0 * c;
+    uint32_t m = 0;
+    for (int ky = 0; ky < w->k_h; ++ky, x += (size_t)w->dil_h * in_row, m += run) ec_mve_put(dst, m, x, run);
+    return;
+  }
+  const int8x16_t zp = vdupq_n_s8((int8_t)p->input_zero_point);
+  for (uint32_t i = 0; i < k; i += 16u) vst1q_s8(dst + 4u * i, zp);
+  const int kx0 = ec_first_tap(in_x0, w->dil_w), kx1 = EC_MAX(kx0, ec_end_tap(in_x0, w->dil_w, w->k_w, w->in_w));
+  if (kx1 == kx0) return;
+  uint32_t m = 0;
+  for (int ky = 0; ky < w->k_h; ++ky, m += run) {
+    const int iy = in_y0 + ky * w->dil_h;
+    if (iy < 0 || iy >= w->in_h) continue;
+    const int8_t *x = input + (size_t)iy * in_row;
+    if (w->dil_w == 1) {
+      ec_mve_put(dst, m + (uint32_t)kx0 * c, x + (size_t)(in_x0 + kx0) * c, (uint32_t)(kx1 - kx0) * c);
+    } else {
+      for (int kx = kx0; kx < kx1; ++kx) ec_mve_put(dst, m + (uint32_t)kx * c, x + (size_t)(in_x0 + kx * w->dil_w) * c, c);
+    }
+  }
+}
+
+/* Output channels [oc0, oc_end) over four pixels' interleaved windows xi (k values each), rows `stride` apart
+ * from f; `count` (1..4) pixels stored from out, oc_n apart. */
+__attribute__((noinline)) static void ec_mve_channels(const ec_requant *q, const int8_t *xi, const int8_t *f,
+                                                      size_t stride, uint32_t k, uint32_t oc0, uint32_t oc_end,
+                                                      uint32_t oc_n, uint32_t count, int8_t *out) {
+  const uint32_t cs = q->channel_stride;
+  const int32_t zp = q->output_zero_point;
+  const int32x4_t lo = vdupq_n_s32(q->act_min), hi = vdupq_n_s32(q->act_max);
+  const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), oc_n);
+  const mve_pred16_t keep = vctp32q(count);
+  const int32_t *bias = q->bias;
+  for (uint32_t oc = oc0; oc < oc_end; ++oc, f += stride) {
+    const int32x4_t acc = ec_mve_dot_4x1i(xi, f, k, bias[oc]);
+    const int32x4_t v = ec_mve_requantize(acc, ec_requant_multiplier(q, oc * cs), ec_requant_shift(q, oc * cs), zp, lo, hi);
+    vstrbq_scatter_offset_p_s32(out + oc, offs, v, keep);
+  }
+}
+
+/* CONV_2D through the int8 im2col: the scratch holds four windows interleaved (4 * k16 bytes, k16: k rounded up
+ * to 16), then for packed rows as many decoded rows (k apart) as fit, one at least; plain int8 rows are read on
+ * flash. 0 where the scratch is short (plan.py's sizing for the int16 im2col, 9 * k4 bytes and more, holds this
+ * wherever k >= 7). */
+static int ec_mve_conv_im2col(const ec_conv_params *p, const int8_t *input, int8_t *output, uint32_t k) {
+  const ec_window *w = &p->win;
+  const uint32_t oc_n = w->out_c;
+  const size_t room = 2u * (size_t)EC_ROW_SCRATCH, cols = 4u * (size_t)((k + 15u) & ~15u);
+  const int packed = p->w.table != NULL;
+  if (cols + (packed ? k : 0u) > room) return 0;
+  uint32_t block = packed ? (uint32_t)((room - cols) / k) : oc_n;
+  if (block > oc_n) block = oc_n;
+  int8_t *buf = (int8_t *)ec_row_scratch, *rows = buf + cols;
+  const uint32_t pixels = (uint32_t)w->out_h * w->out_w;
+  for (uint32_t oc0 = 0; oc0 < oc_n; oc0 += block) {
+    const uint32_t oc_end = oc0 + block < oc_n ? oc0 + block : oc_n;
+    const int8_t *filter = (const int8_t *)p->w.data + (size_t)oc0 * p->w.row_stride;
+    size_t stride = p->w.row_stride;
+    if (packed) {
+      for (uint32_t oc = oc0; oc < oc_end; ++oc) ec_row_copy(&p->w, oc, rows + (size_t)(oc - oc0) * k, k);
+      filter = rows;
+      stride = k;
+    }
+    int oy = 0, ox = 0;
+    for (uint32_t pix = 0; pix < pixels; pix += 4) {
+      const uint32_t count = pixels - pix < 4u ? pixels - pix : 4u;
+      for (uint32_t j = 0; j < count; ++j) {
+        ec_mve_window(p, input, oy * w->stride_h - w->pad_h, ox * w->stride_w - w->pad_w, k, buf + 16u * j);
+        if (++ox == w->out_w) ox = 0, ++oy;
+      }
+      ec_mve_channels(&p->q, buf, filter, stride, k, oc0, oc_end, oc_n, count, output + (size_t)pix * oc_n);
+    }
+  }
+  return 1;
+}
+
+/* One output channel (row f of c weights) of a 1x1 convolution over `pixels` pixels from x, four at a time;
+ * the requantization read once. */
+__attribute__((noinline)) static void ec_mve_1x1_channel(const ec_requant *q, uint32_t oc, const int8_t *x,
+                                                         uint32_t c, uint32_t pixels, const int8_t *f, uint32_t oc_n,
+                                                         int8_t *out) {
+  const int32_t zp = q->output_zero_point, b = q->bias[oc];
+  const int32_t m = ec_requant_multiplier(q, oc * q->channel_stride), s = ec_requant_shift(q, oc * q->channel_stride);
+  const int32x4_t lo = vdupq_n_s32(q->act_min), hi = vdupq_n_s32(q->act_max);
+  const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), oc_n);
+  const size_t step = 4u * (size_t)c, out_step = 4u * (size_t)oc_n;
+  uint32_t pix = 0;
+  for (; pix + 4u <= pixels; pix += 4u, x += step, out += out_step) {
+    const int32x4_t acc = ec_mve_dot_4x1(x, x + c, x + 2u * c, x + 3u * c, f, c, b);
+    vstrbq_scatter_offset_s32(out, offs, ec_mve_requantize(acc, m, s, zp, lo, hi));
+  }
+  if (pix < pixels) {
+    const uint32_t count = pixels - pix;
+    const int8_t *x1 = count > 1 ? x + c : x, *x2 = count > 2 ? x1 + c : x1;
+    const int32x4_t acc = ec_mve_dot_4x1(x, x1, x2, x2, f, c, b);
+    vstrbq_scatter_offset_p_s32(out, offs, ec_mve_requantize(acc, m, s, zp, lo, hi), vctp32q(count));
+  }
+}
+
+/* 1x1, stride 1, no padding (CMSIS-NN arm_convolve_1x1_s8_fast: arm_nn_mat_mult_nt_t_s8): plain int8 rows (on
+ * flash), in_c <= EC_MVE_1X1_WIDE: four pixels at a time interleaved on the stack, every output channel over them
+ * (ec_mve_channels, pixels outer); else each output channel over the whole image, four pixels (in_c values apart)
+ * at a time, a packed row decoded once into the scratch. 0 where a packed row does not fit it. */
+#define EC_MVE_1X1_WIDE 256 /* four pixels interleaved: 1 KB of stack */
+static int ec_mve_conv_1x1(const ec_conv_params *p, const int8_t *input, int8_t *output) {
+  const ec_window *w = &p->win;
+  const uint32_t c = w->in_c, oc_n = w->out_c, pixels = (uint32_t)w->out_h * w->out_w;
+  if (p->w.table == NULL && c <= EC_MVE_1X1_WIDE) {
+    int8_t xi[4 * EC_MVE_1X1_WIDE];
+    for (uint32_t pix = 0; pix < pixels; pix += 4) {
+      const uint32_t count = pixels - pix < 4u ? pixels - pix : 4u;
+      const int8_t *x0 = input + (size_t)pix * c;
+      const int8_t *x1 = count > 1 ? x0 + c : x0, *x2 = count > 2 ? x1 + c : x1, *x3 = count > 3 ? x2 + c : x2;
+      ec_mve_interleave(xi, x0, x1, x2, x3, c);
+      ec_mve_channels(&p->q, xi, (const int8_t *)p->w.data, p->w.row_stride, c, 0u, oc_n, oc_n, count,
+                      output + (size_t)pix * oc_n);
+    }
+    return 1;
+  }
+  if (p->w.table != NULL && c > EC_ROW_SCRATCH) return 0;
+  for (uint32_t oc = 0; oc < oc_n; ++oc) {
+    ec_mve_1x1_channel(&p->q, oc, input, c, pixels, ec_row(&p->w, oc, EC_ROW(0), c), oc_n, output + oc);
+  }
+  return 1;
+}
+#endif
+
 /* CONV_2D without a fused pool (TFLM reference_integer_ops::ConvPerChannel): output channels two at a time,
  * their rows decoded once, then every output pixel; two pixels of a row whose windows lie inside the input
  * share each weight and input load (ec_dot_2x2). 0 when the rows do not fit the scratch. */
 static int ec_conv_fast(const ec_conv_params *p, const int8_t *input, int8_t *output) {
   const ec_window *w = &p->win;
   const uint32_t k = (uint32_t)w->k_h * w->k_w * w->in_c;
+  const int one_by_one = w->k_h == 1 && w->k_w == 1 && w->stride_h == 1 && w->stride_w == 1 && w->pad_h == 0 &&
+                         w->pad_w == 0 && w->out_h == w->in_h && w->out_w == w->in_w;
+#if EC_MVE
+  if (one_by_one ? ec_mve_conv_1x1(p, input, output) : ec_mve_conv_im2col(p, input, output, k)) return 1;
+#endif
   if (p->w.table != NULL && k > EC_ROW_SCRATCH) return 0;
-  if (w->k_h == 1 && w->k_w == 1 && w->stride_h == 1 && w->stride_w == 1 && w->pad_h == 0 && w->pad_w == 0 &&
-      w->out_h == w->in_h && w->out_w == w->in_w) {
+  if (one_by_one) {
     ec_conv_1x1(p, input, output);
     return 1;
   }

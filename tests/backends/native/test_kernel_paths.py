@@ -77,6 +77,37 @@ def test_firmware_self_test_is_bit_exact(nx, models, board_id, values, per_chann
     assert inference_ticks(lines) > 0
 
 
+def helium_breaker(keras):
+    """Shapes that break the Cortex-M55's MVE paths: a conv with one input channel and a 10x4 window (k = 40, a
+    tail of 8 past the sixteen-value steps; DS-CNN's first layer), 264 pixels (a group of four exact) and strided
+    (72 pixels, k = 320); a 3x3 depthwise over a plane of more than EC_MVE_DW_STEPS steps (row by row, each row's
+    last group short) and over a small one (read as one run); 1x1 with plain rows interleaved on the stack
+    (in_c 12) and wider than EC_MVE_1X1_WIDE (in_c 260: each channel over the image)."""
+    layers = keras.layers
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((24, 11, 1), batch_size=1)
+    x = layers.Conv2D(8, (10, 4), padding="same")(inputs)  # in_c 1, k = 40, 24x11 pixels
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)  # 3x3, 78 steps: row by row
+    x = layers.Conv2D(12, (10, 4), strides=2, padding="same", activation="relu")(x)  # 12x6, k = 320
+    x = layers.DepthwiseConv2D(3, padding="same")(x)  # 3x3, 24 steps: one run
+    x = layers.Conv2D(260, 1)(x)  # 1x1, in_c 12: four pixels interleaved
+    x = layers.Conv2D(6, 1, activation="relu")(x)  # 1x1, in_c 260: channel by channel
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, layers.Dense(4)(x))
+
+
+@pytest.fixture(scope="module")
+def helium_models(nx, keras):
+    data = np.random.default_rng(0).normal(size=(64, 24, 11, 1)).astype(np.float32)
+    return nx.clustered_variants(lambda: helium_breaker(keras), data, variants=((16, True), (0, True)))
+
+
+@pytest.mark.parametrize("values", [16, 0], ids=["4bit", "int8"])
+def test_helium_paths_are_bit_exact(nx, helium_models, values, tmp_path):
+    nx.check_bit_exact(helium_models[values, True], n=4, backend=NativeBackend(sanitize=True))
+    nx.qemu_self_test(helium_models[values, True], "qemu_mps3_an547", tmp_path)
+
+
 def im2col_breaker(keras):
     """Shapes that break the int16 im2col path's blocking (ec_conv_im2col): windows widened straight from the
     input with an odd count of four-value groups (k = 36), stride 2 with padding, relu6 (requantized without

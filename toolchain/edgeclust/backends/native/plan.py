@@ -192,7 +192,9 @@ def _conv_scratch_row(step: ConvStep) -> int:
         w.out_w,
     ) == (w.in_h, w.in_w)
     if not one_by_one and k <= IM2COL_MAX_K:
-        # the int16 im2col path: four pixels' windows and a patch, then the decoded rows
+        # the int16 im2col path: four pixels' windows and a patch, then the decoded rows (on the Cortex-M55 the
+        # same room holds ec_mve_conv_im2col's four int8 windows, 4 * k rounded up to 16, and its decoded rows, k
+        # apart: it fits wherever k >= 7, and the kernel checks)
         k4 = -(-k // 4) * 4
         rows = min(w.out_c * k4, max(IM2COL_BLOCK_BYTES, k4)) if packed or k != k4 else 0
         need = -(-(9 * k4 + rows) // 2)
