@@ -1919,6 +1919,7 @@ __attribute__((noinline)) static void ec_pair_table16(const int8_t *t, uint32_t 
       : [end] "r"(end)
       : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
 }
+#endif
 
 /* Accumulators of m rows order[0..m) (bit 15 aside) of one group through its pair table, x the n inputs as
  * int16, into acc: two rows a pass, an odd last row alone. The dot product is written out (GCC 12 reloads the
@@ -1949,6 +1950,7 @@ __attribute__((noinline)) static void ec_pair_table16(const int8_t *t, uint32_t 
           EC_PAIRS_4ROWS_STEP("%[r1]", "%[a1]", "%[xh]") EC_PAIRS_4ROWS_STEP("%[r2]", "%[a2]", "%[xl]")       \
               EC_PAIRS_4ROWS_STEP("%[r2]", "%[a2]", "%[xh]") EC_PAIRS_4ROWS_STEP("%[r3]", "%[a3]", "%[xl]")   \
                   EC_PAIRS_4ROWS_STEP("%[r3]", "%[a3]", "%[xh]")
+#if !EC_MVE /* GCC 12 finds no thirteen registers for it on the Cortex-M55 (whose MVE path takes these rows) */
 __attribute__((noinline)) static void ec_dot_pairs_4rows(const uint8_t *data, size_t rs, const int32_t *bias,
                                                          const uint16_t *order, uint32_t passes,
                                                          const uint32_t *pairs, const int16_t *x, int32_t *acc) {
@@ -1978,10 +1980,12 @@ __attribute__((noinline)) static void ec_fc_group_dots(const ec_fc_params *p, co
   const uint32_t n = p->in_n;
   const int16_t *x_end = x + (n & ~7u);
   uint32_t i = 0;
+#if !EC_MVE
   if (n % 16u == 0 && (const void *)x_end == (const void *)pairs) {
     ec_dot_pairs_4rows(data, rs, bias, order, m / 4u, pairs, x, acc);
     i = m & ~3u;
   }
+#endif
   for (; i + 2u <= m; i += 2) {
     const uint32_t oc0 = order[i] & 0x7FFFu, oc1 = order[i + 1] & 0x7FFFu;
     const uint8_t *r0 = data + oc0 * rs, *r1 = data + oc1 * rs;
