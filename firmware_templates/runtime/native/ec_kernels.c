@@ -1919,7 +1919,6 @@ __attribute__((noinline)) static void ec_pair_table16(const int8_t *t, uint32_t 
       : [end] "r"(end)
       : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
 }
-#endif
 
 /* Accumulators of m rows order[0..m) (bit 15 aside) of one group through its pair table, x the n inputs as
  * int16, into acc: two rows a pass, an odd last row alone. The dot product is written out (GCC 12 reloads the
@@ -1971,6 +1970,7 @@ __attribute__((noinline)) static void ec_dot_pairs_4rows(const uint8_t *data, si
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
   }
 }
+#endif
 
 __attribute__((noinline)) static void ec_fc_group_dots(const ec_fc_params *p, const uint16_t *order, uint32_t m,
                                                        const uint32_t *pairs, const int16_t *x, int32_t *acc) {
