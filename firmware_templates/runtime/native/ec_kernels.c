@@ -1685,6 +1685,7 @@ __attribute__((always_inline)) static inline void ec_dw3x3_plane_loop(const int8
   }
 }
 
+#if !EC_MVE
 __attribute__((noinline)) static void ec_dw3x3_plane(const int8_t *plane, uint32_t pw, const ec_window *w,
                                                      int8_t *out, size_t out_step, const int8_t *f, int32_t bias,
                                                      const ec_rq *rq) {
@@ -1694,6 +1695,105 @@ __attribute__((noinline)) static void ec_dw3x3_plane(const int8_t *plane, uint32
     ec_dw3x3_plane_loop(plane, pw, w, out, out_step, f, bias, rq, 0);
   }
 }
+#endif
+
+#if EC_MVE
+/* Four adjacent outputs' 3x3 sums from a plane (rows pw apart; `unit`: stride 1, else 2, a gather by xo); `full`:
+ * four (else the loads are predicated by p). */
+__attribute__((always_inline)) static inline int32x4_t ec_mve_dw3x3_4(const int8_t *x, uint32_t pw, int unit,
+                                                                      uint32x4_t xo, mve_pred16_t p, int full,
+                                                                      int32_t f0, int32_t f1, int32_t f2, int32_t f3,
+                                                                      int32_t f4, int32_t f5, int32_t f6, int32_t f7,
+                                                                      int32_t f8, int32_t bias) {
+#define EC_DW_TAP(ptr, wt)                                                                                   \
+  acc = vmlaq_n_s32(acc,                                                                                     \
+                    unit ? (full ? vldrbq_s32(ptr) : vldrbq_z_s32(ptr, p))                                   \
+                         : (full ? vldrbq_gather_offset_s32(ptr, xo) : vldrbq_gather_offset_z_s32(ptr, xo, p)), \
+                    wt)
+  const int8_t *x1 = x + pw, *x2 = x1 + pw;
+  int32x4_t acc = vdupq_n_s32(bias);
+  EC_DW_TAP(x, f0);
+  EC_DW_TAP(x + 1, f1);
+  EC_DW_TAP(x + 2, f2);
+  EC_DW_TAP(x1, f3);
+  EC_DW_TAP(x1 + 1, f4);
+  EC_DW_TAP(x1 + 2, f5);
+  EC_DW_TAP(x2, f6);
+  EC_DW_TAP(x2 + 1, f7);
+  EC_DW_TAP(x2 + 2, f8);
+#undef EC_DW_TAP
+  return acc;
+}
+
+/* One channel's outputs (out_step apart) from its plane on the Cortex-M55: four outputs of a row a step, int32
+ * lanes, each tap one widening load of the four windows' inputs (VLDRB.S32; stride 2: a gather) and one VMLA by
+ * the tap's weight held in a register; requantized together (ec_mve_requantize) and stored by one scatter. A
+ * row's last group short of four predicated. The sums are ec_dw3x3_plane_loop's. */
+__attribute__((noinline)) static void ec_mve_dw3x3_plane(const int8_t *plane, uint32_t pw, const ec_window *w,
+                                                         int8_t *out, size_t out_step, const int8_t *f, int32_t bias,
+                                                         const ec_requant *q, uint32_t oc) {
+  const uint32_t sw = w->stride_w, row_step = (uint32_t)w->stride_h * pw, out_h = w->out_h, out_w = w->out_w;
+  const int32_t m = ec_requant_multiplier(q, oc * q->channel_stride), s = ec_requant_shift(q, oc * q->channel_stride);
+  const int32_t zp = q->output_zero_point;
+  const int32x4_t lo = vdupq_n_s32(q->act_min), hi = vdupq_n_s32(q->act_max);
+  const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)out_step), xo = vidupq_n_u32(0, 2);
+  const int32_t f0 = f[0], f1 = f[1], f2 = f[2], f3 = f[3], f4 = f[4], f5 = f[5], f6 = f[6], f7 = f[7], f8 = f[8];
+  for (uint32_t oy = 0; oy < out_h; ++oy, plane += row_step) {
+    const int8_t *x = plane;
+    uint32_t ox = 0;
+    for (; ox + 4u <= out_w; ox += 4, x += 4u * sw, out += 4u * out_step) {
+      const int32x4_t acc = ec_mve_dw3x3_4(x, pw, sw == 1, xo, vctp32q(4), 1, f0, f1, f2, f3, f4, f5, f6, f7, f8, bias);
+      vstrbq_scatter_offset_s32(out, offs, ec_mve_requantize(acc, m, s, zp, lo, hi));
+    }
+    if (ox < out_w) {
+      const mve_pred16_t p = vctp32q(out_w - ox);
+      const int32x4_t acc = ec_mve_dw3x3_4(x, pw, sw == 1, xo, p, 0, f0, f1, f2, f3, f4, f5, f6, f7, f8, bias);
+      vstrbq_scatter_offset_p_s32(out, offs, ec_mve_requantize(acc, m, s, zp, lo, hi), p);
+      out += (out_w - ox) * out_step;
+    }
+  }
+}
+#endif
+
+#if EC_MVE
+/* One filter row's three taps for four adjacent outputs: three widening loads at x (a low register, as VLDRB.S32
+ * wants), x + 1, x + 2 and three VMLA by the taps' weights (in assembly: GCC 12 makes each offset address a
+ * pointer of its own and spills them). */
+__attribute__((always_inline)) static inline int32x4_t ec_mve_dw_row(int32x4_t acc, const int8_t *x, int32_t f0,
+                                                                     int32_t f1, int32_t f2) {
+  __asm__("vldrb.s32 q0, [%[x]]\n\t"
+          "vmla.s32 %q[acc], q0, %[f0]\n\t"
+          "vldrb.s32 q0, [%[x], #1]\n\t"
+          "vmla.s32 %q[acc], q0, %[f1]\n\t"
+          "vldrb.s32 q0, [%[x], #2]\n\t"
+          "vmla.s32 %q[acc], q0, %[f2]\n\t"
+          : [acc] "+w"(acc)
+          : [x] "l"(x), [f0] "r"(f0), [f1] "r"(f1), [f2] "r"(f2), "m"(*(const int8_t(*)[6])x)
+          : "q0");
+  return acc;
+}
+
+/* A 3x3, stride 1 channel from its plane on the Cortex-M55, the plane read as one run: the outputs at plane
+ * positions i = oy * pw + ox, ox < out_w, four positions a step (the two past each row's end are computed and not
+ * stored); tab holds each step's output offsets (groups of four) and which of its lanes are outputs (pred). */
+__attribute__((noinline)) static void ec_mve_dw3x3_run(const int8_t *plane, uint32_t pw, uint32_t steps,
+                                                       const uint32_t *tab, const mve_pred16_t *pred, int8_t *out,
+                                                       const int8_t *f, int32_t bias, const ec_requant *q,
+                                                       uint32_t oc) {
+  const int32_t m = ec_requant_multiplier(q, oc * q->channel_stride), s = ec_requant_shift(q, oc * q->channel_stride);
+  const int32_t zp = q->output_zero_point;
+  const int32x4_t lo = vdupq_n_s32(q->act_min), hi = vdupq_n_s32(q->act_max);
+  const int32_t f0 = f[0], f1 = f[1], f2 = f[2], f3 = f[3], f4 = f[4], f5 = f[5], f6 = f[6], f7 = f[7], f8 = f[8];
+  for (uint32_t g = 0; g < steps; ++g, plane += 4) {
+    int32x4_t acc = vdupq_n_s32(bias);
+    acc = ec_mve_dw_row(acc, plane, f0, f1, f2);
+    acc = ec_mve_dw_row(acc, plane + pw, f3, f4, f5);
+    acc = ec_mve_dw_row(acc, plane + 2u * pw, f6, f7, f8);
+    vstrbq_scatter_offset_p_s32(out, vld1q_u32(tab + 4u * g), ec_mve_requantize(acc, m, s, zp, lo, hi), pred[g]);
+  }
+}
+#define EC_MVE_DW_STEPS 64 /* ec_mve_dw3x3_run's table on the stack: 1 KB of offsets */
+#endif
 
 /* DEPTHWISE_CONV_2D 3x3 through planes (see above), `plane` holding plane_bytes: 0 when it does not apply. The
  * input and output may be the same bytes with depth multiplier 1 (ec_inplace.c): channel c's plane is copied
@@ -1708,6 +1808,25 @@ int ec_depthwise_planes(const ec_depthwise_params *p, const int8_t *input, int8_
   /* the padding, once: the copies below write only the inside */
   memset(plane, (int8_t)p->input_zero_point, need);
   const uint32_t rows = EC_MIN((uint32_t)w->in_h, ph - w->pad_h), cols = EC_MIN((uint32_t)w->in_w, pw - w->pad_w);
+#if EC_MVE
+  /* stride 1 and a plane of EC_MVE_DW_STEPS groups or fewer: the run's output offsets and lanes, once */
+  const uint32_t run = (uint32_t)(w->out_h - 1) * pw + w->out_w, steps = (run + 3u) / 4u;
+  const int flat = w->stride_h == 1 && w->stride_w == 1 && steps <= EC_MVE_DW_STEPS;
+  uint32_t tab[4 * EC_MVE_DW_STEPS];
+  mve_pred16_t pred[EC_MVE_DW_STEPS];
+  if (flat) {
+    for (uint32_t g = 0; g < steps; ++g) {
+      uint32_t lanes = 0;
+      for (uint32_t j = 0; j < 4; ++j) {
+        const uint32_t i = 4u * g + j, oy = i / pw, ox = i % pw;
+        const int valid = i < run && ox < w->out_w;
+        tab[4u * g + j] = valid ? (oy * w->out_w + ox) * (uint32_t)c_out : 0u;
+        lanes |= valid ? 0xFu << (4u * j) : 0u;
+      }
+      pred[g] = (mve_pred16_t)lanes;
+    }
+  }
+#endif
   for (uint32_t ic = 0; ic < c_in; ++ic) {
     const int8_t *src = input + ic;
     for (uint32_t y = 0; y < rows; ++y) {
@@ -1719,9 +1838,17 @@ int ec_depthwise_planes(const ec_depthwise_params *p, const int8_t *input, int8_
       const uint32_t oc = ic * p->depth_multiplier + m;
       int8_t filter[9];
       const int8_t *f = ec_row(&p->w, oc, filter, 9);
+#if EC_MVE
+      if (flat) {
+        ec_mve_dw3x3_run(plane, pw, steps, tab, pred, output + oc, f, p->q.bias[oc], &p->q, oc);
+      } else {
+        ec_mve_dw3x3_plane(plane, pw, w, output + oc, c_out, f, p->q.bias[oc], &p->q, oc);
+      }
+#else
       ec_rq rq;
       ec_rq_load(&rq, &p->q, oc);
       ec_dw3x3_plane(plane, pw, w, output + oc, c_out, f, p->q.bias[oc], &rq);
+#endif
     }
   }
   return 1;
