@@ -19,7 +19,6 @@ from edgeclust.pipeline.layouts import weight_layouts
 from edgeclust.resources import boards_dir
 from edgeclust.tflite.parity import run_tflm
 
-
 KINDS = {
     "depthwise": inplace.InPlaceDepthwiseStep,
     "conv 1x1": inplace.InPlaceConvStep,

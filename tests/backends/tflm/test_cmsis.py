@@ -27,7 +27,9 @@ def keras():
 
 
 def test_cores_map_to_the_code_cmsis_nn_compiles():
-    assert [arch_of(c) for c in ("cortex-m55", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m3", "cortex-m0plus")] == [
+    assert [
+        arch_of(c) for c in ("cortex-m55", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m3", "cortex-m0plus")
+    ] == [
         "mve",
         "dsp",
         "dsp",

@@ -128,7 +128,9 @@ def fusion_choice(pointwise: ConvStep, depthwise: DepthwiseStep) -> InPlaceChoic
     kept = max(ring_rows(w) - w.stride_h, 0)  # rows moved to the ring's start before each output row
     macs = pw.out_h * pw.out_w * pw.out_c * pw.in_c + w.out_h * w.out_w * w.out_c * w.k_h * w.k_w
     moved = kept * w.in_w * w.in_c * w.out_h
-    return InPlaceChoice(f"{pointwise.name}_{depthwise.name}", "pointwise + depthwise", ring_bytes(depthwise), moved, macs)
+    return InPlaceChoice(
+        f"{pointwise.name}_{depthwise.name}", "pointwise + depthwise", ring_bytes(depthwise), moved, macs
+    )
 
 
 def shift_bytes(step: Step) -> int | None:

@@ -87,7 +87,7 @@ def _op_bytes(arch: str, name: str, options: dict, ins: list[tuple[int, ...]], o
 def _conv_buffer(arch, options, in_h, in_w, in_c, k_h, k_w, out_w, pads) -> int:
     """arm_convolve_wrapper_s8_get_buffer_size for GCC (1x1 fast: no buffer; arm_convolve_1x1_s8_fast's DSP
     buffer exists under Arm Compiler 6 only)."""
-    stride_h, stride_w = int(options.get("stride_h", 1)), int(options.get("stride_w", 1))
+    stride_w = int(options.get("stride_w", 1))
     dil_h, dil_w = int(options.get("dilation_h_factor", 1)), int(options.get("dilation_w_factor", 1))
     cols = k_h * k_w * in_c
     if pads == (0, 0) and (k_h, k_w) == (1, 1) and (dil_h, dil_w) == (1, 1):
