@@ -251,3 +251,21 @@ def test_bad_buffers_are_codegen_errors(buffers, message):
 def test_bad_alignment_is_a_codegen_error():
     with pytest.raises(CodegenError, match="alignment"):
         plan([BufferUse("a", 1, 0, 0)], alignment=0)
+
+
+def test_an_alias_below_its_buffer_and_a_buffer_in_the_groups_dead_part():
+    """alias_offset: a convolution's output 64 bytes below its dying input (one group spanning both); a window
+    alive after the input died sits in the input's dead tail, inside the group's span."""
+    buffers = [
+        BufferUse("input", 256, 0, 0),
+        BufferUse("output", 192, 0, 2, "input", -64),
+        BufferUse("window", 64, 1, 1),
+    ]
+    p = plan(buffers, alignment=16)
+    check_plan(p, buffers)
+    assert p.offsets["input"] - p.offsets["output"] == 64
+    assert p.arena_bytes == p.lower_bound == 320  # the group's span; the window in bytes 192..255
+    assert p.offsets["window"] == p.offsets["output"] + 192
+    moved = MemoryPlan(dict(p.offsets) | {"output": p.offsets["input"]}, p.arena_bytes, p.lower_bound, 16)
+    with pytest.raises(CodegenError, match="aliases 'input'"):
+        check_plan(moved, buffers)

@@ -67,21 +67,32 @@ void ec_conv_1x1_inplace(const ec_conv_params *p, const int8_t *input, int8_t *o
   }
 }
 
+/* The input rows [*first, *end) that output rows [r, r + n) read, clamped to the image and one row at least (a
+ * window wholly in the padding still gets an image to stand on); returns the first window row, in the padding
+ * when < 0 (inplace.py _rows mirrors it). */
+static int ec_rows_read(const ec_window *w, uint32_t r, uint32_t n, int *first, int *end) {
+  const int y0 = (int)r * w->stride_h - w->pad_h;
+  int f = y0 > 0 ? y0 : 0, e = y0 + (int)(n - 1u) * w->stride_h + (w->k_h - 1) * w->dil_h + 1;
+  if (f > (int)w->in_h - 1) f = (int)w->in_h - 1;
+  if (e > (int)w->in_h) e = (int)w->in_h;
+  if (e <= f) e = f + 1;
+  *first = f;
+  *end = e;
+  return y0;
+}
+
 void ec_conv_rows(const ec_conv_params *p, const int8_t *input, int8_t *output) {
   const ec_window *w = &p->win;
   const size_t in_row = (size_t)w->in_w * w->in_c, out_row = (size_t)w->out_w * w->out_c;
-  const int span = (w->k_h - 1) * w->dil_h + 1; /* input rows one output row's window covers */
   /* bands of whole fours of pixels where the row allows (ec_conv's groups of four pixels stay full) */
   const uint32_t band = w->out_w % 4u == 0 ? 1u : w->out_w % 2u == 0 ? 2u : 4u;
   ec_conv_params rows = *p;
   for (uint32_t r = 0; r < w->out_h; r += band) {
     const uint32_t n = w->out_h - r < band ? w->out_h - r : band;
-    const int y0 = (int)r * w->stride_h - w->pad_h; /* the band's first window row, in the padding when < 0 */
-    int first = y0 > 0 ? y0 : 0, end = y0 + (int)(n - 1u) * w->stride_h + span;
-    if (first > (int)w->in_h - 1) first = (int)w->in_h - 1;
-    if (end > (int)w->in_h) end = (int)w->in_h;
+    int first, end;
+    const int y0 = ec_rows_read(w, r, n, &first, &end);
     /* the rows [first, end) as a small image; rows of the windows outside it are the padding they were */
-    rows.win.in_h = (uint16_t)(end - first > 1 ? end - first : 1);
+    rows.win.in_h = (uint16_t)(end - first);
     rows.win.out_h = (uint16_t)n;
     rows.win.pad_h = (int16_t)(first - y0);
     ec_conv(&rows, input + (size_t)first * in_row, output + (size_t)r * out_row);
@@ -92,17 +103,13 @@ void ec_pw_dw_rows(const ec_pw_dw_params *p, const int8_t *input, int8_t *output
   const ec_window *pw = &p->pw->win, *dw = &p->dw->win;
   const size_t in_row = (size_t)pw->in_w * pw->in_c, mid_row = (size_t)dw->in_w * dw->in_c;
   const size_t out_row = (size_t)dw->out_w * dw->out_c;
-  const int span = (dw->k_h - 1) * dw->dil_h + 1, rows = (int)dw->in_h;
   ec_conv_params conv = *p->pw;
   ec_depthwise_params depth = *p->dw;
   depth.win.out_h = 1u;
   int lo = 0, hi = 0; /* the pointwise rows [lo, hi) are in the ring, row lo at its start */
   for (uint32_t r = 0; r < dw->out_h; ++r) {
-    const int y0 = (int)r * dw->stride_h - dw->pad_h; /* the window's first row, in the padding when < 0 */
-    int first = y0 > 0 ? y0 : 0, end = y0 + span;
-    if (first > rows - 1) first = rows - 1;
-    if (end > rows) end = rows;
-    if (end <= first) end = first + 1;
+    int first, end;
+    const int y0 = ec_rows_read(dw, r, 1u, &first, &end);
     if (first >= hi) {
       lo = hi = first; /* nothing in the ring is read again */
     } else if (first > lo) {

@@ -2006,6 +2006,18 @@ __attribute__((noinline)) static void ec_dot_4bit_2rows(const uint8_t *r0, const
  * per group of rows, ec_fc_4bit): row 0 (high nibble 0) built entry by entry, then each row hi is row hi - 1 with
  * (t[hi] - t[hi - 1]) << 16 added to every entry (the low halves stay), eight entries an LDM, eight ADD and an
  * STM (fixed registers r4-r11). The words of indices past `entries` hold whatever they held: never read. */
+/* Eight words of the previous row with delta << 16 added, stored as the next row's (ec_pair_table16's loop). */
+#define EC_PAIR_ROW8                                          \
+  "ldmia %[src]!, {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"  \
+  "add r4, r4, %[delta], lsl #16\n\t"                       \
+  "add r5, r5, %[delta], lsl #16\n\t"                       \
+  "add r6, r6, %[delta], lsl #16\n\t"                       \
+  "add r7, r7, %[delta], lsl #16\n\t"                       \
+  "add r8, r8, %[delta], lsl #16\n\t"                       \
+  "add r9, r9, %[delta], lsl #16\n\t"                       \
+  "add r10, r10, %[delta], lsl #16\n\t"                     \
+  "add r11, r11, %[delta], lsl #16\n\t"                     \
+  "stmia %[dst]!, {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
 __attribute__((noinline)) static void ec_pair_table16(const int8_t *t, uint32_t entries, uint32_t *pairs) {
   /* indices from `entries` on never occur: their rows and columns of the table are left as they are */
   const int32_t t0 = t[0];
@@ -2020,32 +2032,14 @@ __attribute__((noinline)) static void ec_pair_table16(const int8_t *t, uint32_t 
       "ldrsb %[prev], [%[th]], #1\n\t"
       "ldrsb %[delta], [%[th]]\n\t"
       "sub %[delta], %[delta], %[prev]\n\t"
-      "ldmia %[src]!, {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
-      "add r4, r4, %[delta], lsl #16\n\t"
-      "add r5, r5, %[delta], lsl #16\n\t"
-      "add r6, r6, %[delta], lsl #16\n\t"
-      "add r7, r7, %[delta], lsl #16\n\t"
-      "add r8, r8, %[delta], lsl #16\n\t"
-      "add r9, r9, %[delta], lsl #16\n\t"
-      "add r10, r10, %[delta], lsl #16\n\t"
-      "add r11, r11, %[delta], lsl #16\n\t"
-      "stmia %[dst]!, {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
-      "ldmia %[src]!, {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
-      "add r4, r4, %[delta], lsl #16\n\t"
-      "add r5, r5, %[delta], lsl #16\n\t"
-      "add r6, r6, %[delta], lsl #16\n\t"
-      "add r7, r7, %[delta], lsl #16\n\t"
-      "add r8, r8, %[delta], lsl #16\n\t"
-      "add r9, r9, %[delta], lsl #16\n\t"
-      "add r10, r10, %[delta], lsl #16\n\t"
-      "add r11, r11, %[delta], lsl #16\n\t"
-      "stmia %[dst]!, {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+      EC_PAIR_ROW8 EC_PAIR_ROW8
       "cmp %[th], %[end]\n\t"
       "bne 1b\n\t"
       : [th] "+r"(th), [src] "+r"(src), [dst] "+r"(dst), [prev] "=&r"(prev), [delta] "=&r"(delta)
       : [end] "r"(end)
       : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
 }
+#undef EC_PAIR_ROW8
 
 /* Accumulators of m rows order[0..m) (bit 15 aside) of one group through its pair table, x the n inputs as
  * int16, into acc: two rows a pass, an odd last row alone. The dot product is written out (GCC 12 reloads the

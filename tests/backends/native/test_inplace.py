@@ -169,14 +169,18 @@ def test_liveness_check_refuses_a_shift_too_small(nx, stems):
     sizes = {b.name: b.size for b in program.buffers}
     keep = (program.output.name,)
     inplace.check_steps(program.steps, offsets, sizes, keep=keep)
+    checked = set()  # what the loop below tried: both kinds of shifted step, and a shift one unit too small
     for step in program.steps:
         if isinstance(step, inplace.ShiftedConvStep | inplace.PointwiseDepthwiseStep):
+            checked.add(type(step))
             lower = offsets | {step.outputs[0]: offsets[step.inputs[0]] - step.shift + 16}
             with pytest.raises(CodegenError, match=f"over {step.inputs[0]!r}"):
                 inplace.check_steps(program.steps, lower, sizes, keep=keep)
             too_small = dataclasses.replace(step, shift=step.shift - 16) if step.shift >= 16 else None
             if too_small is not None:
+                checked.add("too small")
                 steps = tuple(too_small if t is step else t for t in program.steps)
                 moved = offsets | {step.outputs[0]: offsets[step.inputs[0]] - too_small.shift}
                 with pytest.raises(CodegenError):
                     inplace.check_steps(steps, moved, sizes, keep=keep)
+    assert checked == {inplace.ShiftedConvStep, inplace.PointwiseDepthwiseStep, "too small"}

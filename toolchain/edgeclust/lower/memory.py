@@ -50,21 +50,24 @@ class MemoryPlan:
 
 @dataclass(frozen=True)
 class _Unit:
-    """One placement unit: an alias group, with its members' names, aligned size and joint lifetime, and each
-    member's start within the unit."""
+    """One placement unit: an alias group, with its members' names, aligned size and joint lifetime."""
 
     names: tuple[str, ...]
     size: int
     first: int
     last: int
-    starts: tuple[int, ...] = ()
-    # (start, aligned size, first, last) per member of an alias group: a group whose members differ in size or
-    # place is placed by its parts, so a buffer may sit in a part of the group that is dead at its steps
+    # (start within the unit, aligned size, first, last) per member of an alias group of several: the group is
+    # placed by its parts, so a buffer may sit in a part of the group that is dead at its steps
     parts: tuple[tuple[int, int, int, int], ...] = ()
 
 
 def _parts(unit: _Unit) -> tuple[tuple[int, int, int, int], ...]:
+    """The unit's parts, in the order of its names: a lone buffer is one part, the whole unit."""
     return unit.parts or ((0, unit.size, unit.first, unit.last),)
+
+
+def _alive_together(a: _Unit, b: _Unit) -> bool:
+    return a.first <= b.last and b.first <= a.last
 
 
 def lower_bound(buffers: Iterable[BufferUse], *, alignment: int = TENSOR_ALIGNMENT) -> int:
@@ -152,7 +155,7 @@ def check_plan(memory_plan: MemoryPlan, buffers: Iterable[BufferUse]) -> None:
 
 # Placement orders: each a key over (unit, all units); sorted ascending and stable, so ties keep input order.
 def _conflict_bytes(unit: _Unit, units: Sequence[_Unit]) -> int:
-    return sum(o.size for o in units if o.first <= unit.last and unit.first <= o.last)
+    return sum(o.size for o in units if _alive_together(unit, o))
 
 
 _ORDERS: tuple[tuple[str, Callable[[_Unit, Sequence[_Unit]], object] | None], ...] = (
@@ -205,7 +208,7 @@ def _fit(
     best: tuple[int, int] | None = None  # (gap, offset)
     for offset, _, j in placed:
         other = units[j]
-        if other.first > want.last or want.first > other.last:
+        if not _alive_together(want, other):
             continue
         gap = offset - candidate
         if gap >= want.size:
@@ -224,7 +227,7 @@ def _fit_parts(units: Sequence[_Unit], placed: Sequence[tuple[int, int, int]], w
     candidates = {0}
     for offset, _, j in placed:
         other = units[j]
-        if other.first > want.last or want.first > other.last:
+        if not _alive_together(want, other):
             continue
         for q_start, q_size, q_first, q_last in _parts(other):
             for p_start, p_size, p_first, p_last in _parts(want):
@@ -310,7 +313,7 @@ def _make_plan(
     by_name = {
         name: offset + start
         for unit, offset in zip(units, unit_offsets)
-        for name, start in zip(unit.names, unit.starts or (0,) * len(unit.names))
+        for name, (start, *_) in zip(unit.names, _parts(unit))
     }
     offsets = MappingProxyType({b.name: by_name[b.name] for b in buffers})
     return MemoryPlan(
@@ -347,7 +350,6 @@ def _units(buffers: Sequence[BufferUse], alignment: int) -> list[_Unit]:
                 size=align(max(start + b.size for start, b in zip(starts, members)), alignment),
                 first=min(b.first for b in members),
                 last=max(b.last for b in members),
-                starts=starts,
                 parts=tuple((start, align(b.size, alignment), b.first, b.last) for start, b in zip(starts, members))
                 if len(members) > 1
                 else (),

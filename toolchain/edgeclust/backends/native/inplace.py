@@ -76,9 +76,9 @@ class PointwiseDepthwiseStep(Step):
     KERNEL: ClassVar[str] = "ec_pw_dw_rows"
     OP: ClassVar[str] = "CONV_2D + DEPTHWISE_CONV_2D"
 
-    pointwise: ConvStep = None  # type: ignore[assignment]
-    depthwise: DepthwiseStep = None  # type: ignore[assignment]
-    shift: int = 0
+    pointwise: ConvStep
+    depthwise: DepthwiseStep
+    shift: int
 
     @property
     def what(self) -> str:
@@ -136,13 +136,17 @@ def fusion_choice(pointwise: ConvStep, depthwise: DepthwiseStep) -> InPlaceChoic
 def shift_bytes(step: Step) -> int | None:
     """The shift a ShiftedConvStep of `step` needs (aligned, at least 0), or None where `step` cannot run so (a
     depthwise, a 1x1 that runs in place by window, a fused pool). The band of output rows [r, r + band_rows) is
-    written less the shift, while the input rows from _first_row(r) on are still to be read."""
+    written less the shift, while the input rows from the first that band reads (_rows) on are still to be read."""
     if type(step) is not ConvStep or step.pool is not None or window_bytes(step) is not None:
         return None
-    w = step.window
+    return _band_shift(step.window)
+
+
+def _band_shift(w: Window) -> int:
+    """ec_conv_rows's least shift: band by band, the output written so far less where its input still starts."""
     in_row, out_row = w.in_w * w.in_c, w.out_w * w.out_c
     band = band_rows(w)
-    need = max(min(r + band, w.out_h) * out_row - _first_row(w, r) * in_row for r in range(0, w.out_h, band))
+    need = max(min(r + band, w.out_h) * out_row - _rows(w, r, 1)[0] * in_row for r in range(0, w.out_h, band))
     return align(max(need, 0), TENSOR_ALIGNMENT)
 
 
@@ -159,27 +163,26 @@ def ring_rows(w: Window) -> int:
 def fused_shift(pointwise: ConvStep, depthwise: DepthwiseStep) -> int | None:
     """The shift of the PointwiseDepthwiseStep of the two (aligned, at least 0), or None where they cannot be
     fused: `pointwise` a 1x1 convolution that could run in place (window_bytes), `depthwise` reading its output
-    (type checks only: the plan checks that the output dies there). Output row r is written once the input rows
-    before _rows_read(r) are consumed."""
+    (type checks only: the plan checks that the output dies there); the shift itself is _ring_shift's."""
     if type(pointwise) is not ConvStep or window_bytes(pointwise) is None or type(depthwise) is not DepthwiseStep:
         return None
     w, pw = depthwise.window, pointwise.window
     if depthwise.inputs[0] != pointwise.outputs[0] or (w.in_h, w.in_w, w.in_c) != (pw.out_h, pw.out_w, pw.out_c):
         return None
+    return _ring_shift(pw, w)
+
+
+def _ring_shift(pw: Window, w: Window) -> int:
+    """ec_pw_dw_rows's least shift: depthwise output row r is written once the pointwise input rows before the
+    end of what rows 0..r read are consumed."""
     in_row, out_row = pw.in_w * pw.in_c, w.out_w * w.out_c
     read = 0
     need = 0
     for r in range(w.out_h):
-        read = max(read, _rows_read(w, r))
+        read = max(read, _rows(w, r, 1)[1])
         if read < w.in_h:
             need = max(need, (r + 1) * out_row - read * in_row)
     return align(need, TENSOR_ALIGNMENT)
-
-
-def _rows_read(w: Window, r: int) -> int:
-    """ec_pw_dw_rows: the end of the input rows output row r reads (clamped as the kernel clamps)."""
-    first = _first_row(w, r)
-    return max(min(r * w.stride_h - w.pad_h + (w.k_h - 1) * w.dil_h + 1, w.in_h), first + 1)
 
 
 def fuse(pointwise: ConvStep, depthwise: DepthwiseStep, ring: str, shift: int) -> PointwiseDepthwiseStep:
@@ -200,23 +203,36 @@ def ring_bytes(depthwise: DepthwiseStep) -> int:
     return ring_rows(w) * w.in_w * w.in_c
 
 
-def _first_row(w: Window, r: int) -> int:
-    """ec_conv_rows, ec_pw_dw_rows: the first input row output row r reads (where the call's input starts)."""
-    return min(max(r * w.stride_h - w.pad_h, 0), w.in_h - 1)
+def _rows(w: Window, r: int, n: int) -> tuple[int, int]:
+    """ec_inplace.c ec_rows_read: the input rows [first, end) that output rows [r, r + n) read, clamped to the
+    image, one row at least."""
+    y0 = r * w.stride_h - w.pad_h
+    first = min(max(y0, 0), w.in_h - 1)
+    end = min(y0 + (n - 1) * w.stride_h + (w.k_h - 1) * w.dil_h + 1, w.in_h)
+    return first, max(end, first + 1)
 
 
-def in_place_step(step: Step, window: str | None, shift: int = 0) -> Step:
-    """The in-place record of `step` (an eligible DepthwiseStep or ConvStep), writing `window` too; or, with no
-    window, its ShiftedConvStep."""
-    values = {f.name: getattr(step, f.name) for f in dataclasses.fields(step)}
-    if window is None:
-        return ShiftedConvStep(**values, shift=shift)
+def least_shift(step: ShiftedConvStep | PointwiseDepthwiseStep) -> int:
+    """The least shift the step's kernel allows between its input and its output (check_steps)."""
+    if isinstance(step, PointwiseDepthwiseStep):
+        return _ring_shift(step.pointwise.window, step.depthwise.window)
+    return _band_shift(step.window)
+
+
+def in_place_step(step: Step, window: str) -> Step:
+    """The in-place record of `step` (an eligible DepthwiseStep or ConvStep), writing `window` too."""
     cls = InPlaceDepthwiseStep if isinstance(step, DepthwiseStep) else InPlaceConvStep
+    values = {f.name: getattr(step, f.name) for f in dataclasses.fields(step)}
     values["outputs"] = (*step.outputs, window)
     return cls(**values)
 
 
-def choice_for(step: Step, window: int | None, shift: int = 0) -> InPlaceChoice:
+def shifted_step(step: ConvStep, shift: int) -> ShiftedConvStep:
+    """The ShiftedConvStep of an eligible ConvStep (shift_bytes), its output `shift` bytes below its input."""
+    return ShiftedConvStep(**{f.name: getattr(step, f.name) for f in dataclasses.fields(step)}, shift=shift)
+
+
+def choice_for(step: Step, window: int | None) -> InPlaceChoice:
     w = step.window
     depthwise = isinstance(step, DepthwiseStep)
     copy = w.in_h * w.in_w * w.in_c
@@ -272,26 +288,17 @@ def check_steps(
 
 def _reads_before_write(step: Step, src: str, out: str, offsets: Mapping[str, int]) -> bool:
     """Whether `step` writing `out` over input `src` is the kernel's in-place contract (see check_steps)."""
-    if isinstance(step, PointwiseDepthwiseStep):
-        need = fused_shift(step.pointwise, step.depthwise)
+    if isinstance(step, ShiftedConvStep | PointwiseDepthwiseStep):  # the output `shift` below the input
         return (
             offsets[src] - offsets[out] == step.shift
             and out == step.outputs[0]
             and src == step.inputs[0]
-            and need is not None
-            and step.shift >= need
+            and step.shift >= least_shift(step)
         )
-    if isinstance(step, ShiftedConvStep):
-        if offsets[src] - offsets[out] != step.shift:
-            return False
-    elif offsets[src] != offsets[out]:
+    if offsets[src] != offsets[out]:
         return False
     if isinstance(step, AddStep):
         return out == step.outputs[0]
-    if isinstance(step, ShiftedConvStep):
-        values = {f.name: getattr(step, f.name) for f in dataclasses.fields(ConvStep)}
-        need = shift_bytes(ConvStep(**values))
-        return out == step.outputs[0] and src == step.inputs[0] and need is not None and step.shift >= need
     if isinstance(step, InPlaceDepthwiseStep | InPlaceConvStep):
         plain = DepthwiseStep if isinstance(step, DepthwiseStep) else ConvStep
         values = {f.name: getattr(step, f.name) for f in dataclasses.fields(step)}

@@ -218,13 +218,11 @@ def _choose_fusions(steps, uses_of, sizes, input_name):
     """_choose_in_place's (steps, plan, uses, choices), with 1x1 + depthwise pairs fused (PointwiseDepthwiseStep)
     where that shrinks the arena: the pointwise output read by the depthwise alone, its input dying there;
     largest pointwise output first, each kept where the arena shrinks."""
-    best = _choose_in_place(steps, uses_of(steps), uses_of, sizes, input_name)
+    whole = uses_of(steps)
+    best = _choose_in_place(steps, whole, uses_of, sizes, input_name)
     if not CONV_IN_PLACE:
         return best
-    last: dict[str, int] = {}
-    for s, step in enumerate(steps):
-        for name in step.inputs:
-            last[name] = s
+    last = {u.name: u.last for u in whole}
     pairs = {}
     for s in range(len(steps) - 1):
         pw, dw = steps[s], steps[s + 1]
@@ -281,7 +279,7 @@ def _choose_in_place(steps, whole, uses_of, sizes, input_name):
         new = list(steps)
         for s in chosen:
             if s in shifts:
-                new[s] = inplace.in_place_step(steps[s], None, shifts[s])
+                new[s] = inplace.shifted_step(steps[s], shifts[s])
                 continue
             window = f"{steps[s].name}_window"
             sizes[window] = eligible[s]
@@ -317,8 +315,7 @@ def _choose_in_place(steps, whole, uses_of, sizes, input_name):
     for s in sorted(chosen):
         without = variant(chosen - {s})[1].arena_bytes
         saved = max(without - best[1].arena_bytes, 0)
-        window = None if s in shifts else eligible[s]
-        choice = inplace.choice_for(steps[s], window, shifts.get(s, 0))
+        choice = inplace.choice_for(steps[s], None if s in shifts else eligible[s])
         choices.append(dataclasses.replace(choice, saved_bytes=saved))
     for s in set(eligible) - chosen - set(shifts):
         sizes.pop(f"{steps[s].name}_window", None)
