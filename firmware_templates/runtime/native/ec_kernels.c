@@ -1028,7 +1028,8 @@ __attribute__((always_inline)) static inline void ec_im2col_channels_n(const ec_
                                                                        const int8_t *f, size_t stride, uint32_t k4,
                                                                        uint32_t oc0, uint32_t oc_end,
                                                                        uint32_t count, int fast, int8_t *out) {
-  const ec_requant *rq = &p->q;
+  const ec_requant rq_copy = p->q; /* a copy the int8 stores cannot alias: its pointers stay in registers */
+  const ec_requant *rq = &rq_copy;
   const size_t oc_n = p->win.out_c;
   const uint32_t cs = rq->channel_stride;
   const int32_t zp = rq->output_zero_point;
@@ -2164,6 +2165,8 @@ __attribute__((noinline)) static int32_t ec_mbqm_call(int32_t x, int32_t multipl
  * one a call (ec_mbqm_call), so the loop's numbers stay in registers. */
 __attribute__((noinline)) static void ec_fc_group_requant(const ec_requant *q, const uint16_t *order, uint32_t m,
                                                           const int32_t *acc, int8_t *out) {
+  const ec_requant rq = *q; /* a copy the int8 stores cannot alias: its pointers stay in registers */
+  q = &rq;
   const uint32_t cmask = q->channel_stride != 0 ? 0x7FFFu : 0u;
   const int32_t zp = q->output_zero_point, lo = q->act_min, hi = q->act_max;
   for (const uint16_t *end = order + m; order != end; ++order) {
@@ -2353,6 +2356,8 @@ static inline int ec_rq_monotone(const ec_requant *q, uint32_t channel) {
  * TFLM's MaxPool gives the lowest int8. */
 static void ec_pool_requantize(const ec_requant *q, const ec_pool_fusion *pool, uint32_t oc0, uint32_t count,
                                const int32_t *top, int empty, int8_t *out) {
+  const ec_requant rq = *q; /* a copy the int8 stores cannot alias: its pointers stay in registers */
+  q = &rq;
   const uint32_t cs = q->channel_stride;
   const int32_t zp = q->output_zero_point;
   /* the conv's clamp then the pool's: one clamp to the ranges' intersection, or a constant where they miss */

@@ -8,6 +8,7 @@
 #ifndef EDGECLUST_EC_KERNELS_H_
 #define EDGECLUST_EC_KERNELS_H_
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ec_elementwise.h" /* ADD / SUB / MUL with broadcasting, unary ops as tables */
@@ -40,17 +41,22 @@ typedef struct {
   int32_t output_zero_point;
   int32_t act_min, act_max;
   uint32_t shift_stride; /* channel_stride, or 0 where the multiplier words carry the channels' shifts */
+  const uint8_t *entry;  /* NULL, or per channel: which multiplier word (and shift byte) it shares */
 } ec_requant;
 
 /* Entry i (channel * channel_stride) of a requantization. A multiplier word is bits 29..0 of a multiplier in
  * [2^30, 2^31) (bit 30 set, as QuantizeMultiplier gives; edgeclust stores a zero multiplier as 2^30 with shift
  * -31, the same for every accumulator it can reach) and, in bits 31..30, a number the shift byte is added to:
  * 0..3 over one byte for every channel (shift_stride 0), or 1 over a byte per channel. */
+static inline uint32_t ec_requant_entry(const ec_requant *q, uint32_t i) {
+  return q->entry != NULL ? q->entry[i] : i;
+}
 static inline int32_t ec_requant_multiplier(const ec_requant *q, uint32_t i) {
-  return (int32_t)(((uint32_t)q->multiplier[i] & 0x3FFFFFFFu) | 0x40000000u);
+  return (int32_t)(((uint32_t)q->multiplier[ec_requant_entry(q, i)] & 0x3FFFFFFFu) | 0x40000000u);
 }
 static inline int32_t ec_requant_shift(const ec_requant *q, uint32_t i) {
-  return q->shift[i * q->shift_stride] + (int32_t)((uint32_t)q->multiplier[i] >> 30);
+  const uint32_t e = ec_requant_entry(q, i);
+  return q->shift[e * q->shift_stride] + (int32_t)((uint32_t)q->multiplier[e] >> 30);
 }
 
 /* A 2-D window over an NHWC tensor (batch 1): stride, dilation and top/left padding. */

@@ -67,6 +67,9 @@ def test_in_place_plans_are_bit_exact_and_below_the_bound(nx, separable, values,
     assert all(choice.saved_bytes >= 0 for choice in program.in_place)
     steps = {step.name: step for step in program.steps}
     assert {type(steps[c.step]) for c in program.in_place} <= set(KINDS.values())
+    if values and per_channel:  # clustered: channels share scales, so in-place steps slice shared multipliers
+        shared = {type(s) for s in program.steps if getattr(s, "requant", None) and s.requant.entries is not None}
+        assert inplace.InPlaceDepthwiseStep in shared
     summary = lowered.summary
     assert summary["in_place"] and summary["arena_lower_bound"] == program.arena_lower_bound
     assert any(note.startswith(f"arena {program.arena_bytes:,} bytes, whole-tensor bound") for note in lowered.notes)

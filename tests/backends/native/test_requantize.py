@@ -65,6 +65,7 @@ def test_one_shift_requantization_equals_tflm_double_rounding(tmp_path):
 def _decode(q, channel: int) -> tuple[int, int]:
     """ec_requant_multiplier and ec_requant_shift (ec_kernels.h) in Python."""
     i = channel if q.per_channel else 0
+    i = i if q.entries is None else int(q.entries[i])
     word = int(q.multiplier_words.view(np.uint32)[i])
     return (word & 0x3FFFFFFF) | 0x40000000, int(q.shift_bytes[i * q.shift_stride]) + (word >> 30)
 
@@ -81,6 +82,21 @@ def test_multiplier_words_carry_the_shifts_where_they_are_within_four(shifts):
     assert q.packs_shift == (max(shifts) - min(shifts) <= 3)
     assert q.shift_bytes.size == (1 if q.packs_shift else len(shifts))
     assert [_decode(q, c) for c in range(len(shifts))] == list(zip(m.tolist(), shifts))
+
+
+@pytest.mark.parametrize("spread", [3, 6], ids=["packed-shifts", "a-shift-byte-a-channel"])
+def test_channels_that_share_a_scale_share_a_multiplier_word_on_flash(spread):
+    """Clustering leaves a layer a few channel scales: 64 channels of 5 scales store 5 words and a byte each."""
+    rng = np.random.default_rng(1)
+    scales = rng.integers(2**30, 2**31, 5).astype(np.int32)
+    shifts = np.array([-7, -7 - spread, -8, -9, -7], np.int8)
+    pick = rng.integers(0, 5, 64)
+    q = Requant(np.zeros(64, np.int32), scales[pick], shifts[pick], 0, -128, 127)
+    assert q.entries is not None and q.entries.dtype == np.uint8 and q.multiplier_words.size == 5
+    assert q.shift_bytes.size == (1 if q.packs_shift else 5)
+    assert [_decode(q, c) for c in range(64)] == list(zip(scales[pick].tolist(), shifts[pick].tolist()))
+    distinct = Requant(np.zeros(4, np.int32), scales[:4], shifts[:4], 0, -128, 127)
+    assert distinct.entries is None and distinct.multiplier_words.size == 4  # a byte a channel would not pay
 
 
 def test_a_zero_multiplier_becomes_two_to_the_thirty_with_shift_minus_31():

@@ -260,6 +260,7 @@ def _requant(step: str, q: Requant) -> Fields:
         ("act_min", str(q.act_min)),
         ("act_max", str(q.act_max)),
         ("shift_stride", str(q.shift_stride)),
+        *([("entry", f"{step}_entry")] if q.entries is not None else []),
     ]
 
 

@@ -6,6 +6,7 @@ the host oracle and rendering read the same records. A record names its kernel a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -93,21 +94,51 @@ class Requant:
         m, s = self.multiplier.astype(np.int64), self.shift.astype(np.int64)
         return bool(m.min() >= 2**30 and s.max() - s.min() <= 3)
 
-    @property
-    def multiplier_words(self) -> np.ndarray:
-        """The int32 multiplier words on flash (ec_requant_multiplier reads them)."""
+    def _channel_words(self) -> np.ndarray:
+        """The int32 multiplier word of each channel (ec_requant_multiplier reads them)."""
         if not self.packs_shift:
             return self.multiplier
         m = self.multiplier.astype(np.uint32) & np.uint32(0x3FFFFFFF)
         e = (self.shift.astype(np.int64) - int(self.shift.min())).astype(np.uint32) << np.uint32(30)
         return (m | e).view(np.int32)
 
-    @property
-    def shift_bytes(self) -> np.ndarray:
-        """The int8 shift array on flash (ec_requant_shift adds bits 31..30 of the multiplier word)."""
+    def _channel_shifts(self) -> np.ndarray:
+        """The int8 shift bytes (ec_requant_shift adds bits 31..30 of the multiplier word to them)."""
         if self.packs_shift:
             return self.shift.min(keepdims=True).reshape(1)
         return (self.shift.astype(np.int16) - 1).astype(np.int8)
+
+    @functools.cached_property
+    def _shared(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(words, shift bytes, entry per channel or None). Clustering leaves a layer a handful of channel scales:
+        where the channels' distinct (word, shift byte) pairs and one byte a channel naming its pair take fewer
+        bytes than a word (and a shift byte) a channel, flash holds those (ec_requant_entry)."""
+        words, shifts = self._channel_words(), self._channel_shifts()
+        if not self.per_channel:
+            return words, shifts, None
+        per_channel_shift = self.shift_stride == 1
+        pairs = np.stack([words.astype(np.int64), shifts.astype(np.int64) if per_channel_shift else 0 * words], 1)
+        distinct, entry = np.unique(pairs, axis=0, return_inverse=True)
+        shared_bytes = len(distinct) * (4 + per_channel_shift) + words.size
+        if len(distinct) > 256 or shared_bytes >= words.nbytes + (shifts.nbytes if per_channel_shift else 0):
+            return words, shifts, None
+        shared_shifts = distinct[:, 1].astype(np.int8) if per_channel_shift else shifts
+        return distinct[:, 0].astype(np.int32), shared_shifts, entry.reshape(-1).astype(np.uint8)
+
+    @property
+    def multiplier_words(self) -> np.ndarray:
+        """The int32 multiplier words on flash: one a channel, or one a distinct pair where `entries` is set."""
+        return self._shared[0]
+
+    @property
+    def shift_bytes(self) -> np.ndarray:
+        """The int8 shift array on flash, shift_stride apart (by entry where `entries` is set)."""
+        return self._shared[1]
+
+    @property
+    def entries(self) -> np.ndarray | None:
+        """uint8 per channel: the index of its multiplier word (and shift byte); None: indexed by channel."""
+        return self._shared[2]
 
     @property
     def shift_stride(self) -> int:
@@ -201,6 +232,8 @@ class _WeightedStep(Step):
             FlashArray(f"{self.name}_multiplier", q.multiplier_words, "requant"),
             FlashArray(f"{self.name}_shift", q.shift_bytes, "requant"),
         ]
+        if q.entries is not None:
+            out.append(FlashArray(f"{self.name}_entry", q.entries, "requant"))
         return tuple(out)
 
     def packed(self) -> tuple[PackedWeights, ...]:
