@@ -12,6 +12,7 @@ its SysTick ticks become instructions with the machine's calibration (edgeclust.
     python scripts/speed_matrix.py --models ds_cnn fc_ae --boards qemu_mps2_an386 --clusters 0 16
     python scripts/speed_matrix.py --kernels /tmp/ec_kernels_before.c --label before ...   # another kernel file
     TFLM_ROOT=~/tflm/tree-ref python scripts/speed_matrix.py --tflm-cmsis-root ~/tflm/tree-cmsis ...   # TFLM at -O2
+    python scripts/speed_matrix.py --models mobilenet --clusters 0 --console ...   # and each firmware's QEMU output
 
 Columns: instructions per inference, instructions per MAC, flash (text + data) and RAM (data + bss + stack)
 of the linked firmware, for each runtime; last, the native firmware's flash (less its self-test data) over the
@@ -220,7 +221,7 @@ def flash_over_limit(program, flash: int, n_cases: int) -> float:
 
 
 def run_native(backend, lowered, x, y, board, templates: str, kernels: Path | None):
-    """(instructions, flash, ram, verdict) of the native firmware on `board`."""
+    """(instructions, flash, ram, verdict, QEMU console) of the native firmware on `board`."""
     from edgeclust.backends.base import SelfTestCase
     from edgeclust.device import icount
     from edgeclust.device.build import build_make_project, elf_size, write_project
@@ -236,7 +237,7 @@ def run_native(backend, lowered, x, y, board, templates: str, kernels: Path | No
 
 
 def run_tflm(tflite, x, y, board, templates: str, tflm_root: Path, opt: str = "-O2"):
-    """(instructions, flash, ram, verdict) of the TFLM firmware (reference or CMSIS-NN tree) on `board`."""
+    """(instructions, flash, ram, verdict, QEMU console) of the TFLM firmware (reference or CMSIS-NN tree)."""
     from edgeclust.backends.base import SelfTestCase
     from edgeclust.backends.tflm import TflmBackend
     from edgeclust.device import icount
@@ -264,9 +265,9 @@ def _result(status, console, board, templates, size):
     verdict = "PASS" if status == 0 and "self-test: PASS" in console else f"FAIL({status})"
     match = re.search(r"inference: (\d+) ticks", console)
     if match is None:
-        return None, size.flash, size.ram, verdict
+        return None, size.flash, size.ram, verdict, console
     instructions = icount.calibrate(board, templates).instructions_for(int(match.group(1)))
-    return instructions, size.flash, size.ram, verdict
+    return instructions, size.flash, size.ram, verdict, console
 
 
 def _fmt_count(n) -> str:
@@ -288,6 +289,7 @@ def main() -> int:
         "--tflm-opt", default="-O2", help="optimisation of the TFLM firmwares and library (the project's default: -Os)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--console", action="store_true", help="print each firmware's QEMU output under its row")
     args = parser.parse_args()
 
     import numpy as np
@@ -326,7 +328,7 @@ def main() -> int:
                 print(f"{name} N={clusters}: the native host build differs from tflite_micro", flush=True)
             n_macs = macs(tflite)
             for board in boards:
-                cells, limit = [], "-"
+                cells, limit, consoles = [], "-", []
                 for runtime in runtimes:
                     try:
                         if runtime == args.label:
@@ -335,9 +337,10 @@ def main() -> int:
                             root = args.tflm_root if runtime == "tflm-ref" else args.tflm_cmsis_root
                             r = run_tflm(tflite, x, y, board, templates, root, args.tflm_opt)
                     except EdgeclustError as e:
-                        r = (None, 0, 0, "ERROR")
+                        r = (None, 0, 0, "ERROR", "")
                         print(f"  {name} {board.id} {runtime}: {str(e)[:200]}", flush=True)
-                    instr, flash, ram, verdict = r
+                    instr, flash, ram, verdict, console = r
+                    consoles.append((runtime, console))
                     per_mac = f"{instr / n_macs:.2f}" if instr and n_macs else "-"
                     cells.append(f"{_fmt_count(instr):>15} {per_mac:>6} {flash:>8,} {ram:>7,} {verdict:>9}")
                     if runtime == args.label:
@@ -349,6 +352,9 @@ def main() -> int:
                     + f" {limit:>11}",
                     flush=True,
                 )
+                for runtime, console in consoles if args.console else ():
+                    print(f"  --- {runtime} on {board.id}, qemu-system-arm -icount shift=0:", flush=True)
+                    print("".join(f"  | {line}\n" for line in console.splitlines()), end="", flush=True)
     return 0
 
 
