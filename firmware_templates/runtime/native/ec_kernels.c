@@ -2632,43 +2632,109 @@ void ec_depthwise_conv(const ec_depthwise_params *p, const int8_t *input, int8_t
 /* ---- FULLY_CONNECTED (TFLM reference_integer_ops::FullyConnected / FullyConnectedPerChannel) ---- */
 
 #if EC_MVE
-/* acc + x . (a 4-bit row, n a multiple of 16): sixteen weights a step decoded in registers as ec_mve_decode4
- * does, straight into VMLADAVA; nothing goes through memory but the packed bytes and the table. */
-static inline int32_t ec_mve_dot_4bit(const int8_t *x, const uint8_t *p, const int8_t *table, uint32_t n,
-                                      int32_t acc) {
-  for (uint32_t i = 0; i < n; i += 16u, p += 8, x += 16) {
-    const uint16x8_t b = vldrbq_u16(p);
-    uint8x16_t idx = vdupq_n_u8(0);
-    idx = vmovnbq_u16(idx, vandq_u16(b, vdupq_n_u16(15)));
-    idx = vmovntq_u16(idx, vshrq_n_u16(b, 4));
-    acc = vmladavaq_s8(acc, vld1q_s8(x), vldrbq_gather_offset_s8(table, idx));
+/* ---- FULLY_CONNECTED on the Cortex-M55 (Helium) ---- */
+
+/* (acc0, acc1) += (x . row0, x . row1) over n weights of two 4-bit rows with tables t0, t1. Thirty-two weights
+ * a step: VLD20/VLD21 split 32 inputs into their even and odd lanes, and one VLDRB of 16 packed bytes per row
+ * gives the even weights' indices (low nibbles, VAND) and the odd ones' (high nibbles, VSHR), each looked up by
+ * one gather load (VLDRB with offsets) from the row's table and multiplied by VMLADAVA (CMSIS-NN's
+ * arm_nn_vec_mat_mult_t_s8 uses VMLADAVA on int8 rows; the gather decode is ours). Seventeen instructions per
+ * 64 MACs in a low-overhead loop (WLS/LE); in assembly so that the accumulators sit in even registers
+ * (constraint Te) and nothing spills. The last n % 32 weights sixteen at a time, predicated (lanes past n add
+ * nothing; the gathers of those lanes are predicated off, so no table is read past its entries). */
+__attribute__((always_inline)) static inline void ec_mve_fc4_rows(const int8_t *x, const uint8_t *r0,
+                                                                  const uint8_t *r1, const int8_t *t0,
+                                                                  const int8_t *t1, uint32_t n, uint8x16_t mask,
+                                                                  int32_t *acc0, int32_t *acc1) {
+  int32_t a0 = 0, a1 = 0;
+  uint32_t blocks = n / 32u;
+  __asm__ volatile(
+      "wls lr, %[blocks], 2f\n"
+      "1:\n\t"
+      "vld20.8 {q0, q1}, [%[x]]\n\t"
+      "vld21.8 {q0, q1}, [%[x]]!\n\t"
+      "vldrb.u8 q2, [%[r0]], #16\n\t"
+      "vand q3, q2, %q[mask]\n\t"
+      "vshr.u8 q2, q2, #4\n\t"
+      "vldrb.u8 q4, [%[t0], q3]\n\t"
+      "vmladava.s8 %[a0], q0, q4\n\t"
+      "vldrb.u8 q3, [%[t0], q2]\n\t"
+      "vmladava.s8 %[a0], q1, q3\n\t"
+      "vldrb.u8 q2, [%[r1]], #16\n\t"
+      "vand q3, q2, %q[mask]\n\t"
+      "vshr.u8 q2, q2, #4\n\t"
+      "vldrb.u8 q4, [%[t1], q3]\n\t"
+      "vmladava.s8 %[a1], q0, q4\n\t"
+      "vldrb.u8 q3, [%[t1], q2]\n\t"
+      "vmladava.s8 %[a1], q1, q3\n\t"
+      "le lr, 1b\n"
+      "2:\n\t"
+      : [a0] "+Te"(a0), [a1] "+Te"(a1), [x] "+r"(x), [r0] "+r"(r0), [r1] "+r"(r1)
+      : [t0] "r"(t0), [t1] "r"(t1), [blocks] "r"(blocks), [mask] "w"(mask)
+      : "q0", "q1", "q2", "q3", "q4", "lr", "memory");
+  for (uint32_t i = blocks * 32u; i < n; i += 16u, x += 16, r0 += 8, r1 += 8) {
+    const mve_pred16_t p = vctp8q(n - i);
+    const mve_pred16_t pb = vctp16q((n - i + 1u) / 2u);
+    const int8x16_t vx = vldrbq_z_s8(x, p);
+    const uint16x8_t b0 = vldrbq_z_u16(r0, pb), b1 = vldrbq_z_u16(r1, pb);
+    uint8x16_t i0 = vmovnbq_u16(vdupq_n_u8(0), vandq_u16(b0, vdupq_n_u16(15)));
+    uint8x16_t i1 = vmovnbq_u16(vdupq_n_u8(0), vandq_u16(b1, vdupq_n_u16(15)));
+    i0 = vmovntq_u16(i0, vshrq_n_u16(b0, 4));
+    i1 = vmovntq_u16(i1, vshrq_n_u16(b1, 4));
+    a0 = vmladavaq_s8(a0, vx, vldrbq_gather_offset_z_s8(t0, i0, p));
+    a1 = vmladavaq_s8(a1, vx, vldrbq_gather_offset_z_s8(t1, i1, p));
   }
-  return acc;
+  *acc0 = a0, *acc1 = a1;
 }
 
-/* FULLY_CONNECTED on Cortex-M55: plain int8 rows two at a time (ec_dot_1x2's VMLADAVA), 4-bit rows of a
- * multiple of 16 weights decoded in registers (ec_mve_dot_4bit). 0 when neither applies. */
+/* ec_requantize on the four channels oc..oc+3 (lanes from `count` on neither read nor stored): each lane's
+ * multiplier word and shift as ec_requant_multiplier / ec_requant_shift read them, then ec_mve_requantize's
+ * arithmetic with a shift per lane (VSHL left, VRSHL right of x - 1 where x < 0: CMSIS-NN's
+ * arm_requantize_mve_32x4) and one VSTRB of the four bytes. */
+__attribute__((always_inline)) static inline void ec_mve_requantize4(const ec_requant *q, uint32_t oc,
+                                                                     uint32_t count, int32x4_t acc, int8_t *out) {
+  const mve_pred16_t p = vctp32q(count);
+  const int32x4_t zero = vdupq_n_s32(0);
+  const int32x4_t word = q->channel_stride ? vldrwq_z_s32(q->multiplier + oc, p) : vdupq_n_s32(q->multiplier[0]);
+  int32x4_t shift = q->shift_stride ? vldrbq_z_s32(q->shift + oc, p) : vdupq_n_s32(q->shift[0]);
+  shift = vaddq_s32(shift, vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(word), 30)));
+  const int32x4_t multiplier = vorrq_s32(vandq_s32(word, vdupq_n_s32(0x3FFFFFFF)), vdupq_n_s32(0x40000000));
+  const int32x4_t right = vminq_s32(shift, zero);
+  int32x4_t v = vshlq_s32(vaddq_s32(acc, vldrwq_z_s32(q->bias + oc, p)), vmaxq_s32(shift, zero));
+  v = vqrdmulhq_s32(v, multiplier);
+  v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, right), 31)), right);
+  v = vaddq_n_s32(v, q->output_zero_point);
+  v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(q->act_min)), vdupq_n_s32(q->act_max));
+  vstrbq_p_s32(out + oc, v, p);
+}
+
+/* FULLY_CONNECTED on Cortex-M55: output channels four at a time, two rows per dot product (4-bit rows through
+ * ec_mve_fc4_rows, plain int8 rows through ec_dot_1x2's VMLADAVA), the four requantized together
+ * (ec_mve_requantize4). Rows past out_n repeat the last row; their results are not stored. 0 for other widths. */
 static int ec_mve_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *output) {
-  const uint32_t n = p->in_n;
-  const int packed4 = p->w.table != NULL && p->w.bits == 4 && n % 16u == 0;
+  const uint32_t n = p->in_n, out_n = p->out_n;
+  const int packed4 = p->w.table != NULL && p->w.bits == 4;
   if (p->w.table != NULL && !packed4) return 0;
+  const uint8x16_t mask = vdupq_n_u8(15);
+  const size_t rs = p->w.row_stride, ts = p->w.table_stride;
   for (uint32_t b = 0; b < p->batches; ++b) {
     const int8_t *x = input + (size_t)b * n;
-    int8_t *out = output + (size_t)b * p->out_n;
-    for (uint32_t oc = 0; oc < p->out_n; oc += 2) {
-      const int two = oc + 1 < p->out_n;
-      const uint8_t *r0 = p->w.data + (size_t)oc * p->w.row_stride;
-      const uint8_t *r1 = two ? r0 + p->w.row_stride : r0;
-      int32_t acc[2] = {p->q.bias[oc], two ? p->q.bias[oc + 1] : 0};
-      if (packed4) {
-        const int8_t *t0 = p->w.table + (size_t)oc * p->w.table_stride;
-        acc[0] = ec_mve_dot_4bit(x, r0, t0, n, acc[0]);
-        if (two) acc[1] = ec_mve_dot_4bit(x, r1, t0 + p->w.table_stride, n, acc[1]);
-      } else {
-        ec_dot_1x2(x, (const int8_t *)r0, (const int8_t *)r1, n, acc);
+    int8_t *out = output + (size_t)b * out_n;
+    for (uint32_t oc = 0; oc < out_n; oc += 4) {
+      const uint32_t count = out_n - oc < 4u ? out_n - oc : 4u;
+      int32_t acc[4];
+      for (uint32_t j = 0; j < 4u; j += 2u) {
+        const uint32_t c0 = oc + j < out_n ? oc + j : out_n - 1u;
+        const uint32_t c1 = c0 + 1u < out_n ? c0 + 1u : c0;
+        const uint8_t *r0 = p->w.data + c0 * rs, *r1 = p->w.data + c1 * rs;
+        if (packed4) {
+          ec_mve_fc4_rows(x, r0, r1, p->w.table + c0 * ts, p->w.table + c1 * ts, n, mask, acc + j, acc + j + 1);
+        } else {
+          acc[j] = acc[j + 1] = 0;
+          ec_dot_1x2(x, (const int8_t *)r0, (const int8_t *)r1, n, acc + j);
+        }
       }
-      out[oc] = ec_requantize(&p->q, acc[0], oc);
-      if (two) out[oc + 1] = ec_requantize(&p->q, acc[1], oc + 1);
+      ec_mve_requantize4(&p->q, oc, count, vldrwq_s32(acc), out);
     }
   }
   return 1;

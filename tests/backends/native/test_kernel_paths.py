@@ -108,6 +108,43 @@ def test_helium_paths_are_bit_exact(nx, helium_models, values, tmp_path):
     nx.qemu_self_test(helium_models[values, True], "qemu_mps3_an547", tmp_path)
 
 
+def helium_fc_breaker(keras):
+    """Fully connected shapes that break the Cortex-M55's FC blocking (ec_mve_fully_connected): thirty-two inputs
+    a step, then sixteen at a time predicated, output channels four at a time in pairs. Two rows of inputs
+    (batches 2); in_n 75 (two steps, an odd tail of 11), 37 (one step and 5), 48 (one step and exactly 16), 18
+    (16 and 2: no step); out_n 37, 48, 18, 7 (groups of four short of 3, none, 2 and 1); relu6 clamps inside the
+    int8 range. The last two layers (in_n 7 and 5) stay plain int8 rows: packing them saves nothing."""
+    layers = keras.layers
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((2, 75), batch_size=1)
+    x = layers.Dense(37, activation="relu")(inputs)  # n 75, out 37
+    x = layers.Dense(48, activation="relu6")(x)  # n 37, out 48
+    x = layers.Dense(18)(x)  # n 48, out 18
+    x = layers.Dense(7, activation="relu")(x)  # n 18, out 7
+    x = layers.Dense(5)(x)  # n 7, out 5
+    return keras.Model(inputs, layers.Dense(3)(x))  # n 5, out 3
+
+
+@pytest.fixture(scope="module")
+def helium_fc_models(nx, keras):
+    data = np.random.default_rng(0).normal(size=(64, 2, 75)).astype(np.float32)
+    variants = ((16, True), (16, False), (0, True), (0, False))
+    return nx.clustered_variants(lambda: helium_fc_breaker(keras), data, variants=variants)
+
+
+@pytest.mark.parametrize(
+    "values,per_channel",
+    [(16, True), (16, False), (0, True), (0, False)],
+    ids=["4bit-channel", "4bit-tensor", "int8-channel", "int8-tensor"],
+)
+def test_helium_fully_connected_is_bit_exact(nx, helium_fc_models, values, per_channel, tmp_path):
+    tflite = helium_fc_models[values, per_channel]
+    lowered = nx.check_bit_exact(tflite, n=4, backend=NativeBackend(sanitize=True))
+    kinds = [type(step).__name__ for step in lowered.details.program.steps]
+    assert kinds.count("FullyConnectedStep") == 6, kinds
+    nx.qemu_self_test(tflite, "qemu_mps3_an547", tmp_path)
+
+
 def im2col_breaker(keras):
     """Shapes that break the int16 im2col path's blocking (ec_conv_im2col): windows widened straight from the
     input with an odd count of four-value groups (k = 36), stride 2 with padding, relu6 (requantized without
