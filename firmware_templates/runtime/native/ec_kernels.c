@@ -825,6 +825,10 @@ __attribute__((noinline)) static void ec_1x1_pair16(const int8_t *x, uint32_t pi
  * outputs held in the rest of the scratch and copied to output + pixels * out_c after the last row pair (so
  * `ahead` may be the not yet consumed input of an in-place 1x1, ec_conv_1x1_inplace). *ahead_done: how many.
  * 0 (nothing written) where the rows are not 4-bit, in_c is not a multiple of 4 or the rows do not fit. */
+#if EC_MVE
+__attribute__((noinline)) static void ec_mve_1x1_channel4(const ec_conv_params *p, uint32_t oc, const int8_t *x,
+                                                          uint32_t pixels, int8_t *out);
+#endif
 static int ec_conv_1x1_4bit(const ec_conv_params *p, const int8_t *x, uint32_t pixels, const int8_t *ahead,
                             uint32_t ahead_max, int8_t *output, uint32_t *ahead_done) {
 #if EC_DSP && !EC_MVE
@@ -852,8 +856,25 @@ static int ec_conv_1x1_4bit(const ec_conv_params *p, const int8_t *x, uint32_t p
   if (ahead_done != NULL) *ahead_done = more;
   return 1;
 #else
+#if EC_MVE
+  /* 4-bit rows decoded in registers (ec_mve_1x1_channel4): the scratch holds only the outputs of the pixels
+   * ahead, every channel over the block and over them */
+  const uint32_t oc_n = p->win.out_c;
+  if (p->w.table == NULL || p->w.bits != 4) return 0;
+  uint32_t more = ahead == NULL ? 0u : (uint32_t)(2u * (size_t)EC_ROW_SCRATCH / oc_n);
+  if (more > ahead_max) more = ahead_max;
+  int8_t *held = (int8_t *)(void *)ec_row_scratch;
+  for (uint32_t oc = 0; oc < oc_n; ++oc) {
+    ec_mve_1x1_channel4(p, oc, x, pixels, output + oc);
+    if (more > 0) ec_mve_1x1_channel4(p, oc, ahead, more, held + oc);
+  }
+  if (more > 0) memcpy(output + (size_t)pixels * oc_n, held, (size_t)more * oc_n);
+  if (ahead_done != NULL) *ahead_done = more;
+  return 1;
+#else
   (void)p, (void)x, (void)pixels, (void)ahead, (void)ahead_max, (void)output, (void)ahead_done;
   return 0;
+#endif
 #endif
 }
 
@@ -1366,6 +1387,91 @@ __attribute__((noinline)) static void ec_mve_1x1_channel(const ec_requant *q, ui
   }
 }
 
+/* acc + (x0 . row, x1 . row, x2 . row, x3 . row) over k weights of one 4-bit row r with table t, decoded in
+ * registers as ec_mve_fc4_rows does: per 32 weights one VLDRB of packed bytes, VAND and VSHR for the even and
+ * odd weights' indices, two gathers from the table, then each pixel's 32 inputs split into even and odd lanes
+ * (VLD20/VLD21) and two VMLADAVA: 22 instructions per 128 MACs, no decoded copy of the row. The last k % 32
+ * weights sixteen at a time, predicated (lanes past k neither gathered nor added). */
+__attribute__((always_inline)) static inline int32x4_t ec_mve_dot4_4x1(const int8_t *x0, const int8_t *x1,
+                                                                       const int8_t *x2, const int8_t *x3,
+                                                                       const uint8_t *r, const int8_t *t, uint32_t k,
+                                                                       int32_t acc, uint8x16_t mask) {
+  int32_t a0 = acc, a1 = acc, a2 = acc, a3 = acc;
+  const uint32_t blocks = k / 32u;
+  __asm__ volatile(
+      "wls lr, %[blocks], 2f\n"
+      "1:\n\t"
+      "vldrb.u8 q2, [%[r]], #16\n\t"
+      "vand q3, q2, %q[mask]\n\t"
+      "vshr.u8 q2, q2, #4\n\t"
+      "vldrb.u8 q4, [%[t], q3]\n\t"
+      "vldrb.u8 q5, [%[t], q2]\n\t"
+      "vld20.8 {q0, q1}, [%[x0]]\n\t"
+      "vld21.8 {q0, q1}, [%[x0]]!\n\t"
+      "vmladava.s8 %[a0], q0, q4\n\t"
+      "vmladava.s8 %[a0], q1, q5\n\t"
+      "vld20.8 {q0, q1}, [%[x1]]\n\t"
+      "vld21.8 {q0, q1}, [%[x1]]!\n\t"
+      "vmladava.s8 %[a1], q0, q4\n\t"
+      "vmladava.s8 %[a1], q1, q5\n\t"
+      "vld20.8 {q0, q1}, [%[x2]]\n\t"
+      "vld21.8 {q0, q1}, [%[x2]]!\n\t"
+      "vmladava.s8 %[a2], q0, q4\n\t"
+      "vmladava.s8 %[a2], q1, q5\n\t"
+      "vld20.8 {q0, q1}, [%[x3]]\n\t"
+      "vld21.8 {q0, q1}, [%[x3]]!\n\t"
+      "vmladava.s8 %[a3], q0, q4\n\t"
+      "vmladava.s8 %[a3], q1, q5\n\t"
+      "le lr, 1b\n"
+      "2:\n\t"
+      : [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3), [x0] "+r"(x0), [x1] "+r"(x1),
+        [x2] "+r"(x2), [x3] "+r"(x3), [r] "+r"(r)
+      : [t] "r"(t), [blocks] "r"(blocks), [mask] "w"(mask)
+      : "q0", "q1", "q2", "q3", "q4", "q5", "lr", "memory");
+  for (uint32_t i = blocks * 32u; i < k; i += 16u, x0 += 16, x1 += 16, x2 += 16, x3 += 16, r += 8) {
+    const mve_pred16_t p = vctp8q(k - i);
+    const uint16x8_t b = vldrbq_z_u16(r, vctp16q((k - i + 1u) / 2u));
+    uint8x16_t idx = vmovnbq_u16(vdupq_n_u8(0), vandq_u16(b, vdupq_n_u16(15)));
+    idx = vmovntq_u16(idx, vshrq_n_u16(b, 4));
+    const int8x16_t w = vldrbq_gather_offset_z_s8(t, idx, p);
+    a0 = vmladavaq_s8(a0, vldrbq_z_s8(x0, p), w);
+    a1 = vmladavaq_s8(a1, vldrbq_z_s8(x1, p), w);
+    a2 = vmladavaq_s8(a2, vldrbq_z_s8(x2, p), w);
+    a3 = vmladavaq_s8(a3, vldrbq_z_s8(x3, p), w);
+  }
+  int32x4_t v = vdupq_n_s32(a0);
+  v = vsetq_lane_s32(a1, v, 1);
+  v = vsetq_lane_s32(a2, v, 2);
+  return vsetq_lane_s32(a3, v, 3);
+}
+
+/* One output channel (4-bit row oc, decoded in registers: ec_mve_dot4_4x1) of a 1x1 convolution over `pixels`
+ * pixels from x (c values apart), four at a time, stored oc_n apart from out; the requantization read once. */
+__attribute__((noinline)) static void ec_mve_1x1_channel4(const ec_conv_params *p, uint32_t oc, const int8_t *x,
+                                                          uint32_t pixels, int8_t *out) {
+  const ec_requant *q = &p->q;
+  const uint32_t c = p->win.in_c, oc_n = p->win.out_c;
+  const uint8_t *r = p->w.data + (size_t)oc * p->w.row_stride;
+  const int8_t *t = p->w.table + (size_t)oc * p->w.table_stride;
+  const int32_t zp = q->output_zero_point, b = q->bias[oc];
+  const int32_t m = ec_requant_multiplier(q, oc * q->channel_stride), s = ec_requant_shift(q, oc * q->channel_stride);
+  const int32x4_t lo = vdupq_n_s32(q->act_min), hi = vdupq_n_s32(q->act_max);
+  const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), oc_n);
+  const uint8x16_t mask = vdupq_n_u8(15);
+  const size_t step = 4u * (size_t)c, out_step = 4u * (size_t)oc_n;
+  uint32_t pix = 0;
+  for (; pix + 4u <= pixels; pix += 4u, x += step, out += out_step) {
+    const int32x4_t acc = ec_mve_dot4_4x1(x, x + c, x + 2u * c, x + 3u * c, r, t, c, b, mask);
+    vstrbq_scatter_offset_s32(out, offs, ec_mve_requantize(acc, m, s, zp, lo, hi));
+  }
+  if (pix < pixels) {
+    const uint32_t count = pixels - pix;
+    const int8_t *x1 = count > 1 ? x + c : x, *x2 = count > 2 ? x1 + c : x1;
+    const int32x4_t acc = ec_mve_dot4_4x1(x, x1, x2, x2, r, t, c, b, mask);
+    vstrbq_scatter_offset_p_s32(out, offs, ec_mve_requantize(acc, m, s, zp, lo, hi), vctp32q(count));
+  }
+}
+
 /* 1x1, stride 1, no padding (CMSIS-NN arm_convolve_1x1_s8_fast: arm_nn_mat_mult_nt_t_s8): plain int8 rows (on
  * flash), in_c <= EC_MVE_1X1_WIDE: four pixels at a time interleaved on the stack, every output channel over them
  * (ec_mve_channels, pixels outer); else each output channel over the whole image, four pixels (in_c values apart)
@@ -1384,6 +1490,10 @@ static int ec_mve_conv_1x1(const ec_conv_params *p, const int8_t *input, int8_t 
       ec_mve_channels(&p->q, xi, (const int8_t *)p->w.data, p->w.row_stride, c, 0u, oc_n, oc_n, count,
                       output + (size_t)pix * oc_n);
     }
+    return 1;
+  }
+  if (p->w.table != NULL && p->w.bits == 4) {
+    for (uint32_t oc = 0; oc < oc_n; ++oc) ec_mve_1x1_channel4(p, oc, input, pixels, output + oc);
     return 1;
   }
   if (p->w.table != NULL && c > EC_ROW_SCRATCH) return 0;
