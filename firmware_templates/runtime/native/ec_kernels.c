@@ -2869,7 +2869,68 @@ void ec_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *outp
 
 /* ---- MAX_POOL_2D and AVERAGE_POOL_2D (TFLM reference_integer_ops::MaxPool / AveragePool) ---- */
 
+#if EC_MVE
+/* ec_pool on the Cortex-M55: each output pixel's window, sixteen channels a step (the last step predicated).
+ * MAX_POOL_2D: one VMAX of sixteen int8 lanes per window pixel. AVERAGE_POOL_2D: the sums in four int32x4
+ * (VLDRB.S32 widening), then TFLM's rounding division per channel. Same sums and order-free maxima as ec_pool. */
+static void ec_mve_pool(const ec_pool_params *p, const int8_t *input, int8_t *output, int average) {
+  const ec_window *w = &p->win;
+  const uint32_t c_n = w->in_c;
+  const int8_t lo8 = (int8_t)EC_MAX(p->act_min, -128), hi8 = (int8_t)EC_MIN(p->act_max, 127);
+  int8_t *out = output;
+  for (int oy = 0; oy < w->out_h; ++oy) {
+    const int y0 = oy * w->stride_h - w->pad_h;
+    const int y_start = EC_MAX(0, y0), y_end = EC_MIN((int)w->in_h, y0 + w->k_h);
+    for (int ox = 0; ox < w->out_w; ++ox, out += c_n) {
+      const int x0 = ox * w->stride_w - w->pad_w;
+      const int x_start = EC_MAX(0, x0), x_end = EC_MIN((int)w->in_w, x0 + w->k_w);
+      const int32_t count = EC_MAX(0, y_end - y_start) * EC_MAX(0, x_end - x_start);
+      for (uint32_t c = 0; c < c_n; c += 16u) {
+        const uint32_t n = c_n - c < 16u ? c_n - c : 16u;
+        const mve_pred16_t pc = vctp8q(n);
+        if (!average) {
+          int8x16_t m = vdupq_n_s8(-128);
+          for (int y = y_start; y < y_end; ++y) {
+            const int8_t *x = input + ((size_t)y * w->in_w + (size_t)x_start) * c_n + c;
+            for (int i = x_start; i < x_end; ++i, x += c_n) m = vmaxq_s8(m, vldrbq_z_s8(x, pc));
+          }
+          m = vminq_s8(vmaxq_s8(m, vdupq_n_s8(lo8)), vdupq_n_s8(hi8));
+          vstrbq_p_s8(out + c, m, pc);
+          continue;
+        }
+        const mve_pred16_t p0 = vctp32q(n), p1 = vctp32q(n > 4u ? n - 4u : 0u);
+        const mve_pred16_t p2 = vctp32q(n > 8u ? n - 8u : 0u), p3 = vctp32q(n > 12u ? n - 12u : 0u);
+        int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
+        for (int y = y_start; y < y_end; ++y) {
+          const int8_t *x = input + ((size_t)y * w->in_w + (size_t)x_start) * c_n + c;
+          for (int i = x_start; i < x_end; ++i, x += c_n) {
+            a0 = vaddq_s32(a0, vldrbq_z_s32(x, p0));
+            a1 = vaddq_s32(a1, vldrbq_z_s32(x + 4, p1));
+            a2 = vaddq_s32(a2, vldrbq_z_s32(x + 8, p2));
+            a3 = vaddq_s32(a3, vldrbq_z_s32(x + 12, p3));
+          }
+        }
+        int32_t sums[16];
+        vst1q_s32(sums, a0), vst1q_s32(sums + 4, a1), vst1q_s32(sums + 8, a2), vst1q_s32(sums + 12, a3);
+        for (uint32_t j = 0; j < n; ++j) {
+          int32_t acc = sums[j];
+          /* round half away from zero, as TFLM's AveragePool */
+          if (count > 0) acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+          acc = EC_MAX(acc, p->act_min);
+          acc = EC_MIN(acc, p->act_max);
+          out[c + j] = (int8_t)acc;
+        }
+      }
+    }
+  }
+}
+#endif
+
 static void ec_pool(const ec_pool_params *p, const int8_t *input, int8_t *output, int average) {
+#if EC_MVE
+  ec_mve_pool(p, input, output, average);
+  return;
+#endif
   const ec_window *w = &p->win;
   int8_t *out = output;
   for (int oy = 0; oy < w->out_h; ++oy) {

@@ -145,6 +145,34 @@ def test_helium_fully_connected_is_bit_exact(nx, helium_fc_models, values, per_c
     nx.qemu_self_test(tflite, "qemu_mps3_an547", tmp_path)
 
 
+def helium_pool_breaker(keras):
+    """Pooling shapes that break the Cortex-M55's sixteen channels a step (ec_mve_pool): 19 channels (a step and
+    3), max pooling with border windows (padding "same", odd sizes), average pooling with windows of 9, 6 and 4
+    pixels at the borders (TFLM divides by the pixels inside), a strided one and a whole-plane one (DS-CNN's)."""
+    layers = keras.layers
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((7, 9, 19), batch_size=1)
+    x = layers.MaxPooling2D(3, strides=1, padding="same")(inputs)  # 7x9, border windows
+    x = layers.AveragePooling2D(3, strides=1, padding="same")(x)  # 7x9, counts 4, 6, 9
+    x = layers.MaxPooling2D(2, strides=2, padding="same")(x)  # 4x5, the last row and column short
+    x = layers.AveragePooling2D((4, 5))(x)  # the whole plane
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, layers.Dense(3)(x))
+
+
+@pytest.fixture(scope="module")
+def helium_pool_model(nx, keras):
+    data = np.random.default_rng(0).normal(size=(64, 7, 9, 19)).astype(np.float32)
+    return nx.clustered_variants(lambda: helium_pool_breaker(keras), data, variants=((0, True),))[0, True]
+
+
+def test_helium_pooling_is_bit_exact(nx, helium_pool_model, tmp_path):
+    lowered = nx.check_bit_exact(helium_pool_model, n=4, backend=NativeBackend(sanitize=True))
+    kinds = [type(step).__name__ for step in lowered.details.program.steps]
+    assert kinds.count("PoolStep") == 4, kinds
+    nx.qemu_self_test(helium_pool_model, "qemu_mps3_an547", tmp_path)
+
+
 def im2col_breaker(keras):
     """Shapes that break the int16 im2col path's blocking (ec_conv_im2col): windows widened straight from the
     input with an odd count of four-value groups (k = 36), stride 2 with padding, relu6 (requantized without
