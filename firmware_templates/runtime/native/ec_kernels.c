@@ -2453,11 +2453,12 @@ static int32_t ec_conv_acc(const ec_conv_params *p, const int8_t *input, int oy,
  * and there is no left shift (SRDHM, the rounding shift, the zero point and the clamp all are), so only the
  * window's largest accumulator is requantized: TFLM's MaxPool of the requantized values, bit for bit.
  * DSP cores take the window's pixels four at a time, widened once into int16 pairs, so the loop widens only the
- * weights and every weight load serves four pixels; elsewhere (and for pixels longer than EC_POOL_WIDE values or
- * not one run) two pixels times two channels (ec_dot_2x2). 0 (the value-by-value path) for a channel with a
+ * weights and every weight load serves four pixels; the Cortex-M55 interleaves the four (ec_mve_put) for
+ * ec_mve_dot_4x1i; elsewhere (and for pixels longer than EC_POOL_WIDE values or not one run) two pixels times two
+ * channels (ec_dot_2x2). 0 (the value-by-value path) for a channel with a
  * left shift, rows that do not fit the scratch, or windows across the padding longer than EC_PATCH. */
 #define EC_POOL_BLOCK 64 /* channels a block holds: int32 maxima on the stack */
-#define EC_POOL_WIDE 64  /* values of a pixel the DSP path widens (4 pixels: 1 KB of stack) */
+#define EC_POOL_WIDE 64  /* values of a pixel the DSP path widens (4 pixels: 1 KB of stack; MVE: 320 bytes) */
 
 static inline int ec_rq_monotone(const ec_requant *q, uint32_t channel) {
   const uint32_t i = channel * q->channel_stride;
@@ -2527,7 +2528,7 @@ __attribute__((noinline)) static void ec_conv_pool_block(const ec_pool_px *x, co
   }
 }
 
-#if EC_DSP
+#if EC_DSP && !EC_MVE /* the Cortex-M55 takes ec_mve_pool_run4 */
 /* Pixel j (of 4) of a group, n int8 values (a multiple of 4), widened into xw: for every 4 values, eight words,
  * [x0 x2] [x1 x3] of pixel 0, then of pixels 1, 2, 3. */
 static void ec_pool_widen(const int8_t *x, uint32_t n, uint32_t j, uint32_t *xw) {
@@ -2562,6 +2563,20 @@ __attribute__((noinline)) static void ec_pool_run4(const uint32_t *xw, uint32_t 
     }
     const int32_t m = EC_MAX(EC_MAX(a0, a1), EC_MAX(a2, a3));
     *top = EC_MAX(*top, m);
+  }
+}
+#endif
+
+#if EC_MVE
+/* top[c] = max(top[c], the accumulators of n (1..4) pixels) on the Cortex-M55: the pixels' k values interleaved
+ * in xi (ec_mve_put's layout), each channel's row (`stride` apart from w) over the four slots by ec_mve_dot_4x1i,
+ * the maximum of the first n lanes and top[c] by one VMAXV (predicated: the slots past n hold nothing). */
+__attribute__((noinline)) static void ec_mve_pool_run4(const int8_t *xi, uint32_t k, uint32_t n, const int8_t *w,
+                                                       size_t stride, const int32_t *bias, uint32_t count,
+                                                       int32_t *top) {
+  const mve_pred16_t p = vctp32q(n);
+  for (uint32_t c = 0; c < count; ++c, w += stride) {
+    top[c] = vmaxvq_p_s32(top[c], ec_mve_dot_4x1i(xi, w, k, bias[c]), p);
   }
 }
 #endif
@@ -2607,7 +2622,9 @@ static int ec_conv_pool_fast(const ec_conv_params *p, const int8_t *input, int8_
   }
   int8_t patch[2][EC_PATCH];
   int32_t top[EC_POOL_BLOCK];
-#if EC_DSP
+#if EC_MVE
+  int8_t xi[4u * (EC_POOL_WIDE + 16u)]; /* four pixels interleaved (ec_mve_put) */
+#elif EC_DSP
   uint32_t xw[2 * EC_POOL_WIDE + 8]; /* four pixels widened (ec_pool_widen) */
 #endif
   for (uint32_t oc0 = 0; oc0 < oc_n; oc0 += block) {
@@ -2629,15 +2646,24 @@ static int ec_conv_pool_fast(const ec_conv_params *p, const int8_t *input, int8_
         for (uint32_t c = 0; c < count; ++c) top[c] = INT32_MIN;
         /* the window's conv pixels in row order: (oy, ox) the next one */
         int oy = x_start < x_end ? y_start : y_end, ox = x_start;
-#if EC_DSP
-        uint32_t j = 0; /* pixels widened into xw */
+#if EC_DSP || EC_MVE
+        uint32_t j = 0; /* pixels widened into xw (interleaved into xi) */
 #endif
         ec_pool_px held = {NULL, NULL, 0, 0, 0}; /* a pixel waiting for a second (the pair path) */
         while (oy < y_end) {
           ec_pool_px cur;
           ec_conv_pool_locate(p, input, oy, ox, patch[held.xa == patch[0]], &cur);
           if (++ox == x_end) ox = x_start, ++oy;
-#if EC_DSP
+#if EC_MVE
+          if (cur.segs == 1 && k <= EC_POOL_WIDE) {
+            ec_mve_put(xi + 16u * j, 0u, cur.xa, k);
+            if (++j == 4) {
+              ec_mve_pool_run4(xi, k, 4u, rows, stride, bias, count, top);
+              j = 0;
+            }
+            continue;
+          }
+#elif EC_DSP
           if (cur.segs == 1 && k <= EC_POOL_WIDE && k % 4u == 0 && stride == k) {
             ec_pool_widen(cur.xa, k, j, xw);
             if (++j == 4 || oy >= y_end) {
@@ -2659,6 +2685,9 @@ static int ec_conv_pool_fast(const ec_conv_params *p, const int8_t *input, int8_
           }
         }
         if (held.xa != NULL) ec_conv_pool_block(&held, rows, stride, bias, count, top);
+#if EC_MVE
+        if (j > 0) ec_mve_pool_run4(xi, k, j, rows, stride, bias, count, top); /* a group short of four */
+#endif
         ec_pool_requantize(&p->q, pool, oc0, count, top, y_start >= y_end || x_start >= x_end, out);
       }
     }
