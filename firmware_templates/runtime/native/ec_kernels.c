@@ -819,16 +819,18 @@ __attribute__((noinline)) static void ec_1x1_pair16(const int8_t *x, uint32_t pi
 }
 #endif
 
+#if EC_MVE
+__attribute__((noinline)) static void ec_mve_1x1_channel4(const ec_conv_params *p, uint32_t oc, const int8_t *x,
+                                                          uint32_t pixels, int8_t *out);
+#endif
+
 /* 1x1 with 4-bit rows on DSP cores: each row pair decoded as int16 pairs (ec_row4_pairs, two rows of 2 * in_c
  * bytes in the scratch), then `pixels` pixels from x into output; then, where the scratch holds more than the rows
  * and `ahead` is given, up to ahead_max further pixels from `ahead` (in_c apart) with the same decoded rows, their
  * outputs held in the rest of the scratch and copied to output + pixels * out_c after the last row pair (so
  * `ahead` may be the not yet consumed input of an in-place 1x1, ec_conv_1x1_inplace). *ahead_done: how many.
- * 0 (nothing written) where the rows are not 4-bit, in_c is not a multiple of 4 or the rows do not fit. */
-#if EC_MVE
-__attribute__((noinline)) static void ec_mve_1x1_channel4(const ec_conv_params *p, uint32_t oc, const int8_t *x,
-                                                          uint32_t pixels, int8_t *out);
-#endif
+ * 0 (nothing written) where the rows are not 4-bit, in_c is not a multiple of 4 or the rows do not fit. The
+ * Cortex-M55 decodes each row in registers (ec_mve_1x1_channel4), any in_c, the whole scratch for the pixels ahead. */
 static int ec_conv_1x1_4bit(const ec_conv_params *p, const int8_t *x, uint32_t pixels, const int8_t *ahead,
                             uint32_t ahead_max, int8_t *output, uint32_t *ahead_done) {
 #if EC_DSP && !EC_MVE
@@ -1398,8 +1400,9 @@ __attribute__((always_inline)) static inline int32x4_t ec_mve_dot4_4x1(const int
                                                                        int32_t acc, uint8x16_t mask) {
   int32_t a0 = acc, a1 = acc, a2 = acc, a3 = acc;
   const uint32_t blocks = k / 32u;
+  register uint32_t count __asm__("lr") = blocks; /* the loop counter in LR itself: one register fewer (-Os) */
   __asm__ volatile(
-      "wls lr, %[blocks], 2f\n"
+      "wls lr, lr, 2f\n"
       "1:\n\t"
       "vldrb.u8 q2, [%[r]], #16\n\t"
       "vand q3, q2, %q[mask]\n\t"
@@ -1425,9 +1428,9 @@ __attribute__((always_inline)) static inline int32x4_t ec_mve_dot4_4x1(const int
       "le lr, 1b\n"
       "2:\n\t"
       : [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3), [x0] "+r"(x0), [x1] "+r"(x1),
-        [x2] "+r"(x2), [x3] "+r"(x3), [r] "+r"(r)
-      : [t] "r"(t), [blocks] "r"(blocks), [mask] "w"(mask)
-      : "q0", "q1", "q2", "q3", "q4", "q5", "lr", "memory");
+        [x2] "+r"(x2), [x3] "+r"(x3), [r] "+r"(r), "+r"(count)
+      : [t] "r"(t), [mask] "w"(mask)
+      : "q0", "q1", "q2", "q3", "q4", "q5", "memory");
   for (uint32_t i = blocks * 32u; i < k; i += 16u, x0 += 16, x1 += 16, x2 += 16, x3 += 16, r += 8) {
     const mve_pred16_t p = vctp8q(k - i);
     const uint16x8_t b = vldrbq_z_u16(r, vctp16q((k - i + 1u) / 2u));
@@ -1475,7 +1478,8 @@ __attribute__((noinline)) static void ec_mve_1x1_channel4(const ec_conv_params *
 /* 1x1, stride 1, no padding (CMSIS-NN arm_convolve_1x1_s8_fast: arm_nn_mat_mult_nt_t_s8): plain int8 rows (on
  * flash), in_c <= EC_MVE_1X1_WIDE: four pixels at a time interleaved on the stack, every output channel over them
  * (ec_mve_channels, pixels outer); else each output channel over the whole image, four pixels (in_c values apart)
- * at a time, a packed row decoded once into the scratch. 0 where a packed row does not fit it. */
+ * at a time: 4-bit rows decoded in registers (ec_mve_1x1_channel4), other packed rows decoded once into the
+ * scratch. 0 where such a row does not fit it. */
 #define EC_MVE_1X1_WIDE 256 /* four pixels interleaved: 1 KB of stack */
 static int ec_mve_conv_1x1(const ec_conv_params *p, const int8_t *input, int8_t *output) {
   const ec_window *w = &p->win;
