@@ -819,12 +819,18 @@ __attribute__((noinline)) static void ec_1x1_pair16(const int8_t *x, uint32_t pi
 }
 #endif
 
+#if EC_MVE
+__attribute__((noinline)) static void ec_mve_1x1_channel4(const ec_conv_params *p, uint32_t oc, const int8_t *x,
+                                                          uint32_t pixels, int8_t *out);
+#endif
+
 /* 1x1 with 4-bit rows on DSP cores: each row pair decoded as int16 pairs (ec_row4_pairs, two rows of 2 * in_c
  * bytes in the scratch), then `pixels` pixels from x into output; then, where the scratch holds more than the rows
  * and `ahead` is given, up to ahead_max further pixels from `ahead` (in_c apart) with the same decoded rows, their
  * outputs held in the rest of the scratch and copied to output + pixels * out_c after the last row pair (so
  * `ahead` may be the not yet consumed input of an in-place 1x1, ec_conv_1x1_inplace). *ahead_done: how many.
- * 0 (nothing written) where the rows are not 4-bit, in_c is not a multiple of 4 or the rows do not fit. */
+ * 0 (nothing written) where the rows are not 4-bit, in_c is not a multiple of 4 or the rows do not fit. The
+ * Cortex-M55 decodes each row in registers (ec_mve_1x1_channel4), any in_c, the whole scratch for the pixels ahead. */
 static int ec_conv_1x1_4bit(const ec_conv_params *p, const int8_t *x, uint32_t pixels, const int8_t *ahead,
                             uint32_t ahead_max, int8_t *output, uint32_t *ahead_done) {
 #if EC_DSP && !EC_MVE
@@ -852,8 +858,25 @@ static int ec_conv_1x1_4bit(const ec_conv_params *p, const int8_t *x, uint32_t p
   if (ahead_done != NULL) *ahead_done = more;
   return 1;
 #else
+#if EC_MVE
+  /* 4-bit rows decoded in registers (ec_mve_1x1_channel4): the scratch holds only the outputs of the pixels
+   * ahead, every channel over the block and over them */
+  const uint32_t oc_n = p->win.out_c;
+  if (p->w.table == NULL || p->w.bits != 4) return 0;
+  uint32_t more = ahead == NULL ? 0u : (uint32_t)(2u * (size_t)EC_ROW_SCRATCH / oc_n);
+  if (more > ahead_max) more = ahead_max;
+  int8_t *held = (int8_t *)(void *)ec_row_scratch;
+  for (uint32_t oc = 0; oc < oc_n; ++oc) {
+    ec_mve_1x1_channel4(p, oc, x, pixels, output + oc);
+    if (more > 0) ec_mve_1x1_channel4(p, oc, ahead, more, held + oc);
+  }
+  if (more > 0) memcpy(output + (size_t)pixels * oc_n, held, (size_t)more * oc_n);
+  if (ahead_done != NULL) *ahead_done = more;
+  return 1;
+#else
   (void)p, (void)x, (void)pixels, (void)ahead, (void)ahead_max, (void)output, (void)ahead_done;
   return 0;
+#endif
 #endif
 }
 
@@ -1367,10 +1390,97 @@ __attribute__((noinline)) static void ec_mve_1x1_channel(const ec_requant *q, ui
   }
 }
 
+/* acc + (x0 . row, x1 . row, x2 . row, x3 . row) over k weights of one 4-bit row r with table t, decoded in
+ * registers as ec_mve_fc4_rows does: per 32 weights one VLDRB of packed bytes, VAND and VSHR for the even and
+ * odd weights' indices, two gathers from the table, then each pixel's 32 inputs split into even and odd lanes
+ * (VLD20/VLD21) and two VMLADAVA: 22 instructions per 128 MACs, no decoded copy of the row. The last k % 32
+ * weights sixteen at a time, predicated (lanes past k neither gathered nor added). */
+__attribute__((always_inline)) static inline int32x4_t ec_mve_dot4_4x1(const int8_t *x0, const int8_t *x1,
+                                                                       const int8_t *x2, const int8_t *x3,
+                                                                       const uint8_t *r, const int8_t *t, uint32_t k,
+                                                                       int32_t acc, uint8x16_t mask) {
+  int32_t a0 = acc, a1 = acc, a2 = acc, a3 = acc;
+  const uint32_t blocks = k / 32u;
+  register uint32_t count __asm__("lr") = blocks; /* the loop counter in LR itself: one register fewer (-Os) */
+  __asm__ volatile(
+      "wls lr, lr, 2f\n"
+      "1:\n\t"
+      "vldrb.u8 q2, [%[r]], #16\n\t"
+      "vand q3, q2, %q[mask]\n\t"
+      "vshr.u8 q2, q2, #4\n\t"
+      "vldrb.u8 q4, [%[t], q3]\n\t"
+      "vldrb.u8 q5, [%[t], q2]\n\t"
+      "vld20.8 {q0, q1}, [%[x0]]\n\t"
+      "vld21.8 {q0, q1}, [%[x0]]!\n\t"
+      "vmladava.s8 %[a0], q0, q4\n\t"
+      "vmladava.s8 %[a0], q1, q5\n\t"
+      "vld20.8 {q0, q1}, [%[x1]]\n\t"
+      "vld21.8 {q0, q1}, [%[x1]]!\n\t"
+      "vmladava.s8 %[a1], q0, q4\n\t"
+      "vmladava.s8 %[a1], q1, q5\n\t"
+      "vld20.8 {q0, q1}, [%[x2]]\n\t"
+      "vld21.8 {q0, q1}, [%[x2]]!\n\t"
+      "vmladava.s8 %[a2], q0, q4\n\t"
+      "vmladava.s8 %[a2], q1, q5\n\t"
+      "vld20.8 {q0, q1}, [%[x3]]\n\t"
+      "vld21.8 {q0, q1}, [%[x3]]!\n\t"
+      "vmladava.s8 %[a3], q0, q4\n\t"
+      "vmladava.s8 %[a3], q1, q5\n\t"
+      "le lr, 1b\n"
+      "2:\n\t"
+      : [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3), [x0] "+r"(x0), [x1] "+r"(x1),
+        [x2] "+r"(x2), [x3] "+r"(x3), [r] "+r"(r), "+r"(count)
+      : [t] "r"(t), [mask] "w"(mask)
+      : "q0", "q1", "q2", "q3", "q4", "q5", "memory");
+  for (uint32_t i = blocks * 32u; i < k; i += 16u, x0 += 16, x1 += 16, x2 += 16, x3 += 16, r += 8) {
+    const mve_pred16_t p = vctp8q(k - i);
+    const uint16x8_t b = vldrbq_z_u16(r, vctp16q((k - i + 1u) / 2u));
+    uint8x16_t idx = vmovnbq_u16(vdupq_n_u8(0), vandq_u16(b, vdupq_n_u16(15)));
+    idx = vmovntq_u16(idx, vshrq_n_u16(b, 4));
+    const int8x16_t w = vldrbq_gather_offset_z_s8(t, idx, p);
+    a0 = vmladavaq_s8(a0, vldrbq_z_s8(x0, p), w);
+    a1 = vmladavaq_s8(a1, vldrbq_z_s8(x1, p), w);
+    a2 = vmladavaq_s8(a2, vldrbq_z_s8(x2, p), w);
+    a3 = vmladavaq_s8(a3, vldrbq_z_s8(x3, p), w);
+  }
+  int32x4_t v = vdupq_n_s32(a0);
+  v = vsetq_lane_s32(a1, v, 1);
+  v = vsetq_lane_s32(a2, v, 2);
+  return vsetq_lane_s32(a3, v, 3);
+}
+
+/* One output channel (4-bit row oc, decoded in registers: ec_mve_dot4_4x1) of a 1x1 convolution over `pixels`
+ * pixels from x (c values apart), four at a time, stored oc_n apart from out; the requantization read once. */
+__attribute__((noinline)) static void ec_mve_1x1_channel4(const ec_conv_params *p, uint32_t oc, const int8_t *x,
+                                                          uint32_t pixels, int8_t *out) {
+  const ec_requant *q = &p->q;
+  const uint32_t c = p->win.in_c, oc_n = p->win.out_c;
+  const uint8_t *r = p->w.data + (size_t)oc * p->w.row_stride;
+  const int8_t *t = p->w.table + (size_t)oc * p->w.table_stride;
+  const int32_t zp = q->output_zero_point, b = q->bias[oc];
+  const int32_t m = ec_requant_multiplier(q, oc * q->channel_stride), s = ec_requant_shift(q, oc * q->channel_stride);
+  const int32x4_t lo = vdupq_n_s32(q->act_min), hi = vdupq_n_s32(q->act_max);
+  const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), oc_n);
+  const uint8x16_t mask = vdupq_n_u8(15);
+  const size_t step = 4u * (size_t)c, out_step = 4u * (size_t)oc_n;
+  uint32_t pix = 0;
+  for (; pix + 4u <= pixels; pix += 4u, x += step, out += out_step) {
+    const int32x4_t acc = ec_mve_dot4_4x1(x, x + c, x + 2u * c, x + 3u * c, r, t, c, b, mask);
+    vstrbq_scatter_offset_s32(out, offs, ec_mve_requantize(acc, m, s, zp, lo, hi));
+  }
+  if (pix < pixels) {
+    const uint32_t count = pixels - pix;
+    const int8_t *x1 = count > 1 ? x + c : x, *x2 = count > 2 ? x1 + c : x1;
+    const int32x4_t acc = ec_mve_dot4_4x1(x, x1, x2, x2, r, t, c, b, mask);
+    vstrbq_scatter_offset_p_s32(out, offs, ec_mve_requantize(acc, m, s, zp, lo, hi), vctp32q(count));
+  }
+}
+
 /* 1x1, stride 1, no padding (CMSIS-NN arm_convolve_1x1_s8_fast: arm_nn_mat_mult_nt_t_s8): plain int8 rows (on
  * flash), in_c <= EC_MVE_1X1_WIDE: four pixels at a time interleaved on the stack, every output channel over them
  * (ec_mve_channels, pixels outer); else each output channel over the whole image, four pixels (in_c values apart)
- * at a time, a packed row decoded once into the scratch. 0 where a packed row does not fit it. */
+ * at a time: 4-bit rows decoded in registers (ec_mve_1x1_channel4), other packed rows decoded once into the
+ * scratch. 0 where such a row does not fit it. */
 #define EC_MVE_1X1_WIDE 256 /* four pixels interleaved: 1 KB of stack */
 static int ec_mve_conv_1x1(const ec_conv_params *p, const int8_t *input, int8_t *output) {
   const ec_window *w = &p->win;
@@ -1385,6 +1495,10 @@ static int ec_mve_conv_1x1(const ec_conv_params *p, const int8_t *input, int8_t 
       ec_mve_channels(&p->q, xi, (const int8_t *)p->w.data, p->w.row_stride, c, 0u, oc_n, oc_n, count,
                       output + (size_t)pix * oc_n);
     }
+    return 1;
+  }
+  if (p->w.table != NULL && p->w.bits == 4) {
+    for (uint32_t oc = 0; oc < oc_n; ++oc) ec_mve_1x1_channel4(p, oc, input, pixels, output + oc);
     return 1;
   }
   if (p->w.table != NULL && c > EC_ROW_SCRATCH) return 0;
@@ -2340,11 +2454,12 @@ static int32_t ec_conv_acc(const ec_conv_params *p, const int8_t *input, int oy,
  * and there is no left shift (SRDHM, the rounding shift, the zero point and the clamp all are), so only the
  * window's largest accumulator is requantized: TFLM's MaxPool of the requantized values, bit for bit.
  * DSP cores take the window's pixels four at a time, widened once into int16 pairs, so the loop widens only the
- * weights and every weight load serves four pixels; elsewhere (and for pixels longer than EC_POOL_WIDE values or
- * not one run) two pixels times two channels (ec_dot_2x2). 0 (the value-by-value path) for a channel with a
+ * weights and every weight load serves four pixels; the Cortex-M55 interleaves the four (ec_mve_put) for
+ * ec_mve_dot_4x1i; elsewhere (and for pixels longer than EC_POOL_WIDE values or not one run) two pixels times two
+ * channels (ec_dot_2x2). 0 (the value-by-value path) for a channel with a
  * left shift, rows that do not fit the scratch, or windows across the padding longer than EC_PATCH. */
 #define EC_POOL_BLOCK 64 /* channels a block holds: int32 maxima on the stack */
-#define EC_POOL_WIDE 64  /* values of a pixel the DSP path widens (4 pixels: 1 KB of stack) */
+#define EC_POOL_WIDE 64  /* values of a pixel the DSP path widens (4 pixels: 1 KB of stack; MVE: 320 bytes) */
 
 static inline int ec_rq_monotone(const ec_requant *q, uint32_t channel) {
   const uint32_t i = channel * q->channel_stride;
@@ -2416,7 +2531,7 @@ __attribute__((noinline)) static void ec_conv_pool_block(const ec_pool_px *x, co
   }
 }
 
-#if EC_DSP
+#if EC_DSP && !EC_MVE /* the Cortex-M55 takes ec_mve_pool_run4 */
 /* Pixel j (of 4) of a group, n int8 values (a multiple of 4), widened into xw: for every 4 values, eight words,
  * [x0 x2] [x1 x3] of pixel 0, then of pixels 1, 2, 3. */
 static void ec_pool_widen(const int8_t *x, uint32_t n, uint32_t j, uint32_t *xw) {
@@ -2451,6 +2566,20 @@ __attribute__((noinline)) static void ec_pool_run4(const uint32_t *xw, uint32_t 
     }
     const int32_t m = EC_MAX(EC_MAX(a0, a1), EC_MAX(a2, a3));
     *top = EC_MAX(*top, m);
+  }
+}
+#endif
+
+#if EC_MVE
+/* top[c] = max(top[c], the accumulators of n (1..4) pixels) on the Cortex-M55: the pixels' k values interleaved
+ * in xi (ec_mve_put's layout), each channel's row (`stride` apart from w) over the four slots by ec_mve_dot_4x1i,
+ * the maximum of the first n lanes and top[c] by one VMAXV (predicated: the slots past n hold nothing). */
+__attribute__((noinline)) static void ec_mve_pool_run4(const int8_t *xi, uint32_t k, uint32_t n, const int8_t *w,
+                                                       size_t stride, const int32_t *bias, uint32_t count,
+                                                       int32_t *top) {
+  const mve_pred16_t p = vctp32q(n);
+  for (uint32_t c = 0; c < count; ++c, w += stride) {
+    top[c] = vmaxvq_p_s32(top[c], ec_mve_dot_4x1i(xi, w, k, bias[c]), p);
   }
 }
 #endif
@@ -2496,7 +2625,9 @@ static int ec_conv_pool_fast(const ec_conv_params *p, const int8_t *input, int8_
   }
   int8_t patch[2][EC_PATCH];
   int32_t top[EC_POOL_BLOCK];
-#if EC_DSP
+#if EC_MVE
+  int8_t xi[4u * (EC_POOL_WIDE + 16u)]; /* four pixels interleaved (ec_mve_put) */
+#elif EC_DSP
   uint32_t xw[2 * EC_POOL_WIDE + 8]; /* four pixels widened (ec_pool_widen) */
 #endif
   for (uint32_t oc0 = 0; oc0 < oc_n; oc0 += block) {
@@ -2518,15 +2649,24 @@ static int ec_conv_pool_fast(const ec_conv_params *p, const int8_t *input, int8_
         for (uint32_t c = 0; c < count; ++c) top[c] = INT32_MIN;
         /* the window's conv pixels in row order: (oy, ox) the next one */
         int oy = x_start < x_end ? y_start : y_end, ox = x_start;
-#if EC_DSP
-        uint32_t j = 0; /* pixels widened into xw */
+#if EC_DSP || EC_MVE
+        uint32_t j = 0; /* pixels widened into xw (interleaved into xi) */
 #endif
         ec_pool_px held = {NULL, NULL, 0, 0, 0}; /* a pixel waiting for a second (the pair path) */
         while (oy < y_end) {
           ec_pool_px cur;
           ec_conv_pool_locate(p, input, oy, ox, patch[held.xa == patch[0]], &cur);
           if (++ox == x_end) ox = x_start, ++oy;
-#if EC_DSP
+#if EC_MVE
+          if (cur.segs == 1 && k <= EC_POOL_WIDE) {
+            ec_mve_put(xi + 16u * j, 0u, cur.xa, k);
+            if (++j == 4) {
+              ec_mve_pool_run4(xi, k, 4u, rows, stride, bias, count, top);
+              j = 0;
+            }
+            continue;
+          }
+#elif EC_DSP
           if (cur.segs == 1 && k <= EC_POOL_WIDE && k % 4u == 0 && stride == k) {
             ec_pool_widen(cur.xa, k, j, xw);
             if (++j == 4 || oy >= y_end) {
@@ -2548,6 +2688,9 @@ static int ec_conv_pool_fast(const ec_conv_params *p, const int8_t *input, int8_
           }
         }
         if (held.xa != NULL) ec_conv_pool_block(&held, rows, stride, bias, count, top);
+#if EC_MVE
+        if (j > 0) ec_mve_pool_run4(xi, k, j, rows, stride, bias, count, top); /* a group short of four */
+#endif
         ec_pool_requantize(&p->q, pool, oc0, count, top, y_start >= y_end || x_start >= x_end, out);
       }
     }
@@ -2631,43 +2774,109 @@ void ec_depthwise_conv(const ec_depthwise_params *p, const int8_t *input, int8_t
 /* ---- FULLY_CONNECTED (TFLM reference_integer_ops::FullyConnected / FullyConnectedPerChannel) ---- */
 
 #if EC_MVE
-/* acc + x . (a 4-bit row, n a multiple of 16): sixteen weights a step decoded in registers as ec_mve_decode4
- * does, straight into VMLADAVA; nothing goes through memory but the packed bytes and the table. */
-static inline int32_t ec_mve_dot_4bit(const int8_t *x, const uint8_t *p, const int8_t *table, uint32_t n,
-                                      int32_t acc) {
-  for (uint32_t i = 0; i < n; i += 16u, p += 8, x += 16) {
-    const uint16x8_t b = vldrbq_u16(p);
-    uint8x16_t idx = vdupq_n_u8(0);
-    idx = vmovnbq_u16(idx, vandq_u16(b, vdupq_n_u16(15)));
-    idx = vmovntq_u16(idx, vshrq_n_u16(b, 4));
-    acc = vmladavaq_s8(acc, vld1q_s8(x), vldrbq_gather_offset_s8(table, idx));
+/* ---- FULLY_CONNECTED on the Cortex-M55 (Helium) ---- */
+
+/* (acc0, acc1) += (x . row0, x . row1) over n weights of two 4-bit rows with tables t0, t1. Thirty-two weights
+ * a step: VLD20/VLD21 split 32 inputs into their even and odd lanes, and one VLDRB of 16 packed bytes per row
+ * gives the even weights' indices (low nibbles, VAND) and the odd ones' (high nibbles, VSHR), each looked up by
+ * one gather load (VLDRB with offsets) from the row's table and multiplied by VMLADAVA (CMSIS-NN's
+ * arm_nn_vec_mat_mult_t_s8 uses VMLADAVA on int8 rows; the gather decode is ours). Seventeen instructions per
+ * 64 MACs in a low-overhead loop (WLS/LE); in assembly so that the accumulators sit in even registers
+ * (constraint Te) and nothing spills. The last n % 32 weights sixteen at a time, predicated (lanes past n add
+ * nothing; the gathers of those lanes are predicated off, so no table is read past its entries). */
+__attribute__((always_inline)) static inline void ec_mve_fc4_rows(const int8_t *x, const uint8_t *r0,
+                                                                  const uint8_t *r1, const int8_t *t0,
+                                                                  const int8_t *t1, uint32_t n, uint8x16_t mask,
+                                                                  int32_t *acc0, int32_t *acc1) {
+  int32_t a0 = 0, a1 = 0;
+  uint32_t blocks = n / 32u;
+  __asm__ volatile(
+      "wls lr, %[blocks], 2f\n"
+      "1:\n\t"
+      "vld20.8 {q0, q1}, [%[x]]\n\t"
+      "vld21.8 {q0, q1}, [%[x]]!\n\t"
+      "vldrb.u8 q2, [%[r0]], #16\n\t"
+      "vand q3, q2, %q[mask]\n\t"
+      "vshr.u8 q2, q2, #4\n\t"
+      "vldrb.u8 q4, [%[t0], q3]\n\t"
+      "vmladava.s8 %[a0], q0, q4\n\t"
+      "vldrb.u8 q3, [%[t0], q2]\n\t"
+      "vmladava.s8 %[a0], q1, q3\n\t"
+      "vldrb.u8 q2, [%[r1]], #16\n\t"
+      "vand q3, q2, %q[mask]\n\t"
+      "vshr.u8 q2, q2, #4\n\t"
+      "vldrb.u8 q4, [%[t1], q3]\n\t"
+      "vmladava.s8 %[a1], q0, q4\n\t"
+      "vldrb.u8 q3, [%[t1], q2]\n\t"
+      "vmladava.s8 %[a1], q1, q3\n\t"
+      "le lr, 1b\n"
+      "2:\n\t"
+      : [a0] "+Te"(a0), [a1] "+Te"(a1), [x] "+r"(x), [r0] "+r"(r0), [r1] "+r"(r1)
+      : [t0] "r"(t0), [t1] "r"(t1), [blocks] "r"(blocks), [mask] "w"(mask)
+      : "q0", "q1", "q2", "q3", "q4", "lr", "memory");
+  for (uint32_t i = blocks * 32u; i < n; i += 16u, x += 16, r0 += 8, r1 += 8) {
+    const mve_pred16_t p = vctp8q(n - i);
+    const mve_pred16_t pb = vctp16q((n - i + 1u) / 2u);
+    const int8x16_t vx = vldrbq_z_s8(x, p);
+    const uint16x8_t b0 = vldrbq_z_u16(r0, pb), b1 = vldrbq_z_u16(r1, pb);
+    uint8x16_t i0 = vmovnbq_u16(vdupq_n_u8(0), vandq_u16(b0, vdupq_n_u16(15)));
+    uint8x16_t i1 = vmovnbq_u16(vdupq_n_u8(0), vandq_u16(b1, vdupq_n_u16(15)));
+    i0 = vmovntq_u16(i0, vshrq_n_u16(b0, 4));
+    i1 = vmovntq_u16(i1, vshrq_n_u16(b1, 4));
+    a0 = vmladavaq_s8(a0, vx, vldrbq_gather_offset_z_s8(t0, i0, p));
+    a1 = vmladavaq_s8(a1, vx, vldrbq_gather_offset_z_s8(t1, i1, p));
   }
-  return acc;
+  *acc0 = a0, *acc1 = a1;
 }
 
-/* FULLY_CONNECTED on Cortex-M55: plain int8 rows two at a time (ec_dot_1x2's VMLADAVA), 4-bit rows of a
- * multiple of 16 weights decoded in registers (ec_mve_dot_4bit). 0 when neither applies. */
+/* ec_requantize on the four channels oc..oc+3 (lanes from `count` on neither read nor stored): each lane's
+ * multiplier word and shift as ec_requant_multiplier / ec_requant_shift read them, then ec_mve_requantize's
+ * arithmetic with a shift per lane (VSHL left, VRSHL right of x - 1 where x < 0: CMSIS-NN's
+ * arm_requantize_mve_32x4) and one VSTRB of the four bytes. */
+__attribute__((always_inline)) static inline void ec_mve_requantize4(const ec_requant *q, uint32_t oc,
+                                                                     uint32_t count, int32x4_t acc, int8_t *out) {
+  const mve_pred16_t p = vctp32q(count);
+  const int32x4_t zero = vdupq_n_s32(0);
+  const int32x4_t word = q->channel_stride ? vldrwq_z_s32(q->multiplier + oc, p) : vdupq_n_s32(q->multiplier[0]);
+  int32x4_t shift = q->shift_stride ? vldrbq_z_s32(q->shift + oc, p) : vdupq_n_s32(q->shift[0]);
+  shift = vaddq_s32(shift, vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(word), 30)));
+  const int32x4_t multiplier = vorrq_s32(vandq_s32(word, vdupq_n_s32(0x3FFFFFFF)), vdupq_n_s32(0x40000000));
+  const int32x4_t right = vminq_s32(shift, zero);
+  int32x4_t v = vshlq_s32(vaddq_s32(acc, vldrwq_z_s32(q->bias + oc, p)), vmaxq_s32(shift, zero));
+  v = vqrdmulhq_s32(v, multiplier);
+  v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, right), 31)), right);
+  v = vaddq_n_s32(v, q->output_zero_point);
+  v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(q->act_min)), vdupq_n_s32(q->act_max));
+  vstrbq_p_s32(out + oc, v, p);
+}
+
+/* FULLY_CONNECTED on Cortex-M55: output channels four at a time, two rows per dot product (4-bit rows through
+ * ec_mve_fc4_rows, plain int8 rows through ec_dot_1x2's VMLADAVA), the four requantized together
+ * (ec_mve_requantize4). Rows past out_n repeat the last row; their results are not stored. 0 for other widths. */
 static int ec_mve_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *output) {
-  const uint32_t n = p->in_n;
-  const int packed4 = p->w.table != NULL && p->w.bits == 4 && n % 16u == 0;
+  const uint32_t n = p->in_n, out_n = p->out_n;
+  const int packed4 = p->w.table != NULL && p->w.bits == 4;
   if (p->w.table != NULL && !packed4) return 0;
+  const uint8x16_t mask = vdupq_n_u8(15);
+  const size_t rs = p->w.row_stride, ts = p->w.table_stride;
   for (uint32_t b = 0; b < p->batches; ++b) {
     const int8_t *x = input + (size_t)b * n;
-    int8_t *out = output + (size_t)b * p->out_n;
-    for (uint32_t oc = 0; oc < p->out_n; oc += 2) {
-      const int two = oc + 1 < p->out_n;
-      const uint8_t *r0 = p->w.data + (size_t)oc * p->w.row_stride;
-      const uint8_t *r1 = two ? r0 + p->w.row_stride : r0;
-      int32_t acc[2] = {p->q.bias[oc], two ? p->q.bias[oc + 1] : 0};
-      if (packed4) {
-        const int8_t *t0 = p->w.table + (size_t)oc * p->w.table_stride;
-        acc[0] = ec_mve_dot_4bit(x, r0, t0, n, acc[0]);
-        if (two) acc[1] = ec_mve_dot_4bit(x, r1, t0 + p->w.table_stride, n, acc[1]);
-      } else {
-        ec_dot_1x2(x, (const int8_t *)r0, (const int8_t *)r1, n, acc);
+    int8_t *out = output + (size_t)b * out_n;
+    for (uint32_t oc = 0; oc < out_n; oc += 4) {
+      const uint32_t count = out_n - oc < 4u ? out_n - oc : 4u;
+      int32_t acc[4];
+      for (uint32_t j = 0; j < 4u; j += 2u) {
+        const uint32_t c0 = oc + j < out_n ? oc + j : out_n - 1u;
+        const uint32_t c1 = c0 + 1u < out_n ? c0 + 1u : c0;
+        const uint8_t *r0 = p->w.data + c0 * rs, *r1 = p->w.data + c1 * rs;
+        if (packed4) {
+          ec_mve_fc4_rows(x, r0, r1, p->w.table + c0 * ts, p->w.table + c1 * ts, n, mask, acc + j, acc + j + 1);
+        } else {
+          acc[j] = acc[j + 1] = 0;
+          ec_dot_1x2(x, (const int8_t *)r0, (const int8_t *)r1, n, acc + j);
+        }
       }
-      out[oc] = ec_requantize(&p->q, acc[0], oc);
-      if (two) out[oc + 1] = ec_requantize(&p->q, acc[1], oc + 1);
+      ec_mve_requantize4(&p->q, oc, count, vldrwq_s32(acc), out);
     }
   }
   return 1;
@@ -2692,7 +2901,68 @@ void ec_fully_connected(const ec_fc_params *p, const int8_t *input, int8_t *outp
 
 /* ---- MAX_POOL_2D and AVERAGE_POOL_2D (TFLM reference_integer_ops::MaxPool / AveragePool) ---- */
 
+#if EC_MVE
+/* ec_pool on the Cortex-M55: each output pixel's window, sixteen channels a step (the last step predicated).
+ * MAX_POOL_2D: one VMAX of sixteen int8 lanes per window pixel. AVERAGE_POOL_2D: the sums in four int32x4
+ * (VLDRB.S32 widening), then TFLM's rounding division per channel. Same sums and order-free maxima as ec_pool. */
+static void ec_mve_pool(const ec_pool_params *p, const int8_t *input, int8_t *output, int average) {
+  const ec_window *w = &p->win;
+  const uint32_t c_n = w->in_c;
+  const int8_t lo8 = (int8_t)EC_MAX(p->act_min, -128), hi8 = (int8_t)EC_MIN(p->act_max, 127);
+  int8_t *out = output;
+  for (int oy = 0; oy < w->out_h; ++oy) {
+    const int y0 = oy * w->stride_h - w->pad_h;
+    const int y_start = EC_MAX(0, y0), y_end = EC_MIN((int)w->in_h, y0 + w->k_h);
+    for (int ox = 0; ox < w->out_w; ++ox, out += c_n) {
+      const int x0 = ox * w->stride_w - w->pad_w;
+      const int x_start = EC_MAX(0, x0), x_end = EC_MIN((int)w->in_w, x0 + w->k_w);
+      const int32_t count = EC_MAX(0, y_end - y_start) * EC_MAX(0, x_end - x_start);
+      for (uint32_t c = 0; c < c_n; c += 16u) {
+        const uint32_t n = c_n - c < 16u ? c_n - c : 16u;
+        const mve_pred16_t pc = vctp8q(n);
+        if (!average) {
+          int8x16_t m = vdupq_n_s8(-128);
+          for (int y = y_start; y < y_end; ++y) {
+            const int8_t *x = input + ((size_t)y * w->in_w + (size_t)x_start) * c_n + c;
+            for (int i = x_start; i < x_end; ++i, x += c_n) m = vmaxq_s8(m, vldrbq_z_s8(x, pc));
+          }
+          m = vminq_s8(vmaxq_s8(m, vdupq_n_s8(lo8)), vdupq_n_s8(hi8));
+          vstrbq_p_s8(out + c, m, pc);
+          continue;
+        }
+        const mve_pred16_t p0 = vctp32q(n), p1 = vctp32q(n > 4u ? n - 4u : 0u);
+        const mve_pred16_t p2 = vctp32q(n > 8u ? n - 8u : 0u), p3 = vctp32q(n > 12u ? n - 12u : 0u);
+        int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
+        for (int y = y_start; y < y_end; ++y) {
+          const int8_t *x = input + ((size_t)y * w->in_w + (size_t)x_start) * c_n + c;
+          for (int i = x_start; i < x_end; ++i, x += c_n) {
+            a0 = vaddq_s32(a0, vldrbq_z_s32(x, p0));
+            a1 = vaddq_s32(a1, vldrbq_z_s32(x + 4, p1));
+            a2 = vaddq_s32(a2, vldrbq_z_s32(x + 8, p2));
+            a3 = vaddq_s32(a3, vldrbq_z_s32(x + 12, p3));
+          }
+        }
+        int32_t sums[16];
+        vst1q_s32(sums, a0), vst1q_s32(sums + 4, a1), vst1q_s32(sums + 8, a2), vst1q_s32(sums + 12, a3);
+        for (uint32_t j = 0; j < n; ++j) {
+          int32_t acc = sums[j];
+          /* round half away from zero, as TFLM's AveragePool */
+          if (count > 0) acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+          acc = EC_MAX(acc, p->act_min);
+          acc = EC_MIN(acc, p->act_max);
+          out[c + j] = (int8_t)acc;
+        }
+      }
+    }
+  }
+}
+#endif
+
 static void ec_pool(const ec_pool_params *p, const int8_t *input, int8_t *output, int average) {
+#if EC_MVE
+  ec_mve_pool(p, input, output, average);
+  return;
+#endif
   const ec_window *w = &p->win;
   int8_t *out = output;
   for (int oy = 0; oy < w->out_h; ++oy) {

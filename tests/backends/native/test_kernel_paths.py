@@ -108,6 +108,71 @@ def test_helium_paths_are_bit_exact(nx, helium_models, values, tmp_path):
     nx.qemu_self_test(helium_models[values, True], "qemu_mps3_an547", tmp_path)
 
 
+def helium_fc_breaker(keras):
+    """Fully connected shapes that break the Cortex-M55's FC blocking (ec_mve_fully_connected): thirty-two inputs
+    a step, then sixteen at a time predicated, output channels four at a time in pairs. Two rows of inputs
+    (batches 2); in_n 75 (two steps, an odd tail of 11), 37 (one step and 5), 48 (one step and exactly 16), 18
+    (16 and 2: no step); out_n 37, 48, 18, 7 (groups of four short of 3, none, 2 and 1); relu6 clamps inside the
+    int8 range. The last two layers (in_n 7 and 5) stay plain int8 rows: packing them saves nothing."""
+    layers = keras.layers
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((2, 75), batch_size=1)
+    x = layers.Dense(37, activation="relu")(inputs)  # n 75, out 37
+    x = layers.Dense(48, activation="relu6")(x)  # n 37, out 48
+    x = layers.Dense(18)(x)  # n 48, out 18
+    x = layers.Dense(7, activation="relu")(x)  # n 18, out 7
+    x = layers.Dense(5)(x)  # n 7, out 5
+    return keras.Model(inputs, layers.Dense(3)(x))  # n 5, out 3
+
+
+@pytest.fixture(scope="module")
+def helium_fc_models(nx, keras):
+    data = np.random.default_rng(0).normal(size=(64, 2, 75)).astype(np.float32)
+    variants = ((16, True), (16, False), (0, True), (0, False))
+    return nx.clustered_variants(lambda: helium_fc_breaker(keras), data, variants=variants)
+
+
+@pytest.mark.parametrize(
+    "values,per_channel",
+    [(16, True), (16, False), (0, True), (0, False)],
+    ids=["4bit-channel", "4bit-tensor", "int8-channel", "int8-tensor"],
+)
+def test_helium_fully_connected_is_bit_exact(nx, helium_fc_models, values, per_channel, tmp_path):
+    tflite = helium_fc_models[values, per_channel]
+    lowered = nx.check_bit_exact(tflite, n=4, backend=NativeBackend(sanitize=True))
+    kinds = [type(step).__name__ for step in lowered.details.program.steps]
+    assert kinds.count("FullyConnectedStep") == 6, kinds
+    nx.qemu_self_test(tflite, "qemu_mps3_an547", tmp_path)
+
+
+def helium_pool_breaker(keras):
+    """Pooling shapes that break the Cortex-M55's sixteen channels a step (ec_mve_pool): 19 channels (a step and
+    3), max pooling with border windows (padding "same", odd sizes), average pooling with windows of 9, 6 and 4
+    pixels at the borders (TFLM divides by the pixels inside), a strided one and a whole-plane one (DS-CNN's)."""
+    layers = keras.layers
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((7, 9, 19), batch_size=1)
+    x = layers.MaxPooling2D(3, strides=1, padding="same")(inputs)  # 7x9, border windows
+    x = layers.AveragePooling2D(3, strides=1, padding="same")(x)  # 7x9, counts 4, 6, 9
+    x = layers.MaxPooling2D(2, strides=2, padding="same")(x)  # 4x5, the last row and column short
+    x = layers.AveragePooling2D((4, 5))(x)  # the whole plane
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, layers.Dense(3)(x))
+
+
+@pytest.fixture(scope="module")
+def helium_pool_model(nx, keras):
+    data = np.random.default_rng(0).normal(size=(64, 7, 9, 19)).astype(np.float32)
+    return nx.clustered_variants(lambda: helium_pool_breaker(keras), data, variants=((0, True),))[0, True]
+
+
+def test_helium_pooling_is_bit_exact(nx, helium_pool_model, tmp_path):
+    lowered = nx.check_bit_exact(helium_pool_model, n=4, backend=NativeBackend(sanitize=True))
+    kinds = [type(step).__name__ for step in lowered.details.program.steps]
+    assert kinds.count("PoolStep") == 4, kinds
+    nx.qemu_self_test(helium_pool_model, "qemu_mps3_an547", tmp_path)
+
+
 def im2col_breaker(keras):
     """Shapes that break the int16 im2col path's blocking (ec_conv_im2col): windows widened straight from the
     input with an odd count of four-value groups (k = 36), stride 2 with padding, relu6 (requantized without
@@ -153,7 +218,10 @@ def test_im2col_firmware_is_bit_exact(nx, im2col_models, board_id, values, tmp_p
 def pointwise_in_place(keras):
     """A 1x1 convolution in place (InPlaceConvStep, forwards: 40 -> 36 channels over 90 pixels) whose 4-bit rows
     pay for their tables: on DSP cores each row pair is decoded once as int16 pairs for the window's block and
-    the pixels after it (ec_conv_1x1_ahead), 90 = (8 + 24) * 2 + 26 pixels, the last pass short."""
+    the pixels after it (ec_conv_1x1_ahead), 90 = (8 + 24) * 2 + 26 pixels, the last pass short; on the
+    Cortex-M55 the rows are decoded in registers (40 = 32 + a predicated tail of 8) and the scratch holds only the
+    outputs of the pixels ahead, four pixels at a time (the block of 8 whole, the pixels ahead and the last pass
+    short of a four)."""
     layers = keras.layers
     keras.utils.set_random_seed(0)
     inputs = keras.Input((10, 9, 1), batch_size=1)
@@ -185,6 +253,6 @@ def test_pointwise_host_build_matches_tflm(nx, pointwise_models):
     nx.check_bit_exact(pointwise_models[16], n=6, backend=NativeBackend(sanitize=True))
 
 
-@pytest.mark.parametrize("board_id", ["qemu_mps2_an386", "qemu_lm3s6965evb"])
+@pytest.mark.parametrize("board_id", ["qemu_mps2_an386", "qemu_mps3_an547", "qemu_lm3s6965evb"])
 def test_pointwise_firmware_is_bit_exact(nx, pointwise_models, board_id, tmp_path):
     nx.qemu_self_test(pointwise_models[16], board_id, tmp_path)

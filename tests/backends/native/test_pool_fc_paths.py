@@ -1,6 +1,7 @@
 """The fused conv + max-pool kernel paths and the fully connected paths bit-exact on the cores that take them: the
-DSP paths (SMLAD) on the Cortex-M4F, plain C on the Cortex-M3 and M0, and the host build (ASan and UBSan)
-against the tflite_micro interpreter.
+DSP paths (SMLAD) on the Cortex-M4F, the MVE paths on the Cortex-M55 (four conv pixels interleaved, VMAXV over
+their accumulators; 4-bit FC rows decoded in registers), plain C on the Cortex-M3 and M0, and the host build (ASan
+and UBSan) against the tflite_micro interpreter.
 
 One small model whose shapes break their blocking: pool windows cut by the conv's edge (an odd width, padding
 "same" on the pool, windows of 4, 6 and 9 conv pixels: groups of four short of one), conv windows across the
@@ -74,6 +75,8 @@ def test_host_build_matches_tflm(nx, models, values, per_channel):
         ("qemu_mps2_an386", 16, True),
         ("qemu_mps2_an386", 4, True),
         ("qemu_mps2_an386", 0, True),
+        ("qemu_mps3_an547", 16, True),  # Cortex-M55: MVE
+        ("qemu_mps3_an547", 0, True),
         ("qemu_lm3s6965evb", 16, True),  # Cortex-M3: plain C
         ("qemu_microbit", 0, True),  # Cortex-M0: plain C, 16 KiB of RAM
     ],
@@ -152,7 +155,13 @@ def test_fc_groups_host_build_matches_tflm(nx, fc_models, per_channel):
 
 @pytest.mark.parametrize(
     "board_id,per_channel",
-    [("qemu_mps2_an386", True), ("qemu_mps2_an386", False), ("qemu_lm3s6965evb", True)],
+    [
+        ("qemu_mps2_an386", True),
+        ("qemu_mps2_an386", False),
+        ("qemu_mps3_an547", True),
+        ("qemu_mps3_an547", False),
+        ("qemu_lm3s6965evb", True),
+    ],
 )
 def test_fc_groups_firmware_is_bit_exact(nx, fc_models, board_id, per_channel, tmp_path):
     lines = nx.qemu_self_test(fc_models[16, per_channel], board_id, tmp_path)
