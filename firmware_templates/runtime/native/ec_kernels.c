@@ -1318,6 +1318,8 @@ static void ec_mve_window(const ec_conv_params *p, const int8_t *input, int in_y
 __attribute__((noinline)) static void ec_mve_channels(const ec_requant *q, const int8_t *xi, const int8_t *f,
                                                       size_t stride, uint32_t k, uint32_t oc0, uint32_t oc_end,
                                                       uint32_t oc_n, uint32_t count, int8_t *out) {
+  const ec_requant rq = *q; /* a copy the int8 stores cannot alias: its pointers stay in registers */
+  q = &rq;
   const uint32_t cs = q->channel_stride;
   const int32_t zp = q->output_zero_point;
   const int32x4_t lo = vdupq_n_s32(q->act_min), hi = vdupq_n_s32(q->act_max);
@@ -2830,15 +2832,22 @@ __attribute__((always_inline)) static inline void ec_mve_fc4_rows(const int8_t *
 }
 
 /* ec_requantize on the four channels oc..oc+3 (lanes from `count` on neither read nor stored): each lane's
- * multiplier word and shift as ec_requant_multiplier / ec_requant_shift read them, then ec_mve_requantize's
- * arithmetic with a shift per lane (VSHL left, VRSHL right of x - 1 where x < 0: CMSIS-NN's
- * arm_requantize_mve_32x4) and one VSTRB of the four bytes. */
+ * multiplier word and shift as ec_requant_multiplier / ec_requant_shift read them (through q->entry where the
+ * channels share words), then ec_mve_requantize's arithmetic with a shift per lane (VSHL left, VRSHL right of
+ * x - 1 where x < 0: CMSIS-NN's arm_requantize_mve_32x4) and one VSTRB of the four bytes. */
 __attribute__((always_inline)) static inline void ec_mve_requantize4(const ec_requant *q, uint32_t oc,
                                                                      uint32_t count, int32x4_t acc, int8_t *out) {
   const mve_pred16_t p = vctp32q(count);
   const int32x4_t zero = vdupq_n_s32(0);
-  const int32x4_t word = q->channel_stride ? vldrwq_z_s32(q->multiplier + oc, p) : vdupq_n_s32(q->multiplier[0]);
-  int32x4_t shift = q->shift_stride ? vldrbq_z_s32(q->shift + oc, p) : vdupq_n_s32(q->shift[0]);
+  int32x4_t word, shift;
+  if (q->entry != NULL) { /* channels that share words: each lane's by its entry */
+    const uint32x4_t e = vldrbq_z_u32(q->entry + oc, p);
+    word = vldrwq_gather_shifted_offset_z_s32(q->multiplier, e, p);
+    shift = q->shift_stride ? vldrbq_gather_offset_z_s32(q->shift, e, p) : vdupq_n_s32(q->shift[0]);
+  } else {
+    word = q->channel_stride ? vldrwq_z_s32(q->multiplier + oc, p) : vdupq_n_s32(q->multiplier[0]);
+    shift = q->shift_stride ? vldrbq_z_s32(q->shift + oc, p) : vdupq_n_s32(q->shift[0]);
+  }
   shift = vaddq_s32(shift, vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(word), 30)));
   const int32x4_t multiplier = vorrq_s32(vandq_s32(word, vdupq_n_s32(0x3FFFFFFF)), vdupq_n_s32(0x40000000));
   const int32x4_t right = vminq_s32(shift, zero);

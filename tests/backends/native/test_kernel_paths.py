@@ -142,6 +142,8 @@ def test_helium_fully_connected_is_bit_exact(nx, helium_fc_models, values, per_c
     lowered = nx.check_bit_exact(tflite, n=4, backend=NativeBackend(sanitize=True))
     kinds = [type(step).__name__ for step in lowered.details.program.steps]
     assert kinds.count("FullyConnectedStep") == 6, kinds
+    if values and per_channel:  # clustered: rows share scales, so the lanes gather their multipliers by entry
+        assert any(step.requant.entries is not None for step in lowered.details.program.steps)
     nx.qemu_self_test(tflite, "qemu_mps3_an547", tmp_path)
 
 
