@@ -21,13 +21,7 @@ void ec_depthwise_conv_inplace(const ec_depthwise_params *p, const int8_t *input
     for (uint32_t i = 0; i < in_pixels; ++i) window[i] = src[(size_t)i * channels];
     one.w.data = p->w.data + (size_t)c * p->w.row_stride;
     one.w.table = p->w.table == NULL ? NULL : p->w.table + (size_t)c * p->w.table_stride;
-    one.q.bias = p->q.bias + c;
-    if (p->q.entry != NULL) {
-      one.q.entry = p->q.entry + c; /* channels that share words: the words stay, the entry moves */
-    } else {
-      one.q.multiplier = p->q.multiplier + (size_t)c * p->q.channel_stride;
-      one.q.shift = p->q.shift + (size_t)c * p->q.shift_stride;
-    }
+    one.q = ec_requant_channel(&p->q, c);
     ec_depthwise_conv(&one, window, plane_out);
     int8_t *dst = output + c;
     for (uint32_t i = 0; i < out_pixels; ++i) dst[(size_t)i * channels] = plane_out[i];

@@ -58,6 +58,19 @@ static inline int32_t ec_requant_shift(const ec_requant *q, uint32_t i) {
   const uint32_t e = ec_requant_entry(q, i);
   return q->shift[e * q->shift_stride] + (int32_t)((uint32_t)q->multiplier[e] >> 30);
 }
+/* Channel c of q alone, as a one-channel kernel call reads it (its entry 0): the bias, and the multiplier and
+ * shift by their entry where channels share them, else their own. */
+static inline ec_requant ec_requant_channel(const ec_requant *q, uint32_t c) {
+  ec_requant one = *q;
+  one.bias = q->bias + c;
+  if (q->entry != NULL) {
+    one.entry = q->entry + c; /* the shared words stay where they are */
+  } else {
+    one.multiplier = q->multiplier + (size_t)c * q->channel_stride;
+    one.shift = q->shift + (size_t)c * q->shift_stride;
+  }
+  return one;
+}
 
 /* A 2-D window over an NHWC tensor (batch 1): stride, dilation and top/left padding. */
 typedef struct {

@@ -116,13 +116,14 @@ class Requant:
         words, shifts = self._channel_words(), self._channel_shifts()
         if not self.per_channel:
             return words, shifts, None
-        per_channel_shift = self.shift_stride == 1
-        pairs = np.stack([words.astype(np.int64), shifts.astype(np.int64) if per_channel_shift else 0 * words], 1)
+        shift_each = self.shift_stride == 1  # a shift byte per channel, else one for all (packed in the words)
+        channel_shifts = shifts if shift_each else np.zeros(words.size, np.int8)
+        pairs = np.stack([words.astype(np.int64), channel_shifts.astype(np.int64)], 1)
         distinct, entry = np.unique(pairs, axis=0, return_inverse=True)
-        shared_bytes = len(distinct) * (4 + per_channel_shift) + words.size
-        if len(distinct) > 256 or shared_bytes >= words.nbytes + (shifts.nbytes if per_channel_shift else 0):
+        pair_bytes = 5 if shift_each else 4
+        if len(distinct) > 256 or len(distinct) * pair_bytes + words.size >= words.size * pair_bytes:
             return words, shifts, None
-        shared_shifts = distinct[:, 1].astype(np.int8) if per_channel_shift else shifts
+        shared_shifts = distinct[:, 1].astype(np.int8) if shift_each else shifts
         return distinct[:, 0].astype(np.int32), shared_shifts, entry.reshape(-1).astype(np.uint8)
 
     @property
